@@ -1,0 +1,260 @@
+//! The edge: runs the gateway component (a Spin HTTP component) in-process
+//! under wasmtime-wasi-http, on the public port.
+//!
+//! The component's outbound request to the core never leaves the process:
+//! the `send_request` hook hands it to the core's router directly. Any other
+//! outbound host is refused, as Spin refuses hosts missing from
+//! `allowed_outbound_hosts`. The host also provides what Spin provides and
+//! wasmtime does not: `fermyon:spin/variables@2.0.0`.
+
+mod spin_variables {
+    wasmtime::component::bindgen!({
+        inline: "
+            package fermyon:spin@2.0.0;
+            interface variables {
+                variant error {
+                    invalid-name(string),
+                    undefined(string),
+                    provider(string),
+                    other(string),
+                }
+                get: func(name: string) -> result<string, error>;
+            }
+            world variables-host {
+                import variables;
+            }
+        ",
+    });
+}
+
+use crate::wasm_cache;
+use anyhow::Context;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::server::conn::http1;
+use spin_variables::fermyon::spin::variables;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Authority the gateway uses for the core in embedded mode.
+pub const CORE_AUTHORITY: &str = "nixo-core.internal";
+/// Largest body relayed between the gateway and the core, either way.
+pub const RELAY_BODY_LEN_MAX_BYTES: usize = 1 << 20;
+
+/// Per-request state of a gateway instance.
+struct EdgeState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    dispatch: CoreDispatch,
+    variables: Arc<BTreeMap<String, String>>,
+}
+
+impl WasiView for EdgeState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for EdgeState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.dispatch,
+        }
+    }
+}
+
+impl variables::Host for EdgeState {
+    fn get(&mut self, name: String) -> Result<String, variables::Error> {
+        self.variables
+            .get(&name)
+            .cloned()
+            .ok_or(variables::Error::Undefined(format!("no variable named {name}")))
+    }
+}
+
+/// Sends the gateway's outbound requests for the core to the core's router.
+#[derive(Clone)]
+struct CoreDispatch {
+    core: Router,
+}
+
+type Pending<T> = Box<dyn Future<Output = T> + Send>;
+
+impl WasiHttpHooks for CoreDispatch {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Pending<Result<(), wasmtime_wasi_http::Error>>,
+    ) -> Pending<
+        Result<(http::Response<WasiBody>, Pending<Result<(), wasmtime_wasi_http::Error>>), wasmtime_wasi_http::Error>,
+    > {
+        let core = self.core.clone();
+        Box::new(async move {
+            if request.uri().authority().map(|a| a.as_str()) != Some(CORE_AUTHORITY) {
+                tracing::warn!(uri = %request.uri(), "gateway tried an outbound host that is not allowed");
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            let (parts, body) = request.into_parts();
+            let body = Limited::new(body, RELAY_BODY_LEN_MAX_BYTES)
+                .collect()
+                .await
+                .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None))?
+                .to_bytes();
+            let request = http::Request::from_parts(parts, axum::body::Body::from(body));
+            let response = match core.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, RELAY_BODY_LEN_MAX_BYTES)
+                .await
+                .map_err(|_| wasmtime_wasi_http::Error::HttpResponseBodySize(None))?;
+            let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
+            let done: Pending<Result<(), wasmtime_wasi_http::Error>> = Box::new(async { Ok(()) });
+            Ok((http::Response::from_parts(parts, body), done))
+        })
+    }
+}
+
+/// The gateway component, compiled and pre-linked, ready to serve.
+#[derive(Clone)]
+pub struct Gateway {
+    pre: ProxyPre<EdgeState>,
+    core: Router,
+    variables: Arc<BTreeMap<String, String>>,
+}
+
+impl Gateway {
+    /// Compiles (or loads from `cache_dir`) the component and links it with
+    /// WASI, WASI HTTP and Spin variables.
+    pub fn new(
+        component_bytes: &[u8],
+        cache_dir: &Path,
+        core: Router,
+        signing_secret: &str,
+    ) -> anyhow::Result<Gateway> {
+        let engine = Engine::new(&Config::new())?;
+        let component = wasm_cache::load_component(&engine, component_bytes, cache_dir)
+            .context("compiling the gateway component")?;
+        let mut linker = Linker::<EdgeState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        variables::add_to_linker::<EdgeState, HasSelf<EdgeState>>(&mut linker, |s| s)?;
+        let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
+        let mut variables = BTreeMap::new();
+        variables.insert("core_url".to_string(), format!("http://{CORE_AUTHORITY}"));
+        variables.insert("gateway_signing_secret".to_string(), signing_secret.to_string());
+        Ok(Gateway {
+            pre,
+            core,
+            variables: Arc::new(variables),
+        })
+    }
+
+    /// Serves one client request through a fresh gateway instance.
+    pub async fn handle(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
+        let mut store = Store::new(
+            self.pre.engine(),
+            EdgeState {
+                wasi: WasiCtx::builder().inherit_stderr().build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                dispatch: CoreDispatch {
+                    core: self.core.clone(),
+                },
+                variables: self.variables.clone(),
+            },
+        );
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = self.pre.clone();
+        let task = tokio::task::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => anyhow::bail!("gateway answered with error code {code:?}"),
+            Err(_) => match task.await {
+                Ok(Ok(())) => anyhow::bail!("gateway returned without a response"),
+                Ok(Err(err)) => Err(anyhow::Error::from(err).context("gateway component failed")),
+                Err(join) => Err(anyhow::Error::from(join).context("gateway task failed")),
+            },
+        }
+    }
+}
+
+fn internal_error_response() -> hyper::Response<HyperOutgoingBody> {
+    let body = Bytes::from_static(br#"{"error":{"code":"internal_error","message":"An internal error occurred at the edge; retry with backoff"}}"#);
+    let mut response = hyper::Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Accepts HTTP/1.1 connections on `listener` until `shutdown` resolves.
+pub async fn serve(
+    gateway: Gateway,
+    listener: TcpListener,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let gateway = gateway.clone();
+        let mut conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move {
+                    let response = match gateway.handle(request).await {
+                        Ok(response) => response,
+                        Err(err) => {
+                            tracing::error!(error = %format!("{err:#}"), "edge failure");
+                            internal_error_response()
+                        }
+                    };
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let connection = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                }
+                _ = conn_shutdown.changed() => connection.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}

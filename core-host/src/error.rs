@@ -1,0 +1,92 @@
+//! The API's one error type and its mapping to HTTP, in one place.
+//!
+//! Body: `{"error":{"code":…,"message":…,"field":…}}` (the Nixo error table).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable machine code: `invalid_request`, `invalid_api_key`, …
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+    /// The offending parameter, when there is one.
+    pub field: Option<Cow<'static, str>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<Cow<'static, str>>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 400 `invalid_request` naming the field.
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message).with_field(field)
+    }
+
+    pub fn missing(field: &'static str) -> Self {
+        Self::invalid(field, format!("Missing required parameter: {field}"))
+    }
+
+    pub fn invalid_api_key(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_api_key", message)
+    }
+
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "resource_not_found", message)
+    }
+
+    /// 402: the parameters were valid but the money could not move.
+    pub fn insufficient_funds(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", message).with_field(field)
+    }
+
+    /// 500 with a generic message; the cause goes to the log, not the client.
+    pub fn internal(cause: &anyhow::Error) -> Self {
+        tracing::error!(error = %format!("{cause:#}"), "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "An internal error occurred; retry with backoff",
+        )
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(field) = &self.field {
+            error["field"] = json!(field);
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::internal(&err)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        ApiError::internal(&anyhow::Error::new(err))
+    }
+}

@@ -1,0 +1,216 @@
+//! `nixo serve`: wires the data directory, ledger, rules, core API and edge
+//! together, and bootstraps a fresh installation.
+
+use crate::api::{self, AppState};
+use crate::auth::{self, KeyHasher};
+use crate::db::Db;
+use crate::edge::{self, Gateway};
+use crate::ledger::{self, AccountKind, Environment, Leg, Movement, TxStatus};
+use crate::money::Currency;
+use crate::rules::{RuleHost, RuleLimits};
+use crate::{accounts, artefacts};
+use anyhow::Context;
+use rand::Rng;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Sandbox wallets created on first start, as the API documents use them.
+pub const SANDBOX_WALLETS: [i64; 2] = [101, 102];
+/// Sandbox funds credited to each of those wallets, in KES minor units.
+pub const SANDBOX_FUNDS_MINOR: i64 = 100_000_00;
+/// Environment variable that overrides the gateway signing secret (to share
+/// it with a gateway deployed on Spin).
+pub const ENV_GATEWAY_SECRET: &str = "NIXO_GATEWAY_SIGNING_SECRET";
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    /// Public address of the gateway.
+    pub listen: SocketAddr,
+    /// Optional address exposing the core directly (for a gateway on Spin).
+    pub core_listen: Option<SocketAddr>,
+    pub rule_limits: RuleLimits,
+}
+
+/// Secrets kept in `<data>/secrets.json` (mode 0600), created on first start.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Secrets {
+    api_key_pepper: String,
+    gateway_signing_secret: String,
+}
+
+fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
+    }
+    let mut rng = rand::rng();
+    let secrets = Secrets {
+        api_key_pepper: hex::encode(rng.random::<[u8; 32]>()),
+        gateway_signing_secret: hex::encode(rng.random::<[u8; 32]>()),
+    };
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(&serde_json::json!({
+        "api_key_pepper": secrets.api_key_pepper,
+        "gateway_signing_secret": secrets.gateway_signing_secret,
+    }))?)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&partial, path)?;
+    Ok(secrets)
+}
+
+/// What a first start created.
+pub struct Bootstrap {
+    pub account_id: String,
+    pub sandbox_key: String,
+}
+
+/// Creates the sandbox account, its funded KES wallets 101 and 102 and a key.
+async fn bootstrap(db: &Db, hasher: &KeyHasher) -> anyhow::Result<Bootstrap> {
+    let kes = Currency::from_code("KES").expect("KES is ISO 4217");
+    let env = Environment::Sandbox;
+    let account_id = accounts::create(db, env, "Sandbox account", 1).await?;
+    let funding = ledger::create_account(db, None, None, env, AccountKind::Funding, kes, 0).await?;
+    for wallet in SANDBOX_WALLETS {
+        ledger::create_account(db, Some(wallet), Some(&account_id), env, AccountKind::Wallet, kes, ledger::FLAG_NO_OVERDRAFT)
+            .await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        ledger::record(
+            db,
+            &Movement {
+                environment: env,
+                account_id: &account_id,
+                kind: "funding",
+                status: TxStatus::Settled,
+                amount_minor: SANDBOX_FUNDS_MINOR,
+                currency: kes,
+                from_wallet: None,
+                to_wallet: Some(wallet),
+                risk_score_bp: None,
+                rules_applied: &[],
+                metadata_json: r#"{"note":"sandbox funds"}"#,
+                error_code: None,
+                legs: &[Leg {
+                    debit: funding,
+                    credit: wallet,
+                    amount_minor: SANDBOX_FUNDS_MINOR,
+                    pending: false,
+                }],
+                now_ms,
+            },
+        )
+        .await?;
+    }
+    let key = auth::create_key(db, hasher, &account_id, env).await?;
+    Ok(Bootstrap {
+        account_id,
+        sandbox_key: key.key,
+    })
+}
+
+/// Writes the bundled plugins into a new plugins directory.
+fn install_bundled_plugins(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("fraud-check.wasm"), artefacts::FRAUD_CHECK_WASM)?;
+    Ok(())
+}
+
+/// A running server.
+pub struct Running {
+    /// Where the gateway listens.
+    pub addr: SocketAddr,
+    /// Where the core listens, if exposed.
+    pub core_addr: Option<SocketAddr>,
+    /// Set on first start only: the sandbox key, shown once.
+    pub bootstrap: Option<Bootstrap>,
+    pub fraud_rules: Vec<String>,
+    db: Db,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, closes the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.await??;
+        }
+        self.db.close().await;
+        Ok(())
+    }
+}
+
+pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let secrets = load_or_create_secrets(&config.data_dir.join("secrets.json"))?;
+    let pepper: [u8; 32] = hex::decode(&secrets.api_key_pepper)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("secrets.json: api_key_pepper must be 64 hex digits")?;
+    let gateway_secret = std::env::var(ENV_GATEWAY_SECRET).unwrap_or(secrets.gateway_signing_secret);
+    anyhow::ensure!(
+        gateway_secret.len() >= nixo_gateway::signing::SECRET_LEN_MIN_BYTES,
+        "the gateway signing secret must be at least {} bytes",
+        nixo_gateway::signing::SECRET_LEN_MIN_BYTES
+    );
+    let hasher = KeyHasher::new(pepper);
+
+    let db = Db::open_sqlite(&config.data_dir.join("nixo.db")).await?;
+    let bootstrap = if accounts::any(&db).await? { None } else { Some(bootstrap(&db, &hasher).await?) };
+
+    let cache_dir = config.data_dir.join("cache");
+    let plugins_dir = config.data_dir.join("plugins");
+    install_bundled_plugins(&plugins_dir)?;
+    let rules = Arc::new(RuleHost::new(config.rule_limits, cache_dir.clone())?);
+    let fraud_rules = rules.load_fraud_dir(&plugins_dir)?;
+
+    let state = AppState {
+        db: db.clone(),
+        hasher,
+        rules,
+        gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
+    };
+    let core = api::router(state);
+    let gateway = Gateway::new(artefacts::GATEWAY_WASM, &cache_dir, core.clone(), &gateway_secret)?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let mut tasks = vec![tokio::spawn(edge::serve(gateway, listener, shutdown_rx.clone()))];
+    let mut core_addr = None;
+    if let Some(core_listen) = config.core_listen {
+        let listener = TcpListener::bind(core_listen).await.with_context(|| format!("binding {core_listen}"))?;
+        core_addr = Some(listener.local_addr()?);
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, core)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.changed().await;
+                })
+                .await?;
+            Ok(())
+        }));
+    }
+    Ok(Running {
+        addr,
+        core_addr,
+        bootstrap,
+        fraud_rules,
+        db,
+        shutdown,
+        tasks,
+    })
+}

@@ -1,0 +1,49 @@
+//! Compiled-component cache on disk, keyed by artefact hash and engine.
+//!
+//! Compiling a component with Cranelift takes tens to thousands of
+//! milliseconds; loading a serialized one takes a fraction of one. The cache
+//! file name carries the sha256 of the artefact and a hash of everything in
+//! the engine that affects compiled code, so a stale entry is never used.
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Hex sha256 of an artefact.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn cache_path(engine: &Engine, cache_dir: &Path, sha256: &str) -> PathBuf {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    cache_dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
+}
+
+/// Compiles `bytes`, or loads the compiled form from `cache_dir`.
+pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> anyhow::Result<Component> {
+    let path = cache_path(engine, cache_dir, &sha256_hex(bytes));
+    if path.exists() {
+        // SAFETY: the file was written below by `Component::serialize` for an
+        // engine with the same compatibility hash, into the data directory
+        // this process owns, and renamed into place only once complete.
+        // Wasmtime also checks the artefact's header against the engine.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        match loaded {
+            Ok(component) => return Ok(component),
+            Err(err) => tracing::warn!(path = %path.display(), error = %err, "ignoring unusable compile cache entry"),
+        }
+    }
+    let component = Component::new(engine, bytes)?;
+    let compiled = component.serialize()?;
+    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
+    let partial = path.with_extension(format!("partial{}", std::process::id()));
+    std::fs::write(&partial, compiled).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(component)
+}

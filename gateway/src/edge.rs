@@ -1,0 +1,156 @@
+//! Edge decisions that need no I/O: routing, credential format, error bodies.
+
+/// Largest request body the gateway forwards.
+pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
+/// Shortest and longest random part of an API key after its prefix.
+pub const KEY_SECRET_LEN_MIN: usize = 16;
+pub const KEY_SECRET_LEN_MAX: usize = 128;
+
+/// The environment an API key belongs to, read from its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEnvironment {
+    Sandbox,
+    Live,
+}
+
+/// An error the edge answers itself, in the Nixo error shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: &'static str,
+    pub field: Option<&'static str>,
+}
+
+impl EdgeError {
+    const fn new(status: u16, code: &'static str, message: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            field: None,
+        }
+    }
+
+    /// `{"error":{"code":…,"message":…,"field":…}}`
+    pub fn body(&self) -> String {
+        let field = match self.field {
+            Some(f) => format!(",\"field\":\"{f}\""),
+            None => String::new(),
+        };
+        // Codes, messages and fields are static ASCII without quotes.
+        format!(
+            "{{\"error\":{{\"code\":\"{}\",\"message\":\"{}\"{field}}}}}",
+            self.code, self.message
+        )
+    }
+}
+
+pub const ERR_NOT_FOUND: EdgeError = EdgeError::new(404, "resource_not_found", "Unrecognized request URL");
+pub const ERR_NO_KEY: EdgeError = EdgeError::new(
+    401,
+    "invalid_api_key",
+    "No API key provided: send Authorization: Bearer sk_sandbox_...",
+);
+pub const ERR_BAD_KEY: EdgeError = EdgeError::new(401, "invalid_api_key", "Invalid API key format");
+pub const ERR_BODY_TOO_LARGE: EdgeError = EdgeError {
+    status: 413,
+    code: "invalid_request",
+    message: "Request body is larger than 65536 bytes",
+    field: Some("body"),
+};
+pub const ERR_CORE_UNAVAILABLE: EdgeError =
+    EdgeError::new(502, "internal_error", "The payments core is unavailable; retry with backoff");
+pub const ERR_MISCONFIGURED: EdgeError =
+    EdgeError::new(500, "internal_error", "The gateway is misconfigured");
+
+/// Only the versioned API is served.
+pub fn route(path: &str) -> Result<(), EdgeError> {
+    if path.starts_with("/v1/") {
+        Ok(())
+    } else {
+        Err(ERR_NOT_FOUND)
+    }
+}
+
+/// Checks the shape of `Authorization: Bearer sk_{sandbox|live}_…`. Whether
+/// the key exists is decided by the core from its keyed hash.
+pub fn check_key_format(authorization: Option<&str>) -> Result<KeyEnvironment, EdgeError> {
+    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(ERR_NO_KEY)?;
+    let (scheme, key) = value.split_once(' ').ok_or(ERR_BAD_KEY)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ERR_BAD_KEY);
+    }
+    let key = key.trim();
+    let (environment, secret) = if let Some(s) = key.strip_prefix("sk_sandbox_") {
+        (KeyEnvironment::Sandbox, s)
+    } else if let Some(s) = key.strip_prefix("sk_live_") {
+        (KeyEnvironment::Live, s)
+    } else {
+        return Err(ERR_BAD_KEY);
+    };
+    let len_ok = (KEY_SECRET_LEN_MIN..=KEY_SECRET_LEN_MAX).contains(&secret.len());
+    if !len_ok || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ERR_BAD_KEY);
+    }
+    Ok(environment)
+}
+
+/// A request id: `req_` and 24 lower-case hex digits from 12 random bytes.
+pub fn request_id(random: [u8; 12]) -> String {
+    format!("req_{}", hex::encode(random))
+}
+
+/// Joins the core's base URL and the client's path with query.
+pub fn forward_url(core_url: &str, path_and_query: &str) -> String {
+    format!("{}{}", core_url.trim_end_matches('/'), path_and_query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_v1_routes_pass() {
+        assert_eq!(route("/v1/payments/transfer"), Ok(()));
+        assert_eq!(route("/"), Err(ERR_NOT_FOUND));
+        assert_eq!(route("/v2/x"), Err(ERR_NOT_FOUND));
+        assert_eq!(route("/v1"), Err(ERR_NOT_FOUND));
+    }
+
+    #[test]
+    fn key_formats() {
+        let good = "Bearer sk_sandbox_0123456789abcdefABCD";
+        assert_eq!(check_key_format(Some(good)), Ok(KeyEnvironment::Sandbox));
+        assert_eq!(
+            check_key_format(Some("bearer sk_live_0123456789abcdef")),
+            Ok(KeyEnvironment::Live)
+        );
+        assert_eq!(check_key_format(None), Err(ERR_NO_KEY));
+        assert_eq!(check_key_format(Some("  ")), Err(ERR_NO_KEY));
+        for bad in [
+            "sk_sandbox_0123456789abcdef",
+            "Basic sk_sandbox_0123456789abcdef",
+            "Bearer pk_sandbox_0123456789abcdef",
+            "Bearer sk_sandbox_123",
+            "Bearer sk_sandbox_0123456789abcdef!",
+            "Bearer sk_test_0123456789abcdef",
+        ] {
+            assert_eq!(check_key_format(Some(bad)), Err(ERR_BAD_KEY), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_body_is_the_nixo_shape() {
+        assert_eq!(
+            ERR_BODY_TOO_LARGE.body(),
+            r#"{"error":{"code":"invalid_request","message":"Request body is larger than 65536 bytes","field":"body"}}"#
+        );
+        assert!(ERR_NO_KEY.body().starts_with(r#"{"error":{"code":"invalid_api_key""#));
+    }
+
+    #[test]
+    fn urls_join_without_double_slash() {
+        assert_eq!(forward_url("http://core/", "/v1/x?a=1"), "http://core/v1/x?a=1");
+    }
+}
