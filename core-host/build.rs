@@ -14,16 +14,35 @@ const PROFILE: &str = "wasm-release";
 
 /// (package, library file stem, target, env var, wrap as component)
 const GUESTS: [(&str, &str, &str, &str, bool); 2] = [
-    ("nixo-gateway", "nixo_gateway", "wasm32-wasip2", "NIXO_GATEWAY_WASM", false),
-    ("nixo-fraud-check", "nixo_fraud_check", "wasm32-unknown-unknown", "NIXO_FRAUD_CHECK_WASM", true),
+    (
+        "nixo-gateway",
+        "nixo_gateway",
+        "wasm32-wasip2",
+        "NIXO_GATEWAY_WASM",
+        false,
+    ),
+    (
+        "nixo-fraud-check",
+        "nixo_fraud_check",
+        "wasm32-unknown-unknown",
+        "NIXO_FRAUD_CHECK_WASM",
+        true,
+    ),
 ];
 
 fn main() -> Result<()> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let root = manifest_dir.parent().context("workspace root")?.to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // OUT_DIR is <target>/<profile>/build/<pkg>/out: keep guests beside it.
-    let guest_target_dir = out_dir.ancestors().nth(4).context("target directory")?.join("wasm-guests");
+    let guest_target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .context("target directory")?
+        .join("wasm-guests");
 
     for path in ["gateway", "plugins", "wit", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
@@ -31,9 +50,17 @@ fn main() -> Result<()> {
 
     for (package, stem, target, env_var, wrap) in GUESTS {
         build_guest(&root, &guest_target_dir, package, target)?;
-        let built = guest_target_dir.join(target).join(PROFILE).join(format!("{stem}.wasm"));
-        let bytes = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
-        let bytes = if wrap { to_component(&bytes).with_context(|| format!("wrapping {package}"))? } else { bytes };
+        let built = guest_target_dir
+            .join(target)
+            .join(PROFILE)
+            .join(format!("{stem}.wasm"));
+        let bytes =
+            std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+        let bytes = if wrap {
+            to_component(&bytes).with_context(|| format!("wrapping {package}"))?
+        } else {
+            bytes
+        };
         let dest = out_dir.join(format!("{stem}.component.wasm"));
         std::fs::write(&dest, bytes)?;
         println!("cargo:rustc-env={env_var}={}", dest.display());
@@ -45,7 +72,16 @@ fn build_guest(root: &Path, target_dir: &Path, package: &str, target: &str) -> R
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--profile", PROFILE, "--target", target, "-p", package, "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "--target",
+            target,
+            "-p",
+            package,
+            "--target-dir",
+        ])
         .arg(target_dir)
         // Flags and wrappers meant for the host build must not leak into the guests.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -65,5 +101,8 @@ fn build_guest(root: &Path, target_dir: &Path, package: &str, target: &str) -> R
 }
 
 fn to_component(module: &[u8]) -> Result<Vec<u8>> {
-    wit_component::ComponentEncoder::default().module(module)?.validate(true).encode()
+    wit_component::ComponentEncoder::default()
+        .module(module)?
+        .validate(true)
+        .encode()
 }

@@ -1,1 +1,143 @@
-//! End-to-end tests live in this crate's tests/ folder.
+//! Helpers for the end-to-end tests in `tests/tests/`: a real `nixo serve`
+//! started in-process on an ephemeral port with a temporary data directory,
+//! driven over real HTTP through the gateway component.
+
+use nixo_core::rules::RuleLimits;
+use nixo_core::server::{self, Running, ServeConfig};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The request body of the Nexbit document's transfer example, verbatim.
+pub const SEED_TRANSFER: &str = r#"{
+  "from_wallet": 101,
+  "to_wallet": 102,
+  "amount": "50.00",
+  "currency": "KES",
+  "metadata": {
+    "note": "For lunch"
+  }
+}"#;
+
+/// Compiled components are shared between tests (keyed by content hash).
+fn shared_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("nixo-test-compile-cache")
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub base: String,
+    pub key: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+}
+
+pub async fn start(data_dir: &Path, key: Option<String>, core_listen: bool) -> TestServer {
+    let running = server::start(ServeConfig {
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        core_listen: core_listen.then(|| "127.0.0.1:0".parse().unwrap()),
+        rule_limits: RuleLimits::default(),
+        cache_dir: Some(shared_cache_dir()),
+    })
+    .await
+    .expect("server starts");
+    let key = match (&running.bootstrap, key) {
+        (Some(first), _) => first.sandbox_key.clone(),
+        (None, Some(key)) => key,
+        (None, None) => panic!("no key: a restarted server does not mint one"),
+    };
+    TestServer {
+        base: format!("http://{}", running.addr),
+        running: Some(running),
+        key,
+        data_dir: data_dir.to_path_buf(),
+        client: reqwest::Client::new(),
+    }
+}
+
+/// A response as a client sees it.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `error.code` and `error.field` of a Nixo error body.
+    pub fn error(&self) -> (&str, Option<&str>) {
+        let e = &self.body["error"];
+        (e["code"].as_str().unwrap_or("<none>"), e["field"].as_str())
+    }
+}
+
+impl TestServer {
+    pub fn core_addr(&self) -> SocketAddr {
+        self.running
+            .as_ref()
+            .and_then(|r| r.core_addr)
+            .expect("core exposed")
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        self.send("POST", path, Some(&self.key.clone()), Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, Some(&self.key.clone()), None).await
+    }
+
+    /// `(available, pending, reserved)` of a wallet in KES, as exact text.
+    pub async fn wallet_balance(&self, wallet: i64) -> (String, String, String) {
+        let reply = self.get(&format!("/v1/balances?wallet_id={wallet}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let pick = |kind: &str| {
+            let entries = reply.body[kind].as_array().expect("balance list");
+            assert_eq!(entries.len(), 1);
+            assert_eq!(entries[0]["currency"], "KES");
+            entries[0]["amount"].to_string()
+        };
+        (pick("available"), pick("pending"), pick("reserved"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await.expect("clean stop");
+        }
+    }
+}

@@ -15,10 +15,17 @@ pub struct AccountFacts {
 pub const MS_PER_DAY: i64 = 86_400_000;
 
 /// Creates an account and returns its id (`acct_` + 16 base62 characters).
-pub async fn create(db: &Db, environment: Environment, name: &str, kyc_level: u8) -> Result<String, sqlx::Error> {
+pub async fn create(
+    db: &Db,
+    environment: Environment,
+    name: &str,
+    kyc_level: u8,
+) -> Result<String, sqlx::Error> {
     const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
-    let suffix: String = (0..16).map(|_| BASE62[rng.random_range(0..BASE62.len())] as char).collect();
+    let suffix: String = (0..16)
+        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
+        .collect();
     let id = format!("acct_{suffix}");
     sqlx::query("INSERT INTO accounts (id, environment, name, kyc_level, created_at_ms) VALUES (?, ?, ?, ?, ?)")
         .bind(&id)
@@ -33,7 +40,9 @@ pub async fn create(db: &Db, environment: Environment, name: &str, kyc_level: u8
 
 /// True once any account exists (the server has been bootstrapped).
 pub async fn any(db: &Db) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM accounts)").fetch_one(&db.reader).await?;
+    let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM accounts)")
+        .fetch_one(&db.reader)
+        .await?;
     row.try_get(0)
 }
 

@@ -68,7 +68,9 @@ pub struct NewKey {
 
 fn random_base62(len: usize) -> String {
     let mut rng = rand::rng();
-    (0..len).map(|_| BASE62[rng.random_range(0..BASE62.len())] as char).collect()
+    (0..len)
+        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
+        .collect()
 }
 
 /// Creates and stores a key for `account_id`.
@@ -102,12 +104,20 @@ pub async fn create_key(
 }
 
 /// Resolves `Authorization: Bearer sk_…` to a principal.
-pub async fn authenticate(db: &Db, hasher: &KeyHasher, authorization: Option<&str>) -> Result<Principal, ApiError> {
+pub async fn authenticate(
+    db: &Db,
+    hasher: &KeyHasher,
+    authorization: Option<&str>,
+) -> Result<Principal, ApiError> {
     let key = authorization
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim())
-        .ok_or_else(|| ApiError::invalid_api_key("No API key provided: send Authorization: Bearer sk_sandbox_..."))?;
+        .ok_or_else(|| {
+            ApiError::invalid_api_key(
+                "No API key provided: send Authorization: Bearer sk_sandbox_...",
+            )
+        })?;
     let claimed = if key.starts_with("sk_sandbox_") {
         Environment::Sandbox
     } else if key.starts_with("sk_live_") {
@@ -124,7 +134,8 @@ pub async fn authenticate(db: &Db, hasher: &KeyHasher, authorization: Option<&st
     let row = row.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
     let environment: String = row.try_get(2)?;
     let environment = Environment::parse(&environment).filter(|e| *e == claimed);
-    let environment = environment.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
+    let environment =
+        environment.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
     Ok(Principal {
         key_id: row.try_get(0)?,
         account_id: row.try_get(1)?,

@@ -1,8 +1,10 @@
 //! The database handle: SQLite by default (one writer, several readers).
 
 use anyhow::Context;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
@@ -13,8 +15,11 @@ pub const BUSY_TIMEOUT_MS: u64 = 5_000;
 pub const READERS_MAX: u32 = 4;
 
 /// SQLite migrations, embedded in the binary: (version, description, sql).
-const SQLITE_MIGRATIONS: [(i64, &str, &str); 1] =
-    [(1, "foundation", include_str!("../migrations/sqlite/0001_foundation.sql"))];
+const SQLITE_MIGRATIONS: [(i64, &str, &str); 1] = [(
+    1,
+    "foundation",
+    include_str!("../migrations/sqlite/0001_foundation.sql"),
+)];
 
 /// Builds the migrator from the embedded files. (sqlx's `migrate!` macro
 /// would pull its whole proc-macro stack and a second SQLite build into the
@@ -23,7 +28,13 @@ fn sqlite_migrator() -> Migrator {
     let migrations: Vec<Migration> = SQLITE_MIGRATIONS
         .iter()
         .map(|(version, description, sql)| {
-            Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, Cow::Borrowed(*sql), false)
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
         })
         .collect();
     Migrator {
@@ -59,7 +70,10 @@ impl Db {
             .connect_with(options.clone())
             .await
             .with_context(|| format!("opening database {}", path.display()))?;
-        sqlite_migrator().run(&writer).await.context("applying database migrations")?;
+        sqlite_migrator()
+            .run(&writer)
+            .await
+            .context("applying database migrations")?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
             .connect_with(options.read_only(true))

@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "nixo", version, about = "Nixo payments API: cross-border payouts and mobile money")]
+#[command(
+    name = "nixo",
+    version,
+    about = "Nixo payments API: cross-border payouts and mobile money"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,12 +38,15 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NIXO_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("NIXO_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve {
             data_dir,
@@ -50,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             listen,
             core_listen,
             rule_limits: RuleLimits::default(),
+            cache_dir: None,
         })),
     }
 }
@@ -62,11 +70,20 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         println!("nixo: core listening on http://{core} (gateway-signed requests only)");
     }
     println!("nixo: data directory {}", data_dir.display());
-    println!("nixo: fraud rules loaded: {}", running.fraud_rules.join(", "));
+    println!(
+        "nixo: fraud rules loaded: {}",
+        running.fraud_rules.join(", ")
+    );
     match &running.bootstrap {
         Some(first) => {
-            println!("nixo: created sandbox account {} with KES wallets 101 and 102", first.account_id);
-            println!("nixo: sandbox API key (shown once, stored only as a hash): {}", first.sandbox_key);
+            println!(
+                "nixo: created sandbox account {} with KES wallets 101 and 102",
+                first.account_id
+            );
+            println!(
+                "nixo: sandbox API key (shown once, stored only as a hash): {}",
+                first.sandbox_key
+            );
         }
         None => println!("nixo: existing installation; use the sandbox key printed on first start"),
     }

@@ -49,13 +49,17 @@ const EXPONENT_2: &[&str] = &[
 impl Currency {
     /// Looks up an upper-case ISO 4217 code.
     pub fn from_code(code: &str) -> Option<Currency> {
-        let tables: [(&[&'static str], u32); 4] =
-            [(EXPONENT_2, 2), (EXPONENT_0, 0), (EXPONENT_3, 3), (EXPONENT_4, 4)];
+        let tables: [(&[&'static str], u32); 4] = [
+            (EXPONENT_2, 2),
+            (EXPONENT_0, 0),
+            (EXPONENT_3, 3),
+            (EXPONENT_4, 4),
+        ];
         tables.iter().find_map(|(codes, exponent)| {
-            codes
-                .iter()
-                .find(|c| **c == code)
-                .map(|c| Currency { code: c, exponent: *exponent })
+            codes.iter().find(|c| **c == code).map(|c| Currency {
+                code: c,
+                exponent: *exponent,
+            })
         })
     }
 
@@ -77,10 +81,18 @@ pub fn parse_currency(value: Option<&Value>, field: &'static str) -> Result<Curr
     let code = match value {
         None | Some(Value::Null) => return Err(ApiError::missing(field)),
         Some(Value::String(s)) => s,
-        Some(_) => return Err(ApiError::invalid(field, "must be a three-letter ISO 4217 code")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                field,
+                "must be a three-letter ISO 4217 code",
+            ));
+        }
     };
     Currency::from_code(code).ok_or_else(|| {
-        ApiError::invalid(field, format!("'{code}' is not a supported ISO 4217 currency code"))
+        ApiError::invalid(
+            field,
+            format!("'{code}' is not a supported ISO 4217 currency code"),
+        )
     })
 }
 
@@ -95,16 +107,30 @@ pub fn parse_amount(
         None | Some(Value::Null) => return Err(ApiError::missing(field)),
         Some(Value::String(s)) => s.trim().to_string(),
         Some(Value::Number(n)) => n.to_string(),
-        Some(_) => return Err(ApiError::invalid(field, "must be a decimal string or a number")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                field,
+                "must be a decimal string or a number",
+            ));
+        }
     };
     let plain = !text.is_empty()
         && text.len() <= 40
-        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
         && !text.starts_with('.')
         && !text.ends_with('.');
-    let decimal = if plain { Decimal::from_str_exact(&text).ok() } else { None };
+    let decimal = if plain {
+        Decimal::from_str_exact(&text).ok()
+    } else {
+        None
+    };
     let decimal = decimal.ok_or_else(|| {
-        ApiError::invalid(field, format!("'{text}' is not a plain decimal amount such as \"50.00\""))
+        ApiError::invalid(
+            field,
+            format!("'{text}' is not a plain decimal amount such as \"50.00\""),
+        )
     })?;
     if decimal <= Decimal::ZERO {
         return Err(ApiError::invalid(field, "Amount must be greater than 0"));
@@ -113,7 +139,10 @@ pub fn parse_amount(
     if decimal.scale() > currency.exponent {
         return Err(ApiError::invalid(
             field,
-            format!("{} allows at most {} decimal places", currency.code, currency.exponent),
+            format!(
+                "{} allows at most {} decimal places",
+                currency.code, currency.exponent
+            ),
         ));
     }
     let mut minor = decimal;
@@ -145,19 +174,35 @@ mod tests {
 
     #[test]
     fn strings_and_numbers_parse_exactly() {
-        assert_eq!(parse_amount(Some(&json!("50.00")), kes(), "amount"), Ok(5_000));
-        assert_eq!(parse_amount(Some(&json!(2500)), kes(), "amount"), Ok(250_000));
+        assert_eq!(
+            parse_amount(Some(&json!("50.00")), kes(), "amount"),
+            Ok(5_000)
+        );
+        assert_eq!(
+            parse_amount(Some(&json!(2500)), kes(), "amount"),
+            Ok(250_000)
+        );
         let n: Value = serde_json::from_str("0.1").unwrap();
         assert_eq!(parse_amount(Some(&n), kes(), "amount"), Ok(10));
         // 0.30000000000000004 as f64 would be 0.30; exact parsing refuses it.
         let n: Value = serde_json::from_str("0.30000000000000004").unwrap();
         assert!(parse_amount(Some(&n), kes(), "amount").is_err());
-        assert_eq!(parse_amount(Some(&json!("1.500")), kes(), "amount"), Ok(150));
+        assert_eq!(
+            parse_amount(Some(&json!("1.500")), kes(), "amount"),
+            Ok(150)
+        );
     }
 
     #[test]
     fn bad_amounts_name_the_field() {
-        for bad in [json!("0"), json!("-1"), json!("1.234"), json!("1e3"), json!(""), json!(true)] {
+        for bad in [
+            json!("0"),
+            json!("-1"),
+            json!("1.234"),
+            json!("1e3"),
+            json!(""),
+            json!(true),
+        ] {
             let err = parse_amount(Some(&bad), kes(), "amount").unwrap_err();
             assert_eq!(err.field.as_deref(), Some("amount"), "{bad}");
             assert_eq!(err.code, "invalid_request");
@@ -171,6 +216,12 @@ mod tests {
     #[test]
     fn json_numbers_keep_the_currency_scale() {
         assert_eq!(kes().to_json_number(1_250_050).to_string(), "12500.50");
-        assert_eq!(Currency::from_code("JPY").unwrap().to_json_number(7).to_string(), "7");
+        assert_eq!(
+            Currency::from_code("JPY")
+                .unwrap()
+                .to_json_number(7)
+                .to_string(),
+            "7"
+        );
     }
 }

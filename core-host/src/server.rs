@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 /// Sandbox wallets created on first start, as the API documents use them.
 pub const SANDBOX_WALLETS: [i64; 2] = [101, 102];
 /// Sandbox funds credited to each of those wallets, in KES minor units.
-pub const SANDBOX_FUNDS_MINOR: i64 = 100_000_00;
+pub const SANDBOX_FUNDS_MINOR: i64 = 10_000_000; // 100,000.00 KES
 /// Environment variable that overrides the gateway signing secret (to share
 /// it with a gateway deployed on Spin).
 pub const ENV_GATEWAY_SECRET: &str = "NIXO_GATEWAY_SIGNING_SECRET";
@@ -34,6 +34,8 @@ pub struct ServeConfig {
     /// Optional address exposing the core directly (for a gateway on Spin).
     pub core_listen: Option<SocketAddr>,
     pub rule_limits: RuleLimits,
+    /// Compiled-component cache; `<data_dir>/cache` when `None`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Secrets kept in `<data>/secrets.json` (mode 0600), created on first start.
@@ -45,7 +47,8 @@ struct Secrets {
 
 fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
     if path.exists() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
     }
     let mut rng = rand::rng();
@@ -54,10 +57,13 @@ fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
         gateway_signing_secret: hex::encode(rng.random::<[u8; 32]>()),
     };
     let partial = path.with_extension("partial");
-    std::fs::write(&partial, serde_json::to_vec_pretty(&serde_json::json!({
-        "api_key_pepper": secrets.api_key_pepper,
-        "gateway_signing_secret": secrets.gateway_signing_secret,
-    }))?)?;
+    std::fs::write(
+        &partial,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "api_key_pepper": secrets.api_key_pepper,
+            "gateway_signing_secret": secrets.gateway_signing_secret,
+        }))?,
+    )?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -80,8 +86,16 @@ async fn bootstrap(db: &Db, hasher: &KeyHasher) -> anyhow::Result<Bootstrap> {
     let account_id = accounts::create(db, env, "Sandbox account", 1).await?;
     let funding = ledger::create_account(db, None, None, env, AccountKind::Funding, kes, 0).await?;
     for wallet in SANDBOX_WALLETS {
-        ledger::create_account(db, Some(wallet), Some(&account_id), env, AccountKind::Wallet, kes, ledger::FLAG_NO_OVERDRAFT)
-            .await?;
+        ledger::create_account(
+            db,
+            Some(wallet),
+            Some(&account_id),
+            env,
+            AccountKind::Wallet,
+            kes,
+            ledger::FLAG_NO_OVERDRAFT,
+        )
+        .await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         ledger::record(
             db,
@@ -160,7 +174,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .context("secrets.json: api_key_pepper must be 64 hex digits")?;
-    let gateway_secret = std::env::var(ENV_GATEWAY_SECRET).unwrap_or(secrets.gateway_signing_secret);
+    let gateway_secret =
+        std::env::var(ENV_GATEWAY_SECRET).unwrap_or(secrets.gateway_signing_secret);
     anyhow::ensure!(
         gateway_secret.len() >= nixo_gateway::signing::SECRET_LEN_MIN_BYTES,
         "the gateway signing secret must be at least {} bytes",
@@ -169,9 +184,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let hasher = KeyHasher::new(pepper);
 
     let db = Db::open_sqlite(&config.data_dir.join("nixo.db")).await?;
-    let bootstrap = if accounts::any(&db).await? { None } else { Some(bootstrap(&db, &hasher).await?) };
+    let bootstrap = if accounts::any(&db).await? {
+        None
+    } else {
+        Some(bootstrap(&db, &hasher).await?)
+    };
 
-    let cache_dir = config.data_dir.join("cache");
+    let cache_dir = config
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("cache"));
     let plugins_dir = config.data_dir.join("plugins");
     install_bundled_plugins(&plugins_dir)?;
     let rules = Arc::new(RuleHost::new(config.rule_limits, cache_dir.clone())?);
@@ -184,15 +206,28 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
     };
     let core = api::router(state);
-    let gateway = Gateway::new(artefacts::GATEWAY_WASM, &cache_dir, core.clone(), &gateway_secret)?;
+    let gateway = Gateway::new(
+        artefacts::GATEWAY_WASM,
+        &cache_dir,
+        core.clone(),
+        &gateway_secret,
+    )?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut tasks = vec![tokio::spawn(edge::serve(gateway, listener, shutdown_rx.clone()))];
+    let mut tasks = vec![tokio::spawn(edge::serve(
+        gateway,
+        listener,
+        shutdown_rx.clone(),
+    ))];
     let mut core_addr = None;
     if let Some(core_listen) = config.core_listen {
-        let listener = TcpListener::bind(core_listen).await.with_context(|| format!("binding {core_listen}"))?;
+        let listener = TcpListener::bind(core_listen)
+            .await
+            .with_context(|| format!("binding {core_listen}"))?;
         core_addr = Some(listener.local_addr()?);
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -25,7 +26,11 @@ fn cache_path(engine: &Engine, cache_dir: &Path, sha256: &str) -> PathBuf {
 }
 
 /// Compiles `bytes`, or loads the compiled form from `cache_dir`.
-pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> anyhow::Result<Component> {
+pub fn load_component(
+    engine: &Engine,
+    bytes: &[u8],
+    cache_dir: &Path,
+) -> anyhow::Result<Component> {
     let path = cache_path(engine, cache_dir, &sha256_hex(bytes));
     if path.exists() {
         // SAFETY: the file was written below by `Component::serialize` for an
@@ -36,14 +41,22 @@ pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> anyhow
         let loaded = unsafe { Component::deserialize_file(engine, &path) };
         match loaded {
             Ok(component) => return Ok(component),
-            Err(err) => tracing::warn!(path = %path.display(), error = %err, "ignoring unusable compile cache entry"),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "ignoring unusable compile cache entry")
+            }
         }
     }
     let component = Component::new(engine, bytes)?;
     let compiled = component.serialize()?;
-    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
-    let partial = path.with_extension(format!("partial{}", std::process::id()));
+    std::fs::create_dir_all(cache_dir)
+        .with_context(|| format!("creating {}", cache_dir.display()))?;
+    // Unique per writer: concurrent loads of one artefact each write their own
+    // file and the last rename wins (the contents are identical).
+    static WRITERS: AtomicU64 = AtomicU64::new(0);
+    let writer = WRITERS.fetch_add(1, Ordering::Relaxed);
+    let partial = path.with_extension(format!("partial-{}-{writer}", std::process::id()));
     std::fs::write(&partial, compiled).with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, &path).with_context(|| format!("renaming into {}", path.display()))?;
+    std::fs::rename(&partial, &path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(component)
 }

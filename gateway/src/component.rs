@@ -12,7 +12,12 @@ const VAR_SIGNING_SECRET: &str = "gateway_signing_secret";
 
 /// Client headers passed on to the core; everything else stays at the edge
 /// (in particular any client-sent `spin-*` header).
-const FORWARDED_HEADERS: [&str; 4] = ["authorization", "content-type", "nixo-version", "idempotency-key"];
+const FORWARDED_HEADERS: [&str; 4] = [
+    "authorization",
+    "content-type",
+    "nixo-version",
+    "idempotency-key",
+];
 
 fn respond(status: u16, request_id: &str, content_type: &str, body: Vec<u8>) -> Response {
     Response::builder()
@@ -24,7 +29,12 @@ fn respond(status: u16, request_id: &str, content_type: &str, body: Vec<u8>) -> 
 }
 
 fn error(err: &EdgeError, request_id: &str) -> Response {
-    respond(err.status, request_id, "application/json", err.body().into_bytes())
+    respond(
+        err.status,
+        request_id,
+        "application/json",
+        err.body().into_bytes(),
+    )
 }
 
 fn new_request_id() -> String {
@@ -74,7 +84,8 @@ async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, Ed
     }
 
     let core_url = spin_sdk::variables::get(VAR_CORE_URL).map_err(|_| edge::ERR_MISCONFIGURED)?;
-    let secret = spin_sdk::variables::get(VAR_SIGNING_SECRET).map_err(|_| edge::ERR_MISCONFIGURED)?;
+    let secret =
+        spin_sdk::variables::get(VAR_SIGNING_SECRET).map_err(|_| edge::ERR_MISCONFIGURED)?;
     if secret.len() < signing::SECRET_LEN_MIN_BYTES {
         return Err(edge::ERR_MISCONFIGURED);
     }
@@ -94,7 +105,8 @@ async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, Ed
     );
 
     let mut out = Request::builder();
-    out.method(req.method().clone()).uri(edge::forward_url(&core_url, &path_and_query));
+    out.method(req.method().clone())
+        .uri(edge::forward_url(&core_url, &path_and_query));
     for name in FORWARDED_HEADERS {
         if let Some(value) = req.header(name).and_then(|v| v.as_str()) {
             out.header(name, value);
@@ -104,14 +116,19 @@ async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, Ed
     out.header(signing::SIGNATURE_HEADER, signature);
     let out = out.body(req.into_body()).build();
 
-    let core: Response = spin_sdk::http::send(out).await.map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let core: Response = spin_sdk::http::send(out)
+        .await
+        .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
     let content_type = core
         .header("content-type")
         .and_then(|v| v.as_str())
         .unwrap_or("application/json")
         .to_string();
     let status = *core.status();
-    let version = core.header("nixo-version").and_then(|v| v.as_str()).map(str::to_string);
+    let version = core
+        .header("nixo-version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
     let mut resp = respond(status, request_id, &content_type, core.into_body());
     if let Some(version) = version {
         resp.set_header("nixo-version", version);

@@ -46,7 +46,8 @@ impl EdgeError {
     }
 }
 
-pub const ERR_NOT_FOUND: EdgeError = EdgeError::new(404, "resource_not_found", "Unrecognized request URL");
+pub const ERR_NOT_FOUND: EdgeError =
+    EdgeError::new(404, "resource_not_found", "Unrecognized request URL");
 pub const ERR_NO_KEY: EdgeError = EdgeError::new(
     401,
     "invalid_api_key",
@@ -59,8 +60,11 @@ pub const ERR_BODY_TOO_LARGE: EdgeError = EdgeError {
     message: "Request body is larger than 65536 bytes",
     field: Some("body"),
 };
-pub const ERR_CORE_UNAVAILABLE: EdgeError =
-    EdgeError::new(502, "internal_error", "The payments core is unavailable; retry with backoff");
+pub const ERR_CORE_UNAVAILABLE: EdgeError = EdgeError::new(
+    502,
+    "internal_error",
+    "The payments core is unavailable; retry with backoff",
+);
 pub const ERR_MISCONFIGURED: EdgeError =
     EdgeError::new(500, "internal_error", "The gateway is misconfigured");
 
@@ -76,7 +80,10 @@ pub fn route(path: &str) -> Result<(), EdgeError> {
 /// Checks the shape of `Authorization: Bearer sk_{sandbox|live}_…`. Whether
 /// the key exists is decided by the core from its keyed hash.
 pub fn check_key_format(authorization: Option<&str>) -> Result<KeyEnvironment, EdgeError> {
-    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(ERR_NO_KEY)?;
+    let value = authorization
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(ERR_NO_KEY)?;
     let (scheme, key) = value.split_once(' ').ok_or(ERR_BAD_KEY)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ERR_BAD_KEY);
@@ -146,11 +153,18 @@ mod tests {
             ERR_BODY_TOO_LARGE.body(),
             r#"{"error":{"code":"invalid_request","message":"Request body is larger than 65536 bytes","field":"body"}}"#
         );
-        assert!(ERR_NO_KEY.body().starts_with(r#"{"error":{"code":"invalid_api_key""#));
+        assert!(
+            ERR_NO_KEY
+                .body()
+                .starts_with(r#"{"error":{"code":"invalid_api_key""#)
+        );
     }
 
     #[test]
     fn urls_join_without_double_slash() {
-        assert_eq!(forward_url("http://core/", "/v1/x?a=1"), "http://core/v1/x?a=1");
+        assert_eq!(
+            forward_url("http://core/", "/v1/x?a=1"),
+            "http://core/v1/x?a=1"
+        );
     }
 }

@@ -58,7 +58,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "Method not allowed for this URL")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        "Method not allowed for this URL",
+    )
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -68,12 +72,19 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 fn resolve_version(headers: &HeaderMap) -> Result<&'static str, ApiError> {
     match header(headers, "nixo-version") {
         None => Ok(SUPPORTED_VERSIONS[0]),
-        Some(asked) => SUPPORTED_VERSIONS.iter().copied().find(|v| *v == asked.trim()).ok_or_else(|| {
-            ApiError::invalid(
-                "Nixo-Version",
-                format!("Unknown API version '{asked}'; supported: {}", SUPPORTED_VERSIONS.join(", ")),
-            )
-        }),
+        Some(asked) => SUPPORTED_VERSIONS
+            .iter()
+            .copied()
+            .find(|v| *v == asked.trim())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "Nixo-Version",
+                    format!(
+                        "Unknown API version '{asked}'; supported: {}",
+                        SUPPORTED_VERSIONS.join(", ")
+                    ),
+                )
+            }),
     }
 }
 
@@ -86,18 +97,30 @@ async fn gatekeeper(State(state): State<AppState>, request: Request, next: Next)
         Err(err) => err.into_response(),
     };
     if let Some(id) = request_id {
-        response.headers_mut().insert(signing::REQUEST_ID_HEADER, id);
+        response
+            .headers_mut()
+            .insert(signing::REQUEST_ID_HEADER, id);
     }
     response
 }
 
 async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, BODY_LEN_MAX_BYTES).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "Request body is too large")
+    let body = axum::body::to_bytes(body, BODY_LEN_MAX_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "Request body is too large",
+            )
             .with_field("body")
-    })?;
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        })?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let authorization = header(&parts.headers, "authorization");
     let signed = SignedParts {
         method: parts.method.as_str(),
@@ -107,7 +130,12 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
         request_id: header(&parts.headers, signing::REQUEST_ID_HEADER).unwrap_or_default(),
     };
     let now = chrono::Utc::now().timestamp();
-    if let Err(why) = signing::verify(&state.gateway_secret, header(&parts.headers, signing::SIGNATURE_HEADER), &signed, now) {
+    if let Err(why) = signing::verify(
+        &state.gateway_secret,
+        header(&parts.headers, signing::SIGNATURE_HEADER),
+        &signed,
+        now,
+    ) {
         tracing::warn!(?why, path = %parts.uri.path(), "refused a request without a valid gateway signature");
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -123,27 +151,41 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
 
 /// Adds the version header every API response carries.
 fn with_version(caller: &Caller, mut response: Response) -> Response {
-    response.headers_mut().insert("nixo-version", HeaderValue::from_static(caller.version));
+    response
+        .headers_mut()
+        .insert("nixo-version", HeaderValue::from_static(caller.version));
     response
 }
 
 /// Parses a JSON object body, naming what is wrong.
 fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::invalid("body", "Request body is empty; send a JSON object"));
+        return Err(ApiError::invalid(
+            "body",
+            "Request body is empty; send a JSON object",
+        ));
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("body", format!("Request body is not valid JSON: {e}")))?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
-        _ => Err(ApiError::invalid("body", "Request body must be a JSON object")),
+        _ => Err(ApiError::invalid(
+            "body",
+            "Request body must be a JSON object",
+        )),
     }
 }
 
 /// Refuses parameters the route does not know (typos must not pass silently).
-fn reject_unknown(map: &serde_json::Map<String, serde_json::Value>, known: &[&str]) -> Result<(), ApiError> {
+fn reject_unknown(
+    map: &serde_json::Map<String, serde_json::Value>,
+    known: &[&str],
+) -> Result<(), ApiError> {
     match map.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(unknown) => Err(ApiError::invalid(unknown.clone(), format!("Received unknown parameter: {unknown}"))),
+        Some(unknown) => Err(ApiError::invalid(
+            unknown.clone(),
+            format!("Received unknown parameter: {unknown}"),
+        )),
         None => Ok(()),
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{AppState, Caller, parse_object, reject_unknown, with_version};
 use crate::error::ApiError;
-use crate::ledger::{self, Leg, LedgerError, Movement, TxStatus, Wallet};
+use crate::ledger::{self, LedgerError, Leg, Movement, TxStatus, Wallet};
 use crate::money::{self, Currency};
 use crate::{accounts, rules};
 use axum::Extension;
@@ -31,11 +31,16 @@ struct TransferRequest {
 fn parse_wallet_id(map: &Map<String, Value>, field: &'static str) -> Result<i64, ApiError> {
     match map.get(field) {
         None | Some(Value::Null) => Err(ApiError::missing(field)),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| ApiError::invalid(field, format!("{field} must be a positive integer wallet id"))),
-        Some(_) => Err(ApiError::invalid(field, format!("{field} must be an integer wallet id, such as 101"))),
+        Some(Value::Number(n)) => n.as_i64().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{field} must be a positive integer wallet id"),
+            )
+        }),
+        Some(_) => Err(ApiError::invalid(
+            field,
+            format!("{field} must be an integer wallet id, such as 101"),
+        )),
     }
 }
 
@@ -44,20 +49,34 @@ pub fn parse_metadata(value: Option<&Value>) -> Result<Map<String, Value>, ApiEr
     let map = match value {
         None | Some(Value::Null) => return Ok(Map::new()),
         Some(Value::Object(map)) => map,
-        Some(_) => return Err(ApiError::invalid("metadata", "metadata must be an object of string values")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "metadata",
+                "metadata must be an object of string values",
+            ));
+        }
     };
     if map.len() > METADATA_KEYS_MAX {
-        return Err(ApiError::invalid("metadata", format!("metadata may have at most {METADATA_KEYS_MAX} keys")));
+        return Err(ApiError::invalid(
+            "metadata",
+            format!("metadata may have at most {METADATA_KEYS_MAX} keys"),
+        ));
     }
     for (key, value) in map {
         let field = format!("metadata.{key}");
         if key.is_empty() || key.chars().count() > METADATA_KEY_LEN_MAX {
-            return Err(ApiError::invalid(field, format!("metadata keys are 1 to {METADATA_KEY_LEN_MAX} characters")));
+            return Err(ApiError::invalid(
+                field,
+                format!("metadata keys are 1 to {METADATA_KEY_LEN_MAX} characters"),
+            ));
         }
         match value {
             Value::String(s) if s.chars().count() <= METADATA_VALUE_LEN_MAX => {}
             Value::String(_) => {
-                return Err(ApiError::invalid(field, format!("metadata values are at most {METADATA_VALUE_LEN_MAX} characters")));
+                return Err(ApiError::invalid(
+                    field,
+                    format!("metadata values are at most {METADATA_VALUE_LEN_MAX} characters"),
+                ));
             }
             _ => return Err(ApiError::invalid(field, "metadata values must be strings")),
         }
@@ -67,14 +86,20 @@ pub fn parse_metadata(value: Option<&Value>) -> Result<Map<String, Value>, ApiEr
 
 fn parse(body: &[u8]) -> Result<TransferRequest, ApiError> {
     let map = parse_object(body)?;
-    reject_unknown(&map, &["from_wallet", "to_wallet", "amount", "currency", "metadata"])?;
+    reject_unknown(
+        &map,
+        &["from_wallet", "to_wallet", "amount", "currency", "metadata"],
+    )?;
     let from_wallet = parse_wallet_id(&map, "from_wallet")?;
     let to_wallet = parse_wallet_id(&map, "to_wallet")?;
     let currency = money::parse_currency(map.get("currency"), "currency")?;
     let amount_minor = money::parse_amount(map.get("amount"), currency, "amount")?;
     let metadata = parse_metadata(map.get("metadata"))?;
     if from_wallet == to_wallet {
-        return Err(ApiError::invalid("to_wallet", "to_wallet must differ from from_wallet"));
+        return Err(ApiError::invalid(
+            "to_wallet",
+            "to_wallet must differ from from_wallet",
+        ));
     }
     Ok(TransferRequest {
         from_wallet,
@@ -119,7 +144,10 @@ pub async fn create(
         if wallet.currency != req.currency.code {
             return Err(ApiError::invalid(
                 "currency",
-                format!("Wallet {} holds {}, not {}", wallet.id, wallet.currency, req.currency.code),
+                format!(
+                    "Wallet {} holds {}, not {}",
+                    wallet.id, wallet.currency, req.currency.code
+                ),
             ));
         }
     }
@@ -194,7 +222,10 @@ pub async fn create(
         Err(LedgerError::InsufficientFunds { .. }) => {
             return Err(ApiError::insufficient_funds(
                 "amount",
-                format!("Wallet {} has insufficient available funds for this transfer", from.id),
+                format!(
+                    "Wallet {} has insufficient available funds for this transfer",
+                    from.id
+                ),
             ));
         }
         Err(LedgerError::Db(err)) => return Err(err.into()),
@@ -220,7 +251,10 @@ pub async fn create(
             "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         }
     });
-    Ok(with_version(&caller, (http_status, axum::Json(body)).into_response()))
+    Ok(with_version(
+        &caller,
+        (http_status, axum::Json(body)).into_response(),
+    ))
 }
 
 #[cfg(test)]
@@ -231,21 +265,51 @@ mod tests {
     fn the_documented_body_parses() {
         let body = br#"{"from_wallet":101,"to_wallet":102,"amount":"50.00","currency":"KES","metadata":{"note":"For lunch"}}"#;
         let req = parse(body).unwrap();
-        assert_eq!((req.from_wallet, req.to_wallet, req.amount_minor), (101, 102, 5_000));
+        assert_eq!(
+            (req.from_wallet, req.to_wallet, req.amount_minor),
+            (101, 102, 5_000)
+        );
     }
 
     #[test]
     fn each_bad_field_is_named() {
         let cases: [(&str, &str); 9] = [
-            (r#"{"to_wallet":102,"amount":"1","currency":"KES"}"#, "from_wallet"),
-            (r#"{"from_wallet":"101","to_wallet":102,"amount":"1","currency":"KES"}"#, "from_wallet"),
-            (r#"{"from_wallet":101,"to_wallet":-2,"amount":"1","currency":"KES"}"#, "to_wallet"),
-            (r#"{"from_wallet":101,"to_wallet":101,"amount":"1","currency":"KES"}"#, "to_wallet"),
-            (r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"XYZ"}"#, "currency"),
-            (r#"{"from_wallet":101,"to_wallet":102,"amount":"0","currency":"KES"}"#, "amount"),
-            (r#"{"from_wallet":101,"to_wallet":102,"amount":"1.001","currency":"KES"}"#, "amount"),
-            (r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"KES","metadata":{"a":1}}"#, "metadata.a"),
-            (r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"KES","memo":"x"}"#, "memo"),
+            (
+                r#"{"to_wallet":102,"amount":"1","currency":"KES"}"#,
+                "from_wallet",
+            ),
+            (
+                r#"{"from_wallet":"101","to_wallet":102,"amount":"1","currency":"KES"}"#,
+                "from_wallet",
+            ),
+            (
+                r#"{"from_wallet":101,"to_wallet":-2,"amount":"1","currency":"KES"}"#,
+                "to_wallet",
+            ),
+            (
+                r#"{"from_wallet":101,"to_wallet":101,"amount":"1","currency":"KES"}"#,
+                "to_wallet",
+            ),
+            (
+                r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"XYZ"}"#,
+                "currency",
+            ),
+            (
+                r#"{"from_wallet":101,"to_wallet":102,"amount":"0","currency":"KES"}"#,
+                "amount",
+            ),
+            (
+                r#"{"from_wallet":101,"to_wallet":102,"amount":"1.001","currency":"KES"}"#,
+                "amount",
+            ),
+            (
+                r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"KES","metadata":{"a":1}}"#,
+                "metadata.a",
+            ),
+            (
+                r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"KES","memo":"x"}"#,
+                "memo",
+            ),
         ];
         for (body, field) in cases {
             let err = parse(body.as_bytes()).err().unwrap();

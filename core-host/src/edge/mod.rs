@@ -87,7 +87,9 @@ impl variables::Host for EdgeState {
         self.variables
             .get(&name)
             .cloned()
-            .ok_or(variables::Error::Undefined(format!("no variable named {name}")))
+            .ok_or(variables::Error::Undefined(format!(
+                "no variable named {name}"
+            )))
     }
 }
 
@@ -106,7 +108,13 @@ impl WasiHttpHooks for CoreDispatch {
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Pending<Result<(), wasmtime_wasi_http::Error>>,
     ) -> Pending<
-        Result<(http::Response<WasiBody>, Pending<Result<(), wasmtime_wasi_http::Error>>), wasmtime_wasi_http::Error>,
+        Result<
+            (
+                http::Response<WasiBody>,
+                Pending<Result<(), wasmtime_wasi_http::Error>>,
+            ),
+            wasmtime_wasi_http::Error,
+        >,
     > {
         let core = self.core.clone();
         Box::new(async move {
@@ -129,7 +137,9 @@ impl WasiHttpHooks for CoreDispatch {
             let body = axum::body::to_bytes(body, RELAY_BODY_LEN_MAX_BYTES)
                 .await
                 .map_err(|_| wasmtime_wasi_http::Error::HttpResponseBodySize(None))?;
-            let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
+            let body = Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync();
             let done: Pending<Result<(), wasmtime_wasi_http::Error>> = Box::new(async { Ok(()) });
             Ok((http::Response::from_parts(parts, body), done))
         })
@@ -163,7 +173,10 @@ impl Gateway {
         let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
         let mut variables = BTreeMap::new();
         variables.insert("core_url".to_string(), format!("http://{CORE_AUTHORITY}"));
-        variables.insert("gateway_signing_secret".to_string(), signing_secret.to_string());
+        variables.insert(
+            "gateway_signing_secret".to_string(),
+            signing_secret.to_string(),
+        );
         Ok(Gateway {
             pre,
             core,
@@ -189,12 +202,18 @@ impl Gateway {
             },
         );
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
         let task = tokio::task::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, out)
+                .await
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
@@ -210,11 +229,16 @@ impl Gateway {
 
 fn internal_error_response() -> hyper::Response<HyperOutgoingBody> {
     let body = Bytes::from_static(br#"{"error":{"code":"internal_error","message":"An internal error occurred at the edge; retry with backoff"}}"#);
-    let mut response = hyper::Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
+    let mut response = hyper::Response::new(
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -245,7 +269,9 @@ pub async fn serve(
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
-            let connection = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+            let connection = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
@@ -253,7 +279,11 @@ pub async fn serve(
                         tracing::debug!(%peer, error = %err, "connection ended with an error");
                     }
                 }
-                _ = conn_shutdown.changed() => connection.as_mut().graceful_shutdown(),
+                _ = conn_shutdown.changed() => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
             }
         });
     }

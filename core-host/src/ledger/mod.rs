@@ -186,7 +186,11 @@ pub async fn wallet(db: &Db, id: i64) -> Result<Option<Wallet>, sqlx::Error> {
 }
 
 /// Balances of an account's wallets per currency, optionally of one wallet.
-pub async fn balances(db: &Db, account_id: &str, wallet_id: Option<i64>) -> Result<Vec<Balance>, sqlx::Error> {
+pub async fn balances(
+    db: &Db,
+    account_id: &str,
+    wallet_id: Option<i64>,
+) -> Result<Vec<Balance>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT currency,
                 SUM(credits_posted - debits_posted - debits_pending),
@@ -233,7 +237,10 @@ pub async fn velocity(db: &Db, wallet_id: i64, since_ms: i64) -> Result<Velocity
 /// Records a transaction and applies all of its legs atomically. Returns the
 /// transaction id. On `InsufficientFunds` nothing is written.
 pub async fn record(db: &Db, movement: &Movement<'_>) -> Result<i64, LedgerError> {
-    assert!(movement.amount_minor > 0, "movements carry a positive amount");
+    assert!(
+        movement.amount_minor > 0,
+        "movements carry a positive amount"
+    );
     let mut tx = db.writer.begin().await?;
     let rules = serde_json::to_string(movement.rules_applied).expect("strings serialise");
     let row = sqlx::query(
@@ -259,9 +266,20 @@ pub async fn record(db: &Db, movement: &Movement<'_>) -> Result<i64, LedgerError
     let tx_id: i64 = row.try_get(0)?;
 
     for leg in movement.legs {
-        assert!(leg.amount_minor > 0 && leg.debit != leg.credit, "legs are positive and between two accounts");
-        let debit_column = if leg.pending { "debits_pending" } else { "debits_posted" };
-        let credit_column = if leg.pending { "credits_pending" } else { "credits_posted" };
+        assert!(
+            leg.amount_minor > 0 && leg.debit != leg.credit,
+            "legs are positive and between two accounts"
+        );
+        let debit_column = if leg.pending {
+            "debits_pending"
+        } else {
+            "debits_posted"
+        };
+        let credit_column = if leg.pending {
+            "credits_pending"
+        } else {
+            "credits_posted"
+        };
         let debited = sqlx::query(&format!(
             "UPDATE ledger_accounts SET {debit_column} = {debit_column} + ?1
              WHERE id = ?2 AND currency = ?3
@@ -284,7 +302,13 @@ pub async fn record(db: &Db, movement: &Movement<'_>) -> Result<i64, LedgerError
         .bind(movement.currency.code)
         .execute(&mut *tx)
         .await?;
-        assert_eq!(credited.rows_affected(), 1, "credit account {} exists in {}", leg.credit, movement.currency.code);
+        assert_eq!(
+            credited.rows_affected(),
+            1,
+            "credit account {} exists in {}",
+            leg.credit,
+            movement.currency.code
+        );
         sqlx::query(
             "INSERT INTO transfers (transaction_id, debit_account_id, credit_account_id, amount_minor,
                  currency, pending, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -312,5 +336,7 @@ pub async fn totals(db: &Db) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     )
     .fetch_all(&db.reader)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
 }

@@ -25,7 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
 
 /// Limits applied to every rule call.
 #[derive(Debug, Clone, Copy)]
@@ -181,15 +184,21 @@ impl RuleHost {
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {source} imports something the rule sandbox does not provide"))?;
+            .with_context(|| {
+                format!("plugin {source} imports something the rule sandbox does not provide")
+            })?;
         let pre = FraudRulePre::new(pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {source} does not export the nixo:rules/fraud-rule world"))?;
+            .with_context(|| {
+                format!("plugin {source} does not export the nixo:rules/fraud-rule world")
+            })?;
         let mut store = self.new_store()?;
         let instance = pre.instantiate(&mut store)?;
         let name = instance.nixo_rules_fraud_check().call_name(&mut store)?;
         anyhow::ensure!(
-            !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_graphic() || c == ' '),
             "plugin {source} reports an unusable name"
         );
         Ok(FraudPlugin {
@@ -211,8 +220,12 @@ impl RuleHost {
         files.sort();
         let mut plugins = Vec::with_capacity(files.len());
         for file in &files {
-            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let label = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let label = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             plugins.push(Arc::new(self.load_fraud_plugin(&bytes, &label)?));
         }
         let names = plugins.iter().map(|p| p.name.clone()).collect();
@@ -220,15 +233,28 @@ impl RuleHost {
         Ok(names)
     }
 
-    fn call_fraud(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Decision, u64)> {
+    fn call_fraud(
+        &self,
+        plugin: &FraudPlugin,
+        tx: &Transaction,
+    ) -> anyhow::Result<(Decision, u64)> {
         let mut store = self.new_store()?;
         let instance = plugin.pre.instantiate(&mut store)?;
-        let decision = instance.nixo_rules_fraud_check().call_check(&mut store, tx)?;
+        let decision = instance
+            .nixo_rules_fraud_check()
+            .call_check(&mut store, tx)?;
         let fuel_used = self.limits.fuel_per_call_max - store.get_fuel()?;
-        anyhow::ensure!(decision.score_bp <= 10_000, "score {} is above 10000", decision.score_bp);
+        anyhow::ensure!(
+            decision.score_bp <= 10_000,
+            "score {} is above 10000",
+            decision.score_bp
+        );
         anyhow::ensure!(
             decision.reasons.len() <= self.limits.reasons_max
-                && decision.reasons.iter().all(|r| r.len() <= self.limits.reason_len_max),
+                && decision
+                    .reasons
+                    .iter()
+                    .all(|r| r.len() <= self.limits.reason_len_max),
             "decision carries more or longer reasons than allowed"
         );
         Ok((decision, fuel_used))
@@ -271,7 +297,11 @@ impl RuleHost {
                 out.verdict = decision.verdict;
             }
             out.score_bp = out.score_bp.max(decision.score_bp);
-            out.rules_applied.push(format!("{}: {}", plugin.name, verdict_label(decision.verdict)));
+            out.rules_applied.push(format!(
+                "{}: {}",
+                plugin.name,
+                verdict_label(decision.verdict)
+            ));
             out.reasons.extend(decision.reasons);
         }
         out
@@ -279,6 +309,11 @@ impl RuleHost {
 
     /// Names of the active fraud rules.
     pub fn fraud_rule_names(&self) -> Vec<String> {
-        self.fraud.read().expect("rule set lock").iter().map(|p| p.name.clone()).collect()
+        self.fraud
+            .read()
+            .expect("rule set lock")
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
     }
 }

@@ -98,7 +98,9 @@ pub fn parse_scaled(amount: &str) -> Option<u128> {
         let digit = frac.as_bytes().get(i).map_or(0, |b| u128::from(b - b'0'));
         frac_scaled = frac_scaled * 10 + digit;
     }
-    whole.checked_mul(10u128.pow(SCALE_DIGITS as u32))?.checked_add(frac_scaled)
+    whole
+        .checked_mul(10u128.pow(SCALE_DIGITS as u32))?
+        .checked_add(frac_scaled)
 }
 
 fn units_scaled(units: u128) -> u128 {
@@ -123,20 +125,40 @@ pub fn check(input: &Input<'_>) -> Outcome {
     let amount = match parse_scaled(input.amount) {
         Some(a) if a > 0 => a,
         _ => {
-            raise(&mut out, Verdict::Deny, SCORE_CERTAIN_BP, "amount_not_positive");
+            raise(
+                &mut out,
+                Verdict::Deny,
+                SCORE_CERTAIN_BP,
+                "amount_not_positive",
+            );
             return out;
         }
     };
     if input.is_transfer && input.source == input.destination {
-        raise(&mut out, Verdict::Deny, SCORE_CERTAIN_BP, "same_source_and_destination");
+        raise(
+            &mut out,
+            Verdict::Deny,
+            SCORE_CERTAIN_BP,
+            "same_source_and_destination",
+        );
     }
 
     let limits = thresholds(input.currency);
     let review = units_scaled(limits.review_units);
     if amount >= units_scaled(limits.deny_units) {
-        raise(&mut out, Verdict::Deny, SCORE_DENY_THRESHOLD_BP, "amount_above_deny_threshold");
+        raise(
+            &mut out,
+            Verdict::Deny,
+            SCORE_DENY_THRESHOLD_BP,
+            "amount_above_deny_threshold",
+        );
     } else if amount >= review {
-        raise(&mut out, Verdict::Review, SCORE_REVIEW_BP, "amount_above_review_threshold");
+        raise(
+            &mut out,
+            Verdict::Review,
+            SCORE_REVIEW_BP,
+            "amount_above_review_threshold",
+        );
     } else if amount * 2 >= review {
         out.score_bp = out.score_bp.max(SCORE_HIGH_BP);
     } else if amount * 10 >= review {
@@ -144,15 +166,30 @@ pub fn check(input: &Input<'_>) -> Outcome {
     }
 
     if !input.sandbox && input.account_age_days == 0 && amount * 10 >= review {
-        raise(&mut out, Verdict::Review, SCORE_REVIEW_BP, "new_account_large_amount");
+        raise(
+            &mut out,
+            Verdict::Review,
+            SCORE_REVIEW_BP,
+            "new_account_large_amount",
+        );
     }
     if input.count_1h >= VELOCITY_1H_REVIEW_COUNT {
-        raise(&mut out, Verdict::Review, SCORE_REVIEW_BP, "velocity_1h_exceeded");
+        raise(
+            &mut out,
+            Verdict::Review,
+            SCORE_REVIEW_BP,
+            "velocity_1h_exceeded",
+        );
     }
     if let Some(country) = input.destination_country
         && HIGH_RISK_COUNTRIES.contains(&country)
     {
-        raise(&mut out, Verdict::Review, SCORE_REVIEW_BP, "high_risk_destination_country");
+        raise(
+            &mut out,
+            Verdict::Review,
+            SCORE_REVIEW_BP,
+            "high_risk_destination_country",
+        );
     }
     out
 }

@@ -1,0 +1,250 @@
+//! The foundation's end-to-end path: client → gateway component → core →
+//! fraud-check plugin → ledger → response, over real HTTP.
+
+use nixo_tests::{SEED_TRANSFER, start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_transfer_settles_and_moves_exactly_the_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    assert_eq!(server.wallet_balance(101).await.0, "100000.00");
+    assert_eq!(server.wallet_balance(102).await.0, "100000.00");
+
+    let reply = server.post("/v1/payments/transfer", SEED_TRANSFER).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["status"], "success");
+    let data = &reply.body["data"];
+    assert_eq!(data["status"], "SETTLED");
+    assert!(data["tx_id"].as_str().unwrap().parse::<u64>().unwrap() > 10_000);
+    assert_eq!(data["risk_score"].to_string(), "0.05");
+    assert_eq!(
+        data["rules_applied"],
+        serde_json::json!(["FraudCheck: ALLOW"])
+    );
+    assert!(data["error"].is_null());
+    let timestamp = data["timestamp"].as_str().unwrap();
+    assert!(
+        timestamp.ends_with("+00:00") && timestamp.len() == 25,
+        "{timestamp}"
+    );
+    assert!(reply.header("request-id").unwrap().starts_with("req_"));
+    assert_eq!(reply.header("nixo-version"), Some("2025-01-01"));
+    // The document's key order: status first, then data.
+    let text = reply.body.to_string();
+    assert!(
+        text.starts_with(r#"{"status":"success","data":{"tx_id":"#),
+        "{text}"
+    );
+
+    assert_eq!(
+        server.wallet_balance(101).await,
+        ("99950.00".into(), "0.00".into(), "0.00".into())
+    );
+    assert_eq!(
+        server.wallet_balance(102).await,
+        ("100050.00".into(), "0.00".into(), "0.00".into())
+    );
+    // Account-wide, money only moved between the account's own wallets.
+    let all = server.get("/v1/balances").await;
+    assert_eq!(all.body["object"], "balance");
+    assert_eq!(all.body["available"][0]["amount"].to_string(), "200000.00");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_structured_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    let transfer = |from: i64, to: i64, amount: &str| {
+        format!(r#"{{"from_wallet":{from},"to_wallet":{to},"amount":"{amount}","currency":"KES"}}"#)
+    };
+
+    // Insufficient funds: the wallet holds 100,000.00.
+    let reply = server
+        .post("/v1/payments/transfer", &transfer(101, 102, "100000.01"))
+        .await;
+    assert_eq!(reply.status, 402);
+    assert_eq!(reply.error(), ("insufficient_funds", Some("amount")));
+
+    // Unknown wallets, on either side.
+    let reply = server
+        .post("/v1/payments/transfer", &transfer(101, 999, "1.00"))
+        .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error(), ("resource_not_found", Some("to_wallet")));
+    let reply = server
+        .post("/v1/payments/transfer", &transfer(555, 102, "1.00"))
+        .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error(), ("resource_not_found", Some("from_wallet")));
+
+    // Malformed JSON and bad fields.
+    let reply = server
+        .post("/v1/payments/transfer", r#"{"from_wallet": 101,"#)
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error(), ("invalid_request", Some("body")));
+    let reply = server
+        .post("/v1/payments/transfer", &transfer(101, 102, "0.00"))
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error(), ("invalid_request", Some("amount")));
+    assert_eq!(
+        reply.body["error"]["message"],
+        "Amount must be greater than 0"
+    );
+    let reply = server
+        .post("/v1/payments/transfer", &transfer(101, 102, "1.001"))
+        .await;
+    assert_eq!(reply.error(), ("invalid_request", Some("amount")));
+    let reply = server
+        .post(
+            "/v1/payments/transfer",
+            r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"QQQ"}"#,
+        )
+        .await;
+    assert_eq!(reply.error(), ("invalid_request", Some("currency")));
+
+    // Missing, malformed and unknown keys.
+    let reply = server
+        .send("POST", "/v1/payments/transfer", None, Some(SEED_TRANSFER))
+        .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.error().0, "invalid_api_key");
+    let reply = server
+        .send(
+            "POST",
+            "/v1/payments/transfer",
+            Some("sk_sandbox_123"),
+            Some(SEED_TRANSFER),
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.error().0, "invalid_api_key");
+    let forged = "sk_sandbox_0000000000000000000000000000000A";
+    let reply = server
+        .send(
+            "POST",
+            "/v1/payments/transfer",
+            Some(forged),
+            Some(SEED_TRANSFER),
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.body["error"]["message"], "Invalid API key provided");
+
+    // Unknown routes, at the edge and in the core; unknown version.
+    for path in ["/", "/v2/payments", "/v1/nothing-here"] {
+        let reply = server
+            .send("GET", path, Some(&server.key.clone()), None)
+            .await;
+        assert_eq!(reply.status, 404, "{path}");
+        assert_eq!(reply.error().0, "resource_not_found");
+        assert!(reply.header("request-id").is_some());
+    }
+    let reply = server
+        .send(
+            "GET",
+            "/v1/payments/transfer",
+            Some(&server.key.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 405);
+    let resp = server
+        .client
+        .get(format!("{}/v1/balances", server.base))
+        .header("authorization", format!("Bearer {}", server.key))
+        .header("nixo-version", "2019-12-31")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "Nixo-Version");
+
+    // None of that moved money.
+    assert_eq!(server.wallet_balance(101).await.0, "100000.00");
+    assert_eq!(server.wallet_balance(102).await.0, "100000.00");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_verdict_holds_the_funds_instead_of_settling() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    // The fraud rule sends the 21st transfer within an hour to review.
+    for _ in 0..20 {
+        let reply = server.post("/v1/payments/transfer", SEED_TRANSFER).await;
+        assert_eq!(reply.body["data"]["status"], "SETTLED");
+    }
+    let reply = server.post("/v1/payments/transfer", SEED_TRANSFER).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(reply.body["data"]["status"], "PENDING_REVIEW");
+    assert_eq!(
+        reply.body["data"]["rules_applied"],
+        serde_json::json!(["FraudCheck: REVIEW"])
+    );
+    assert_eq!(reply.body["data"]["risk_score"].to_string(), "0.6");
+    // 20 × 50.00 settled; 50.00 held: reserved at the source, pending at the destination.
+    assert_eq!(
+        server.wallet_balance(101).await,
+        ("98950.00".into(), "0.00".into(), "50.00".into())
+    );
+    assert_eq!(
+        server.wallet_balance(102).await,
+        ("101000.00".into(), "50.00".into(), "0.00".into())
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_same_data_directory_finds_the_ledger_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    let key = server.key.clone();
+    let first = server.post("/v1/payments/transfer", SEED_TRANSFER).await;
+    assert_eq!(first.status, 200);
+    server.stop().await;
+
+    let server = start(dir.path(), Some(key), false).await;
+    assert!(
+        server.running.as_ref().unwrap().bootstrap.is_none(),
+        "no second bootstrap"
+    );
+    assert_eq!(server.wallet_balance(101).await.0, "99950.00");
+    assert_eq!(server.wallet_balance(102).await.0, "100050.00");
+    let second = server.post("/v1/payments/transfer", SEED_TRANSFER).await;
+    assert_eq!(second.status, 200);
+    let (a, b) = (
+        first.body["data"]["tx_id"].as_str().unwrap(),
+        second.body["data"]["tx_id"].as_str().unwrap(),
+    );
+    assert!(
+        b.parse::<u64>().unwrap() > a.parse::<u64>().unwrap(),
+        "ids keep increasing: {a} then {b}"
+    );
+    assert_eq!(server.wallet_balance(101).await.0, "99900.00");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_refuses_requests_that_bypass_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, true).await;
+    let core = format!("http://{}", server.core_addr());
+    let resp = server
+        .client
+        .post(format!("{core}/v1/payments/transfer"))
+        .header("authorization", format!("Bearer {}", server.key))
+        .header("nixo-gateway-signature", "t=1,v1=00")
+        .body(SEED_TRANSFER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "permission_denied");
+    assert_eq!(server.wallet_balance(101).await.0, "100000.00");
+    server.stop().await;
+}
