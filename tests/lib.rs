@@ -33,7 +33,19 @@ pub struct TestServer {
 }
 
 pub async fn start(data_dir: &Path, key: Option<String>, core_listen: bool) -> TestServer {
+    start_on(data_dir, key, core_listen, None).await
+}
+
+/// Like [`start`], on the database at `database_url` (SQLite in `data_dir`
+/// when `None`).
+pub async fn start_on(
+    data_dir: &Path,
+    key: Option<String>,
+    core_listen: bool,
+    database_url: Option<String>,
+) -> TestServer {
     let running = server::start(ServeConfig {
+        database_url,
         data_dir: data_dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         core_listen: core_listen.then(|| "127.0.0.1:0".parse().unwrap()),
@@ -139,5 +151,68 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             running.stop().await.expect("clean stop");
         }
+    }
+}
+
+/// Where the tests find PostgreSQL (the machine's local server).
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh, empty PostgreSQL database for one test, dropped on drop.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates the database, or returns `None` (after saying so loudly) when
+    /// PostgreSQL is unreachable.
+    pub async fn create(label: &str) -> Option<PgDatabase> {
+        use sqlx::Connection;
+        let mut admin = match sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                eprintln!(
+                    "\n*** SKIPPED: PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {err}\n"
+                );
+                return None;
+            }
+        };
+        let name = format!("nixo_{label}_{}_{}", std::process::id(), next_id());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        Some(PgDatabase {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        })
+    }
+}
+
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Best effort, on a thread of its own (we may be inside a runtime).
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut admin = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
     }
 }

@@ -27,29 +27,29 @@ pub async fn create(
         .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
         .collect();
     let id = format!("acct_{suffix}");
-    sqlx::query("INSERT INTO accounts (id, environment, name, kyc_level, created_at_ms) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO accounts (id, environment, name, kyc_level, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
         .bind(&id)
         .bind(environment.as_str())
         .bind(name)
         .bind(i64::from(kyc_level))
         .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&db.writer)
+        .execute(&db.pool)
         .await?;
     Ok(id)
 }
 
 /// True once any account exists (the server has been bootstrapped).
 pub async fn any(db: &Db) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM accounts)")
-        .fetch_one(&db.reader)
+    let row = sqlx::query("SELECT COUNT(*) FROM accounts")
+        .fetch_one(&db.pool)
         .await?;
-    row.try_get(0)
+    Ok(row.try_get::<i64, _>(0)? > 0)
 }
 
 pub async fn facts(db: &Db, account_id: &str, now_ms: i64) -> Result<AccountFacts, sqlx::Error> {
-    let row = sqlx::query("SELECT kyc_level, created_at_ms FROM accounts WHERE id = ?")
+    let row = sqlx::query("SELECT kyc_level, created_at_ms FROM accounts WHERE id = $1")
         .bind(account_id)
-        .fetch_one(&db.reader)
+        .fetch_one(&db.pool)
         .await?;
     let kyc_level: i64 = row.try_get(0)?;
     let created_at_ms: i64 = row.try_get(1)?;

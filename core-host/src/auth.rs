@@ -86,15 +86,15 @@ pub async fn create_key(
     let id = format!("key_{}", random_base62(16));
     sqlx::query(
         "INSERT INTO api_keys (id, account_id, environment, key_hash, display_prefix, created_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
     .bind(account_id)
     .bind(environment.as_str())
-    .bind(&hasher.hash(&key)[..])
+    .bind(hasher.hash(&key).to_vec())
     .bind(&display_prefix)
     .bind(chrono::Utc::now().timestamp_millis())
-    .execute(&db.writer)
+    .execute(&db.pool)
     .await?;
     Ok(NewKey {
         id,
@@ -126,10 +126,10 @@ pub async fn authenticate(
         return Err(ApiError::invalid_api_key("Invalid API key format"));
     };
     let row = sqlx::query(
-        "SELECT id, account_id, environment FROM api_keys WHERE key_hash = ? AND revoked_at_ms IS NULL",
+        "SELECT id, account_id, environment FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL",
     )
-    .bind(&hasher.hash(key)[..])
-    .fetch_optional(&db.reader)
+    .bind(hasher.hash(key).to_vec())
+    .fetch_optional(&db.pool)
     .await?;
     let row = row.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
     let environment: String = row.try_get(2)?;

@@ -1,31 +1,63 @@
-//! The database handle: SQLite by default (one writer, several readers).
+//! The database handle: SQLite by default, PostgreSQL at scale, chosen by
+//! the URL (`sqlite://path` or `postgres://…`). One code path for both,
+//! through sqlx's `Any` driver; SQL uses `$N` placeholders, which both
+//! backends accept.
 
 use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use std::borrow::Cow;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
-/// How long a connection waits on a locked database before failing.
-pub const BUSY_TIMEOUT_MS: u64 = 5_000;
-/// Readers in the pool. Writes go through a single connection.
-pub const READERS_MAX: u32 = 4;
+/// How long a SQLite connection waits on a locked database before failing.
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Connections in the pool (readers and non-ledger writes on SQLite).
+pub const POOL_CONNECTIONS_MAX: u32 = 8;
+/// How long to wait for a pooled connection.
+pub const POOL_ACQUIRE_TIMEOUT_MS: u64 = 10_000;
 
-/// SQLite migrations, embedded in the binary: (version, description, sql).
-const SQLITE_MIGRATIONS: [(i64, &str, &str); 1] = [(
+/// Durable and safe settings applied to every SQLite connection: WAL with
+/// `synchronous = FULL` (an acknowledged commit survives power loss).
+fn sqlite_pragmas() -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+    )
+}
+
+type MigrationFile = (i64, &'static str, &'static str);
+const SQLITE_MIGRATIONS: [MigrationFile; 1] = [(
     1,
     "foundation",
     include_str!("../migrations/sqlite/0001_foundation.sql"),
 )];
+const POSTGRES_MIGRATIONS: [MigrationFile; 1] = [(
+    1,
+    "foundation",
+    include_str!("../migrations/postgres/0001_foundation.sql"),
+)];
 
-/// Builds the migrator from the embedded files. (sqlx's `migrate!` macro
-/// would pull its whole proc-macro stack and a second SQLite build into the
-/// compile; the fields used here are stable in the pinned sqlx version.)
-fn sqlite_migrator() -> Migrator {
-    let migrations: Vec<Migration> = SQLITE_MIGRATIONS
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+    url: String,
+}
+
+/// Builds a migrator from embedded files. (sqlx's `migrate!` macro would
+/// pull its proc-macro stack and a second SQLite build into the compile; the
+/// fields used here are stable in the pinned sqlx version.)
+fn migrator(files: &[MigrationFile]) -> Migrator {
+    let migrations: Vec<Migration> = files
         .iter()
         .map(|(version, description, sql)| {
             Migration::new(
@@ -45,46 +77,73 @@ fn sqlite_migrator() -> Migrator {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct Db {
-    /// The only connection that writes: SQLite allows one writer at a time,
-    /// so writers queue here instead of failing with SQLITE_BUSY.
-    pub writer: SqlitePool,
-    pub reader: SqlitePool,
+/// `sqlite://<path>` for a file path.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
 }
 
 impl Db {
-    /// Opens (creating if needed) the database file and applies migrations.
-    /// Every commit is durable: WAL with `synchronous = FULL`.
-    pub async fn open_sqlite(path: &Path) -> anyhow::Result<Db> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
+    /// Opens the database at `url`, creating a SQLite file if needed, and
+    /// applies migrations.
+    pub async fn open(url: &str) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("unsupported database URL (use sqlite://… or postgres://…)");
+        };
+        let options = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(POOL_CONNECTIONS_MAX)
+            .acquire_timeout(Duration::from_millis(POOL_ACQUIRE_TIMEOUT_MS))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(sqlite_pragmas().as_str()).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
             .await
-            .with_context(|| format!("opening database {}", path.display()))?;
-        sqlite_migrator()
-            .run(&writer)
+            .context("connecting to the database")?;
+        let files: &[MigrationFile] = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator(files)
+            .run(&pool)
             .await
             .context("applying database migrations")?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS_MAX)
-            .connect_with(options.read_only(true))
-            .await
-            .context("opening database readers")?;
-        Ok(Db { writer, reader })
+        Ok(Db {
+            pool,
+            backend,
+            url: url.to_string(),
+        })
     }
 
-    /// Closes every connection, checkpointing the WAL.
+    pub async fn open_sqlite(path: &Path) -> anyhow::Result<Db> {
+        Self::open(&sqlite_url(path)).await
+    }
+
+    /// A dedicated connection outside the pool (the SQLite ledger writer).
+    pub async fn dedicated_connection(&self) -> anyhow::Result<AnyConnection> {
+        let mut conn = AnyConnectOptions::from_str(&self.url)?.connect().await?;
+        if self.backend == Backend::Sqlite {
+            conn.execute(sqlite_pragmas().as_str()).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Closes every pooled connection.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.pool.acquire().await?.ping().await?;
+        Ok(())
     }
 }

@@ -1,10 +1,16 @@
 //! The `nixo` command.
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use nixo_core::db::{self, Db};
+use nixo_core::ledger::{fx, verify};
+use nixo_core::money::Currency;
 use nixo_core::rules::RuleLimits;
 use nixo_core::server::{self, ServeConfig};
+use rust_decimal::Decimal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -17,14 +23,33 @@ struct Cli {
     command: Command,
 }
 
+/// Where the data lives.
+#[derive(Args, Clone)]
+struct Storage {
+    /// Data directory (database, secrets, plugins, compile cache).
+    #[arg(long, env = "NIXO_DATA_DIR", default_value = "nixo-data")]
+    data_dir: PathBuf,
+    /// Database URL (`sqlite://…` or `postgres://…`); default: SQLite at
+    /// `<data-dir>/nixo.db`.
+    #[arg(long, env = "NIXO_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl Storage {
+    fn url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| db::sqlite_url(&self.data_dir.join("nixo.db")))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the API: the gateway component on the public port, the core, the
     /// ledger and the rule plugins, in one process.
     Serve {
-        /// Data directory (database, secrets, plugins, compile cache).
-        #[arg(long, env = "NIXO_DATA_DIR", default_value = "nixo-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        storage: Storage,
         /// Public address of the API (through the gateway).
         #[arg(long, env = "NIXO_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -33,9 +58,48 @@ enum Command {
         #[arg(long, env = "NIXO_CORE_LISTEN")]
         core_listen: Option<SocketAddr>,
     },
+    /// Ledger administration.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Exchange rates.
+    Fx {
+        #[command(subcommand)]
+        command: FxCommand,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check every ledger invariant; exits non-zero with a report if any fails.
+    Verify {
+        #[command(flatten)]
+        storage: Storage,
+        /// Holds may be this late past their expiry before counting as a fault.
+        #[arg(long, default_value_t = 60_000)]
+        grace_ms: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum FxCommand {
+    /// Set the rate from BASE to QUOTE (QUOTE units per BASE unit); it
+    /// applies to transfers from now on. Every rate set is kept.
+    Set {
+        #[command(flatten)]
+        storage: Storage,
+        base: String,
+        quote: String,
+        /// Exact decimal, e.g. 0.0077.
+        rate: String,
+        /// Fee in basis points of the source amount.
+        #[arg(long, default_value_t = 0)]
+        fee_bp: u16,
+    },
+}
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NIXO_LOG")
@@ -44,21 +108,82 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    match cli.command {
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("nixo: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("nixo: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve {
-            data_dir,
+            storage,
             listen,
             core_listen,
-        } => runtime.block_on(serve(ServeConfig {
-            data_dir,
-            listen,
-            core_listen,
-            rule_limits: RuleLimits::default(),
-            cache_dir: None,
-        })),
+        } => {
+            serve(ServeConfig {
+                data_dir: storage.data_dir,
+                listen,
+                core_listen,
+                rule_limits: RuleLimits::default(),
+                database_url: storage.database_url,
+                cache_dir: None,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify { storage, grace_ms },
+        } => {
+            let db = Db::open(&storage.url()).await?;
+            let report =
+                verify::verify(&db, chrono::Utc::now().timestamp_millis(), grace_ms).await?;
+            db.close().await;
+            print!("{report}");
+            Ok(if report.is_sound() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Fx {
+            command:
+                FxCommand::Set {
+                    storage,
+                    base,
+                    quote,
+                    rate,
+                    fee_bp,
+                },
+        } => {
+            let base =
+                Currency::from_code(&base).with_context(|| format!("unknown currency {base}"))?;
+            let quote =
+                Currency::from_code(&quote).with_context(|| format!("unknown currency {quote}"))?;
+            let rate = Decimal::from_str_exact(&rate)
+                .with_context(|| format!("'{rate}' is not a decimal"))?;
+            let db = Db::open(&storage.url()).await?;
+            fx::set_rate(&db, base, quote, rate, fee_bp).await?;
+            db.close().await;
+            println!(
+                "nixo: 1 {} = {} {} (fee {} bp), from now on",
+                base.code, rate, quote.code, fee_bp
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

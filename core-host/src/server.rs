@@ -5,7 +5,7 @@ use crate::api::{self, AppState};
 use crate::auth::{self, KeyHasher};
 use crate::db::Db;
 use crate::edge::{self, Gateway};
-use crate::ledger::{self, AccountKind, Environment, Leg, Movement, TxStatus};
+use crate::ledger::{self, AccountKind, Environment, Ledger, Leg, Movement, TxStatus};
 use crate::money::Currency;
 use crate::rules::{RuleHost, RuleLimits};
 use crate::{accounts, artefacts};
@@ -34,6 +34,8 @@ pub struct ServeConfig {
     /// Optional address exposing the core directly (for a gateway on Spin).
     pub core_listen: Option<SocketAddr>,
     pub rule_limits: RuleLimits,
+    /// `sqlite://…` or `postgres://…`; `<data_dir>/nixo.db` when `None`.
+    pub database_url: Option<String>,
     /// Compiled-component cache; `<data_dir>/cache` when `None`.
     pub cache_dir: Option<PathBuf>,
 }
@@ -80,50 +82,52 @@ pub struct Bootstrap {
 }
 
 /// Creates the sandbox account, its funded KES wallets 101 and 102 and a key.
-async fn bootstrap(db: &Db, hasher: &KeyHasher) -> anyhow::Result<Bootstrap> {
+async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootstrap> {
     let kes = Currency::from_code("KES").expect("KES is ISO 4217");
     let env = Environment::Sandbox;
-    let account_id = accounts::create(db, env, "Sandbox account", 1).await?;
-    let funding = ledger::create_account(db, None, None, env, AccountKind::Funding, kes, 0).await?;
-    for wallet in SANDBOX_WALLETS {
-        ledger::create_account(
-            db,
-            Some(wallet),
-            Some(&account_id),
-            env,
-            AccountKind::Wallet,
-            kes,
-            ledger::FLAG_NO_OVERDRAFT,
-        )
+    let account_id = accounts::create(&ledger.db, env, "Sandbox account", 1).await?;
+    let funding = ledger
+        .system_account(env, AccountKind::Funding, kes)
         .await?;
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        ledger::record(
-            db,
-            &Movement {
+    for wallet in SANDBOX_WALLETS {
+        ledger
+            .create_account(
+                Some(wallet),
+                Some(&account_id),
+                env,
+                AccountKind::Wallet,
+                kes,
+                ledger::FLAG_NO_OVERDRAFT,
+            )
+            .await?;
+        ledger
+            .record(Movement {
+                idempotency_id: Some(format!("bootstrap:fund:{wallet}")),
                 environment: env,
-                account_id: &account_id,
+                account_id: account_id.clone(),
                 kind: "funding",
                 status: TxStatus::Settled,
                 amount_minor: SANDBOX_FUNDS_MINOR,
                 currency: kes,
+                fx: None,
                 from_wallet: None,
                 to_wallet: Some(wallet),
                 risk_score_bp: None,
-                rules_applied: &[],
-                metadata_json: r#"{"note":"sandbox funds"}"#,
+                rules_applied: Vec::new(),
+                metadata_json: r#"{"note":"sandbox funds"}"#.to_string(),
                 error_code: None,
-                legs: &[Leg {
+                legs: vec![Leg {
                     debit: funding,
                     credit: wallet,
                     amount_minor: SANDBOX_FUNDS_MINOR,
-                    pending: false,
+                    currency: kes,
+                    pending_timeout_at_ms: None,
                 }],
-                now_ms,
-            },
-        )
-        .await?;
+                now_ms: chrono::Utc::now().timestamp_millis(),
+            })
+            .await?;
     }
-    let key = auth::create_key(db, hasher, &account_id, env).await?;
+    let key = auth::create_key(&ledger.db, hasher, &account_id, env).await?;
     Ok(Bootstrap {
         account_id,
         sandbox_key: key.key,
@@ -149,7 +153,7 @@ pub struct Running {
     /// Set on first start only: the sandbox key, shown once.
     pub bootstrap: Option<Bootstrap>,
     pub fraud_rules: Vec<String>,
-    db: Db,
+    ledger: Ledger,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -161,7 +165,7 @@ impl Running {
         for task in self.tasks {
             task.await??;
         }
-        self.db.close().await;
+        self.ledger.close().await;
         Ok(())
     }
 }
@@ -183,11 +187,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     );
     let hasher = KeyHasher::new(pepper);
 
-    let db = Db::open_sqlite(&config.data_dir.join("nixo.db")).await?;
+    let database_url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => crate::db::sqlite_url(&config.data_dir.join("nixo.db")),
+    };
+    let db = Db::open(&database_url).await?;
+    let ledger = Ledger::new(db.clone()).await?;
     let bootstrap = if accounts::any(&db).await? {
         None
     } else {
-        Some(bootstrap(&db, &hasher).await?)
+        Some(bootstrap(&ledger, &hasher).await?)
     };
 
     let cache_dir = config
@@ -200,7 +209,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let fraud_rules = rules.load_fraud_dir(&plugins_dir)?;
 
     let state = AppState {
-        db: db.clone(),
+        ledger: ledger.clone(),
         hasher,
         rules,
         gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
@@ -218,11 +227,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut tasks = vec![tokio::spawn(edge::serve(
-        gateway,
-        listener,
-        shutdown_rx.clone(),
-    ))];
+    let mut tasks = vec![
+        tokio::spawn(edge::serve(gateway, listener, shutdown_rx.clone())),
+        tokio::spawn(expire_holds(ledger.clone(), shutdown_rx.clone())),
+    ];
     let mut core_addr = None;
     if let Some(core_listen) = config.core_listen {
         let listener = TcpListener::bind(core_listen)
@@ -244,8 +252,31 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         core_addr,
         bootstrap,
         fraud_rules,
-        db,
+        ledger,
         shutdown,
         tasks,
     })
+}
+
+/// How often holds past their expiry are voided, and how many per round.
+pub const HOLD_SWEEP_INTERVAL_MS: u64 = 1_000;
+pub const HOLD_SWEEP_BATCH_MAX: i64 = 500;
+
+/// Voids holds whose time is up, until shutdown.
+async fn expire_holds(ledger: Ledger, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(HOLD_SWEEP_INTERVAL_MS));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+        match ledger
+            .expire_due(chrono::Utc::now().timestamp_millis(), HOLD_SWEEP_BATCH_MAX)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "voided holds past their expiry"),
+            Err(err) => tracing::warn!(error = %err, "hold expiry sweep failed; retrying"),
+        }
+    }
 }

@@ -57,7 +57,7 @@ pub async fn retrieve(
 ) -> Result<Response, ApiError> {
     let wallet_id = parse_query(query.as_deref())?;
     if let Some(id) = wallet_id {
-        let owned = ledger::wallet(&state.db, id).await?.is_some_and(|w| {
+        let owned = state.ledger.wallet(id).await?.is_some_and(|w| {
             w.owner_account_id == caller.principal.account_id
                 && w.environment == caller.principal.environment
         });
@@ -67,7 +67,10 @@ pub async fn retrieve(
             );
         }
     }
-    let balances = ledger::balances(&state.db, &caller.principal.account_id, wallet_id).await?;
+    let balances = state
+        .ledger
+        .balances(&caller.principal.account_id, wallet_id)
+        .await?;
     let body = json!({
         "object": "balance",
         "livemode": caller.principal.environment == ledger::Environment::Live,

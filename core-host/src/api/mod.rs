@@ -9,8 +9,8 @@ mod balances;
 mod transfers;
 
 use crate::auth::{self, KeyHasher, Principal};
-use crate::db::Db;
 use crate::error::ApiError;
+use crate::ledger::Ledger;
 use crate::rules::RuleHost;
 use axum::Router;
 use axum::body::Body;
@@ -30,7 +30,7 @@ pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
 /// Shared state of the API.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: Db,
+    pub ledger: Ledger,
     pub hasher: KeyHasher,
     pub rules: Arc<RuleHost>,
     pub gateway_secret: Arc<Vec<u8>>,
@@ -143,7 +143,7 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
             "Requests must come through the Nixo gateway",
         ));
     }
-    let principal = auth::authenticate(&state.db, &state.hasher, authorization).await?;
+    let principal = auth::authenticate(&state.ledger.db, &state.hasher, authorization).await?;
     let version = resolve_version(&parts.headers)?;
     parts.extensions.insert(Caller { principal, version });
     Ok(Request::from_parts(parts, Body::from(body)))

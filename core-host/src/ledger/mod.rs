@@ -1,20 +1,33 @@
-//! Double-entry ledger on the database.
+//! Double-entry ledger on SQLite or PostgreSQL.
 //!
-//! Every movement of money is a transaction made of transfers; each transfer
-//! debits one ledger account and credits another by the same integer amount
-//! in one currency, so debits equal credits by construction. Account totals
-//! (posted and pending, debits and credits) are updated in the same database
-//! transaction as the transfer rows, with the no-overdraft rule checked in the
-//! update itself: either every leg applies or none does.
+//! Every movement of money is a client-visible *transaction* made of
+//! *transfers*. A transfer debits one ledger account and credits another by
+//! the same positive integer amount of one currency, so debits equal credits
+//! by construction. Transfers are immutable: a pending transfer (a hold) is
+//! resolved by a later `post_pending` or `void_pending` transfer naming it,
+//! at most once (a unique index), or voided by expiry.
+//!
+//! Account totals (debits/credits × pending/posted) change in the same
+//! database transaction as the transfer rows. The no-overdraft rule is part
+//! of the update's own `WHERE`, so it holds under any concurrency; accounts
+//! are always updated in ascending id order, so writers on PostgreSQL cannot
+//! deadlock each other. On SQLite all ledger writes go through one writer
+//! task that commits many operations per fsync ([`writer`], group commit).
 
-use crate::db::Db;
+mod apply;
+pub mod fx;
+pub mod verify;
+mod writer;
+
+use crate::db::{Backend, Db};
 use crate::money::Currency;
 use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
 
 /// Ledger account flag: debits may never exceed credits (no overdraft).
 pub const FLAG_NO_OVERDRAFT: i64 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Environment {
     Sandbox,
     Live,
@@ -40,16 +53,29 @@ impl Environment {
 /// Kinds of ledger account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountKind {
+    /// A customer wallet (the API's integer wallet ids).
     Wallet,
-    /// Source of sandbox money (and of test funding in live bootstrap).
+    /// Source of sandbox money.
     Funding,
+    /// Per-currency liquidity that cross-currency transfers pass through.
+    FxLiquidity,
+    /// Fees earned, per currency.
+    Fees,
+    /// Money in flight on the M-Pesa rail.
+    MpesaClearing,
+    /// Money in flight on bank rails.
+    BankClearing,
 }
 
 impl AccountKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             AccountKind::Wallet => "wallet",
             AccountKind::Funding => "funding",
+            AccountKind::FxLiquidity => "fx_liquidity",
+            AccountKind::Fees => "fees",
+            AccountKind::MpesaClearing => "mpesa_clearing",
+            AccountKind::BankClearing => "bank_clearing",
         }
     }
 }
@@ -81,6 +107,8 @@ pub enum TxStatus {
     Settled,
     PendingReview,
     Declined,
+    Voided,
+    Expired,
 }
 
 impl TxStatus {
@@ -89,44 +117,359 @@ impl TxStatus {
             TxStatus::Settled => "SETTLED",
             TxStatus::PendingReview => "PENDING_REVIEW",
             TxStatus::Declined => "DECLINED",
+            TxStatus::Voided => "VOIDED",
+            TxStatus::Expired => "EXPIRED",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<TxStatus> {
+        [
+            Self::Settled,
+            Self::PendingReview,
+            Self::Declined,
+            Self::Voided,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 }
 
-/// One leg: move `amount_minor` from `debit` to `credit`, posted or held.
-#[derive(Debug, Clone, Copy)]
+/// One leg: move `amount_minor` of `currency` from `debit` to `credit`.
+/// With `pending_timeout_at_ms` the leg is a hold that must be posted or
+/// voided before that time, or it voids itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leg {
     pub debit: i64,
     pub credit: i64,
     pub amount_minor: i64,
-    pub pending: bool,
+    pub currency: Currency,
+    pub pending_timeout_at_ms: Option<i64>,
 }
 
-/// A client-visible transaction and the legs that carry it out.
+/// The cross-currency part of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FxApplied {
+    pub to_amount_minor: i64,
+    pub to_currency: Currency,
+    /// Exact decimal text: destination units per source unit.
+    pub rate: String,
+    pub fee_minor: i64,
+}
+
+/// A client-visible transaction and the legs that carry it out; all legs
+/// apply atomically or none does.
 #[derive(Debug, Clone)]
-pub struct Movement<'a> {
+pub struct Movement {
+    /// Client-derivable identity: a second movement with the same id is not
+    /// applied again (the first is returned as a replay).
+    pub idempotency_id: Option<String>,
     pub environment: Environment,
-    pub account_id: &'a str,
+    pub account_id: String,
     pub kind: &'static str,
     pub status: TxStatus,
     pub amount_minor: i64,
     pub currency: Currency,
+    pub fx: Option<FxApplied>,
     pub from_wallet: Option<i64>,
     pub to_wallet: Option<i64>,
     pub risk_score_bp: Option<u16>,
-    pub rules_applied: &'a [String],
-    pub metadata_json: &'a str,
+    pub rules_applied: Vec<String>,
+    pub metadata_json: String,
     pub error_code: Option<&'static str>,
-    pub legs: &'a [Leg],
+    pub legs: Vec<Leg>,
     pub now_ms: i64,
+}
+
+/// The result of recording a movement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub tx_id: i64,
+    pub status: TxStatus,
+    /// True when this is an earlier transaction with the same identity.
+    pub replayed: bool,
+    pub created_at_ms: i64,
+    pub risk_score_bp: Option<u16>,
+    pub rules_applied: Vec<String>,
+}
+
+/// How to resolve the holds of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Post the holds; `Some(amount)` posts part of a single-leg hold and
+    /// releases the rest.
+    Post(Option<i64>),
+    Void,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("ledger account {account} has insufficient funds")]
     InsufficientFunds { account: i64 },
+    #[error("ledger account {account} does not exist")]
+    AccountNotFound { account: i64 },
+    #[error("ledger account {account} does not hold {currency}")]
+    CurrencyMismatch {
+        account: i64,
+        currency: &'static str,
+    },
+    #[error("idempotency id {0} was used for a different transaction")]
+    IdempotencyConflict(String),
+    #[error("transaction {0} has no open hold")]
+    NotPending(i64),
+    #[error("the hold of transaction {0} has expired")]
+    PendingExpired(i64),
+    #[error("invalid operation: {0}")]
+    Invalid(&'static str),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// Work for the ledger writer.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    Record(Box<Movement>),
+    Resolve {
+        tx_id: i64,
+        resolution: Resolution,
+        now_ms: i64,
+    },
+    ExpireDue {
+        now_ms: i64,
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOutcome {
+    Recorded(Recorded),
+    Resolved(TxStatus),
+    Expired(u64),
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<WriteOutcome, LedgerError>>;
+
+/// The ledger: reads through the pool; writes through the group-commit
+/// writer on SQLite, or in their own transactions on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    pub db: Db,
+    writer: Option<mpsc::Sender<(WriteOp, Reply)>>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Ledger {
+    pub async fn new(db: Db) -> anyhow::Result<Ledger> {
+        let writer = match db.backend {
+            Backend::Sqlite => Some(writer::spawn(db.dedicated_connection().await?)),
+            Backend::Postgres => None,
+        };
+        Ok(Ledger { db, writer })
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, LedgerError> {
+        match &self.writer {
+            Some(writer) => {
+                let (reply, answer) = oneshot::channel();
+                writer
+                    .send((op, reply))
+                    .await
+                    .map_err(|_| sqlx::Error::PoolClosed)?;
+                answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+            }
+            None => {
+                let mut tx = self.db.pool.begin().await?;
+                match apply::apply(&mut tx, &op).await {
+                    Ok(outcome) => {
+                        tx.commit().await?;
+                        Ok(outcome)
+                    }
+                    Err(err) => {
+                        tx.rollback().await?;
+                        Err(err)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a transaction and applies its legs atomically.
+    pub async fn record(&self, movement: Movement) -> Result<Recorded, LedgerError> {
+        if movement.amount_minor <= 0 {
+            return Err(LedgerError::Invalid("amounts are positive"));
+        }
+        match self.write(WriteOp::Record(Box::new(movement))).await? {
+            WriteOutcome::Recorded(recorded) => Ok(recorded),
+            other => unreachable!("record answered {other:?}"),
+        }
+    }
+
+    /// Posts or voids the open holds of a transaction.
+    pub async fn resolve(
+        &self,
+        tx_id: i64,
+        resolution: Resolution,
+    ) -> Result<TxStatus, LedgerError> {
+        let op = WriteOp::Resolve {
+            tx_id,
+            resolution,
+            now_ms: now_ms(),
+        };
+        match self.write(op).await? {
+            WriteOutcome::Resolved(status) => Ok(status),
+            other => unreachable!("resolve answered {other:?}"),
+        }
+    }
+
+    /// Voids up to `limit` holds whose time is up; returns how many.
+    pub async fn expire_due(&self, now_ms: i64, limit: i64) -> Result<u64, LedgerError> {
+        match self.write(WriteOp::ExpireDue { now_ms, limit }).await? {
+            WriteOutcome::Expired(n) => Ok(n),
+            other => unreachable!("expire answered {other:?}"),
+        }
+    }
+
+    /// Stops the writer after the work already queued.
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+
+    /// Creates a ledger account; `id` pins a wallet id (e.g. 101).
+    pub async fn create_account(
+        &self,
+        id: Option<i64>,
+        owner_account_id: Option<&str>,
+        environment: Environment,
+        kind: AccountKind,
+        currency: Currency,
+        flags: i64,
+    ) -> Result<i64, sqlx::Error> {
+        // PostgreSQL identity columns take an explicit id only when named.
+        let row = match id {
+            Some(id) => sqlx::query(
+                "INSERT INTO ledger_accounts (id, owner_account_id, environment, kind, currency, flags, created_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(id),
+            None => sqlx::query(
+                "INSERT INTO ledger_accounts (owner_account_id, environment, kind, currency, flags, created_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            ),
+        };
+        let row = row
+            .bind(owner_account_id)
+            .bind(environment.as_str())
+            .bind(kind.as_str())
+            .bind(currency.code)
+            .bind(flags)
+            .bind(now_ms())
+            .fetch_one(&self.db.pool)
+            .await?;
+        row.try_get(0)
+    }
+
+    /// The system account of a kind for a currency, created on first use.
+    pub async fn system_account(
+        &self,
+        environment: Environment,
+        kind: AccountKind,
+        currency: Currency,
+    ) -> Result<i64, sqlx::Error> {
+        assert!(
+            kind != AccountKind::Wallet,
+            "wallets are not system accounts"
+        );
+        let find = || {
+            sqlx::query("SELECT id FROM ledger_accounts WHERE environment = $1 AND kind = $2 AND currency = $3")
+                .bind(environment.as_str())
+                .bind(kind.as_str())
+                .bind(currency.code)
+        };
+        if let Some(row) = find().fetch_optional(&self.db.pool).await? {
+            return row.try_get(0);
+        }
+        sqlx::query(
+            "INSERT INTO ledger_accounts (environment, kind, currency, flags, created_at_ms)
+             VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(environment.as_str())
+        .bind(kind.as_str())
+        .bind(currency.code)
+        .bind(now_ms())
+        .execute(&self.db.pool)
+        .await?;
+        find().fetch_one(&self.db.pool).await?.try_get(0)
+    }
+
+    /// Finds a wallet by its public id.
+    pub async fn wallet(&self, id: i64) -> Result<Option<Wallet>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT id, owner_account_id, environment, currency FROM ledger_accounts
+             WHERE id = $1 AND kind = 'wallet'",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let environment: String = row.try_get(2)?;
+        Ok(Some(Wallet {
+            id: row.try_get(0)?,
+            owner_account_id: row.try_get(1)?,
+            environment: Environment::parse(&environment).unwrap_or(Environment::Live),
+            currency: row.try_get(3)?,
+        }))
+    }
+
+    /// Balances of an account's wallets per currency, optionally of one wallet.
+    pub async fn balances(
+        &self,
+        account_id: &str,
+        wallet_id: Option<i64>,
+    ) -> Result<Vec<Balance>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT currency,
+                    CAST(SUM(credits_posted - debits_posted - debits_pending) AS BIGINT),
+                    CAST(SUM(credits_pending) AS BIGINT),
+                    CAST(SUM(debits_pending) AS BIGINT)
+             FROM ledger_accounts
+             WHERE owner_account_id = $1 AND kind = 'wallet' AND ($2 = 0 OR id = $2)
+             GROUP BY currency ORDER BY currency",
+        )
+        .bind(account_id)
+        .bind(wallet_id.unwrap_or(0))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Balance {
+                    currency: r.try_get(0)?,
+                    available_minor: r.try_get(1)?,
+                    pending_minor: r.try_get(2)?,
+                    reserved_minor: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Count and sum of a wallet's outgoing transactions since `since_ms`.
+    pub async fn velocity(&self, wallet_id: i64, since_ms: i64) -> Result<Velocity, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM transactions
+             WHERE from_wallet = $1 AND created_at_ms >= $2 AND status IN ('SETTLED', 'PENDING_REVIEW')",
+        )
+        .bind(wallet_id)
+        .bind(since_ms)
+        .fetch_one(&self.db.pool)
+        .await?;
+        let count: i64 = row.try_get(0)?;
+        Ok(Velocity {
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            sum_minor: row.try_get(1)?,
+        })
+    }
 }
 
 /// Recent activity of a wallet as a source.
@@ -134,209 +477,4 @@ pub enum LedgerError {
 pub struct Velocity {
     pub count: u32,
     pub sum_minor: i64,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Creates a ledger account; `id` pins a wallet id (e.g. 101).
-pub async fn create_account(
-    db: &Db,
-    id: Option<i64>,
-    owner_account_id: Option<&str>,
-    environment: Environment,
-    kind: AccountKind,
-    currency: Currency,
-    flags: i64,
-) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(
-        "INSERT INTO ledger_accounts (id, owner_account_id, environment, kind, currency, flags, created_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(id)
-    .bind(owner_account_id)
-    .bind(environment.as_str())
-    .bind(kind.as_str())
-    .bind(currency.code)
-    .bind(flags)
-    .bind(now_ms())
-    .fetch_one(&db.writer)
-    .await?;
-    row.try_get(0)
-}
-
-/// Finds a wallet by its public id.
-pub async fn wallet(db: &Db, id: i64) -> Result<Option<Wallet>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, owner_account_id, environment, currency FROM ledger_accounts
-         WHERE id = ? AND kind = 'wallet'",
-    )
-    .bind(id)
-    .fetch_optional(&db.reader)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let environment: String = row.try_get(2)?;
-    Ok(Some(Wallet {
-        id: row.try_get(0)?,
-        owner_account_id: row.try_get(1)?,
-        environment: Environment::parse(&environment).unwrap_or(Environment::Live),
-        currency: row.try_get(3)?,
-    }))
-}
-
-/// Balances of an account's wallets per currency, optionally of one wallet.
-pub async fn balances(
-    db: &Db,
-    account_id: &str,
-    wallet_id: Option<i64>,
-) -> Result<Vec<Balance>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT currency,
-                SUM(credits_posted - debits_posted - debits_pending),
-                SUM(credits_pending),
-                SUM(debits_pending)
-         FROM ledger_accounts
-         WHERE owner_account_id = ? AND kind = 'wallet' AND (? IS NULL OR id = ?)
-         GROUP BY currency ORDER BY currency",
-    )
-    .bind(account_id)
-    .bind(wallet_id)
-    .bind(wallet_id)
-    .fetch_all(&db.reader)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Balance {
-                currency: r.try_get(0)?,
-                available_minor: r.try_get(1)?,
-                pending_minor: r.try_get(2)?,
-                reserved_minor: r.try_get(3)?,
-            })
-        })
-        .collect()
-}
-
-/// Count and sum of a wallet's outgoing transactions since `since_ms`.
-pub async fn velocity(db: &Db, wallet_id: i64, since_ms: i64) -> Result<Velocity, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM transactions
-         WHERE from_wallet = ? AND created_at_ms >= ? AND status IN ('SETTLED', 'PENDING_REVIEW')",
-    )
-    .bind(wallet_id)
-    .bind(since_ms)
-    .fetch_one(&db.reader)
-    .await?;
-    let count: i64 = row.try_get(0)?;
-    Ok(Velocity {
-        count: u32::try_from(count).unwrap_or(u32::MAX),
-        sum_minor: row.try_get(1)?,
-    })
-}
-
-/// Records a transaction and applies all of its legs atomically. Returns the
-/// transaction id. On `InsufficientFunds` nothing is written.
-pub async fn record(db: &Db, movement: &Movement<'_>) -> Result<i64, LedgerError> {
-    assert!(
-        movement.amount_minor > 0,
-        "movements carry a positive amount"
-    );
-    let mut tx = db.writer.begin().await?;
-    let rules = serde_json::to_string(movement.rules_applied).expect("strings serialise");
-    let row = sqlx::query(
-        "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency,
-             from_wallet, to_wallet, risk_score_bp, rules_applied, metadata, error_code, created_at_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(movement.environment.as_str())
-    .bind(movement.account_id)
-    .bind(movement.kind)
-    .bind(movement.status.as_str())
-    .bind(movement.amount_minor)
-    .bind(movement.currency.code)
-    .bind(movement.from_wallet)
-    .bind(movement.to_wallet)
-    .bind(movement.risk_score_bp.map(i64::from))
-    .bind(rules)
-    .bind(movement.metadata_json)
-    .bind(movement.error_code)
-    .bind(movement.now_ms)
-    .fetch_one(&mut *tx)
-    .await?;
-    let tx_id: i64 = row.try_get(0)?;
-
-    for leg in movement.legs {
-        assert!(
-            leg.amount_minor > 0 && leg.debit != leg.credit,
-            "legs are positive and between two accounts"
-        );
-        let debit_column = if leg.pending {
-            "debits_pending"
-        } else {
-            "debits_posted"
-        };
-        let credit_column = if leg.pending {
-            "credits_pending"
-        } else {
-            "credits_posted"
-        };
-        let debited = sqlx::query(&format!(
-            "UPDATE ledger_accounts SET {debit_column} = {debit_column} + ?1
-             WHERE id = ?2 AND currency = ?3
-               AND ((flags & 1) = 0 OR debits_posted + debits_pending + ?1 <= credits_posted)"
-        ))
-        .bind(leg.amount_minor)
-        .bind(leg.debit)
-        .bind(movement.currency.code)
-        .execute(&mut *tx)
-        .await?;
-        if debited.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Err(LedgerError::InsufficientFunds { account: leg.debit });
-        }
-        let credited = sqlx::query(&format!(
-            "UPDATE ledger_accounts SET {credit_column} = {credit_column} + ?1 WHERE id = ?2 AND currency = ?3"
-        ))
-        .bind(leg.amount_minor)
-        .bind(leg.credit)
-        .bind(movement.currency.code)
-        .execute(&mut *tx)
-        .await?;
-        assert_eq!(
-            credited.rows_affected(),
-            1,
-            "credit account {} exists in {}",
-            leg.credit,
-            movement.currency.code
-        );
-        sqlx::query(
-            "INSERT INTO transfers (transaction_id, debit_account_id, credit_account_id, amount_minor,
-                 currency, pending, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(tx_id)
-        .bind(leg.debit)
-        .bind(leg.credit)
-        .bind(leg.amount_minor)
-        .bind(movement.currency.code)
-        .bind(leg.pending)
-        .bind(movement.now_ms)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(tx_id)
-}
-
-/// Sum of debits and credits over all transfers, per currency: equal in a
-/// sound ledger. Used by tests and, later, `nixo ledger verify`.
-pub async fn totals(db: &Db) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT currency, SUM(debits_posted + debits_pending), SUM(credits_posted + credits_pending)
-         FROM ledger_accounts GROUP BY currency ORDER BY currency",
-    )
-    .fetch_all(&db.reader)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-        .collect()
 }

@@ -1,0 +1,336 @@
+//! The SQL that applies ledger operations, inside a transaction the caller
+//! owns (a savepoint of the SQLite group commit, or a PostgreSQL
+//! transaction). On any error the caller rolls back: nothing half-applied.
+
+use super::{
+    FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome,
+};
+use crate::money::Currency;
+use sqlx::{AnyConnection, Row};
+use std::collections::BTreeMap;
+
+/// Changes to one account's four totals.
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    currency: &'static str,
+    debits_pending: i64,
+    debits_posted: i64,
+    credits_pending: i64,
+    credits_posted: i64,
+}
+
+type Deltas = BTreeMap<i64, Delta>;
+
+fn delta<'a>(
+    deltas: &'a mut Deltas,
+    account: i64,
+    currency: Currency,
+) -> Result<&'a mut Delta, LedgerError> {
+    let entry = deltas.entry(account).or_insert(Delta {
+        currency: currency.code,
+        ..Delta::default()
+    });
+    if entry.currency != currency.code {
+        return Err(LedgerError::CurrencyMismatch {
+            account,
+            currency: currency.code,
+        });
+    }
+    Ok(entry)
+}
+
+pub(super) async fn apply(
+    conn: &mut AnyConnection,
+    op: &WriteOp,
+) -> Result<WriteOutcome, LedgerError> {
+    match op {
+        WriteOp::Record(movement) => record(conn, movement).await.map(WriteOutcome::Recorded),
+        WriteOp::Resolve {
+            tx_id,
+            resolution,
+            now_ms,
+        } => {
+            let status = match resolution {
+                Resolution::Post(_) => TxStatus::Settled,
+                Resolution::Void => TxStatus::Voided,
+            };
+            resolve(conn, *tx_id, *resolution, status, *now_ms)
+                .await
+                .map(WriteOutcome::Resolved)
+        }
+        WriteOp::ExpireDue { now_ms, limit } => expire_due(conn, *now_ms, *limit)
+            .await
+            .map(WriteOutcome::Expired),
+    }
+}
+
+/// Applies deltas in ascending account order (no deadlocks between writers),
+/// each update carrying the no-overdraft rule in its `WHERE`.
+async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<(), LedgerError> {
+    for (account, d) in deltas {
+        let updated = sqlx::query(
+            "UPDATE ledger_accounts SET
+                 debits_pending = debits_pending + $1, debits_posted = debits_posted + $2,
+                 credits_pending = credits_pending + $3, credits_posted = credits_posted + $4
+             WHERE id = $5 AND currency = $6
+               AND ((flags & 1) = 0
+                    OR (debits_posted + $2) + (debits_pending + $1) <= credits_posted + $4)",
+        )
+        .bind(d.debits_pending)
+        .bind(d.debits_posted)
+        .bind(d.credits_pending)
+        .bind(d.credits_posted)
+        .bind(*account)
+        .bind(d.currency)
+        .execute(&mut *conn)
+        .await?;
+        if updated.rows_affected() == 1 {
+            continue;
+        }
+        let found = sqlx::query("SELECT currency FROM ledger_accounts WHERE id = $1")
+            .bind(*account)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Err(match found {
+            None => LedgerError::AccountNotFound { account: *account },
+            Some(row) if row.try_get::<String, _>(0)? != d.currency => {
+                LedgerError::CurrencyMismatch {
+                    account: *account,
+                    currency: d.currency,
+                }
+            }
+            Some(_) => LedgerError::InsufficientFunds { account: *account },
+        });
+    }
+    Ok(())
+}
+
+async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, LedgerError> {
+    let rules = serde_json::to_string(&m.rules_applied).expect("strings serialise");
+    let fx: Option<&FxApplied> = m.fx.as_ref();
+    let inserted = sqlx::query(
+        "INSERT INTO transactions (idempotency_id, environment, account_id, kind, status, amount_minor, currency,
+             to_amount_minor, to_currency, fx_rate, fee_minor, from_wallet, to_wallet, risk_score_bp,
+             rules_applied, metadata, error_code, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         ON CONFLICT (idempotency_id) DO NOTHING RETURNING id",
+    )
+    .bind(m.idempotency_id.as_deref())
+    .bind(m.environment.as_str())
+    .bind(m.account_id.as_str())
+    .bind(m.kind)
+    .bind(m.status.as_str())
+    .bind(m.amount_minor)
+    .bind(m.currency.code)
+    .bind(fx.map(|f| f.to_amount_minor))
+    .bind(fx.map(|f| f.to_currency.code))
+    .bind(fx.map(|f| f.rate.as_str()))
+    .bind(fx.map_or(0, |f| f.fee_minor))
+    .bind(m.from_wallet)
+    .bind(m.to_wallet)
+    .bind(m.risk_score_bp.map(i64::from))
+    .bind(rules)
+    .bind(m.metadata_json.as_str())
+    .bind(m.error_code)
+    .bind(m.now_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(inserted) = inserted else {
+        return replay(conn, m).await;
+    };
+    let tx_id: i64 = inserted.try_get(0)?;
+
+    let mut deltas = Deltas::new();
+    for leg in &m.legs {
+        if leg.amount_minor <= 0 || leg.debit == leg.credit {
+            return Err(LedgerError::Invalid(
+                "legs move a positive amount between two accounts",
+            ));
+        }
+        let pending = leg.pending_timeout_at_ms.is_some();
+        let d = delta(&mut deltas, leg.debit, leg.currency)?;
+        if pending {
+            d.debits_pending += leg.amount_minor;
+        } else {
+            d.debits_posted += leg.amount_minor;
+        }
+        let c = delta(&mut deltas, leg.credit, leg.currency)?;
+        if pending {
+            c.credits_pending += leg.amount_minor;
+        } else {
+            c.credits_posted += leg.amount_minor;
+        }
+        sqlx::query(
+            "INSERT INTO transfers (transaction_id, kind, debit_account_id, credit_account_id, amount_minor,
+                 currency, timeout_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(tx_id)
+        .bind(if pending { "pending" } else { "posted" })
+        .bind(leg.debit)
+        .bind(leg.credit)
+        .bind(leg.amount_minor)
+        .bind(leg.currency.code)
+        .bind(leg.pending_timeout_at_ms)
+        .bind(m.now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    apply_deltas(conn, &deltas).await?;
+    Ok(Recorded {
+        tx_id,
+        status: m.status,
+        replayed: false,
+        created_at_ms: m.now_ms,
+        risk_score_bp: m.risk_score_bp,
+        rules_applied: m.rules_applied.clone(),
+    })
+}
+
+/// The earlier transaction with the same identity, if it is the same
+/// operation; a different operation under a used identity is refused.
+async fn replay(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, LedgerError> {
+    let id = m
+        .idempotency_id
+        .clone()
+        .expect("only identified movements conflict");
+    let row = sqlx::query(
+        "SELECT id, kind, amount_minor, currency, from_wallet, to_wallet, account_id, status, created_at_ms,
+                risk_score_bp, rules_applied
+         FROM transactions WHERE idempotency_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    let same = row.try_get::<String, _>(1)? == m.kind
+        && row.try_get::<i64, _>(2)? == m.amount_minor
+        && row.try_get::<String, _>(3)? == m.currency.code
+        && row.try_get::<Option<i64>, _>(4)? == m.from_wallet
+        && row.try_get::<Option<i64>, _>(5)? == m.to_wallet
+        && row.try_get::<String, _>(6)? == m.account_id;
+    if !same {
+        return Err(LedgerError::IdempotencyConflict(id));
+    }
+    let status: String = row.try_get(7)?;
+    let rules: String = row.try_get(10)?;
+    Ok(Recorded {
+        tx_id: row.try_get(0)?,
+        status: TxStatus::parse(&status).ok_or(LedgerError::Invalid("unknown stored status"))?,
+        replayed: true,
+        created_at_ms: row.try_get(8)?,
+        risk_score_bp: row
+            .try_get::<Option<i64>, _>(9)?
+            .and_then(|s| u16::try_from(s).ok()),
+        rules_applied: serde_json::from_str(&rules).unwrap_or_default(),
+    })
+}
+
+async fn resolve(
+    conn: &mut AnyConnection,
+    tx_id: i64,
+    resolution: Resolution,
+    status: TxStatus,
+    now_ms: i64,
+) -> Result<TxStatus, LedgerError> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount_minor, t.currency, t.timeout_at_ms
+         FROM transfers t
+         WHERE t.transaction_id = $1 AND t.kind = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)
+         ORDER BY t.id",
+    )
+    .bind(tx_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Err(LedgerError::NotPending(tx_id));
+    }
+    if let Resolution::Post(Some(amount)) = resolution
+        && rows.len() != 1
+    {
+        let _ = amount;
+        return Err(LedgerError::Invalid(
+            "a partial post needs a single-leg hold",
+        ));
+    }
+    let mut deltas = Deltas::new();
+    for row in &rows {
+        let pending_id: i64 = row.try_get(0)?;
+        let debit: i64 = row.try_get(1)?;
+        let credit: i64 = row.try_get(2)?;
+        let held: i64 = row.try_get(3)?;
+        let currency_code: String = row.try_get(4)?;
+        let timeout_at_ms: Option<i64> = row.try_get(5)?;
+        let currency = Currency::from_code(&currency_code)
+            .ok_or(LedgerError::Invalid("unknown stored currency"))?;
+        let (kind, moved) = match resolution {
+            Resolution::Post(partial) => {
+                if timeout_at_ms.is_some_and(|t| t <= now_ms) {
+                    return Err(LedgerError::PendingExpired(tx_id));
+                }
+                let moved = partial.unwrap_or(held);
+                if moved <= 0 || moved > held {
+                    return Err(LedgerError::Invalid(
+                        "a post moves between 1 and the held amount",
+                    ));
+                }
+                ("post_pending", moved)
+            }
+            Resolution::Void => ("void_pending", 0),
+        };
+        let d = delta(&mut deltas, debit, currency)?;
+        d.debits_pending -= held;
+        d.debits_posted += moved;
+        let c = delta(&mut deltas, credit, currency)?;
+        c.credits_pending -= held;
+        c.credits_posted += moved;
+        let inserted = sqlx::query(
+            "INSERT INTO transfers (transaction_id, kind, debit_account_id, credit_account_id, amount_minor,
+                 currency, pending_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(tx_id)
+        .bind(kind)
+        .bind(debit)
+        .bind(credit)
+        .bind(if moved > 0 { moved } else { held })
+        .bind(currency.code)
+        .bind(pending_id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            // A concurrent resolution of the same hold won the race.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(LedgerError::NotPending(tx_id));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    apply_deltas(conn, &deltas).await?;
+    sqlx::query("UPDATE transactions SET status = $1 WHERE id = $2")
+        .bind(status.as_str())
+        .bind(tx_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(status)
+}
+
+async fn expire_due(conn: &mut AnyConnection, now_ms: i64, limit: i64) -> Result<u64, LedgerError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT t.transaction_id FROM transfers t
+         WHERE t.kind = 'pending' AND t.timeout_at_ms <= $1
+           AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)
+         ORDER BY t.transaction_id LIMIT $2",
+    )
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut expired = 0;
+    for row in rows {
+        let tx_id: i64 = row.try_get(0)?;
+        resolve(conn, tx_id, Resolution::Void, TxStatus::Expired, now_ms).await?;
+        expired += 1;
+    }
+    Ok(expired)
+}

@@ -1,0 +1,77 @@
+//! Group commit for SQLite: one task owns the only ledger-writing
+//! connection, takes every operation that is waiting (up to a bound), runs
+//! each inside its own savepoint, and commits them together with one fsync.
+//! A failed operation rolls back to its savepoint and fails alone; callers
+//! hear back only after the commit that made their operation durable.
+
+use super::{LedgerError, Reply, WriteOp, apply};
+use sqlx::{AnyConnection, Executor};
+use tokio::sync::mpsc;
+
+/// Operations committed together at most.
+pub const GROUP_COMMIT_OPS_MAX: usize = 256;
+/// Operations waiting for the writer at most (back-pressure beyond).
+pub const WRITE_QUEUE_LEN_MAX: usize = 4_096;
+
+pub(super) fn spawn(conn: AnyConnection) -> mpsc::Sender<(WriteOp, Reply)> {
+    let (sender, receiver) = mpsc::channel(WRITE_QUEUE_LEN_MAX);
+    tokio::spawn(run(conn, receiver));
+    sender
+}
+
+async fn run(mut conn: AnyConnection, mut queue: mpsc::Receiver<(WriteOp, Reply)>) {
+    let mut batch: Vec<(WriteOp, Reply)> = Vec::with_capacity(GROUP_COMMIT_OPS_MAX);
+    while queue.recv_many(&mut batch, GROUP_COMMIT_OPS_MAX).await > 0 {
+        let results = commit_batch(&mut conn, &batch).await;
+        for ((_, reply), result) in batch.drain(..).zip(results) {
+            // The caller may have gone away; its operation is durable anyway.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+async fn commit_batch(
+    conn: &mut AnyConnection,
+    batch: &[(WriteOp, Reply)],
+) -> Vec<Result<super::WriteOutcome, LedgerError>> {
+    if let Err(err) = conn.execute("BEGIN IMMEDIATE").await {
+        return batch
+            .iter()
+            .map(|_| Err(LedgerError::Db(clone_error(&err))))
+            .collect();
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for (op, _) in batch {
+        let result = match conn.execute("SAVEPOINT ledger_op").await {
+            Err(err) => Err(LedgerError::Db(err)),
+            Ok(_) => {
+                let result = apply::apply(conn, op).await;
+                let end = if result.is_ok() {
+                    "RELEASE ledger_op"
+                } else {
+                    "ROLLBACK TO ledger_op; RELEASE ledger_op"
+                };
+                match conn.execute(end).await {
+                    Ok(_) => result,
+                    Err(err) => Err(LedgerError::Db(err)),
+                }
+            }
+        };
+        results.push(result);
+    }
+    match conn.execute("COMMIT").await {
+        Ok(_) => results,
+        Err(err) => {
+            let _ = conn.execute("ROLLBACK").await;
+            tracing::error!(error = %err, "ledger group commit failed; every operation in it is refused");
+            batch
+                .iter()
+                .map(|_| Err(LedgerError::Db(clone_error(&err))))
+                .collect()
+        }
+    }
+}
+
+fn clone_error(err: &sqlx::Error) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("ledger commit failed: {err}"))
+}
