@@ -21,11 +21,7 @@ struct Delta {
 
 type Deltas = BTreeMap<i64, Delta>;
 
-fn delta<'a>(
-    deltas: &'a mut Deltas,
-    account: i64,
-    currency: Currency,
-) -> Result<&'a mut Delta, LedgerError> {
+fn delta(deltas: &mut Deltas, account: i64, currency: Currency) -> Result<&mut Delta, LedgerError> {
     let entry = deltas.entry(account).or_insert(Delta {
         currency: currency.code,
         ..Delta::default()
