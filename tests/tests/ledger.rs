@@ -1,0 +1,670 @@
+//! The ledger's promises, on SQLite and on PostgreSQL: money is never lost
+//! or invented, holds resolve once, retries apply once, rejected operations
+//! change nothing, and `verify` finds corruption.
+
+use nixo_core::accounts;
+use nixo_core::db::Db;
+use nixo_core::ledger::{
+    AccountKind, Environment, FLAG_NO_OVERDRAFT, FxApplied, Ledger, LedgerError, Leg, Movement,
+    Resolution, TxStatus, fx, verify,
+};
+use nixo_core::money::Currency;
+use nixo_tests::PgDatabase;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use sqlx::Row;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Keeps a test database alive while its ledger is in use.
+#[allow(dead_code)]
+enum Guard {
+    Dir(tempfile::TempDir),
+    Pg(PgDatabase),
+}
+
+async fn open(backend: Backend, label: &str) -> Option<(Ledger, Guard)> {
+    let (url, guard) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            (
+                nixo_core::db::sqlite_url(&dir.path().join("ledger.db")),
+                Guard::Dir(dir),
+            )
+        }
+        Backend::Postgres => {
+            let pg = PgDatabase::create(label).await?;
+            (pg.url.clone(), Guard::Pg(pg))
+        }
+    };
+    let db = Db::open(&url).await.expect("database opens");
+    Some((Ledger::new(db).await.expect("ledger starts"), guard))
+}
+
+fn kes() -> Currency {
+    Currency::from_code("KES").unwrap()
+}
+
+fn usd() -> Currency {
+    Currency::from_code("USD").unwrap()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An account with `n` funded no-overdraft wallets in `currency`.
+struct Fixture {
+    account_id: String,
+    wallets: Vec<i64>,
+}
+
+async fn fixture(ledger: &Ledger, currency: Currency, n: usize, funds_minor: i64) -> Fixture {
+    let env = Environment::Sandbox;
+    let account_id = accounts::create(&ledger.db, env, "test", 1).await.unwrap();
+    let funding = ledger
+        .system_account(env, AccountKind::Funding, currency)
+        .await
+        .unwrap();
+    let mut wallets = Vec::new();
+    for _ in 0..n {
+        let w = ledger
+            .create_account(
+                None,
+                Some(&account_id),
+                env,
+                AccountKind::Wallet,
+                currency,
+                FLAG_NO_OVERDRAFT,
+            )
+            .await
+            .unwrap();
+        if funds_minor > 0 {
+            ledger
+                .record(movement(
+                    &account_id,
+                    "funding",
+                    funding,
+                    w,
+                    funds_minor,
+                    currency,
+                    None,
+                ))
+                .await
+                .unwrap();
+        }
+        wallets.push(w);
+    }
+    Fixture {
+        account_id,
+        wallets,
+    }
+}
+
+fn movement(
+    account_id: &str,
+    kind: &'static str,
+    debit: i64,
+    credit: i64,
+    amount_minor: i64,
+    currency: Currency,
+    hold_until_ms: Option<i64>,
+) -> Movement {
+    Movement {
+        idempotency_id: None,
+        environment: Environment::Sandbox,
+        account_id: account_id.to_string(),
+        kind,
+        status: if hold_until_ms.is_some() {
+            TxStatus::PendingReview
+        } else {
+            TxStatus::Settled
+        },
+        amount_minor,
+        currency,
+        fx: None,
+        from_wallet: None,
+        to_wallet: None,
+        risk_score_bp: None,
+        rules_applied: Vec::new(),
+        metadata_json: "{}".into(),
+        error_code: None,
+        legs: vec![Leg {
+            debit,
+            credit,
+            amount_minor,
+            currency,
+            pending_timeout_at_ms: hold_until_ms,
+        }],
+        now_ms: now_ms(),
+    }
+}
+
+/// `(debits_pending, debits_posted, credits_pending, credits_posted)` of every account.
+async fn snapshot(ledger: &Ledger) -> Vec<(i64, i64, i64, i64, i64)> {
+    sqlx::query(
+        "SELECT id, debits_pending, debits_posted, credits_pending, credits_posted FROM ledger_accounts ORDER BY id",
+    )
+    .fetch_all(&ledger.db.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
+}
+
+/// Available balance of a wallet: credits posted − debits posted − debits pending.
+async fn available(ledger: &Ledger, wallet: i64) -> i64 {
+    let row = sqlx::query(
+        "SELECT credits_posted - debits_posted - debits_pending FROM ledger_accounts WHERE id = $1",
+    )
+    .bind(wallet)
+    .fetch_one(&ledger.db.pool)
+    .await
+    .unwrap();
+    row.get(0)
+}
+
+async fn assert_sound(ledger: &Ledger) {
+    let report = verify::verify(&ledger.db, now_ms(), 60_000).await.unwrap();
+    assert!(report.is_sound(), "{report}");
+}
+
+macro_rules! on_both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body(super::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body(super::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+on_both!(retried_transfers_apply_exactly_once, retries_apply_once);
+async fn retries_apply_once(backend: Backend) {
+    let Some((ledger, _guard)) = open(backend, "retries").await else {
+        return;
+    };
+    let f = fixture(&ledger, kes(), 2, 10_000).await;
+    let mut m = movement(
+        &f.account_id,
+        "transfer",
+        f.wallets[0],
+        f.wallets[1],
+        2_500,
+        kes(),
+        None,
+    );
+    m.idempotency_id = Some("retry-1".into());
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let (ledger, m) = (ledger.clone(), m.clone());
+            tokio::spawn(async move { ledger.record(m).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for attempt in attempts {
+        results.push(attempt.await.unwrap().unwrap());
+    }
+    assert_eq!(
+        results.iter().filter(|r| !r.replayed).count(),
+        1,
+        "exactly one applies"
+    );
+    assert!(results.iter().all(|r| r.tx_id == results[0].tx_id));
+    assert_eq!(available(&ledger, f.wallets[0]).await, 7_500);
+    assert_eq!(available(&ledger, f.wallets[1]).await, 12_500);
+
+    // The same identity for another operation is refused and changes nothing.
+    let before = snapshot(&ledger).await;
+    let mut other = m.clone();
+    other.amount_minor = 100;
+    other.legs[0].amount_minor = 100;
+    assert!(matches!(
+        ledger.record(other).await,
+        Err(LedgerError::IdempotencyConflict(_))
+    ));
+    assert_eq!(snapshot(&ledger).await, before);
+    assert_sound(&ledger).await;
+}
+
+on_both!(holds_post_partially_void_and_expire, holds_resolve_once);
+async fn holds_resolve_once(backend: Backend) {
+    let Some((ledger, _guard)) = open(backend, "holds").await else {
+        return;
+    };
+    let f = fixture(&ledger, kes(), 2, 10_000).await;
+    let (a, b) = (f.wallets[0], f.wallets[1]);
+    let later = now_ms() + 3_600_000;
+
+    // Hold 30.00, post 20.00 of it: 10.00 goes back.
+    let held = ledger
+        .record(movement(
+            &f.account_id,
+            "transfer",
+            a,
+            b,
+            3_000,
+            kes(),
+            Some(later),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(available(&ledger, a).await, 7_000);
+    assert_eq!(
+        available(&ledger, b).await,
+        10_000,
+        "a hold is not yet available to the receiver"
+    );
+    assert_eq!(
+        ledger
+            .resolve(held.tx_id, Resolution::Post(Some(2_000)))
+            .await
+            .unwrap(),
+        TxStatus::Settled
+    );
+    assert_eq!(available(&ledger, a).await, 8_000);
+    assert_eq!(available(&ledger, b).await, 12_000);
+    assert!(matches!(
+        ledger.resolve(held.tx_id, Resolution::Void).await,
+        Err(LedgerError::NotPending(_))
+    ));
+    assert!(matches!(
+        ledger.resolve(held.tx_id, Resolution::Post(None)).await,
+        Err(LedgerError::NotPending(_))
+    ));
+
+    // A hold voided releases everything.
+    let held = ledger
+        .record(movement(
+            &f.account_id,
+            "transfer",
+            a,
+            b,
+            500,
+            kes(),
+            Some(later),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.resolve(held.tx_id, Resolution::Void).await.unwrap(),
+        TxStatus::Voided
+    );
+    assert_eq!(available(&ledger, a).await, 8_000);
+
+    // Over-posting is refused.
+    let held = ledger
+        .record(movement(
+            &f.account_id,
+            "transfer",
+            a,
+            b,
+            500,
+            kes(),
+            Some(later),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ledger
+            .resolve(held.tx_id, Resolution::Post(Some(501)))
+            .await,
+        Err(LedgerError::Invalid(_))
+    ));
+    ledger.resolve(held.tx_id, Resolution::Void).await.unwrap();
+
+    // A hold past its expiry cannot be posted, and the sweeper voids it.
+    let soon = now_ms() + 50;
+    let held = ledger
+        .record(movement(
+            &f.account_id,
+            "transfer",
+            a,
+            b,
+            1_000,
+            kes(),
+            Some(soon),
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    assert!(matches!(
+        ledger.resolve(held.tx_id, Resolution::Post(None)).await,
+        Err(LedgerError::PendingExpired(_))
+    ));
+    assert_eq!(ledger.expire_due(now_ms(), 100).await.unwrap(), 1);
+    assert_eq!(available(&ledger, a).await, 8_000);
+    let status: String = sqlx::query("SELECT status FROM transactions WHERE id = $1")
+        .bind(held.tx_id)
+        .fetch_one(&ledger.db.pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "EXPIRED");
+    assert_sound(&ledger).await;
+}
+
+on_both!(concurrent_writers_conserve_money, concurrent_conservation);
+async fn concurrent_conservation(backend: Backend) {
+    let Some((ledger, _guard)) = open(backend, "concurrency").await else {
+        return;
+    };
+    const WALLETS: usize = 4;
+    const FUNDS: i64 = 100_000;
+    const TASKS: usize = 32;
+    const TRANSFERS_PER_TASK: usize = 25;
+    let f = fixture(&ledger, kes(), WALLETS, FUNDS).await;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let ledger = ledger.clone();
+        let wallets = f.wallets.clone();
+        let account_id = f.account_id.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (0, 0);
+            let mut seed = t as u64 * 7919 + 1;
+            for _ in 0..TRANSFERS_PER_TASK {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let from = wallets[(seed >> 33) as usize % WALLETS];
+                let to = wallets[((seed >> 40) as usize + 1 + (seed >> 33) as usize) % WALLETS];
+                let amount = 1 + ((seed >> 20) % 60_000) as i64;
+                if from == to {
+                    continue;
+                }
+                match ledger
+                    .record(movement(
+                        &account_id,
+                        "transfer",
+                        from,
+                        to,
+                        amount,
+                        kes(),
+                        None,
+                    ))
+                    .await
+                {
+                    Ok(_) => ok += 1,
+                    Err(LedgerError::InsufficientFunds { .. }) => refused += 1,
+                    Err(other) => panic!("unexpected ledger error: {other}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let mut total_ok = 0;
+    for task in tasks {
+        total_ok += task.await.unwrap().0;
+    }
+    assert!(total_ok > 0);
+    let mut sum = 0;
+    for w in &f.wallets {
+        let balance = available(&ledger, *w).await;
+        assert!(balance >= 0, "wallet {w} went negative: {balance}");
+        sum += balance;
+    }
+    assert_eq!(sum, FUNDS * WALLETS as i64, "money is conserved exactly");
+    assert_sound(&ledger).await;
+}
+
+on_both!(verify_finds_corruption, verify_detects);
+async fn verify_detects(backend: Backend) {
+    let Some((ledger, _guard)) = open(backend, "verify").await else {
+        return;
+    };
+    let f = fixture(&ledger, kes(), 2, 10_000).await;
+    assert_sound(&ledger).await;
+    sqlx::query("UPDATE ledger_accounts SET credits_posted = credits_posted + 1 WHERE id = $1")
+        .bind(f.wallets[0])
+        .execute(&ledger.db.pool)
+        .await
+        .unwrap();
+    let report = verify::verify(&ledger.db, now_ms(), 60_000).await.unwrap();
+    assert!(!report.is_sound());
+    assert!(
+        report.problems.iter().any(|p| p.contains("posted debits")),
+        "{report}"
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("account {}", f.wallets[0]))),
+        "{report}"
+    );
+}
+
+/// One random ledger operation.
+#[derive(Debug, Clone)]
+enum Op {
+    Transfer { from: usize, to: usize, amount: i64 },
+    Hold { from: usize, to: usize, amount: i64 },
+    Post { hold: usize, partial: Option<i64> },
+    Void { hold: usize },
+    Fx { from: usize, to: usize, amount: i64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..3usize, 0..3usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Transfer {
+            from,
+            to,
+            amount
+        }),
+        (0..3usize, 0..3usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Hold {
+            from,
+            to,
+            amount
+        }),
+        (0..8usize, proptest::option::of(1..4_000i64))
+            .prop_map(|(hold, partial)| Op::Post { hold, partial }),
+        (0..8usize).prop_map(|hold| Op::Void { hold }),
+        (0..3usize, 0..2usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Fx {
+            from,
+            to,
+            amount
+        }),
+    ]
+}
+
+/// Applies random operations and checks, after each: a refused operation
+/// changed nothing; and at the end: balances match a simple model and every
+/// invariant holds.
+async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
+    let env = Environment::Sandbox;
+    let f = fixture(ledger, kes(), 3, 5_000).await;
+    let g = fixture(ledger, usd(), 2, 0).await;
+    let rate = Decimal::from_str("0.0077").unwrap();
+    let kes_pool = ledger
+        .system_account(env, AccountKind::FxLiquidity, kes())
+        .await
+        .unwrap();
+    let usd_pool = ledger
+        .system_account(env, AccountKind::FxLiquidity, usd())
+        .await
+        .unwrap();
+    let fees = ledger
+        .system_account(env, AccountKind::Fees, kes())
+        .await
+        .unwrap();
+    // Model: available balances of the KES wallets and USD wallets.
+    let mut kes_model = [5_000i64; 3];
+    let mut kes_held = [0i64; 3];
+    let mut usd_model = [0i64; 2];
+    let mut holds: Vec<(i64, usize, usize, i64)> = Vec::new();
+    let later = now_ms() + 3_600_000;
+
+    for op in ops {
+        let before = snapshot(ledger).await;
+        let result: Result<(), LedgerError> = match op.clone() {
+            Op::Transfer { from, to, amount } | Op::Hold { from, to, amount } if from == to => {
+                let _ = (from, to, amount);
+                continue;
+            }
+            Op::Transfer { from, to, amount } => {
+                let m = movement(
+                    &f.account_id,
+                    "transfer",
+                    f.wallets[from],
+                    f.wallets[to],
+                    amount,
+                    kes(),
+                    None,
+                );
+                ledger.record(m).await.map(|_| {
+                    kes_model[from] -= amount;
+                    kes_model[to] += amount;
+                })
+            }
+            Op::Hold { from, to, amount } => {
+                let m = movement(
+                    &f.account_id,
+                    "transfer",
+                    f.wallets[from],
+                    f.wallets[to],
+                    amount,
+                    kes(),
+                    Some(later),
+                );
+                ledger.record(m).await.map(|r| {
+                    kes_model[from] -= amount;
+                    kes_held[to] += amount;
+                    holds.push((r.tx_id, from, to, amount));
+                })
+            }
+            Op::Post { hold, partial } => match holds.get(hold).copied() {
+                None => continue,
+                Some((tx, from, to, amount)) => ledger
+                    .resolve(tx, Resolution::Post(partial))
+                    .await
+                    .map(|_| {
+                        let moved = partial.unwrap_or(amount);
+                        kes_model[from] += amount - moved;
+                        kes_model[to] += moved;
+                        kes_held[to] -= amount;
+                    }),
+            },
+            Op::Void { hold } => match holds.get(hold).copied() {
+                None => continue,
+                Some((tx, from, to, amount)) => {
+                    ledger.resolve(tx, Resolution::Void).await.map(|_| {
+                        kes_model[from] += amount;
+                        kes_held[to] -= amount;
+                    })
+                }
+            },
+            Op::Fx { from, to, amount } => match fx::convert(amount, kes(), usd(), rate, 50) {
+                Err(_) => continue,
+                Ok(c) => {
+                    let mut m = movement(
+                        &f.account_id,
+                        "transfer",
+                        f.wallets[from],
+                        kes_pool,
+                        c.net_minor,
+                        kes(),
+                        None,
+                    );
+                    m.amount_minor = amount;
+                    m.legs.push(Leg {
+                        debit: usd_pool,
+                        credit: g.wallets[to],
+                        amount_minor: c.to_amount_minor,
+                        currency: usd(),
+                        pending_timeout_at_ms: None,
+                    });
+                    if c.fee_minor > 0 {
+                        m.legs.push(Leg {
+                            debit: f.wallets[from],
+                            credit: fees,
+                            amount_minor: c.fee_minor,
+                            currency: kes(),
+                            pending_timeout_at_ms: None,
+                        });
+                    }
+                    m.fx = Some(FxApplied {
+                        to_amount_minor: c.to_amount_minor,
+                        to_currency: usd(),
+                        rate: "0.0077".into(),
+                        fee_minor: c.fee_minor,
+                    });
+                    ledger.record(m).await.map(|_| {
+                        kes_model[from] -= amount;
+                        usd_model[to] += c.to_amount_minor;
+                    })
+                }
+            },
+        };
+        match result {
+            Ok(()) => {}
+            Err(
+                LedgerError::InsufficientFunds { .. }
+                | LedgerError::NotPending(_)
+                | LedgerError::Invalid(_),
+            ) => {
+                assert_eq!(
+                    snapshot(ledger).await,
+                    before,
+                    "a refused {op:?} changed the ledger"
+                );
+            }
+            Err(other) => panic!("unexpected error for {op:?}: {other}"),
+        }
+    }
+    for (i, w) in f.wallets.iter().enumerate() {
+        assert_eq!(available(ledger, *w).await, kes_model[i], "KES wallet {i}");
+        assert!(kes_model[i] >= 0);
+    }
+    for (i, w) in g.wallets.iter().enumerate() {
+        assert_eq!(available(ledger, *w).await, usd_model[i], "USD wallet {i}");
+    }
+    let _ = kes_held;
+    assert_sound(ledger).await;
+}
+
+fn property_on(backend: Backend, cases: u32) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some((ledger, _guard)) = runtime.block_on(open(backend, "property")) else {
+        return;
+    };
+    let config = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    runner
+        .run(&proptest::collection::vec(op(), 1..40), |ops| {
+            runtime.block_on(random_operations(&ledger, ops));
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn random_operations_keep_every_invariant_sqlite() {
+    property_on(Backend::Sqlite, 24);
+}
+
+#[test]
+fn random_operations_keep_every_invariant_postgres() {
+    property_on(Backend::Postgres, 16);
+}
