@@ -119,19 +119,16 @@ async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, Ed
     let core: Response = spin_sdk::http::send(out)
         .await
         .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
-    let content_type = core
-        .header("content-type")
-        .and_then(|v| v.as_str())
-        .unwrap_or("application/json")
-        .to_string();
-    let status = *core.status();
-    let version = core
-        .header("nixo-version")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    let mut resp = respond(status, request_id, &content_type, core.into_body());
-    if let Some(version) = version {
-        resp.set_header("nixo-version", version);
+    let mut resp = Response::builder();
+    resp.status(*core.status());
+    for (name, value) in core.headers() {
+        if edge::relay_response_header(name)
+            && let Some(value) = value.as_str()
+        {
+            resp.header(name, value);
+        }
     }
+    resp.header(signing::REQUEST_ID_HEADER, request_id);
+    let resp = resp.body(core.into_body()).build();
     Ok(resp)
 }

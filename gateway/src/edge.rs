@@ -108,6 +108,21 @@ pub fn request_id(random: [u8; 12]) -> String {
     format!("req_{}", hex::encode(random))
 }
 
+/// Response headers of the core that reach the client: everything but
+/// hop-by-hop framing (the edge frames its own response) and the request
+/// id (the edge sets its own).
+pub fn relay_response_header(name: &str) -> bool {
+    const NOT_RELAYED: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "upgrade",
+        "request-id",
+    ];
+    !NOT_RELAYED.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// Joins the core's base URL and the client's path with query.
 pub fn forward_url(core_url: &str, path_and_query: &str) -> String {
     format!("{}{}", core_url.trim_end_matches('/'), path_and_query)
@@ -158,6 +173,14 @@ mod tests {
                 .body()
                 .starts_with(r#"{"error":{"code":"invalid_api_key""#)
         );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_not_relayed() {
+        assert!(relay_response_header("content-type"));
+        assert!(relay_response_header("Idempotent-Replayed"));
+        assert!(!relay_response_header("Transfer-Encoding"));
+        assert!(!relay_response_header("request-id"));
     }
 
     #[test]

@@ -248,3 +248,120 @@ async fn the_core_refuses_requests_that_bypass_the_gateway() {
     assert_eq!(server.wallet_balance(101).await.0, "100000.00");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_replays_the_first_result_and_refuses_other_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    let send = |body: &'static str| {
+        server
+            .client
+            .post(format!("{}/v1/payments/transfer", server.base))
+            .header("authorization", format!("Bearer {}", server.key))
+            .header("idempotency-key", "order-7781")
+            .body(body)
+            .send()
+    };
+    let first = send(SEED_TRANSFER).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let retry = send(SEED_TRANSFER).await.unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.headers().get("idempotent-replayed").unwrap(), "true");
+    let retry: serde_json::Value = retry.json().await.unwrap();
+    assert_eq!(
+        retry, first,
+        "the retry answers exactly what the first call answered"
+    );
+    assert_eq!(
+        server.wallet_balance(101).await.0,
+        "99950.00",
+        "applied once"
+    );
+
+    let other = send(r#"{"from_wallet":101,"to_wallet":102,"amount":"51.00","currency":"KES"}"#)
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 422);
+    let other: serde_json::Value = other.json().await.unwrap();
+    assert_eq!(other["error"]["field"], "Idempotency-Key");
+    assert_eq!(server.wallet_balance(101).await.0, "99950.00");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_currency_transfer_applies_the_latest_rate_and_fee() {
+    use nixo_core::ledger::{AccountKind, Environment, FLAG_NO_OVERDRAFT, Ledger, fx};
+    use nixo_core::money::Currency;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    let kes = Currency::from_code("KES").unwrap();
+    let usd = Currency::from_code("USD").unwrap();
+
+    // A USD wallet of another sandbox account, and two rates: the latest wins.
+    let db = nixo_core::db::Db::open_sqlite(&dir.path().join("nixo.db"))
+        .await
+        .unwrap();
+    let ledger = Ledger::new(db.clone()).await.unwrap();
+    let other = nixo_core::accounts::create(&db, Environment::Sandbox, "Receiver", 2)
+        .await
+        .unwrap();
+    let usd_wallet = ledger
+        .create_account(
+            None,
+            Some(&other),
+            Environment::Sandbox,
+            AccountKind::Wallet,
+            usd,
+            FLAG_NO_OVERDRAFT,
+        )
+        .await
+        .unwrap();
+    let body = format!(
+        r#"{{"from_wallet":101,"to_wallet":{usd_wallet},"amount":"1000.00","currency":"KES"}}"#
+    );
+    let reply = server.post("/v1/payments/transfer", &body).await;
+    assert_eq!(reply.status, 400, "no rate yet: {}", reply.body);
+    assert_eq!(reply.error(), ("invalid_request", Some("currency")));
+
+    fx::set_rate(&db, kes, usd, "0.0070".parse().unwrap(), 0)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    fx::set_rate(&db, kes, usd, "0.0077".parse().unwrap(), 100)
+        .await
+        .unwrap();
+    let reply = server.post("/v1/payments/transfer", &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["data"]["status"], "SETTLED");
+
+    // 1,000.00 KES: fee 1% = 10.00 KES; 990.00 × 0.0077 = 7.623 → 7.62 USD.
+    assert_eq!(server.wallet_balance(101).await.0, "99000.00");
+    let row: (i64, String, String, i64) = sqlx::query_as(
+        "SELECT to_amount_minor, to_currency, fx_rate, fee_minor FROM transactions WHERE id = $1",
+    )
+    .bind(
+        reply.body["data"]["tx_id"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap(),
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row, (762, "USD".to_string(), "0.0077".to_string(), 1_000));
+    let received: i64 =
+        sqlx::query_scalar("SELECT credits_posted FROM ledger_accounts WHERE id = $1")
+            .bind(usd_wallet)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(received, 762);
+    let report = nixo_core::ledger::verify::verify(&db, i64::MAX / 2, 0)
+        .await
+        .unwrap();
+    assert!(report.is_sound(), "{report}");
+    db.close().await;
+    server.stop().await;
+}
