@@ -64,12 +64,15 @@ async fn main() {
                 let req = server
                     .client
                     .request(method.parse().unwrap(), format!("{}{path}", server.base));
-                req.header("authorization", &authorization)
+                let resp = req
+                    .header("authorization", &authorization)
                     .body(body)
                     .send()
                     .await
-                    .unwrap()
-                    .status()
+                    .unwrap();
+                let status = resp.status();
+                resp.bytes().await.unwrap();
+                status
             } else {
                 let request_id = format!("req_bench{i}");
                 let signature = signing::sign(
@@ -86,14 +89,17 @@ async fn main() {
                 let req = server
                     .client
                     .request(method.parse().unwrap(), format!("{core}{path}"));
-                req.header("authorization", &authorization)
+                let resp = req
+                    .header("authorization", &authorization)
                     .header(signing::REQUEST_ID_HEADER, &request_id)
                     .header(signing::SIGNATURE_HEADER, signature)
                     .body(body)
                     .send()
                     .await
-                    .unwrap()
-                    .status()
+                    .unwrap();
+                let status = resp.status();
+                resp.bytes().await.unwrap();
+                status
             };
             assert!(status.is_success(), "{label}: {status}");
             if through_gateway {

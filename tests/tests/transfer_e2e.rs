@@ -365,3 +365,25 @@ async fn a_cross_currency_transfer_applies_the_latest_rate_and_fee() {
     db.close().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_path_runs_on_postgresql_too() {
+    let Some(pg) = nixo_tests::PgDatabase::create("e2e").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = nixo_tests::start_on(dir.path(), None, false, Some(pg.url.clone())).await;
+    let reply = server.post("/v1/payments/transfer", SEED_TRANSFER).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["data"]["status"], "SETTLED");
+    assert_eq!(server.wallet_balance(101).await.0, "99950.00");
+    assert_eq!(server.wallet_balance(102).await.0, "100050.00");
+    let reply = server
+        .post(
+            "/v1/payments/transfer",
+            r#"{"from_wallet":101,"to_wallet":102,"amount":"99950.01","currency":"KES"}"#,
+        )
+        .await;
+    assert_eq!(reply.error(), ("insufficient_funds", Some("amount")));
+    server.stop().await;
+}

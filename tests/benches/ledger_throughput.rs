@@ -1,0 +1,195 @@
+//! Durable ledger throughput on SQLite and PostgreSQL, with 1 and 32
+//! concurrent clients, next to the raw rate of the same database doing one
+//! equally durable single-row insert per commit.
+//!
+//! `cargo bench -p nixo-tests --bench ledger_throughput`
+//! (NIXO_BENCH_TRANSFERS to change the count per run, default 3000).
+
+use nixo_core::accounts;
+use nixo_core::db::Db;
+use nixo_core::ledger::{
+    AccountKind, Environment, FLAG_NO_OVERDRAFT, Ledger, Leg, Movement, TxStatus,
+};
+use nixo_core::money::Currency;
+use nixo_tests::PgDatabase;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WALLETS: usize = 64;
+const CLIENT_COUNTS: [usize; 2] = [1, 32];
+
+fn transfer(account_id: &str, from: i64, to: i64, kes: Currency) -> Movement {
+    Movement {
+        idempotency_id: None,
+        environment: Environment::Sandbox,
+        account_id: account_id.to_string(),
+        kind: "transfer",
+        status: TxStatus::Settled,
+        amount_minor: 1,
+        currency: kes,
+        fx: None,
+        from_wallet: Some(from),
+        to_wallet: Some(to),
+        risk_score_bp: Some(500),
+        rules_applied: vec!["FraudCheck: ALLOW".into()],
+        metadata_json: "{}".into(),
+        error_code: None,
+        legs: vec![Leg {
+            debit: from,
+            credit: to,
+            amount_minor: 1,
+            currency: kes,
+            pending_timeout_at_ms: None,
+        }],
+        now_ms: 0,
+    }
+}
+
+struct Run {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn drive<F, Fut>(clients: usize, total: usize, op: F) -> Run
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for i in 0..total / clients {
+                let t = Instant::now();
+                op(c, i).await;
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Run {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: latencies[latencies.len() / 2],
+        p99: latencies[latencies.len() * 99 / 100],
+    }
+}
+
+fn print(label: &str, clients: usize, run: &Run) {
+    println!(
+        "{label:<40} clients={clients:<3} {:>8.0}/s  p50={:>7.2} ms  p99={:>7.2} ms",
+        run.per_second,
+        run.p50.as_secs_f64() * 1e3,
+        run.p99.as_secs_f64() * 1e3
+    );
+}
+
+async fn bench(name: &str, url: &str, total: usize) {
+    let db = Db::open(url).await.unwrap();
+    sqlx::query("CREATE TABLE bench_raw (id BIGINT PRIMARY KEY, payload BIGINT NOT NULL)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let ledger = Ledger::new(db.clone()).await.unwrap();
+    let kes = Currency::from_code("KES").unwrap();
+    let env = Environment::Sandbox;
+    let account_id = accounts::create(&db, env, "bench", 1).await.unwrap();
+    let funding = ledger
+        .system_account(env, AccountKind::Funding, kes)
+        .await
+        .unwrap();
+    let mut wallets = Vec::new();
+    for _ in 0..WALLETS {
+        let w = ledger
+            .create_account(
+                None,
+                Some(&account_id),
+                env,
+                AccountKind::Wallet,
+                kes,
+                FLAG_NO_OVERDRAFT,
+            )
+            .await
+            .unwrap();
+        let mut fund = transfer(&account_id, funding, w, kes);
+        fund.amount_minor = 1_000_000;
+        fund.legs[0].amount_minor = 1_000_000;
+        ledger.record(fund).await.unwrap();
+        wallets.push(w);
+    }
+    let wallets = Arc::new(wallets);
+
+    for clients in CLIENT_COUNTS {
+        let pool = db.pool.clone();
+        let base = clients as i64 * 10_000_000;
+        let raw = drive(clients, total, move |c, i| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("INSERT INTO bench_raw (id, payload) VALUES ($1, $2)")
+                    .bind(base + (c * 1_000_000 + i) as i64)
+                    .bind(i as i64)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        print(
+            &format!("{name}: raw insert, one per commit"),
+            clients,
+            &raw,
+        );
+
+        let (ledger2, wallets2, account2) = (ledger.clone(), wallets.clone(), account_id.clone());
+        let run = drive(clients, total, move |c, i| {
+            let (ledger, wallets, account) = (ledger2.clone(), wallets2.clone(), account2.clone());
+            async move {
+                let from = wallets[(c * 7 + i) % WALLETS];
+                let to = wallets[(c * 7 + i + 1) % WALLETS];
+                ledger
+                    .record(transfer(&account, from, to, kes))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        print(&format!("{name}: ledger transfer"), clients, &run);
+        println!(
+            "{name:<40} clients={clients:<3} ledger/raw = {:.0} %\n",
+            100.0 * run.per_second / raw.per_second
+        );
+    }
+    let report = nixo_core::ledger::verify::verify(&db, i64::MAX / 2, 0)
+        .await
+        .unwrap();
+    assert!(report.is_sound(), "{report}");
+    db.close().await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let total: usize = std::env::var("NIXO_BENCH_TRANSFERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let dir = tempfile::tempdir().unwrap();
+    bench(
+        "sqlite (WAL, synchronous=FULL)",
+        &nixo_core::db::sqlite_url(&dir.path().join("bench.db")),
+        total,
+    )
+    .await;
+    match PgDatabase::create("bench").await {
+        Some(pg) => bench("postgresql (synchronous_commit=on)", &pg.url, total).await,
+        None => println!("postgresql: skipped (not reachable)"),
+    }
+}
