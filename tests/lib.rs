@@ -222,3 +222,111 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+/// Ledger fixtures shared by the ledger tests and benchmarks.
+pub mod ledger_kit {
+    use nixo_core::accounts;
+    use nixo_core::ledger::{
+        AccountKind, Environment, FLAG_NO_OVERDRAFT, Ledger, Leg, Movement, TxStatus,
+    };
+    use nixo_core::money::Currency;
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
+    /// An account with `n` funded no-overdraft wallets in `currency`.
+    pub struct Fixture {
+        pub account_id: String,
+        pub wallets: Vec<i64>,
+    }
+
+    pub async fn fixture(
+        ledger: &Ledger,
+        currency: Currency,
+        n: usize,
+        funds_minor: i64,
+    ) -> Fixture {
+        let env = Environment::Sandbox;
+        let account_id = accounts::create(&ledger.db, env, "test", 1).await.unwrap();
+        let funding = ledger
+            .system_account(env, AccountKind::Funding, currency)
+            .await
+            .unwrap();
+        let mut wallets = Vec::new();
+        for _ in 0..n {
+            let w = ledger
+                .create_account(
+                    None,
+                    Some(&account_id),
+                    env,
+                    AccountKind::Wallet,
+                    currency,
+                    FLAG_NO_OVERDRAFT,
+                )
+                .await
+                .unwrap();
+            if funds_minor > 0 {
+                ledger
+                    .record(movement(
+                        &account_id,
+                        "funding",
+                        funding,
+                        w,
+                        funds_minor,
+                        currency,
+                        None,
+                    ))
+                    .await
+                    .unwrap();
+            }
+            wallets.push(w);
+        }
+        Fixture {
+            account_id,
+            wallets,
+        }
+    }
+
+    pub fn movement(
+        account_id: &str,
+        kind: &'static str,
+        debit: i64,
+        credit: i64,
+        amount_minor: i64,
+        currency: Currency,
+        hold_until_ms: Option<i64>,
+    ) -> Movement {
+        Movement {
+            idempotency_id: None,
+            environment: Environment::Sandbox,
+            account_id: account_id.to_string(),
+            kind,
+            status: if hold_until_ms.is_some() {
+                TxStatus::PendingReview
+            } else {
+                TxStatus::Settled
+            },
+            amount_minor,
+            currency,
+            fx: None,
+            from_wallet: None,
+            to_wallet: None,
+            risk_score_bp: None,
+            rules_applied: Vec::new(),
+            metadata_json: "{}".into(),
+            error_code: None,
+            legs: vec![Leg {
+                debit,
+                credit,
+                amount_minor,
+                currency,
+                pending_timeout_at_ms: hold_until_ms,
+            }],
+            now_ms: now_ms(),
+        }
+    }
+}

@@ -5,45 +5,16 @@
 //! `cargo bench -p nixo-tests --bench ledger_throughput`
 //! (NIXO_BENCH_TRANSFERS to change the count per run, default 3000).
 
-use nixo_core::accounts;
 use nixo_core::db::Db;
-use nixo_core::ledger::{
-    AccountKind, Environment, FLAG_NO_OVERDRAFT, Ledger, Leg, Movement, TxStatus,
-};
+use nixo_core::ledger::Ledger;
 use nixo_core::money::Currency;
 use nixo_tests::PgDatabase;
+use nixo_tests::ledger_kit::{Fixture, fixture, movement};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WALLETS: usize = 64;
 const CLIENT_COUNTS: [usize; 2] = [1, 32];
-
-fn transfer(account_id: &str, from: i64, to: i64, kes: Currency) -> Movement {
-    Movement {
-        idempotency_id: None,
-        environment: Environment::Sandbox,
-        account_id: account_id.to_string(),
-        kind: "transfer",
-        status: TxStatus::Settled,
-        amount_minor: 1,
-        currency: kes,
-        fx: None,
-        from_wallet: Some(from),
-        to_wallet: Some(to),
-        risk_score_bp: Some(500),
-        rules_applied: vec!["FraudCheck: ALLOW".into()],
-        metadata_json: "{}".into(),
-        error_code: None,
-        legs: vec![Leg {
-            debit: from,
-            credit: to,
-            amount_minor: 1,
-            currency: kes,
-            pending_timeout_at_ms: None,
-        }],
-        now_ms: 0,
-    }
-}
 
 struct Run {
     per_second: f64,
@@ -101,31 +72,10 @@ async fn bench(name: &str, url: &str, total: usize) {
         .unwrap();
     let ledger = Ledger::new(db.clone()).await.unwrap();
     let kes = Currency::from_code("KES").unwrap();
-    let env = Environment::Sandbox;
-    let account_id = accounts::create(&db, env, "bench", 1).await.unwrap();
-    let funding = ledger
-        .system_account(env, AccountKind::Funding, kes)
-        .await
-        .unwrap();
-    let mut wallets = Vec::new();
-    for _ in 0..WALLETS {
-        let w = ledger
-            .create_account(
-                None,
-                Some(&account_id),
-                env,
-                AccountKind::Wallet,
-                kes,
-                FLAG_NO_OVERDRAFT,
-            )
-            .await
-            .unwrap();
-        let mut fund = transfer(&account_id, funding, w, kes);
-        fund.amount_minor = 1_000_000;
-        fund.legs[0].amount_minor = 1_000_000;
-        ledger.record(fund).await.unwrap();
-        wallets.push(w);
-    }
+    let Fixture {
+        account_id,
+        wallets,
+    } = fixture(&ledger, kes, WALLETS, 1_000_000).await;
     let wallets = Arc::new(wallets);
 
     for clients in CLIENT_COUNTS {
@@ -156,7 +106,7 @@ async fn bench(name: &str, url: &str, total: usize) {
                 let from = wallets[(c * 7 + i) % WALLETS];
                 let to = wallets[(c * 7 + i + 1) % WALLETS];
                 ledger
-                    .record(transfer(&account, from, to, kes))
+                    .record(movement(&account, "transfer", from, to, 1, kes, None))
                     .await
                     .unwrap();
             }

@@ -119,12 +119,9 @@ pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx:
     .bind(PROBLEMS_PER_CHECK_MAX)
     .fetch_all(&db.pool)
     .await?;
-    for r in rows {
-        let id: i64 = r.try_get(0)?;
-        report.problems.push(format!(
-            "account {id}: totals differ from the sum of its transfers"
-        ));
-    }
+    report_ids(&mut report, &rows, |id| {
+        format!("account {id}: totals differ from the sum of its transfers")
+    })?;
 
     // 4. Every transfer is in the currency of both its accounts.
     let rows = sqlx::query(
@@ -136,12 +133,9 @@ pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx:
     .bind(PROBLEMS_PER_CHECK_MAX)
     .fetch_all(&db.pool)
     .await?;
-    for r in rows {
-        let id: i64 = r.try_get(0)?;
-        report.problems.push(format!(
-            "transfer {id}: currency differs from its accounts'"
-        ));
-    }
+    report_ids(&mut report, &rows, |id| {
+        format!("transfer {id}: currency differs from its accounts'")
+    })?;
 
     // 5. No hold outlived its expiry (beyond the sweeper's grace).
     let row = sqlx::query(
@@ -158,4 +152,16 @@ pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx:
         ));
     }
     Ok(report)
+}
+
+/// One problem per offending id (the first column of each row).
+fn report_ids(
+    report: &mut Report,
+    rows: &[sqlx::any::AnyRow],
+    describe: impl Fn(i64) -> String,
+) -> Result<(), sqlx::Error> {
+    for row in rows {
+        report.problems.push(describe(row.try_get(0)?));
+    }
+    Ok(())
 }
