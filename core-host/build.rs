@@ -13,7 +13,8 @@ use std::process::Command;
 const PROFILE: &str = "wasm-release";
 
 /// (package, library file stem, target, env var, wrap as component)
-const GUESTS: [(&str, &str, &str, &str, bool); 2] = [
+/// The `testing` guests are fixtures for the sandbox tests, not product.
+const GUESTS: [(&str, &str, &str, &str, bool); 4] = [
     (
         "nixo-gateway",
         "nixo_gateway",
@@ -28,14 +29,25 @@ const GUESTS: [(&str, &str, &str, &str, bool); 2] = [
         "NIXO_FRAUD_CHECK_WASM",
         true,
     ),
+    (
+        "nixo-hostile-rule",
+        "nixo_hostile_rule",
+        "wasm32-unknown-unknown",
+        "NIXO_TEST_HOSTILE_RULE_WASM",
+        true,
+    ),
+    (
+        "nixo-fs-rule",
+        "nixo_fs_rule",
+        "wasm32-wasip2",
+        "NIXO_TEST_FS_RULE_WASM",
+        false,
+    ),
 ];
 
 fn main() -> Result<()> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let root = manifest_dir
-        .parent()
-        .context("workspace root")?
-        .to_path_buf();
+    let root = manifest_dir.parent().context("workspace root")?.to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // OUT_DIR is <target>/<profile>/build/<pkg>/out: keep guests beside it.
     let guest_target_dir = out_dir
@@ -50,12 +62,8 @@ fn main() -> Result<()> {
 
     for (package, stem, target, env_var, wrap) in GUESTS {
         build_guest(&root, &guest_target_dir, package, target)?;
-        let built = guest_target_dir
-            .join(target)
-            .join(PROFILE)
-            .join(format!("{stem}.wasm"));
-        let bytes =
-            std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+        let built = guest_target_dir.join(target).join(PROFILE).join(format!("{stem}.wasm"));
+        let bytes = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
         let bytes = if wrap {
             to_component(&bytes).with_context(|| format!("wrapping {package}"))?
         } else {

@@ -89,45 +89,28 @@ impl Reply {
 
 impl TestServer {
     pub fn core_addr(&self) -> SocketAddr {
-        self.running
-            .as_ref()
-            .and_then(|r| r.core_addr)
-            .expect("core exposed")
+        self.running.as_ref().and_then(|r| r.core_addr).expect("core exposed")
     }
 
-    pub async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<&str>,
-    ) -> Reply {
+    pub async fn send(&self, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(key) = key {
             req = req.header("authorization", format!("Bearer {key}"));
         }
         if let Some(body) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(body.to_string());
+            req = req.header("content-type", "application/json").body(body.to_string());
         }
         let resp = req.send().await.expect("request reaches the server");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        let body =
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"));
+        Reply { status, headers, body }
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Reply {
-        self.send("POST", path, Some(&self.key.clone()), Some(body))
-            .await
+        self.send("POST", path, Some(&self.key.clone()), Some(body)).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -172,14 +155,10 @@ impl PgDatabase {
             Ok(conn) => conn,
             // In CI the database must be there: a skip there would hide a gap.
             Err(err) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!(
-                    "PostgreSQL is required in CI but not reachable at {POSTGRES_ADMIN_URL}: {err}"
-                )
+                panic!("PostgreSQL is required in CI but not reachable at {POSTGRES_ADMIN_URL}: {err}")
             }
             Err(err) => {
-                eprintln!(
-                    "\n*** SKIPPED: PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {err}\n"
-                );
+                eprintln!("\n*** SKIPPED: PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {err}\n");
                 return None;
             }
         };
@@ -226,9 +205,7 @@ impl Drop for PgDatabase {
 /// Ledger fixtures shared by the ledger tests and benchmarks.
 pub mod ledger_kit {
     use nixo_core::accounts;
-    use nixo_core::ledger::{
-        AccountKind, Environment, FLAG_NO_OVERDRAFT, Ledger, Leg, Movement, TxStatus,
-    };
+    use nixo_core::ledger::{AccountKind, Environment, FLAG_NO_OVERDRAFT, Ledger, Leg, Movement, TxStatus};
     use nixo_core::money::Currency;
 
     fn now_ms() -> i64 {
@@ -244,12 +221,7 @@ pub mod ledger_kit {
         pub wallets: Vec<i64>,
     }
 
-    pub async fn fixture(
-        ledger: &Ledger,
-        currency: Currency,
-        n: usize,
-        funds_minor: i64,
-    ) -> Fixture {
+    pub async fn fixture(ledger: &Ledger, currency: Currency, n: usize, funds_minor: i64) -> Fixture {
         let env = Environment::Sandbox;
         let account_id = accounts::create(&ledger.db, env, "test", 1).await.unwrap();
         let funding = ledger
@@ -285,10 +257,7 @@ pub mod ledger_kit {
             }
             wallets.push(w);
         }
-        Fixture {
-            account_id,
-            wallets,
-        }
+        Fixture { account_id, wallets }
     }
 
     pub fn movement(

@@ -15,12 +15,7 @@ pub struct AccountFacts {
 pub const MS_PER_DAY: i64 = 86_400_000;
 
 /// Creates an account and returns its id (`acct_` + 16 base62 characters).
-pub async fn create(
-    db: &Db,
-    environment: Environment,
-    name: &str,
-    kyc_level: u8,
-) -> Result<String, sqlx::Error> {
+pub async fn create(db: &Db, environment: Environment, name: &str, kyc_level: u8) -> Result<String, sqlx::Error> {
     const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
     let suffix: String = (0..16)
@@ -40,9 +35,7 @@ pub async fn create(
 
 /// True once any account exists (the server has been bootstrapped).
 pub async fn any(db: &Db) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT COUNT(*) FROM accounts")
-        .fetch_one(&db.pool)
-        .await?;
+    let row = sqlx::query("SELECT COUNT(*) FROM accounts").fetch_one(&db.pool).await?;
     Ok(row.try_get::<i64, _>(0)? > 0)
 }
 

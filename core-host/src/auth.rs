@@ -104,20 +104,12 @@ pub async fn create_key(
 }
 
 /// Resolves `Authorization: Bearer sk_…` to a principal.
-pub async fn authenticate(
-    db: &Db,
-    hasher: &KeyHasher,
-    authorization: Option<&str>,
-) -> Result<Principal, ApiError> {
+pub async fn authenticate(db: &Db, hasher: &KeyHasher, authorization: Option<&str>) -> Result<Principal, ApiError> {
     let key = authorization
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim())
-        .ok_or_else(|| {
-            ApiError::invalid_api_key(
-                "No API key provided: send Authorization: Bearer sk_sandbox_...",
-            )
-        })?;
+        .ok_or_else(|| ApiError::invalid_api_key("No API key provided: send Authorization: Bearer sk_sandbox_..."))?;
     let claimed = if key.starts_with("sk_sandbox_") {
         Environment::Sandbox
     } else if key.starts_with("sk_live_") {
@@ -125,17 +117,15 @@ pub async fn authenticate(
     } else {
         return Err(ApiError::invalid_api_key("Invalid API key format"));
     };
-    let row = sqlx::query(
-        "SELECT id, account_id, environment FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL",
-    )
-    .bind(hasher.hash(key).to_vec())
-    .fetch_optional(&db.pool)
-    .await?;
+    let row =
+        sqlx::query("SELECT id, account_id, environment FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL")
+            .bind(hasher.hash(key).to_vec())
+            .fetch_optional(&db.pool)
+            .await?;
     let row = row.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
     let environment: String = row.try_get(2)?;
     let environment = Environment::parse(&environment).filter(|e| *e == claimed);
-    let environment =
-        environment.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
+    let environment = environment.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
     Ok(Principal {
         key_id: row.try_get(0)?,
         account_id: row.try_get(1)?,

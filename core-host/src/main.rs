@@ -101,17 +101,11 @@ enum FxCommand {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NIXO_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("NIXO_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("nixo: {err}");
@@ -149,8 +143,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             command: LedgerCommand::Verify { storage, grace_ms },
         } => {
             let db = Db::open(&storage.url()).await?;
-            let report =
-                verify::verify(&db, chrono::Utc::now().timestamp_millis(), grace_ms).await?;
+            let report = verify::verify(&db, chrono::Utc::now().timestamp_millis(), grace_ms).await?;
             db.close().await;
             print!("{report}");
             Ok(if report.is_sound() {
@@ -169,12 +162,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     fee_bp,
                 },
         } => {
-            let base =
-                Currency::from_code(&base).with_context(|| format!("unknown currency {base}"))?;
-            let quote =
-                Currency::from_code(&quote).with_context(|| format!("unknown currency {quote}"))?;
-            let rate = Decimal::from_str_exact(&rate)
-                .with_context(|| format!("'{rate}' is not a decimal"))?;
+            let base = Currency::from_code(&base).with_context(|| format!("unknown currency {base}"))?;
+            let quote = Currency::from_code(&quote).with_context(|| format!("unknown currency {quote}"))?;
+            let rate = Decimal::from_str_exact(&rate).with_context(|| format!("'{rate}' is not a decimal"))?;
             let db = Db::open(&storage.url()).await?;
             fx::set_rate(&db, base, quote, rate, fee_bp).await?;
             db.close().await;
@@ -195,10 +185,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         println!("nixo: core listening on http://{core} (gateway-signed requests only)");
     }
     println!("nixo: data directory {}", data_dir.display());
-    println!(
-        "nixo: fraud rules loaded: {}",
-        running.fraud_rules.join(", ")
-    );
+    println!("nixo: fraud rules loaded: {}", running.fraud_rules.join(", "));
     match &running.bootstrap {
         Some(first) => {
             println!(

@@ -24,8 +24,8 @@ pub struct Currency {
 
 /// Currencies with exponent 0 (ISO 4217 list, current codes).
 const EXPONENT_0: &[&str] = &[
-    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
-    "VUV", "XAF", "XOF", "XPF",
+    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF",
+    "XPF",
 ];
 /// Currencies with exponent 3.
 const EXPONENT_3: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
@@ -33,28 +33,21 @@ const EXPONENT_3: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
 const EXPONENT_4: &[&str] = &["CLF", "UYW"];
 /// Currencies with exponent 2.
 const EXPONENT_2: &[&str] = &[
-    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
-    "BGN", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF",
-    "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR",
-    "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF",
-    "IDR", "ILS", "INR", "IRR", "JMD", "KES", "KGS", "KHR", "KPW", "KYD", "KZT", "LAK", "LBP",
-    "LKR", "LRD", "LSL", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
-    "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "PAB", "PEN", "PGK",
-    "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "RUB", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD",
-    "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TOP",
-    "TRY", "TTD", "TWD", "TZS", "UAH", "USD", "UYU", "UZS", "VES", "WST", "XCD", "YER", "ZAR",
-    "ZMW", "ZWG",
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BMD", "BND",
+    "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CNY", "COP", "CRC", "CUP", "CVE", "CZK",
+    "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GTQ", "GYD",
+    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IRR", "JMD", "KES", "KGS", "KHR", "KPW", "KYD", "KZT", "LAK",
+    "LBP", "LKR", "LRD", "LSL", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN",
+    "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "QAR", "RON",
+    "RSD", "RUB", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP",
+    "SZL", "THB", "TJS", "TMT", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "USD", "UYU", "UZS", "VES", "WST", "XCD",
+    "YER", "ZAR", "ZMW", "ZWG",
 ];
 
 impl Currency {
     /// Looks up an upper-case ISO 4217 code.
     pub fn from_code(code: &str) -> Option<Currency> {
-        let tables: [(&[&'static str], u32); 4] = [
-            (EXPONENT_2, 2),
-            (EXPONENT_0, 0),
-            (EXPONENT_3, 3),
-            (EXPONENT_4, 4),
-        ];
+        let tables: [(&[&'static str], u32); 4] = [(EXPONENT_2, 2), (EXPONENT_0, 0), (EXPONENT_3, 3), (EXPONENT_4, 4)];
         tables.iter().find_map(|(codes, exponent)| {
             codes.iter().find(|c| **c == code).map(|c| Currency {
                 code: c,
@@ -82,43 +75,27 @@ pub fn parse_currency(value: Option<&Value>, field: &'static str) -> Result<Curr
         None | Some(Value::Null) => return Err(ApiError::missing(field)),
         Some(Value::String(s)) => s,
         Some(_) => {
-            return Err(ApiError::invalid(
-                field,
-                "must be a three-letter ISO 4217 code",
-            ));
+            return Err(ApiError::invalid(field, "must be a three-letter ISO 4217 code"));
         }
     };
-    Currency::from_code(code).ok_or_else(|| {
-        ApiError::invalid(
-            field,
-            format!("'{code}' is not a supported ISO 4217 currency code"),
-        )
-    })
+    Currency::from_code(code)
+        .ok_or_else(|| ApiError::invalid(field, format!("'{code}' is not a supported ISO 4217 currency code")))
 }
 
 /// Reads an amount given as a JSON string ("50.00") or number (2500), exactly,
 /// and returns it in minor units of `currency`.
-pub fn parse_amount(
-    value: Option<&Value>,
-    currency: Currency,
-    field: &'static str,
-) -> Result<i64, ApiError> {
+pub fn parse_amount(value: Option<&Value>, currency: Currency, field: &'static str) -> Result<i64, ApiError> {
     let text = match value {
         None | Some(Value::Null) => return Err(ApiError::missing(field)),
         Some(Value::String(s)) => s.trim().to_string(),
         Some(Value::Number(n)) => n.to_string(),
         Some(_) => {
-            return Err(ApiError::invalid(
-                field,
-                "must be a decimal string or a number",
-            ));
+            return Err(ApiError::invalid(field, "must be a decimal string or a number"));
         }
     };
     let plain = !text.is_empty()
         && text.len() <= 40
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
         && !text.starts_with('.')
         && !text.ends_with('.');
     let decimal = if plain {
@@ -139,10 +116,7 @@ pub fn parse_amount(
     if decimal.scale() > currency.exponent {
         return Err(ApiError::invalid(
             field,
-            format!(
-                "{} allows at most {} decimal places",
-                currency.code, currency.exponent
-            ),
+            format!("{} allows at most {} decimal places", currency.code, currency.exponent),
         ));
     }
     let mut minor = decimal;
@@ -174,23 +148,14 @@ mod tests {
 
     #[test]
     fn strings_and_numbers_parse_exactly() {
-        assert_eq!(
-            parse_amount(Some(&json!("50.00")), kes(), "amount"),
-            Ok(5_000)
-        );
-        assert_eq!(
-            parse_amount(Some(&json!(2500)), kes(), "amount"),
-            Ok(250_000)
-        );
+        assert_eq!(parse_amount(Some(&json!("50.00")), kes(), "amount"), Ok(5_000));
+        assert_eq!(parse_amount(Some(&json!(2500)), kes(), "amount"), Ok(250_000));
         let n: Value = serde_json::from_str("0.1").unwrap();
         assert_eq!(parse_amount(Some(&n), kes(), "amount"), Ok(10));
         // 0.30000000000000004 as f64 would be 0.30; exact parsing refuses it.
         let n: Value = serde_json::from_str("0.30000000000000004").unwrap();
         assert!(parse_amount(Some(&n), kes(), "amount").is_err());
-        assert_eq!(
-            parse_amount(Some(&json!("1.500")), kes(), "amount"),
-            Ok(150)
-        );
+        assert_eq!(parse_amount(Some(&json!("1.500")), kes(), "amount"), Ok(150));
     }
 
     #[test]
@@ -216,12 +181,6 @@ mod tests {
     #[test]
     fn json_numbers_keep_the_currency_scale() {
         assert_eq!(kes().to_json_number(1_250_050).to_string(), "12500.50");
-        assert_eq!(
-            Currency::from_code("JPY")
-                .unwrap()
-                .to_json_number(7)
-                .to_string(),
-            "7"
-        );
+        assert_eq!(Currency::from_code("JPY").unwrap().to_json_number(7).to_string(), "7");
     }
 }

@@ -49,8 +49,7 @@ struct Secrets {
 
 fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
     if path.exists() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         return serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()));
     }
     let mut rng = rand::rng();
@@ -86,9 +85,7 @@ async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootst
     let kes = Currency::from_code("KES").expect("KES is ISO 4217");
     let env = Environment::Sandbox;
     let account_id = accounts::create(&ledger.db, env, "Sandbox account", 1).await?;
-    let funding = ledger
-        .system_account(env, AccountKind::Funding, kes)
-        .await?;
+    let funding = ledger.system_account(env, AccountKind::Funding, kes).await?;
     for wallet in SANDBOX_WALLETS {
         ledger
             .create_account(
@@ -134,13 +131,23 @@ async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootst
     })
 }
 
-/// Writes the bundled plugins into a new plugins directory.
+/// Writes the bundled plugins, with their manifests, into a new plugins
+/// directory. An existing directory is the operator's: left as it is.
 fn install_bundled_plugins(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
+    let sha256 = crate::wasm_cache::sha256_hex(artefacts::FRAUD_CHECK_WASM);
     std::fs::write(dir.join("fraud-check.wasm"), artefacts::FRAUD_CHECK_WASM)?;
+    let manifest = crate::rules::manifest::Manifest::render(
+        "fraud-check",
+        env!("CARGO_PKG_VERSION"),
+        "fraud-check.wasm",
+        &sha256,
+        "fail_closed",
+    );
+    std::fs::write(dir.join("fraud-check.toml"), manifest)?;
     Ok(())
 }
 
@@ -178,8 +185,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .context("secrets.json: api_key_pepper must be 64 hex digits")?;
-    let gateway_secret =
-        std::env::var(ENV_GATEWAY_SECRET).unwrap_or(secrets.gateway_signing_secret);
+    let gateway_secret = std::env::var(ENV_GATEWAY_SECRET).unwrap_or(secrets.gateway_signing_secret);
     anyhow::ensure!(
         gateway_secret.len() >= nixo_gateway::signing::SECRET_LEN_MIN_BYTES,
         "the gateway signing secret must be at least {} bytes",
@@ -206,8 +212,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let plugins_dir = config.data_dir.join("plugins");
     install_bundled_plugins(&plugins_dir)?;
     let rules = Arc::new(RuleHost::new(config.rule_limits, cache_dir.clone())?);
-    let fraud_rules = rules.load_fraud_dir(&plugins_dir)?;
+    let loaded = rules.load_dir(&plugins_dir)?;
+    for (file, why) in &loaded.refused {
+        tracing::warn!(manifest = %file, error = %why, "plugin refused at start");
+    }
+    let fraud_rules = loaded.active;
 
+    let rules_host = rules.clone();
     let state = AppState {
         ledger: ledger.clone(),
         hasher,
@@ -215,12 +226,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
     };
     let core = api::router(state);
-    let gateway = Gateway::new(
-        artefacts::GATEWAY_WASM,
-        &cache_dir,
-        core.clone(),
-        &gateway_secret,
-    )?;
+    let gateway = Gateway::new(artefacts::GATEWAY_WASM, &cache_dir, core.clone(), &gateway_secret)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let listener = TcpListener::bind(config.listen)
@@ -230,6 +236,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let mut tasks = vec![
         tokio::spawn(edge::serve(gateway, listener, shutdown_rx.clone())),
         tokio::spawn(expire_holds(ledger.clone(), shutdown_rx.clone())),
+        tokio::spawn(crate::rules::watch_dir(rules_host, plugins_dir, shutdown_rx.clone())),
     ];
     let mut core_addr = None;
     if let Some(core_listen) = config.core_listen {

@@ -26,11 +26,7 @@ fn cache_path(engine: &Engine, cache_dir: &Path, sha256: &str) -> PathBuf {
 }
 
 /// Compiles `bytes`, or loads the compiled form from `cache_dir`.
-pub fn load_component(
-    engine: &Engine,
-    bytes: &[u8],
-    cache_dir: &Path,
-) -> anyhow::Result<Component> {
+pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> anyhow::Result<Component> {
     let path = cache_path(engine, cache_dir, &sha256_hex(bytes));
     if path.exists() {
         // SAFETY: the file was written below by `Component::serialize` for an
@@ -48,15 +44,13 @@ pub fn load_component(
     }
     let component = Component::new(engine, bytes)?;
     let compiled = component.serialize()?;
-    std::fs::create_dir_all(cache_dir)
-        .with_context(|| format!("creating {}", cache_dir.display()))?;
+    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
     // Unique per writer: concurrent loads of one artefact each write their own
     // file and the last rename wins (the contents are identical).
     static WRITERS: AtomicU64 = AtomicU64::new(0);
     let writer = WRITERS.fetch_add(1, Ordering::Relaxed);
     let partial = path.with_extension(format!("partial-{}-{writer}", std::process::id()));
     std::fs::write(&partial, compiled).with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, &path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("renaming into {}", path.display()))?;
     Ok(component)
 }

@@ -57,10 +57,7 @@ fn verify(data_dir: &std::path::Path) -> (bool, String) {
         .arg(data_dir)
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,21 +70,14 @@ async fn acknowledged_transfers_survive_sigkill() {
 
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (client, base, key, stop) = (
-            client.clone(),
-            server.base.clone(),
-            key.clone(),
-            stop.clone(),
-        );
+        let (client, base, key, stop) = (client.clone(), server.base.clone(), key.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let (from, to) = if c % 2 == 0 { (101, 102) } else { (102, 101) };
-                let body = format!(
-                    r#"{{"from_wallet":{from},"to_wallet":{to},"amount":"1.00","currency":"KES"}}"#
-                );
+                let body = format!(r#"{{"from_wallet":{from},"to_wallet":{to},"amount":"1.00","currency":"KES"}}"#);
                 let sent = client
                     .post(format!("{base}/v1/payments/transfer"))
                     .header("authorization", format!("Bearer {key}"))
@@ -101,13 +91,7 @@ async fn acknowledged_transfers_survive_sigkill() {
                     let Ok(json) = resp.json::<serde_json::Value>().await else {
                         break;
                     };
-                    acknowledged.push(
-                        json["data"]["tx_id"]
-                            .as_str()
-                            .unwrap()
-                            .parse::<i64>()
-                            .unwrap(),
-                    );
+                    acknowledged.push(json["data"]["tx_id"].as_str().unwrap().parse::<i64>().unwrap());
                 }
             }
             acknowledged
@@ -132,12 +116,9 @@ async fn acknowledged_transfers_survive_sigkill() {
     assert!(sound, "{report}");
     let mut server = spawn(dir.path());
     assert!(server.key.is_none(), "a restart does not bootstrap again");
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("nixo.db").display()
-    ))
-    .await
-    .unwrap();
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("nixo.db").display()))
+        .await
+        .unwrap();
     for tx_id in &acknowledged {
         let row: (String, i64) = sqlx::query_as(
             "SELECT status, (SELECT COUNT(*) FROM transfers WHERE transaction_id = t.id) FROM transactions t WHERE id = ?",
@@ -146,11 +127,7 @@ async fn acknowledged_transfers_survive_sigkill() {
         .fetch_one(&db)
         .await
         .unwrap_or_else(|e| panic!("acknowledged transaction {tx_id} is missing: {e}"));
-        assert!(
-            row.0 == "SETTLED" || row.0 == "PENDING_REVIEW",
-            "{tx_id}: {}",
-            row.0
-        );
+        assert!(row.0 == "SETTLED" || row.0 == "PENDING_REVIEW", "{tx_id}: {}", row.0);
         assert_eq!(row.1, 1, "transaction {tx_id} has exactly its one transfer");
     }
     // Money between the two wallets is conserved, holds included.

@@ -12,12 +12,7 @@ const VAR_SIGNING_SECRET: &str = "gateway_signing_secret";
 
 /// Client headers passed on to the core; everything else stays at the edge
 /// (in particular any client-sent `spin-*` header).
-const FORWARDED_HEADERS: [&str; 4] = [
-    "authorization",
-    "content-type",
-    "nixo-version",
-    "idempotency-key",
-];
+const FORWARDED_HEADERS: [&str; 4] = ["authorization", "content-type", "nixo-version", "idempotency-key"];
 
 fn respond(status: u16, request_id: &str, content_type: &str, body: Vec<u8>) -> Response {
     Response::builder()
@@ -29,12 +24,7 @@ fn respond(status: u16, request_id: &str, content_type: &str, body: Vec<u8>) -> 
 }
 
 fn error(err: &EdgeError, request_id: &str) -> Response {
-    respond(
-        err.status,
-        request_id,
-        "application/json",
-        err.body().into_bytes(),
-    )
+    respond(err.status, request_id, "application/json", err.body().into_bytes())
 }
 
 fn new_request_id() -> String {
@@ -84,8 +74,7 @@ async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, Ed
     }
 
     let core_url = spin_sdk::variables::get(VAR_CORE_URL).map_err(|_| edge::ERR_MISCONFIGURED)?;
-    let secret =
-        spin_sdk::variables::get(VAR_SIGNING_SECRET).map_err(|_| edge::ERR_MISCONFIGURED)?;
+    let secret = spin_sdk::variables::get(VAR_SIGNING_SECRET).map_err(|_| edge::ERR_MISCONFIGURED)?;
     if secret.len() < signing::SECRET_LEN_MIN_BYTES {
         return Err(edge::ERR_MISCONFIGURED);
     }

@@ -46,8 +46,7 @@ impl EdgeError {
     }
 }
 
-pub const ERR_NOT_FOUND: EdgeError =
-    EdgeError::new(404, "resource_not_found", "Unrecognized request URL");
+pub const ERR_NOT_FOUND: EdgeError = EdgeError::new(404, "resource_not_found", "Unrecognized request URL");
 pub const ERR_NO_KEY: EdgeError = EdgeError::new(
     401,
     "invalid_api_key",
@@ -65,8 +64,7 @@ pub const ERR_CORE_UNAVAILABLE: EdgeError = EdgeError::new(
     "internal_error",
     "The payments core is unavailable; retry with backoff",
 );
-pub const ERR_MISCONFIGURED: EdgeError =
-    EdgeError::new(500, "internal_error", "The gateway is misconfigured");
+pub const ERR_MISCONFIGURED: EdgeError = EdgeError::new(500, "internal_error", "The gateway is misconfigured");
 
 /// Only the versioned API is served.
 pub fn route(path: &str) -> Result<(), EdgeError> {
@@ -168,11 +166,7 @@ mod tests {
             ERR_BODY_TOO_LARGE.body(),
             r#"{"error":{"code":"invalid_request","message":"Request body is larger than 65536 bytes","field":"body"}}"#
         );
-        assert!(
-            ERR_NO_KEY
-                .body()
-                .starts_with(r#"{"error":{"code":"invalid_api_key""#)
-        );
+        assert!(ERR_NO_KEY.body().starts_with(r#"{"error":{"code":"invalid_api_key""#));
     }
 
     #[test]
@@ -185,9 +179,6 @@ mod tests {
 
     #[test]
     fn urls_join_without_double_slash() {
-        assert_eq!(
-            forward_url("http://core/", "/v1/x?a=1"),
-            "http://core/v1/x?a=1"
-        );
+        assert_eq!(forward_url("http://core/", "/v1/x?a=1"), "http://core/v1/x?a=1");
     }
 }

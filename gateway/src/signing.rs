@@ -53,9 +53,7 @@ fn mac(secret: &[u8], text: &str) -> Hmac<Sha256> {
 
 /// Builds the header value `t=<unix>,v1=<hex>`.
 pub fn sign(secret: &[u8], parts: &SignedParts<'_>, unix_secs: i64) -> String {
-    let tag = mac(secret, &canonical(parts, unix_secs))
-        .finalize()
-        .into_bytes();
+    let tag = mac(secret, &canonical(parts, unix_secs)).finalize().into_bytes();
     format!("t={unix_secs},v1={}", hex::encode(tag))
 }
 
@@ -122,23 +120,12 @@ mod tests {
         );
         let mut other = parts(b"{}");
         other.authorization = "Bearer sk_sandbox_abd";
-        assert_eq!(
-            verify(SECRET, Some(&header), &other, 1_010),
-            Err(VerifyError::Mismatch)
-        );
+        assert_eq!(verify(SECRET, Some(&header), &other, 1_010), Err(VerifyError::Mismatch));
         let mut other = parts(b"{}");
         other.path_and_query = "/v1/balances";
+        assert_eq!(verify(SECRET, Some(&header), &other, 1_010), Err(VerifyError::Mismatch));
         assert_eq!(
-            verify(SECRET, Some(&header), &other, 1_010),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            verify(
-                b"another secret, just as long....",
-                Some(&header),
-                &parts(b"{}"),
-                1_010
-            ),
+            verify(b"another secret, just as long....", Some(&header), &parts(b"{}"), 1_010),
             Err(VerifyError::Mismatch)
         );
     }
@@ -147,18 +134,10 @@ mod tests {
     fn stale_missing_and_malformed_are_refused() {
         let header = sign(SECRET, &parts(b""), 1_000);
         assert_eq!(
-            verify(
-                SECRET,
-                Some(&header),
-                &parts(b""),
-                1_000 + SIGNATURE_TOLERANCE_SECS + 1
-            ),
+            verify(SECRET, Some(&header), &parts(b""), 1_000 + SIGNATURE_TOLERANCE_SECS + 1),
             Err(VerifyError::Stale)
         );
-        assert_eq!(
-            verify(SECRET, None, &parts(b""), 1_000),
-            Err(VerifyError::Missing)
-        );
+        assert_eq!(verify(SECRET, None, &parts(b""), 1_000), Err(VerifyError::Missing));
         for bad in ["", "t=1", "v1=00", "t=x,v1=00", "t=1,v1=zz", "t=1;v1=00"] {
             assert_eq!(
                 verify(SECRET, Some(bad), &parts(b""), 1),

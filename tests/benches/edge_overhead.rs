@@ -38,22 +38,14 @@ async fn main() {
     let server = start(dir.path(), None, true).await;
     let secrets: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("secrets.json")).unwrap()).unwrap();
-    let secret = secrets["gateway_signing_secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let secret = secrets["gateway_signing_secret"].as_str().unwrap().to_string();
     let core = format!("http://{}", server.core_addr());
     let authorization = format!("Bearer {}", server.key);
     let transfer = r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#;
 
     for (label, method, path, body) in [
         ("GET /v1/balances", "GET", "/v1/balances", ""),
-        (
-            "POST /v1/payments/transfer",
-            "POST",
-            "/v1/payments/transfer",
-            transfer,
-        ),
+        ("POST /v1/payments/transfer", "POST", "/v1/payments/transfer", transfer),
     ] {
         let mut via_gateway = Vec::with_capacity(requests);
         let mut direct = Vec::with_capacity(requests);
@@ -86,9 +78,7 @@ async fn main() {
                     },
                     chrono::Utc::now().timestamp(),
                 );
-                let req = server
-                    .client
-                    .request(method.parse().unwrap(), format!("{core}{path}"));
+                let req = server.client.request(method.parse().unwrap(), format!("{core}{path}"));
                 let resp = req
                     .header("authorization", &authorization)
                     .header(signing::REQUEST_ID_HEADER, &request_id)

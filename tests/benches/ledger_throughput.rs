@@ -72,10 +72,7 @@ async fn bench(name: &str, url: &str, total: usize) {
         .unwrap();
     let ledger = Ledger::new(db.clone()).await.unwrap();
     let kes = Currency::from_code("KES").unwrap();
-    let Fixture {
-        account_id,
-        wallets,
-    } = fixture(&ledger, kes, WALLETS, 1_000_000).await;
+    let Fixture { account_id, wallets } = fixture(&ledger, kes, WALLETS, 1_000_000).await;
     let wallets = Arc::new(wallets);
 
     for clients in CLIENT_COUNTS {
@@ -93,11 +90,7 @@ async fn bench(name: &str, url: &str, total: usize) {
             }
         })
         .await;
-        print(
-            &format!("{name}: raw insert, one per commit"),
-            clients,
-            &raw,
-        );
+        print(&format!("{name}: raw insert, one per commit"), clients, &raw);
 
         let (ledger2, wallets2, account2) = (ledger.clone(), wallets.clone(), account_id.clone());
         let run = drive(clients, total, move |c, i| {
@@ -118,9 +111,7 @@ async fn bench(name: &str, url: &str, total: usize) {
             100.0 * run.per_second / raw.per_second
         );
     }
-    let report = nixo_core::ledger::verify::verify(&db, i64::MAX / 2, 0)
-        .await
-        .unwrap();
+    let report = nixo_core::ledger::verify::verify(&db, i64::MAX / 2, 0).await.unwrap();
     assert!(report.is_sound(), "{report}");
     db.close().await;
 }

@@ -75,13 +75,11 @@ async fn snapshot(ledger: &Ledger) -> Vec<(i64, i64, i64, i64, i64)> {
 
 /// Available balance of a wallet: credits posted − debits posted − debits pending.
 async fn available(ledger: &Ledger, wallet: i64) -> i64 {
-    let row = sqlx::query(
-        "SELECT credits_posted - debits_posted - debits_pending FROM ledger_accounts WHERE id = $1",
-    )
-    .bind(wallet)
-    .fetch_one(&ledger.db.pool)
-    .await
-    .unwrap();
+    let row = sqlx::query("SELECT credits_posted - debits_posted - debits_pending FROM ledger_accounts WHERE id = $1")
+        .bind(wallet)
+        .fetch_one(&ledger.db.pool)
+        .await
+        .unwrap();
     row.get(0)
 }
 
@@ -131,11 +129,7 @@ async fn retries_apply_once(backend: Backend) {
     for attempt in attempts {
         results.push(attempt.await.unwrap().unwrap());
     }
-    assert_eq!(
-        results.iter().filter(|r| !r.replayed).count(),
-        1,
-        "exactly one applies"
-    );
+    assert_eq!(results.iter().filter(|r| !r.replayed).count(), 1, "exactly one applies");
     assert!(results.iter().all(|r| r.tx_id == results[0].tx_id));
     assert_eq!(available(&ledger, f.wallets[0]).await, 7_500);
     assert_eq!(available(&ledger, f.wallets[1]).await, 12_500);
@@ -164,15 +158,7 @@ async fn holds_resolve_once(backend: Backend) {
 
     // Hold 30.00, post 20.00 of it: 10.00 goes back.
     let held = ledger
-        .record(movement(
-            &f.account_id,
-            "transfer",
-            a,
-            b,
-            3_000,
-            kes(),
-            Some(later),
-        ))
+        .record(movement(&f.account_id, "transfer", a, b, 3_000, kes(), Some(later)))
         .await
         .unwrap();
     assert_eq!(available(&ledger, a).await, 7_000);
@@ -182,10 +168,7 @@ async fn holds_resolve_once(backend: Backend) {
         "a hold is not yet available to the receiver"
     );
     assert_eq!(
-        ledger
-            .resolve(held.tx_id, Resolution::Post(Some(2_000)))
-            .await
-            .unwrap(),
+        ledger.resolve(held.tx_id, Resolution::Post(Some(2_000))).await.unwrap(),
         TxStatus::Settled
     );
     assert_eq!(available(&ledger, a).await, 8_000);
@@ -201,15 +184,7 @@ async fn holds_resolve_once(backend: Backend) {
 
     // A hold voided releases everything.
     let held = ledger
-        .record(movement(
-            &f.account_id,
-            "transfer",
-            a,
-            b,
-            500,
-            kes(),
-            Some(later),
-        ))
+        .record(movement(&f.account_id, "transfer", a, b, 500, kes(), Some(later)))
         .await
         .unwrap();
     assert_eq!(
@@ -220,21 +195,11 @@ async fn holds_resolve_once(backend: Backend) {
 
     // Over-posting is refused.
     let held = ledger
-        .record(movement(
-            &f.account_id,
-            "transfer",
-            a,
-            b,
-            500,
-            kes(),
-            Some(later),
-        ))
+        .record(movement(&f.account_id, "transfer", a, b, 500, kes(), Some(later)))
         .await
         .unwrap();
     assert!(matches!(
-        ledger
-            .resolve(held.tx_id, Resolution::Post(Some(501)))
-            .await,
+        ledger.resolve(held.tx_id, Resolution::Post(Some(501))).await,
         Err(LedgerError::Invalid(_))
     ));
     ledger.resolve(held.tx_id, Resolution::Void).await.unwrap();
@@ -242,15 +207,7 @@ async fn holds_resolve_once(backend: Backend) {
     // A hold past its expiry cannot be posted, and the sweeper voids it.
     let soon = now_ms() + 50;
     let held = ledger
-        .record(movement(
-            &f.account_id,
-            "transfer",
-            a,
-            b,
-            1_000,
-            kes(),
-            Some(soon),
-        ))
+        .record(movement(&f.account_id, "transfer", a, b, 1_000, kes(), Some(soon)))
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(80)).await;
@@ -289,9 +246,7 @@ async fn concurrent_conservation(backend: Backend) {
             let (mut ok, mut refused) = (0, 0);
             let mut seed = t as u64 * 7919 + 1;
             for _ in 0..TRANSFERS_PER_TASK {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let from = wallets[(seed >> 33) as usize % WALLETS];
                 let to = wallets[((seed >> 40) as usize + 1 + (seed >> 33) as usize) % WALLETS];
                 let amount = 1 + ((seed >> 20) % 60_000) as i64;
@@ -299,15 +254,7 @@ async fn concurrent_conservation(backend: Backend) {
                     continue;
                 }
                 match ledger
-                    .record(movement(
-                        &account_id,
-                        "transfer",
-                        from,
-                        to,
-                        amount,
-                        kes(),
-                        None,
-                    ))
+                    .record(movement(&account_id, "transfer", from, to, amount, kes(), None))
                     .await
                 {
                     Ok(_) => ok += 1,
@@ -347,10 +294,7 @@ async fn verify_detects(backend: Backend) {
         .unwrap();
     let report = verify::verify(&ledger.db, now_ms(), 60_000).await.unwrap();
     assert!(!report.is_sound());
-    assert!(
-        report.problems.iter().any(|p| p.contains("posted debits")),
-        "{report}"
-    );
+    assert!(report.problems.iter().any(|p| p.contains("posted debits")), "{report}");
     assert!(
         report
             .problems
@@ -372,24 +316,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..3usize, 0..3usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Transfer {
-            from,
-            to,
-            amount
-        }),
-        (0..3usize, 0..3usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Hold {
-            from,
-            to,
-            amount
-        }),
-        (0..8usize, proptest::option::of(1..4_000i64))
-            .prop_map(|(hold, partial)| Op::Post { hold, partial }),
+        (0..3usize, 0..3usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
+        (0..3usize, 0..3usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Hold { from, to, amount }),
+        (0..8usize, proptest::option::of(1..4_000i64)).prop_map(|(hold, partial)| Op::Post { hold, partial }),
         (0..8usize).prop_map(|hold| Op::Void { hold }),
-        (0..3usize, 0..2usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Fx {
-            from,
-            to,
-            amount
-        }),
+        (0..3usize, 0..2usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Fx { from, to, amount }),
     ]
 }
 
@@ -409,10 +340,7 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
         .system_account(env, AccountKind::FxLiquidity, usd())
         .await
         .unwrap();
-    let fees = ledger
-        .system_account(env, AccountKind::Fees, kes())
-        .await
-        .unwrap();
+    let fees = ledger.system_account(env, AccountKind::Fees, kes()).await.unwrap();
     // Model: available balances of the KES wallets and USD wallets.
     let mut kes_model = [5_000i64; 3];
     let mut kes_held = [0i64; 3];
@@ -460,24 +388,19 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
             }
             Op::Post { hold, partial } => match holds.get(hold).copied() {
                 None => continue,
-                Some((tx, from, to, amount)) => ledger
-                    .resolve(tx, Resolution::Post(partial))
-                    .await
-                    .map(|_| {
-                        let moved = partial.unwrap_or(amount);
-                        kes_model[from] += amount - moved;
-                        kes_model[to] += moved;
-                        kes_held[to] -= amount;
-                    }),
+                Some((tx, from, to, amount)) => ledger.resolve(tx, Resolution::Post(partial)).await.map(|_| {
+                    let moved = partial.unwrap_or(amount);
+                    kes_model[from] += amount - moved;
+                    kes_model[to] += moved;
+                    kes_held[to] -= amount;
+                }),
             },
             Op::Void { hold } => match holds.get(hold).copied() {
                 None => continue,
-                Some((tx, from, to, amount)) => {
-                    ledger.resolve(tx, Resolution::Void).await.map(|_| {
-                        kes_model[from] += amount;
-                        kes_held[to] -= amount;
-                    })
-                }
+                Some((tx, from, to, amount)) => ledger.resolve(tx, Resolution::Void).await.map(|_| {
+                    kes_model[from] += amount;
+                    kes_held[to] -= amount;
+                }),
             },
             Op::Fx { from, to, amount } => match fx::convert(amount, kes(), usd(), rate, 50) {
                 Err(_) => continue,
@@ -523,16 +446,8 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
         };
         match result {
             Ok(()) => {}
-            Err(
-                LedgerError::InsufficientFunds { .. }
-                | LedgerError::NotPending(_)
-                | LedgerError::Invalid(_),
-            ) => {
-                assert_eq!(
-                    snapshot(ledger).await,
-                    before,
-                    "a refused {op:?} changed the ledger"
-                );
+            Err(LedgerError::InsufficientFunds { .. } | LedgerError::NotPending(_) | LedgerError::Invalid(_)) => {
+                assert_eq!(snapshot(ledger).await, before, "a refused {op:?} changed the ledger");
             }
             Err(other) => panic!("unexpected error for {op:?}: {other}"),
         }

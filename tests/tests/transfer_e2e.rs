@@ -17,24 +17,15 @@ async fn the_documented_transfer_settles_and_moves_exactly_the_amount() {
     assert_eq!(data["status"], "SETTLED");
     assert!(data["tx_id"].as_str().unwrap().parse::<u64>().unwrap() > 10_000);
     assert_eq!(data["risk_score"].to_string(), "0.05");
-    assert_eq!(
-        data["rules_applied"],
-        serde_json::json!(["FraudCheck: ALLOW"])
-    );
+    assert_eq!(data["rules_applied"], serde_json::json!(["FraudCheck: ALLOW"]));
     assert!(data["error"].is_null());
     let timestamp = data["timestamp"].as_str().unwrap();
-    assert!(
-        timestamp.ends_with("+00:00") && timestamp.len() == 25,
-        "{timestamp}"
-    );
+    assert!(timestamp.ends_with("+00:00") && timestamp.len() == 25, "{timestamp}");
     assert!(reply.header("request-id").unwrap().starts_with("req_"));
     assert_eq!(reply.header("nixo-version"), Some("2025-01-01"));
     // The document's key order: status first, then data.
     let text = reply.body.to_string();
-    assert!(
-        text.starts_with(r#"{"status":"success","data":{"tx_id":"#),
-        "{text}"
-    );
+    assert!(text.starts_with(r#"{"status":"success","data":{"tx_id":"#), "{text}");
 
     assert_eq!(
         server.wallet_balance(101).await,
@@ -67,35 +58,22 @@ async fn bad_requests_get_structured_errors_and_change_nothing() {
     assert_eq!(reply.error(), ("insufficient_funds", Some("amount")));
 
     // Unknown wallets, on either side.
-    let reply = server
-        .post("/v1/payments/transfer", &transfer(101, 999, "1.00"))
-        .await;
+    let reply = server.post("/v1/payments/transfer", &transfer(101, 999, "1.00")).await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.error(), ("resource_not_found", Some("to_wallet")));
-    let reply = server
-        .post("/v1/payments/transfer", &transfer(555, 102, "1.00"))
-        .await;
+    let reply = server.post("/v1/payments/transfer", &transfer(555, 102, "1.00")).await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.error(), ("resource_not_found", Some("from_wallet")));
 
     // Malformed JSON and bad fields.
-    let reply = server
-        .post("/v1/payments/transfer", r#"{"from_wallet": 101,"#)
-        .await;
+    let reply = server.post("/v1/payments/transfer", r#"{"from_wallet": 101,"#).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.error(), ("invalid_request", Some("body")));
-    let reply = server
-        .post("/v1/payments/transfer", &transfer(101, 102, "0.00"))
-        .await;
+    let reply = server.post("/v1/payments/transfer", &transfer(101, 102, "0.00")).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.error(), ("invalid_request", Some("amount")));
-    assert_eq!(
-        reply.body["error"]["message"],
-        "Amount must be greater than 0"
-    );
-    let reply = server
-        .post("/v1/payments/transfer", &transfer(101, 102, "1.001"))
-        .await;
+    assert_eq!(reply.body["error"]["message"], "Amount must be greater than 0");
+    let reply = server.post("/v1/payments/transfer", &transfer(101, 102, "1.001")).await;
     assert_eq!(reply.error(), ("invalid_request", Some("amount")));
     let reply = server
         .post(
@@ -123,32 +101,20 @@ async fn bad_requests_get_structured_errors_and_change_nothing() {
     assert_eq!(reply.error().0, "invalid_api_key");
     let forged = "sk_sandbox_0000000000000000000000000000000A";
     let reply = server
-        .send(
-            "POST",
-            "/v1/payments/transfer",
-            Some(forged),
-            Some(SEED_TRANSFER),
-        )
+        .send("POST", "/v1/payments/transfer", Some(forged), Some(SEED_TRANSFER))
         .await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.body["error"]["message"], "Invalid API key provided");
 
     // Unknown routes, at the edge and in the core; unknown version.
     for path in ["/", "/v2/payments", "/v1/nothing-here"] {
-        let reply = server
-            .send("GET", path, Some(&server.key.clone()), None)
-            .await;
+        let reply = server.send("GET", path, Some(&server.key.clone()), None).await;
         assert_eq!(reply.status, 404, "{path}");
         assert_eq!(reply.error().0, "resource_not_found");
         assert!(reply.header("request-id").is_some());
     }
     let reply = server
-        .send(
-            "GET",
-            "/v1/payments/transfer",
-            Some(&server.key.clone()),
-            None,
-        )
+        .send("GET", "/v1/payments/transfer", Some(&server.key.clone()), None)
         .await;
     assert_eq!(reply.status, 405);
     let resp = server
@@ -269,15 +235,8 @@ async fn an_idempotency_key_replays_the_first_result_and_refuses_other_parameter
     assert_eq!(retry.status(), 200);
     assert_eq!(retry.headers().get("idempotent-replayed").unwrap(), "true");
     let retry: serde_json::Value = retry.json().await.unwrap();
-    assert_eq!(
-        retry, first,
-        "the retry answers exactly what the first call answered"
-    );
-    assert_eq!(
-        server.wallet_balance(101).await.0,
-        "99950.00",
-        "applied once"
-    );
+    assert_eq!(retry, first, "the retry answers exactly what the first call answered");
+    assert_eq!(server.wallet_balance(101).await.0, "99950.00", "applied once");
 
     let other = send(r#"{"from_wallet":101,"to_wallet":102,"amount":"51.00","currency":"KES"}"#)
         .await
@@ -317,16 +276,12 @@ async fn a_cross_currency_transfer_applies_the_latest_rate_and_fee() {
         )
         .await
         .unwrap();
-    let body = format!(
-        r#"{{"from_wallet":101,"to_wallet":{usd_wallet},"amount":"1000.00","currency":"KES"}}"#
-    );
+    let body = format!(r#"{{"from_wallet":101,"to_wallet":{usd_wallet},"amount":"1000.00","currency":"KES"}}"#);
     let reply = server.post("/v1/payments/transfer", &body).await;
     assert_eq!(reply.status, 400, "no rate yet: {}", reply.body);
     assert_eq!(reply.error(), ("invalid_request", Some("currency")));
 
-    fx::set_rate(&db, kes, usd, "0.0070".parse().unwrap(), 0)
-        .await
-        .unwrap();
+    fx::set_rate(&db, kes, usd, "0.0070".parse().unwrap(), 0).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     fx::set_rate(&db, kes, usd, "0.0077".parse().unwrap(), 100)
         .await
@@ -337,30 +292,20 @@ async fn a_cross_currency_transfer_applies_the_latest_rate_and_fee() {
 
     // 1,000.00 KES: fee 1% = 10.00 KES; 990.00 × 0.0077 = 7.623 → 7.62 USD.
     assert_eq!(server.wallet_balance(101).await.0, "99000.00");
-    let row: (i64, String, String, i64) = sqlx::query_as(
-        "SELECT to_amount_minor, to_currency, fx_rate, fee_minor FROM transactions WHERE id = $1",
-    )
-    .bind(
-        reply.body["data"]["tx_id"]
-            .as_str()
-            .unwrap()
-            .parse::<i64>()
-            .unwrap(),
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert_eq!(row, (762, "USD".to_string(), "0.0077".to_string(), 1_000));
-    let received: i64 =
-        sqlx::query_scalar("SELECT credits_posted FROM ledger_accounts WHERE id = $1")
-            .bind(usd_wallet)
+    let row: (i64, String, String, i64) =
+        sqlx::query_as("SELECT to_amount_minor, to_currency, fx_rate, fee_minor FROM transactions WHERE id = $1")
+            .bind(reply.body["data"]["tx_id"].as_str().unwrap().parse::<i64>().unwrap())
             .fetch_one(&db.pool)
             .await
             .unwrap();
-    assert_eq!(received, 762);
-    let report = nixo_core::ledger::verify::verify(&db, i64::MAX / 2, 0)
+    assert_eq!(row, (762, "USD".to_string(), "0.0077".to_string(), 1_000));
+    let received: i64 = sqlx::query_scalar("SELECT credits_posted FROM ledger_accounts WHERE id = $1")
+        .bind(usd_wallet)
+        .fetch_one(&db.pool)
         .await
         .unwrap();
+    assert_eq!(received, 762);
+    let report = nixo_core::ledger::verify::verify(&db, i64::MAX / 2, 0).await.unwrap();
     assert!(report.is_sound(), "{report}");
     db.close().await;
     server.stop().await;

@@ -13,21 +13,15 @@ use serde_json::{Value, json};
 /// `?wallet_id=101` narrows the balance to one of the caller's wallets.
 fn parse_query(query: Option<&str>) -> Result<Option<i64>, ApiError> {
     let mut wallet_id = None;
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "wallet_id" => {
                 let id = value.parse::<i64>().ok().filter(|id| *id > 0);
-                wallet_id = Some(id.ok_or_else(|| {
-                    ApiError::invalid(
-                        "wallet_id",
-                        "wallet_id must be a positive integer wallet id",
-                    )
-                })?);
+                wallet_id =
+                    Some(id.ok_or_else(|| {
+                        ApiError::invalid("wallet_id", "wallet_id must be a positive integer wallet id")
+                    })?);
             }
             other => {
                 return Err(ApiError::invalid(
@@ -58,19 +52,13 @@ pub async fn retrieve(
     let wallet_id = parse_query(query.as_deref())?;
     if let Some(id) = wallet_id {
         let owned = state.ledger.wallet(id).await?.is_some_and(|w| {
-            w.owner_account_id == caller.principal.account_id
-                && w.environment == caller.principal.environment
+            w.owner_account_id == caller.principal.account_id && w.environment == caller.principal.environment
         });
         if !owned {
-            return Err(
-                ApiError::not_found(format!("No such wallet: {id}")).with_field("wallet_id")
-            );
+            return Err(ApiError::not_found(format!("No such wallet: {id}")).with_field("wallet_id"));
         }
     }
-    let balances = state
-        .ledger
-        .balances(&caller.principal.account_id, wallet_id)
-        .await?;
+    let balances = state.ledger.balances(&caller.principal.account_id, wallet_id).await?;
     let body = json!({
         "object": "balance",
         "livemode": caller.principal.environment == ledger::Environment::Live,
@@ -90,10 +78,7 @@ mod tests {
         assert_eq!(parse_query(None), Ok(None));
         assert_eq!(parse_query(Some("wallet_id=101")), Ok(Some(101)));
         assert_eq!(
-            parse_query(Some("wallet_id=x"))
-                .unwrap_err()
-                .field
-                .as_deref(),
+            parse_query(Some("wallet_id=x")).unwrap_err().field.as_deref(),
             Some("wallet_id")
         );
         assert_eq!(

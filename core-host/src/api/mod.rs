@@ -97,30 +97,22 @@ async fn gatekeeper(State(state): State<AppState>, request: Request, next: Next)
         Err(err) => err.into_response(),
     };
     if let Some(id) = request_id {
-        response
-            .headers_mut()
-            .insert(signing::REQUEST_ID_HEADER, id);
+        response.headers_mut().insert(signing::REQUEST_ID_HEADER, id);
     }
     response
 }
 
 async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, BODY_LEN_MAX_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                "Request body is too large",
-            )
-            .with_field("body")
-        })?;
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let body = axum::body::to_bytes(body, BODY_LEN_MAX_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "Request body is too large",
+        )
+        .with_field("body")
+    })?;
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let authorization = header(&parts.headers, "authorization");
     let signed = SignedParts {
         method: parts.method.as_str(),
@@ -160,27 +152,18 @@ fn with_version(caller: &Caller, mut response: Response) -> Response {
 /// Parses a JSON object body, naming what is wrong.
 fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::invalid(
-            "body",
-            "Request body is empty; send a JSON object",
-        ));
+        return Err(ApiError::invalid("body", "Request body is empty; send a JSON object"));
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("body", format!("Request body is not valid JSON: {e}")))?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
-        _ => Err(ApiError::invalid(
-            "body",
-            "Request body must be a JSON object",
-        )),
+        _ => Err(ApiError::invalid("body", "Request body must be a JSON object")),
     }
 }
 
 /// Refuses parameters the route does not know (typos must not pass silently).
-fn reject_unknown(
-    map: &serde_json::Map<String, serde_json::Value>,
-    known: &[&str],
-) -> Result<(), ApiError> {
+fn reject_unknown(map: &serde_json::Map<String, serde_json::Value>, known: &[&str]) -> Result<(), ApiError> {
     match map.keys().find(|k| !known.contains(&k.as_str())) {
         Some(unknown) => Err(ApiError::invalid(
             unknown.clone(),

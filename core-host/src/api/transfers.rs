@@ -3,9 +3,7 @@
 use super::{AppState, Caller, parse_object, reject_unknown, with_version};
 use crate::error::ApiError;
 use crate::ledger::fx::{self, FxError};
-use crate::ledger::{
-    self, AccountKind, FxApplied, LedgerError, Leg, Movement, Recorded, TxStatus, Wallet,
-};
+use crate::ledger::{self, AccountKind, FxApplied, LedgerError, Leg, Movement, Recorded, TxStatus, Wallet};
 use crate::money::{self, Currency};
 use crate::{accounts, rules};
 use axum::Extension;
@@ -39,12 +37,10 @@ struct TransferRequest {
 fn parse_wallet_id(map: &Map<String, Value>, field: &'static str) -> Result<i64, ApiError> {
     match map.get(field) {
         None | Some(Value::Null) => Err(ApiError::missing(field)),
-        Some(Value::Number(n)) => n.as_i64().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                format!("{field} must be a positive integer wallet id"),
-            )
-        }),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ApiError::invalid(field, format!("{field} must be a positive integer wallet id"))),
         Some(_) => Err(ApiError::invalid(
             field,
             format!("{field} must be an integer wallet id, such as 101"),
@@ -94,20 +90,14 @@ pub fn parse_metadata(value: Option<&Value>) -> Result<Map<String, Value>, ApiEr
 
 fn parse(body: &[u8]) -> Result<TransferRequest, ApiError> {
     let map = parse_object(body)?;
-    reject_unknown(
-        &map,
-        &["from_wallet", "to_wallet", "amount", "currency", "metadata"],
-    )?;
+    reject_unknown(&map, &["from_wallet", "to_wallet", "amount", "currency", "metadata"])?;
     let from_wallet = parse_wallet_id(&map, "from_wallet")?;
     let to_wallet = parse_wallet_id(&map, "to_wallet")?;
     let currency = money::parse_currency(map.get("currency"), "currency")?;
     let amount_minor = money::parse_amount(map.get("amount"), currency, "amount")?;
     let metadata = parse_metadata(map.get("metadata"))?;
     if from_wallet == to_wallet {
-        return Err(ApiError::invalid(
-            "to_wallet",
-            "to_wallet must differ from from_wallet",
-        ));
+        return Err(ApiError::invalid("to_wallet", "to_wallet must differ from from_wallet"));
     }
     Ok(TransferRequest {
         from_wallet,
@@ -147,15 +137,10 @@ fn idempotency_id(headers: &HeaderMap, account_id: &str) -> Result<Option<String
         return Ok(None);
     };
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
-    if key.is_empty()
-        || key.len() > IDEMPOTENCY_KEY_LEN_MAX
-        || !key.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::invalid(
             "Idempotency-Key",
-            format!(
-                "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters"
-            ),
+            format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters"),
         ));
     }
     let digest = Sha256::digest(format!("transfer\n{account_id}\n{key}").as_bytes());
@@ -196,11 +181,10 @@ async fn plan_legs(
                 ),
             )
         })?;
-    let conversion = fx::convert(amount_minor, currency, to_currency, rate.rate, rate.fee_bp)
-        .map_err(|e| match e {
-            FxError::TooSmall => ApiError::invalid("amount", "Amount is too small to convert"),
-            other => ApiError::invalid("amount", other.to_string()),
-        })?;
+    let conversion = fx::convert(amount_minor, currency, to_currency, rate.rate, rate.fee_bp).map_err(|e| match e {
+        FxError::TooSmall => ApiError::invalid("amount", "Amount is too small to convert"),
+        other => ApiError::invalid("amount", other.to_string()),
+    })?;
     let env = caller.principal.environment;
     let source_pool = state
         .ledger
@@ -212,18 +196,10 @@ async fn plan_legs(
         .await?;
     let mut legs = vec![
         leg(from.id, source_pool, conversion.net_minor, currency),
-        leg(
-            destination_pool,
-            to.id,
-            conversion.to_amount_minor,
-            to_currency,
-        ),
+        leg(destination_pool, to.id, conversion.to_amount_minor, to_currency),
     ];
     if conversion.fee_minor > 0 {
-        let fees = state
-            .ledger
-            .system_account(env, AccountKind::Fees, currency)
-            .await?;
+        let fees = state.ledger.system_account(env, AccountKind::Fees, currency).await?;
         legs.push(leg(from.id, fees, conversion.fee_minor, currency));
     }
     let applied = FxApplied {
@@ -250,8 +226,7 @@ fn respond(caller: &Caller, recorded: &Recorded, reasons: &[String]) -> Response
             json!({"code": "transfer_voided", "message": "The transfer's hold was released without settling"}),
         ),
     };
-    let timestamp =
-        chrono::DateTime::from_timestamp_millis(recorded.created_at_ms).unwrap_or_default();
+    let timestamp = chrono::DateTime::from_timestamp_millis(recorded.created_at_ms).unwrap_or_default();
     let body = json!({
         "status": envelope_status,
         "data": {
@@ -265,10 +240,9 @@ fn respond(caller: &Caller, recorded: &Recorded, reasons: &[String]) -> Response
     });
     let mut response = with_version(caller, (http_status, axum::Json(body)).into_response());
     if recorded.replayed {
-        response.headers_mut().insert(
-            "idempotent-replayed",
-            axum::http::HeaderValue::from_static("true"),
-        );
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
     }
     response
 }
@@ -297,10 +271,7 @@ pub async fn create(
     let now_ms = now.timestamp_millis();
     let account = accounts::facts(&state.ledger.db, &caller.principal.account_id, now_ms).await?;
     let last_hour = state.ledger.velocity(from.id, now_ms - HOUR_MS).await?;
-    let last_day = state
-        .ledger
-        .velocity(from.id, now_ms - 24 * HOUR_MS)
-        .await?;
+    let last_day = state.ledger.velocity(from.id, now_ms - 24 * HOUR_MS).await?;
     let facts = rules::Transaction {
         kind: rules::TransactionKind::Transfer,
         amount: rules::Money {
@@ -337,8 +308,7 @@ pub async fn create(
     let (legs, fx) = match status {
         TxStatus::Declined => (Vec::new(), None),
         _ => {
-            let hold_until_ms =
-                (status == TxStatus::PendingReview).then_some(now_ms + REVIEW_HOLD_TIMEOUT_MS);
+            let hold_until_ms = (status == TxStatus::PendingReview).then_some(now_ms + REVIEW_HOLD_TIMEOUT_MS);
             plan_legs(
                 &state,
                 &caller,
@@ -374,10 +344,7 @@ pub async fn create(
         Err(LedgerError::InsufficientFunds { .. }) => {
             return Err(ApiError::insufficient_funds(
                 "amount",
-                format!(
-                    "Wallet {} has insufficient available funds for this transfer",
-                    from.id
-                ),
+                format!("Wallet {} has insufficient available funds for this transfer", from.id),
             ));
         }
         Err(LedgerError::IdempotencyConflict(_)) => {
@@ -400,21 +367,16 @@ mod tests {
 
     #[test]
     fn the_documented_body_parses() {
-        let body = br#"{"from_wallet":101,"to_wallet":102,"amount":"50.00","currency":"KES","metadata":{"note":"For lunch"}}"#;
+        let body =
+            br#"{"from_wallet":101,"to_wallet":102,"amount":"50.00","currency":"KES","metadata":{"note":"For lunch"}}"#;
         let req = parse(body).unwrap();
-        assert_eq!(
-            (req.from_wallet, req.to_wallet, req.amount_minor),
-            (101, 102, 5_000)
-        );
+        assert_eq!((req.from_wallet, req.to_wallet, req.amount_minor), (101, 102, 5_000));
     }
 
     #[test]
     fn each_bad_field_is_named() {
         let cases: [(&str, &str); 9] = [
-            (
-                r#"{"to_wallet":102,"amount":"1","currency":"KES"}"#,
-                "from_wallet",
-            ),
+            (r#"{"to_wallet":102,"amount":"1","currency":"KES"}"#, "from_wallet"),
             (
                 r#"{"from_wallet":"101","to_wallet":102,"amount":"1","currency":"KES"}"#,
                 "from_wallet",

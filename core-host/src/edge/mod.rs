@@ -87,9 +87,7 @@ impl variables::Host for EdgeState {
         self.variables
             .get(&name)
             .cloned()
-            .ok_or(variables::Error::Undefined(format!(
-                "no variable named {name}"
-            )))
+            .ok_or(variables::Error::Undefined(format!("no variable named {name}")))
     }
 }
 
@@ -108,13 +106,7 @@ impl WasiHttpHooks for CoreDispatch {
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Pending<Result<(), wasmtime_wasi_http::Error>>,
     ) -> Pending<
-        Result<
-            (
-                http::Response<WasiBody>,
-                Pending<Result<(), wasmtime_wasi_http::Error>>,
-            ),
-            wasmtime_wasi_http::Error,
-        >,
+        Result<(http::Response<WasiBody>, Pending<Result<(), wasmtime_wasi_http::Error>>), wasmtime_wasi_http::Error>,
     > {
         let core = self.core.clone();
         Box::new(async move {
@@ -137,9 +129,7 @@ impl WasiHttpHooks for CoreDispatch {
             let body = axum::body::to_bytes(body, RELAY_BODY_LEN_MAX_BYTES)
                 .await
                 .map_err(|_| wasmtime_wasi_http::Error::HttpResponseBodySize(None))?;
-            let body = Full::new(body)
-                .map_err(|never| match never {})
-                .boxed_unsync();
+            let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
             let done: Pending<Result<(), wasmtime_wasi_http::Error>> = Box::new(async { Ok(()) });
             Ok((http::Response::from_parts(parts, body), done))
         })
@@ -173,10 +163,7 @@ impl Gateway {
         let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
         let mut variables = BTreeMap::new();
         variables.insert("core_url".to_string(), format!("http://{CORE_AUTHORITY}"));
-        variables.insert(
-            "gateway_signing_secret".to_string(),
-            signing_secret.to_string(),
-        );
+        variables.insert("gateway_signing_secret".to_string(), signing_secret.to_string());
         Ok(Gateway {
             pre,
             core,
@@ -202,10 +189,7 @@ impl Gateway {
             },
         );
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)?;
+        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
         let task = tokio::task::spawn(async move {
@@ -229,11 +213,7 @@ impl Gateway {
 
 fn internal_error_response() -> hyper::Response<HyperOutgoingBody> {
     let body = Bytes::from_static(br#"{"error":{"code":"internal_error","message":"An internal error occurred at the edge; retry with backoff"}}"#);
-    let mut response = hyper::Response::new(
-        Full::new(body)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut response = hyper::Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
     *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -2,9 +2,7 @@
 //! owns (a savepoint of the SQLite group commit, or a PostgreSQL
 //! transaction). On any error the caller rolls back: nothing half-applied.
 
-use super::{
-    FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome,
-};
+use super::{FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome};
 use crate::money::Currency;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
@@ -35,10 +33,7 @@ fn delta(deltas: &mut Deltas, account: i64, currency: Currency) -> Result<&mut D
     Ok(entry)
 }
 
-pub(super) async fn apply(
-    conn: &mut AnyConnection,
-    op: &WriteOp,
-) -> Result<WriteOutcome, LedgerError> {
+pub(super) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteOutcome, LedgerError> {
     match op {
         WriteOp::Record(movement) => record(conn, movement).await.map(WriteOutcome::Recorded),
         WriteOp::Resolve {
@@ -54,9 +49,7 @@ pub(super) async fn apply(
                 .await
                 .map(WriteOutcome::Resolved)
         }
-        WriteOp::ExpireDue { now_ms, limit } => expire_due(conn, *now_ms, *limit)
-            .await
-            .map(WriteOutcome::Expired),
+        WriteOp::ExpireDue { now_ms, limit } => expire_due(conn, *now_ms, *limit).await.map(WriteOutcome::Expired),
     }
 }
 
@@ -89,12 +82,10 @@ async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<(), L
             .await?;
         return Err(match found {
             None => LedgerError::AccountNotFound { account: *account },
-            Some(row) if row.try_get::<String, _>(0)? != d.currency => {
-                LedgerError::CurrencyMismatch {
-                    account: *account,
-                    currency: d.currency,
-                }
-            }
+            Some(row) if row.try_get::<String, _>(0)? != d.currency => LedgerError::CurrencyMismatch {
+                account: *account,
+                currency: d.currency,
+            },
             Some(_) => LedgerError::InsufficientFunds { account: *account },
         });
     }
@@ -139,9 +130,7 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
     let mut deltas = Deltas::new();
     for leg in &m.legs {
         if leg.amount_minor <= 0 || leg.debit == leg.credit {
-            return Err(LedgerError::Invalid(
-                "legs move a positive amount between two accounts",
-            ));
+            return Err(LedgerError::Invalid("legs move a positive amount between two accounts"));
         }
         let pending = leg.pending_timeout_at_ms.is_some();
         let d = delta(&mut deltas, leg.debit, leg.currency)?;
@@ -185,10 +174,7 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
 /// The earlier transaction with the same identity, if it is the same
 /// operation; a different operation under a used identity is refused.
 async fn replay(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, LedgerError> {
-    let id = m
-        .idempotency_id
-        .clone()
-        .expect("only identified movements conflict");
+    let id = m.idempotency_id.clone().expect("only identified movements conflict");
     let row = sqlx::query(
         "SELECT id, kind, amount_minor, currency, from_wallet, to_wallet, account_id, status, created_at_ms,
                 risk_score_bp, rules_applied
@@ -213,9 +199,7 @@ async fn replay(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
         status: TxStatus::parse(&status).ok_or(LedgerError::Invalid("unknown stored status"))?,
         replayed: true,
         created_at_ms: row.try_get(8)?,
-        risk_score_bp: row
-            .try_get::<Option<i64>, _>(9)?
-            .and_then(|s| u16::try_from(s).ok()),
+        risk_score_bp: row.try_get::<Option<i64>, _>(9)?.and_then(|s| u16::try_from(s).ok()),
         rules_applied: serde_json::from_str(&rules).unwrap_or_default(),
     })
 }
@@ -244,9 +228,7 @@ async fn resolve(
         && rows.len() != 1
     {
         let _ = amount;
-        return Err(LedgerError::Invalid(
-            "a partial post needs a single-leg hold",
-        ));
+        return Err(LedgerError::Invalid("a partial post needs a single-leg hold"));
     }
     let mut deltas = Deltas::new();
     for row in &rows {
@@ -256,8 +238,7 @@ async fn resolve(
         let held: i64 = row.try_get(3)?;
         let currency_code: String = row.try_get(4)?;
         let timeout_at_ms: Option<i64> = row.try_get(5)?;
-        let currency = Currency::from_code(&currency_code)
-            .ok_or(LedgerError::Invalid("unknown stored currency"))?;
+        let currency = Currency::from_code(&currency_code).ok_or(LedgerError::Invalid("unknown stored currency"))?;
         let (kind, moved) = match resolution {
             Resolution::Post(partial) => {
                 if timeout_at_ms.is_some_and(|t| t <= now_ms) {
@@ -265,9 +246,7 @@ async fn resolve(
                 }
                 let moved = partial.unwrap_or(held);
                 if moved <= 0 || moved > held {
-                    return Err(LedgerError::Invalid(
-                        "a post moves between 1 and the held amount",
-                    ));
+                    return Err(LedgerError::Invalid("a post moves between 1 and the held amount"));
                 }
                 ("post_pending", moved)
             }

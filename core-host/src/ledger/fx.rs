@@ -59,8 +59,8 @@ pub fn convert(
     if rate <= Decimal::ZERO || fee_bp > FEE_BP_MAX || amount_minor <= 0 {
         return Err(FxError::InvalidRate);
     }
-    let fee_minor = i64::try_from(i128::from(amount_minor) * i128::from(fee_bp) / 10_000)
-        .map_err(|_| FxError::TooLarge)?;
+    let fee_minor =
+        i64::try_from(i128::from(amount_minor) * i128::from(fee_bp) / 10_000).map_err(|_| FxError::TooLarge)?;
     let net_minor = amount_minor - fee_minor;
     let converted = Decimal::new(net_minor, from.exponent)
         .checked_mul(rate)
@@ -79,35 +79,24 @@ pub fn convert(
 }
 
 /// Records a new rate (it applies from now on).
-pub async fn set_rate(
-    db: &Db,
-    base: Currency,
-    quote: Currency,
-    rate: Decimal,
-    fee_bp: u16,
-) -> anyhow::Result<()> {
+pub async fn set_rate(db: &Db, base: Currency, quote: Currency, rate: Decimal, fee_bp: u16) -> anyhow::Result<()> {
     anyhow::ensure!(base != quote, "a rate needs two different currencies");
-    anyhow::ensure!(
-        rate > Decimal::ZERO && fee_bp <= FEE_BP_MAX,
-        FxError::InvalidRate
-    );
-    sqlx::query("INSERT INTO fx_rates (base_currency, quote_currency, rate, fee_bp, set_at_ms) VALUES ($1, $2, $3, $4, $5)")
-        .bind(base.code)
-        .bind(quote.code)
-        .bind(rate.normalize().to_string())
-        .bind(i64::from(fee_bp))
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&db.pool)
-        .await?;
+    anyhow::ensure!(rate > Decimal::ZERO && fee_bp <= FEE_BP_MAX, FxError::InvalidRate);
+    sqlx::query(
+        "INSERT INTO fx_rates (base_currency, quote_currency, rate, fee_bp, set_at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(base.code)
+    .bind(quote.code)
+    .bind(rate.normalize().to_string())
+    .bind(i64::from(fee_bp))
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(&db.pool)
+    .await?;
     Ok(())
 }
 
 /// The latest rate from `base` to `quote`.
-pub async fn latest_rate(
-    db: &Db,
-    base: Currency,
-    quote: Currency,
-) -> Result<Option<Rate>, sqlx::Error> {
+pub async fn latest_rate(db: &Db, base: Currency, quote: Currency) -> Result<Option<Rate>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT rate, fee_bp, set_at_ms FROM fx_rates WHERE base_currency = $1 AND quote_currency = $2
          ORDER BY set_at_ms DESC, id DESC LIMIT 1",
@@ -139,14 +128,7 @@ mod tests {
     #[test]
     fn conversion_truncates_once_at_the_end() {
         // 100.00 KES at 0.0077 USD/KES, no fee: 0.77 USD exactly.
-        let r = convert(
-            10_000,
-            c("KES"),
-            c("USD"),
-            Decimal::from_str("0.0077").unwrap(),
-            0,
-        )
-        .unwrap();
+        let r = convert(10_000, c("KES"), c("USD"), Decimal::from_str("0.0077").unwrap(), 0).unwrap();
         assert_eq!(
             r,
             Conversion {
@@ -156,28 +138,14 @@ mod tests {
             }
         );
         // 1.99 KES → 0.015323 USD → 0.01 (truncated, never rounded up).
-        let r = convert(
-            199,
-            c("KES"),
-            c("USD"),
-            Decimal::from_str("0.0077").unwrap(),
-            0,
-        )
-        .unwrap();
+        let r = convert(199, c("KES"), c("USD"), Decimal::from_str("0.0077").unwrap(), 0).unwrap();
         assert_eq!(r.to_amount_minor, 1);
     }
 
     #[test]
     fn fees_round_down_in_the_customers_favour() {
         // 1% of 10.99 KES = 0.1099 → 0.10 KES.
-        let r = convert(
-            1_099,
-            c("KES"),
-            c("UGX"),
-            Decimal::from_str("28.5").unwrap(),
-            100,
-        )
-        .unwrap();
+        let r = convert(1_099, c("KES"), c("UGX"), Decimal::from_str("28.5").unwrap(), 100).unwrap();
         assert_eq!(r.fee_minor, 10);
         assert_eq!(r.net_minor, 1_089);
         // 10.89 KES × 28.5 = 310.365 UGX → 310 (UGX has no minor unit).
@@ -187,23 +155,10 @@ mod tests {
     #[test]
     fn exponents_differ_both_ways() {
         // 1 JPY → 0.0064 BHD at 0.0064 BHD/JPY; BHD has 3 decimals: 0.006.
-        let r = convert(
-            1,
-            c("JPY"),
-            c("BHD"),
-            Decimal::from_str("0.0064").unwrap(),
-            0,
-        )
-        .unwrap();
+        let r = convert(1, c("JPY"), c("BHD"), Decimal::from_str("0.0064").unwrap(), 0).unwrap();
         assert_eq!(r.to_amount_minor, 6);
         assert_eq!(
-            convert(
-                1,
-                c("KES"),
-                c("USD"),
-                Decimal::from_str("0.0077").unwrap(),
-                0
-            ),
+            convert(1, c("KES"), c("USD"), Decimal::from_str("0.0077").unwrap(), 0),
             Err(FxError::TooSmall)
         );
         assert_eq!(

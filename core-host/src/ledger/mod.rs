@@ -209,10 +209,7 @@ pub enum LedgerError {
     #[error("ledger account {account} does not exist")]
     AccountNotFound { account: i64 },
     #[error("ledger account {account} does not hold {currency}")]
-    CurrencyMismatch {
-        account: i64,
-        currency: &'static str,
-    },
+    CurrencyMismatch { account: i64, currency: &'static str },
     #[error("idempotency id {0} was used for a different transaction")]
     IdempotencyConflict(String),
     #[error("transaction {0} has no open hold")]
@@ -274,10 +271,7 @@ impl Ledger {
         match &self.writer {
             Some(writer) => {
                 let (reply, answer) = oneshot::channel();
-                writer
-                    .send((op, reply))
-                    .await
-                    .map_err(|_| sqlx::Error::PoolClosed)?;
+                writer.send((op, reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
                 answer.await.map_err(|_| sqlx::Error::PoolClosed)?
             }
             None => {
@@ -308,11 +302,7 @@ impl Ledger {
     }
 
     /// Posts or voids the open holds of a transaction.
-    pub async fn resolve(
-        &self,
-        tx_id: i64,
-        resolution: Resolution,
-    ) -> Result<TxStatus, LedgerError> {
+    pub async fn resolve(&self, tx_id: i64, resolution: Resolution) -> Result<TxStatus, LedgerError> {
         let op = WriteOp::Resolve {
             tx_id,
             resolution,
@@ -378,10 +368,7 @@ impl Ledger {
         kind: AccountKind,
         currency: Currency,
     ) -> Result<i64, sqlx::Error> {
-        assert!(
-            kind != AccountKind::Wallet,
-            "wallets are not system accounts"
-        );
+        assert!(kind != AccountKind::Wallet, "wallets are not system accounts");
         let find = || {
             sqlx::query("SELECT id FROM ledger_accounts WHERE environment = $1 AND kind = $2 AND currency = $3")
                 .bind(environment.as_str())
@@ -424,11 +411,7 @@ impl Ledger {
     }
 
     /// Balances of an account's wallets per currency, optionally of one wallet.
-    pub async fn balances(
-        &self,
-        account_id: &str,
-        wallet_id: Option<i64>,
-    ) -> Result<Vec<Balance>, sqlx::Error> {
+    pub async fn balances(&self, account_id: &str, wallet_id: Option<i64>) -> Result<Vec<Balance>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT currency,
                     CAST(SUM(credits_posted - debits_posted - debits_pending) AS BIGINT),

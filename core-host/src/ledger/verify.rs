@@ -45,11 +45,9 @@ impl std::fmt::Display for Report {
 /// Runs every check. `now_ms` and `grace_ms` decide which holds are overdue.
 pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx::Error> {
     let mut report = Report::default();
-    let counts = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM ledger_accounts), (SELECT COUNT(*) FROM transfers)",
-    )
-    .fetch_one(&db.pool)
-    .await?;
+    let counts = sqlx::query("SELECT (SELECT COUNT(*) FROM ledger_accounts), (SELECT COUNT(*) FROM transfers)")
+        .fetch_one(&db.pool)
+        .await?;
     report.accounts = counts.try_get(0)?;
     report.transfers = counts.try_get(1)?;
 
@@ -64,17 +62,16 @@ pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx:
     report.currencies = rows.len() as i64;
     for r in rows {
         let currency: String = r.try_get(0)?;
-        let (dpo, cpo, dpe, cpe): (i64, i64, i64, i64) =
-            (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+        let (dpo, cpo, dpe, cpe): (i64, i64, i64, i64) = (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
         if dpo != cpo {
-            report.problems.push(format!(
-                "{currency}: posted debits {dpo} ≠ posted credits {cpo}"
-            ));
+            report
+                .problems
+                .push(format!("{currency}: posted debits {dpo} ≠ posted credits {cpo}"));
         }
         if dpe != cpe {
-            report.problems.push(format!(
-                "{currency}: pending debits {dpe} ≠ pending credits {cpe}"
-            ));
+            report
+                .problems
+                .push(format!("{currency}: pending debits {dpe} ≠ pending credits {cpe}"));
         }
     }
 
@@ -147,9 +144,9 @@ pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx:
     .await?;
     let overdue: i64 = row.try_get(0)?;
     if overdue > 0 {
-        report.problems.push(format!(
-            "{overdue} hold(s) are past their expiry and still open"
-        ));
+        report
+            .problems
+            .push(format!("{overdue} hold(s) are past their expiry and still open"));
     }
     Ok(report)
 }

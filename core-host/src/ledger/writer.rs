@@ -35,10 +35,7 @@ async fn commit_batch(
     batch: &[(WriteOp, Reply)],
 ) -> Vec<Result<super::WriteOutcome, LedgerError>> {
     if let Err(err) = conn.execute("BEGIN IMMEDIATE").await {
-        return batch
-            .iter()
-            .map(|_| Err(LedgerError::Db(clone_error(&err))))
-            .collect();
+        return batch.iter().map(|_| Err(LedgerError::Db(clone_error(&err)))).collect();
     }
     let mut results = Vec::with_capacity(batch.len());
     for (op, _) in batch {
@@ -64,10 +61,7 @@ async fn commit_batch(
         Err(err) => {
             let _ = conn.execute("ROLLBACK").await;
             tracing::error!(error = %err, "ledger group commit failed; every operation in it is refused");
-            batch
-                .iter()
-                .map(|_| Err(LedgerError::Db(clone_error(&err))))
-                .collect()
+            batch.iter().map(|_| Err(LedgerError::Db(clone_error(&err)))).collect()
         }
     }
 }

@@ -14,23 +14,29 @@ mod bindings {
     });
 }
 
+pub mod manifest;
+
 use crate::wasm_cache;
 use anyhow::Context;
 use bindings::FraudRulePre;
 pub use bindings::nixo::rules::types::{
     AccountFacts, Decision, Money, Transaction, TransactionKind, VelocityFacts, Verdict,
 };
+use manifest::{FailurePolicy, Manifest};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
 };
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// Limits applied to every rule call.
+/// Limits applied to every rule call (the host's maximums; a plugin's
+/// manifest may only lower them).
 #[derive(Debug, Clone, Copy)]
 pub struct RuleLimits {
     /// Wasm instructions (roughly) one decision may execute.
@@ -41,9 +47,11 @@ pub struct RuleLimits {
     pub memory_max_bytes: usize,
     /// Table elements one instance may hold.
     pub table_elements_max: usize,
-    /// Reasons one decision may return, and characters per reason.
+    /// Reasons one decision may return, and bytes per reason.
     pub reasons_max: usize,
     pub reason_len_max: usize,
+    /// Bytes of stdout/stderr kept from a plugin that writes them.
+    pub stdio_capture_max_bytes: usize,
 }
 
 impl Default for RuleLimits {
@@ -55,6 +63,7 @@ impl Default for RuleLimits {
             table_elements_max: 10_000,
             reasons_max: 16,
             reason_len_max: 128,
+            stdio_capture_max_bytes: 4_096,
         }
     }
 }
@@ -64,17 +73,50 @@ pub const EPOCH_TICK_MS: u64 = 5;
 /// Instances the pool holds at once (concurrent decisions).
 pub const POOL_INSTANCES_MAX: u32 = 128;
 
+/// Imports a plugin may have: the capability-free part of WASI 0.2 that
+/// a standard library pulls in. Everything else (files, sockets, HTTP, …)
+/// refuses the plugin at load.
+pub const IMPORT_ALLOWLIST: [&str; 10] = [
+    "nixo:rules/types@",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/environment@",
+    "wasi:cli/exit@",
+    "wasi:cli/stdin@",
+    "wasi:cli/stdout@",
+    "wasi:cli/stderr@",
+    "wasi:cli/terminal-",
+];
+
 struct RuleState {
     limits: StoreLimits,
+    /// Present only for plugins that import WASI: no preopens, no network,
+    /// empty environment, stdout/stderr into bounded memory.
+    wasi: Option<WasiCtx>,
+    table: ResourceTable,
+}
+
+impl WasiView for RuleState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: self
+                .wasi
+                .as_mut()
+                .expect("WASI is linked only for plugins that were given a WASI context"),
+            table: &mut self.table,
+        }
+    }
 }
 
 /// One loaded fraud rule.
 pub struct FraudPlugin {
+    pub manifest: Manifest,
     /// Display name reported by the plugin ("FraudCheck").
-    pub name: String,
-    /// File it was loaded from.
-    pub source: String,
+    pub display_name: String,
     pub sha256: String,
+    limits: RuleLimits,
+    uses_wasi: bool,
     pre: FraudRulePre<RuleState>,
 }
 
@@ -89,9 +131,20 @@ pub struct Verdicts {
     pub reasons: Vec<String>,
 }
 
+/// What a (re)load of the plugins directory did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// `name@version` of every active plugin.
+    pub active: Vec<String>,
+    /// Manifest file and why it was refused (the previous version, if any,
+    /// stays active).
+    pub refused: Vec<(String, String)>,
+}
+
 pub struct RuleHost {
     engine: Engine,
-    linker: Linker<RuleState>,
+    bare_linker: Linker<RuleState>,
+    wasi_linker: Linker<RuleState>,
     limits: RuleLimits,
     cache_dir: PathBuf,
     fraud: RwLock<Arc<Vec<Arc<FraudPlugin>>>>,
@@ -120,15 +173,26 @@ fn verdict_rank(v: Verdict) -> u8 {
     }
 }
 
+/// The first import outside the allowlist, if any.
+pub fn forbidden_import(engine: &Engine, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name)
+        .find(|name| !IMPORT_ALLOWLIST.iter().any(|allowed| name.starts_with(allowed)))
+        .map(str::to_string)
+}
+
 impl RuleHost {
     pub fn new(limits: RuleLimits, cache_dir: PathBuf) -> anyhow::Result<RuleHost> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES_MAX)
-            .total_core_instances(POOL_INSTANCES_MAX * 2)
-            .total_memories(POOL_INSTANCES_MAX)
-            .total_tables(POOL_INSTANCES_MAX)
-            .max_memories_per_component(1)
-            .max_tables_per_component(1)
+            .total_core_instances(POOL_INSTANCES_MAX * 4)
+            .total_memories(POOL_INSTANCES_MAX * 2)
+            .total_tables(POOL_INSTANCES_MAX * 2)
+            .max_memories_per_component(2)
+            .max_tables_per_component(2)
+            .max_core_instances_per_component(8)
             .max_memory_size(limits.memory_max_bytes)
             .table_elements(limits.table_elements_max);
         let mut config = Config::new();
@@ -139,7 +203,9 @@ impl RuleHost {
             .memory_reservation_for_growth(0)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
-        let linker = Linker::new(&engine);
+        let bare_linker = Linker::new(&engine);
+        let mut wasi_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (ticker_engine, stop) = (engine.clone(), ticker_stop.clone());
@@ -155,7 +221,8 @@ impl RuleHost {
 
         Ok(RuleHost {
             engine,
-            linker,
+            bare_linker,
+            wasi_linker,
             limits,
             cache_dir,
             fraud: RwLock::new(Arc::new(Vec::new())),
@@ -163,87 +230,145 @@ impl RuleHost {
         })
     }
 
-    fn new_store(&self) -> anyhow::Result<Store<RuleState>> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_max_bytes)
-            .table_elements(self.limits.table_elements_max)
+    fn new_store(&self, limits: &RuleLimits, uses_wasi: bool) -> anyhow::Result<Store<RuleState>> {
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.memory_max_bytes)
+            .table_elements(limits.table_elements_max)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.engine, RuleState { limits });
+        let wasi = uses_wasi.then(|| {
+            WasiCtx::builder()
+                .stdout(MemoryOutputPipe::new(limits.stdio_capture_max_bytes))
+                .stderr(MemoryOutputPipe::new(limits.stdio_capture_max_bytes))
+                .build()
+        });
+        let state = RuleState {
+            limits: store_limits,
+            wasi,
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_fuel(self.limits.fuel_per_call_max)?;
-        store.set_epoch_deadline(self.limits.deadline_ms.div_ceil(EPOCH_TICK_MS).max(1));
+        store.set_fuel(limits.fuel_per_call_max)?;
+        store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK_MS).max(1));
         Ok(store)
     }
 
-    /// Compiles (or loads from cache) a fraud rule and asks it its name.
-    pub fn load_fraud_plugin(&self, bytes: &[u8], source: &str) -> anyhow::Result<FraudPlugin> {
+    /// Compiles (or loads from cache) a fraud rule, checks its imports and
+    /// world, and asks it its name.
+    pub fn load_fraud_plugin(&self, manifest: Manifest, bytes: &[u8]) -> anyhow::Result<FraudPlugin> {
+        anyhow::ensure!(
+            manifest.kind == manifest::PluginKind::Fraud,
+            "plugin {} is a payout rule; this host loads fraud rules only",
+            manifest.name
+        );
+        let label = format!("{}@{}", manifest.name, manifest.version);
         let component: Component = wasm_cache::load_component(&self.engine, bytes, &self.cache_dir)
-            .with_context(|| format!("compiling plugin {source}"))?;
-        let pre = self
-            .linker
+            .with_context(|| format!("plugin {label} is not a valid component"))?;
+        if let Some(import) = forbidden_import(&self.engine, &component) {
+            anyhow::bail!("plugin {label} imports `{import}`, which rules may not use (no files, sockets or HTTP)");
+        }
+        let uses_wasi = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with("wasi:"));
+        let linker = if uses_wasi {
+            &self.wasi_linker
+        } else {
+            &self.bare_linker
+        };
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("plugin {source} imports something the rule sandbox does not provide")
-            })?;
+            .with_context(|| format!("plugin {label} cannot be linked"))?;
         let pre = FraudRulePre::new(pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("plugin {source} does not export the nixo:rules/fraud-rule world")
-            })?;
-        let mut store = self.new_store()?;
-        let instance = pre.instantiate(&mut store)?;
-        let name = instance.nixo_rules_fraud_check().call_name(&mut store)?;
+            .with_context(|| format!("plugin {label} does not export the nixo:rules/fraud-rule world"))?;
+        let limits = manifest.limits(&self.limits);
+        let mut store = self.new_store(&limits, uses_wasi)?;
+        let instance = pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+        let display_name = instance
+            .nixo_rules_fraud_check()
+            .call_name(&mut store)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("plugin {label} failed to report its name"))?;
         anyhow::ensure!(
-            !name.is_empty()
-                && name.len() <= 64
-                && name.chars().all(|c| c.is_ascii_graphic() || c == ' '),
-            "plugin {source} reports an unusable name"
+            !display_name.is_empty()
+                && display_name.len() <= 64
+                && display_name.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            "plugin {label} reports an unusable name"
         );
         Ok(FraudPlugin {
-            name,
-            source: source.to_string(),
+            display_name,
             sha256: wasm_cache::sha256_hex(bytes),
+            manifest,
+            limits,
+            uses_wasi,
             pre,
         })
     }
 
-    /// Loads every `*.wasm` in `dir` (sorted by file name) as the active set
-    /// of fraud rules, replacing the previous set atomically.
-    pub fn load_fraud_dir(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    /// Loads every plugin described by a `*.toml` manifest in `dir` (in
+    /// file-name order) and makes them the active set, atomically. A plugin
+    /// that fails to load is refused; its previous version, if any, stays.
+    pub fn load_dir(&self, dir: &Path) -> anyhow::Result<LoadReport> {
+        let mut manifests: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("reading plugin directory {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
-        files.sort();
-        let mut plugins = Vec::with_capacity(files.len());
-        for file in &files {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let label = file
+        manifests.sort();
+        let previous = self.fraud.read().expect("rule set lock").clone();
+        let previous: BTreeMap<&str, &Arc<FraudPlugin>> =
+            previous.iter().map(|p| (p.manifest.name.as_str(), p)).collect();
+        let mut report = LoadReport::default();
+        let mut active = Vec::with_capacity(manifests.len());
+        for path in &manifests {
+            let file = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            plugins.push(Arc::new(self.load_fraud_plugin(&bytes, &label)?));
+            let loaded = Manifest::load(path).and_then(|(manifest, bytes)| {
+                match previous.get(manifest.name.as_str()) {
+                    // Unchanged: keep the instance-ready plugin as it is.
+                    Some(old) if old.sha256.eq_ignore_ascii_case(&manifest.sha256) && old.manifest == manifest => {
+                        Ok(Arc::clone(old))
+                    }
+                    _ => self.load_fraud_plugin(manifest, &bytes).map(Arc::new),
+                }
+            });
+            match loaded {
+                Ok(plugin) => active.push(plugin),
+                Err(err) => {
+                    let why = format!("{err:#}");
+                    tracing::warn!(manifest = %file, error = %why, "plugin refused");
+                    let stem = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if let Some(old) = previous.values().find(|p| p.manifest.name == stem) {
+                        active.push(Arc::clone(old));
+                    }
+                    report.refused.push((file, why));
+                }
+            }
         }
-        let names = plugins.iter().map(|p| p.name.clone()).collect();
-        *self.fraud.write().expect("rule set lock") = Arc::new(plugins);
-        Ok(names)
+        report.active = active
+            .iter()
+            .map(|p| format!("{}@{}", p.manifest.name, p.manifest.version))
+            .collect();
+        *self.fraud.write().expect("rule set lock") = Arc::new(active);
+        Ok(report)
     }
 
-    fn call_fraud(
-        &self,
-        plugin: &FraudPlugin,
-        tx: &Transaction,
-    ) -> anyhow::Result<(Decision, u64)> {
-        let mut store = self.new_store()?;
-        let instance = plugin.pre.instantiate(&mut store)?;
+    fn call_fraud(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Decision, u64)> {
+        let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
+        let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
         let decision = instance
             .nixo_rules_fraud_check()
-            .call_check(&mut store, tx)?;
-        let fuel_used = self.limits.fuel_per_call_max - store.get_fuel()?;
+            .call_check(&mut store, tx)
+            .map_err(anyhow::Error::from)?;
+        let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
         anyhow::ensure!(
             decision.score_bp <= 10_000,
             "score {} is above 10000",
@@ -251,17 +376,19 @@ impl RuleHost {
         );
         anyhow::ensure!(
             decision.reasons.len() <= self.limits.reasons_max
-                && decision
-                    .reasons
-                    .iter()
-                    .all(|r| r.len() <= self.limits.reason_len_max),
-            "decision carries more or longer reasons than allowed"
+                && decision.reasons.iter().all(|r| r.len() <= self.limits.reason_len_max),
+            "decision carries {} reasons; at most {} of at most {} bytes are allowed",
+            decision.reasons.len(),
+            self.limits.reasons_max,
+            self.limits.reason_len_max
         );
         Ok((decision, fuel_used))
     }
 
-    /// Runs every fraud rule. Any deny denies, any review holds, the score is
-    /// the maximum. A failing rule counts as a deny (fail closed).
+    /// Runs every fraud rule that applies to the transaction's kind. Any
+    /// deny denies, any review holds, the score is the maximum. A failing
+    /// rule is handled by its failure policy: fail closed denies, fail open
+    /// skips it.
     pub fn check_fraud(&self, tx: &Transaction) -> Verdicts {
         let plugins = self.fraud.read().expect("rule set lock").clone();
         let mut out = Verdicts {
@@ -270,26 +397,34 @@ impl RuleHost {
             rules_applied: Vec::with_capacity(plugins.len()),
             reasons: Vec::new(),
         };
-        for plugin in plugins.iter() {
+        for plugin in plugins.iter().filter(|p| p.manifest.applies_to(tx.kind)) {
             let started = Instant::now();
             let decision = match self.call_fraud(plugin, tx) {
                 Ok((decision, fuel_used)) => {
                     tracing::info!(
-                        plugin = %plugin.name, sha256 = %plugin.sha256, verdict = verdict_label(decision.verdict),
-                        score_bp = decision.score_bp, fuel_used, latency_us = started.elapsed().as_micros() as u64,
-                        "fraud rule decided"
+                        plugin = %plugin.manifest.name, version = %plugin.manifest.version, sha256 = %plugin.sha256,
+                        verdict = verdict_label(decision.verdict), score_bp = decision.score_bp, fuel_used,
+                        latency_us = started.elapsed().as_micros() as u64, "fraud rule decided"
                     );
                     decision
                 }
                 Err(err) => {
+                    let policy = plugin.manifest.failure_policy;
                     tracing::warn!(
-                        plugin = %plugin.name, sha256 = %plugin.sha256, error = %format!("{err:#}"),
-                        policy = "fail_closed", "fraud rule failed"
+                        plugin = %plugin.manifest.name, version = %plugin.manifest.version, sha256 = %plugin.sha256,
+                        error = %failure_kind(&err), detail = %format!("{err:#}"), ?policy,
+                        latency_us = started.elapsed().as_micros() as u64, "fraud rule failed"
                     );
-                    Decision {
-                        verdict: Verdict::Deny,
-                        score_bp: 10_000,
-                        reasons: vec!["rule_failed".to_string()],
+                    match policy {
+                        FailurePolicy::FailOpen => {
+                            out.rules_applied.push(format!("{}: SKIPPED", plugin.display_name));
+                            continue;
+                        }
+                        FailurePolicy::FailClosed => Decision {
+                            verdict: Verdict::Deny,
+                            score_bp: 10_000,
+                            reasons: vec![format!("rule_failed:{}", failure_kind(&err))],
+                        },
                     }
                 }
             };
@@ -297,23 +432,92 @@ impl RuleHost {
                 out.verdict = decision.verdict;
             }
             out.score_bp = out.score_bp.max(decision.score_bp);
-            out.rules_applied.push(format!(
-                "{}: {}",
-                plugin.name,
-                verdict_label(decision.verdict)
-            ));
+            out.rules_applied
+                .push(format!("{}: {}", plugin.display_name, verdict_label(decision.verdict)));
             out.reasons.extend(decision.reasons);
         }
         out
     }
 
-    /// Names of the active fraud rules.
+    /// `name@version` of the active fraud rules.
     pub fn fraud_rule_names(&self) -> Vec<String> {
         self.fraud
             .read()
             .expect("rule set lock")
             .iter()
-            .map(|p| p.name.clone())
+            .map(|p| format!("{}@{}", p.manifest.name, p.manifest.version))
             .collect()
+    }
+}
+
+/// A short, stable name for why a plugin call failed (walks the error chain:
+/// a memory-limit failure is not a `wasmtime::Trap`).
+pub fn failure_kind(err: &anyhow::Error) -> &'static str {
+    for cause in err.chain() {
+        if let Some(trap) = cause.downcast_ref::<wasmtime::Trap>() {
+            return match trap {
+                wasmtime::Trap::OutOfFuel => "out_of_fuel",
+                wasmtime::Trap::Interrupt => "deadline_exceeded",
+                wasmtime::Trap::StackOverflow => "stack_overflow",
+                wasmtime::Trap::UnreachableCodeReached => "trap",
+                _ => "trap",
+            };
+        }
+        let text = cause.to_string();
+        if text.contains("memory") && (text.contains("grow") || text.contains("limit")) {
+            return "memory_limit";
+        }
+        if text.contains("reasons") {
+            return "output_too_large";
+        }
+    }
+    "error"
+}
+
+/// The directory's manifests and artefacts, by name, size and modification time.
+pub fn dir_fingerprint(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                meta.len(),
+                meta.modified().ok(),
+            ))
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// How often the plugins directory is checked for changes.
+pub const RELOAD_POLL_MS: u64 = 500;
+
+/// Reloads the plugins whenever the directory changes, until `shutdown`.
+pub async fn watch_dir(
+    host: Arc<RuleHost>,
+    dir: PathBuf,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut seen = dir_fingerprint(&dir);
+    let mut tick = tokio::time::interval(Duration::from_millis(RELOAD_POLL_MS));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+        let now = dir_fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let (host, dir) = (host.clone(), dir.clone());
+        match tokio::task::spawn_blocking(move || host.load_dir(&dir)).await? {
+            Ok(report) => tracing::info!(active = ?report.active, refused = ?report.refused, "plugins reloaded"),
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "plugin reload failed; the previous set stays"),
+        }
     }
 }

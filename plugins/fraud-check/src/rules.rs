@@ -125,22 +125,12 @@ pub fn check(input: &Input<'_>) -> Outcome {
     let amount = match parse_scaled(input.amount) {
         Some(a) if a > 0 => a,
         _ => {
-            raise(
-                &mut out,
-                Verdict::Deny,
-                SCORE_CERTAIN_BP,
-                "amount_not_positive",
-            );
+            raise(&mut out, Verdict::Deny, SCORE_CERTAIN_BP, "amount_not_positive");
             return out;
         }
     };
     if input.is_transfer && input.source == input.destination {
-        raise(
-            &mut out,
-            Verdict::Deny,
-            SCORE_CERTAIN_BP,
-            "same_source_and_destination",
-        );
+        raise(&mut out, Verdict::Deny, SCORE_CERTAIN_BP, "same_source_and_destination");
     }
 
     let limits = thresholds(input.currency);
@@ -166,20 +156,10 @@ pub fn check(input: &Input<'_>) -> Outcome {
     }
 
     if !input.sandbox && input.account_age_days == 0 && amount * 10 >= review {
-        raise(
-            &mut out,
-            Verdict::Review,
-            SCORE_REVIEW_BP,
-            "new_account_large_amount",
-        );
+        raise(&mut out, Verdict::Review, SCORE_REVIEW_BP, "new_account_large_amount");
     }
     if input.count_1h >= VELOCITY_1H_REVIEW_COUNT {
-        raise(
-            &mut out,
-            Verdict::Review,
-            SCORE_REVIEW_BP,
-            "velocity_1h_exceeded",
-        );
+        raise(&mut out, Verdict::Review, SCORE_REVIEW_BP, "velocity_1h_exceeded");
     }
     if let Some(country) = input.destination_country
         && HIGH_RISK_COUNTRIES.contains(&country)

@@ -1,0 +1,257 @@
+//! Plugin manifests: `<plugins>/<name>.toml` beside the artefact.
+//!
+//! ```toml
+//! name = "fraud-check"            # 1-64 of a-z 0-9 -
+//! version = "0.1.0"
+//! kind = "fraud"                  # fraud (payout rules: next version of the host)
+//! artefact = "fraud-check.wasm"   # default: <manifest stem>.wasm
+//! sha256 = "…"                    # of the artefact; a mismatch refuses the plugin
+//! failure_policy = "fail_closed"  # or "fail_open"; default fail_closed
+//! applies_to = ["transfer", "withdrawal"]   # default: every kind
+//!
+//! [limits]                        # optional; each capped by the host's maximum
+//! fuel_per_call_max = 10000000
+//! deadline_ms = 100
+//! memory_max_bytes = 16777216
+//! ```
+
+use super::{RuleLimits, TransactionKind};
+use anyhow::{Context, bail, ensure};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Largest plugin artefact accepted.
+pub const ARTEFACT_LEN_MAX_BYTES: u64 = 8 << 20;
+/// Largest manifest accepted.
+pub const MANIFEST_LEN_MAX_BYTES: u64 = 16 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// A failing rule denies the transaction.
+    FailClosed,
+    /// A failing rule is skipped (logged, not counted).
+    FailOpen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    Fraud,
+    Payout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppliesTo {
+    Transfer,
+    Deposit,
+    Withdrawal,
+    Payout,
+}
+
+impl AppliesTo {
+    pub fn matches(self, kind: TransactionKind) -> bool {
+        matches!(
+            (self, kind),
+            (AppliesTo::Transfer, TransactionKind::Transfer)
+                | (AppliesTo::Deposit, TransactionKind::Deposit)
+                | (AppliesTo::Withdrawal, TransactionKind::Withdrawal)
+                | (AppliesTo::Payout, TransactionKind::Payout)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestLimits {
+    pub fuel_per_call_max: Option<u64>,
+    pub deadline_ms: Option<u64>,
+    pub memory_max_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub artefact: Option<String>,
+    pub sha256: String,
+    #[serde(default = "fail_closed")]
+    pub failure_policy: FailurePolicy,
+    pub applies_to: Option<Vec<AppliesTo>>,
+    #[serde(default)]
+    pub limits: ManifestLimits,
+}
+
+fn fail_closed() -> FailurePolicy {
+    FailurePolicy::FailClosed
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> anyhow::Result<Manifest> {
+        let manifest: Manifest = toml::from_str(text).context("the manifest is not valid")?;
+        let name_ok = !manifest.name.is_empty()
+            && manifest.name.len() <= 64
+            && manifest
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        ensure!(name_ok, "name must be 1 to 64 characters of a-z, 0-9 and '-'");
+        ensure!(
+            !manifest.version.is_empty() && manifest.version.len() <= 32,
+            "version must be 1 to 32 characters"
+        );
+        ensure!(
+            manifest.sha256.len() == 64 && manifest.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+            "sha256 must be 64 hex digits"
+        );
+        if let Some(artefact) = &manifest.artefact {
+            ensure!(
+                !artefact.contains('/') && !artefact.contains('\\') && artefact.ends_with(".wasm"),
+                "artefact must be a .wasm file name in the plugins directory"
+            );
+        }
+        Ok(manifest)
+    }
+
+    /// Reads the manifest at `path` and the artefact it names, checking the
+    /// artefact's size and hash.
+    pub fn load(path: &Path) -> anyhow::Result<(Manifest, Vec<u8>)> {
+        let size = std::fs::metadata(path)?.len();
+        ensure!(
+            size <= MANIFEST_LEN_MAX_BYTES,
+            "manifest is larger than {MANIFEST_LEN_MAX_BYTES} bytes"
+        );
+        let manifest = Manifest::parse(&std::fs::read_to_string(path)?)?;
+        let artefact = manifest.artefact_path(path);
+        let size = std::fs::metadata(&artefact)
+            .with_context(|| format!("artefact {}", artefact.display()))?
+            .len();
+        ensure!(
+            size <= ARTEFACT_LEN_MAX_BYTES,
+            "artefact is larger than {ARTEFACT_LEN_MAX_BYTES} bytes"
+        );
+        let bytes = std::fs::read(&artefact)?;
+        let actual = crate::wasm_cache::sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(&manifest.sha256) {
+            bail!(
+                "sha256 mismatch: the manifest says {}, the artefact is {actual}",
+                manifest.sha256
+            );
+        }
+        Ok((manifest, bytes))
+    }
+
+    pub fn artefact_path(&self, manifest_path: &Path) -> PathBuf {
+        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+        match &self.artefact {
+            Some(name) => dir.join(name),
+            None => manifest_path.with_extension("wasm"),
+        }
+    }
+
+    /// The plugin's limits: its own where given, never above the host's.
+    pub fn limits(&self, host: &RuleLimits) -> RuleLimits {
+        RuleLimits {
+            fuel_per_call_max: self
+                .limits
+                .fuel_per_call_max
+                .unwrap_or(host.fuel_per_call_max)
+                .min(host.fuel_per_call_max),
+            deadline_ms: self
+                .limits
+                .deadline_ms
+                .unwrap_or(host.deadline_ms)
+                .min(host.deadline_ms),
+            memory_max_bytes: self
+                .limits
+                .memory_max_bytes
+                .unwrap_or(host.memory_max_bytes)
+                .min(host.memory_max_bytes),
+            ..*host
+        }
+    }
+
+    pub fn applies_to(&self, kind: TransactionKind) -> bool {
+        self.applies_to
+            .as_ref()
+            .is_none_or(|kinds| kinds.iter().any(|k| k.matches(kind)))
+    }
+
+    /// A manifest for an artefact, as `nixo` writes for bundled plugins.
+    pub fn render(name: &str, version: &str, artefact: &str, sha256: &str, policy: &str) -> String {
+        format!(
+            "name = \"{name}\"\nversion = \"{version}\"\nkind = \"fraud\"\nartefact = \"{artefact}\"\n\
+             sha256 = \"{sha256}\"\nfailure_policy = \"{policy}\"\n"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn a_rendered_manifest_parses_with_defaults() {
+        let m = Manifest::parse(&Manifest::render(
+            "fraud-check",
+            "0.1.0",
+            "fraud-check.wasm",
+            SHA,
+            "fail_open",
+        ))
+        .unwrap();
+        assert_eq!(m.failure_policy, FailurePolicy::FailOpen);
+        assert!(m.applies_to(TransactionKind::Payout));
+        let host = RuleLimits::default();
+        assert_eq!(m.limits(&host).fuel_per_call_max, host.fuel_per_call_max);
+    }
+
+    #[test]
+    fn limits_never_exceed_the_host() {
+        let text = format!(
+            "name = \"x\"\nversion = \"1\"\nkind = \"fraud\"\nsha256 = \"{SHA}\"\napplies_to = [\"transfer\"]\n\
+             [limits]\nfuel_per_call_max = 1000000000000\ndeadline_ms = 5\n"
+        );
+        let m = Manifest::parse(&text).unwrap();
+        let host = RuleLimits::default();
+        assert_eq!(m.limits(&host).fuel_per_call_max, host.fuel_per_call_max);
+        assert_eq!(m.limits(&host).deadline_ms, 5);
+        assert_eq!(m.failure_policy, FailurePolicy::FailClosed, "fail closed by default");
+        assert!(!m.applies_to(TransactionKind::Deposit));
+    }
+
+    #[test]
+    fn bad_manifests_say_why() {
+        for (text, why) in [
+            (
+                "name = \"Bad Name\"\nversion = \"1\"\nkind = \"fraud\"\nsha256 = \"00\"",
+                "name",
+            ),
+            (
+                &format!(
+                    "name = \"x\"\nversion = \"1\"\nkind = \"fraud\"\nsha256 = \"zz{}\"",
+                    &SHA[2..]
+                ),
+                "sha256",
+            ),
+            (
+                &format!(
+                    "name = \"x\"\nversion = \"1\"\nkind = \"fraud\"\nsha256 = \"{SHA}\"\nartefact = \"../x.wasm\""
+                ),
+                "artefact",
+            ),
+            (
+                &format!("name = \"x\"\nversion = \"1\"\nkind = \"fraud\"\nsha256 = \"{SHA}\"\nsurprise = 1"),
+                "not valid",
+            ),
+        ] {
+            let err = format!("{:#}", Manifest::parse(text).unwrap_err());
+            assert!(err.contains(why), "{err}");
+        }
+    }
+}
