@@ -14,7 +14,7 @@ const PROFILE: &str = "wasm-release";
 
 /// (package, library file stem, target, env var, wrap as component)
 /// The `testing` guests are fixtures for the sandbox tests, not product.
-const GUESTS: [(&str, &str, &str, &str, bool); 4] = [
+const GUESTS: [(&str, &str, &str, &str, bool); 6] = [
     (
         "nixo-gateway",
         "nixo_gateway",
@@ -27,6 +27,20 @@ const GUESTS: [(&str, &str, &str, &str, bool); 4] = [
         "nixo_fraud_check",
         "wasm32-unknown-unknown",
         "NIXO_FRAUD_CHECK_WASM",
+        true,
+    ),
+    (
+        "nixo-iban",
+        "nixo_iban",
+        "wasm32-unknown-unknown",
+        "NIXO_IBAN_WASM",
+        true,
+    ),
+    (
+        "nixo-mpesa",
+        "nixo_mpesa",
+        "wasm32-unknown-unknown",
+        "NIXO_MPESA_WASM",
         true,
     ),
     (

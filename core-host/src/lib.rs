@@ -14,6 +14,7 @@ pub mod edge;
 pub mod error;
 pub mod ledger;
 pub mod money;
+pub mod plugin_kit;
 pub mod rules;
 pub mod server;
 pub mod wasm_cache;

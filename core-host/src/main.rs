@@ -68,6 +68,24 @@ enum Command {
         #[command(subcommand)]
         command: FxCommand,
     },
+    /// Tools for rule-plugin authors.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin as the server would: world, imports, size, compile
+    /// time, or why it is refused (exit 1).
+    Check { file: PathBuf },
+    /// Run a case file (TOML) against a plugin; exit 1 if any case fails.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        cases: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +157,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin { command } => tokio::task::spawn_blocking(move || plugin(command)).await?,
         Command::Ledger {
             command: LedgerCommand::Verify { storage, grace_ms },
         } => {
@@ -173,6 +192,53 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 base.code, rate, quote.code, fee_bp
             );
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Check { file } => {
+            let report = nixo_core::plugin_kit::check(&file)?;
+            println!("file:     {}", file.display());
+            println!("size:     {} bytes", report.size_bytes);
+            println!("compile:  {:.1} ms", report.compile_ms);
+            println!(
+                "imports:  {}",
+                if report.imports.is_empty() {
+                    "none".into()
+                } else {
+                    report.imports.join(", ")
+                }
+            );
+            match report.outcome {
+                Ok((world, name)) => {
+                    println!("world:    {world}");
+                    println!("name:     {name}");
+                    println!("result:   loadable");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    println!("result:   refused: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        PluginCommand::Test { file, cases } => {
+            let results = nixo_core::plugin_kit::test(&file, &cases)?;
+            let failed = results.iter().filter(|r| r.failure.is_some()).count();
+            for r in &results {
+                match &r.failure {
+                    None => println!("PASS  {}  (fuel {}, {} µs)", r.name, r.fuel_used, r.micros),
+                    Some(why) => println!("FAIL  {}: {why}  (fuel {}, {} µs)", r.name, r.fuel_used, r.micros),
+                }
+            }
+            println!("{} passed, {failed} failed", results.len() - failed);
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

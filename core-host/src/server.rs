@@ -138,16 +138,23 @@ fn install_bundled_plugins(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
-    let sha256 = crate::wasm_cache::sha256_hex(artefacts::FRAUD_CHECK_WASM);
-    std::fs::write(dir.join("fraud-check.wasm"), artefacts::FRAUD_CHECK_WASM)?;
-    let manifest = crate::rules::manifest::Manifest::render(
-        "fraud-check",
-        env!("CARGO_PKG_VERSION"),
-        "fraud-check.wasm",
-        &sha256,
-        "fail_closed",
-    );
-    std::fs::write(dir.join("fraud-check.toml"), manifest)?;
+    use crate::rules::manifest::Manifest;
+    let version = env!("CARGO_PKG_VERSION");
+    let bundled: [(&str, &[u8], Option<&str>); 3] = [
+        ("fraud-check", artefacts::FRAUD_CHECK_WASM, None),
+        ("iban", artefacts::IBAN_WASM, Some("bank")),
+        ("mpesa", artefacts::MPESA_WASM, Some("mpesa")),
+    ];
+    for (name, bytes, rail) in bundled {
+        let artefact = format!("{name}.wasm");
+        let sha256 = crate::wasm_cache::sha256_hex(bytes);
+        std::fs::write(dir.join(&artefact), bytes)?;
+        let manifest = match rail {
+            None => Manifest::render(name, version, &artefact, &sha256, "fail_closed"),
+            Some(rail) => Manifest::render_payout(name, version, &artefact, &sha256, rail),
+        };
+        std::fs::write(dir.join(format!("{name}.toml")), manifest)?;
+    }
     Ok(())
 }
 

@@ -81,8 +81,17 @@ pub struct Manifest {
     #[serde(default = "fail_closed")]
     pub failure_policy: FailurePolicy,
     pub applies_to: Option<Vec<AppliesTo>>,
+    /// Payout rules: the rail they check.
+    pub rail: Option<PayoutRail>,
     #[serde(default)]
     pub limits: ManifestLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutRail {
+    Mpesa,
+    Bank,
 }
 
 fn fail_closed() -> FailurePolicy {
@@ -106,6 +115,10 @@ impl Manifest {
         ensure!(
             manifest.sha256.len() == 64 && manifest.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
             "sha256 must be 64 hex digits"
+        );
+        ensure!(
+            (manifest.kind == PluginKind::Payout) == manifest.rail.is_some(),
+            "payout rules name their `rail` (mpesa or bank); fraud rules do not"
         );
         if let Some(artefact) = &manifest.artefact {
             ensure!(
@@ -180,11 +193,19 @@ impl Manifest {
             .is_none_or(|kinds| kinds.iter().any(|k| k.matches(kind)))
     }
 
-    /// A manifest for an artefact, as `nixo` writes for bundled plugins.
+    /// A fraud-rule manifest for an artefact, as `nixo` writes for bundled plugins.
     pub fn render(name: &str, version: &str, artefact: &str, sha256: &str, policy: &str) -> String {
         format!(
             "name = \"{name}\"\nversion = \"{version}\"\nkind = \"fraud\"\nartefact = \"{artefact}\"\n\
              sha256 = \"{sha256}\"\nfailure_policy = \"{policy}\"\n"
+        )
+    }
+
+    /// A payout-rule manifest (always fail closed).
+    pub fn render_payout(name: &str, version: &str, artefact: &str, sha256: &str, rail: &str) -> String {
+        format!(
+            "name = \"{name}\"\nversion = \"{version}\"\nkind = \"payout\"\nrail = \"{rail}\"\n\
+             artefact = \"{artefact}\"\nsha256 = \"{sha256}\"\nfailure_policy = \"fail_closed\"\n"
         )
     }
 }

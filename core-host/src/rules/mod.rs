@@ -14,7 +14,19 @@ mod bindings {
     });
 }
 
+mod payout_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "payout-rule",
+    });
+}
+
 pub mod manifest;
+
+use payout_bindings::PayoutRulePre;
+pub use payout_bindings::exports::nixo::rules::payout_check::{PayoutRequest, Rail, Refusal, Routing};
+/// Money as the payout world spells it.
+pub use payout_bindings::nixo::rules::types::Money as PayoutMoney;
 
 use crate::wasm_cache;
 use anyhow::Context;
@@ -120,6 +132,61 @@ pub struct FraudPlugin {
     pre: FraudRulePre<RuleState>,
 }
 
+/// One loaded payout rule.
+pub struct PayoutPlugin {
+    pub manifest: Manifest,
+    pub display_name: String,
+    pub sha256: String,
+    limits: RuleLimits,
+    uses_wasi: bool,
+    pre: PayoutRulePre<RuleState>,
+}
+
+/// A loaded plugin of either kind.
+#[derive(Clone)]
+pub enum Plugin {
+    Fraud(Arc<FraudPlugin>),
+    Payout(Arc<PayoutPlugin>),
+}
+
+impl Plugin {
+    pub fn manifest(&self) -> &Manifest {
+        match self {
+            Plugin::Fraud(p) => &p.manifest,
+            Plugin::Payout(p) => &p.manifest,
+        }
+    }
+
+    pub fn sha256(&self) -> &str {
+        match self {
+            Plugin::Fraud(p) => &p.sha256,
+            Plugin::Payout(p) => &p.sha256,
+        }
+    }
+
+    pub fn display_name(&self) -> &str {
+        match self {
+            Plugin::Fraud(p) => &p.display_name,
+            Plugin::Payout(p) => &p.display_name,
+        }
+    }
+
+    /// `fraud-rule` or `payout-rule`.
+    pub fn world(&self) -> &'static str {
+        match self {
+            Plugin::Fraud(_) => "nixo:rules/fraud-rule",
+            Plugin::Payout(_) => "nixo:rules/payout-rule",
+        }
+    }
+}
+
+/// What a payout rule said, and what it cost.
+#[derive(Debug, Clone)]
+pub struct PayoutOutcome {
+    pub result: Result<Routing, Refusal>,
+    pub fuel_used: u64,
+}
+
 /// Combined outcome of every fraud rule for one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdicts {
@@ -147,7 +214,7 @@ pub struct RuleHost {
     wasi_linker: Linker<RuleState>,
     limits: RuleLimits,
     cache_dir: PathBuf,
-    fraud: RwLock<Arc<Vec<Arc<FraudPlugin>>>>,
+    plugins: RwLock<Arc<Vec<Plugin>>>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -225,7 +292,7 @@ impl RuleHost {
             wasi_linker,
             limits,
             cache_dir,
-            fraud: RwLock::new(Arc::new(Vec::new())),
+            plugins: RwLock::new(Arc::new(Vec::new())),
             ticker_stop,
         })
     }
@@ -254,14 +321,10 @@ impl RuleHost {
         Ok(store)
     }
 
-    /// Compiles (or loads from cache) a fraud rule, checks its imports and
-    /// world, and asks it its name.
-    pub fn load_fraud_plugin(&self, manifest: Manifest, bytes: &[u8]) -> anyhow::Result<FraudPlugin> {
-        anyhow::ensure!(
-            manifest.kind == manifest::PluginKind::Fraud,
-            "plugin {} is a payout rule; this host loads fraud rules only",
-            manifest.name
-        );
+    /// Compiles (or loads from cache) a plugin, checks its imports against
+    /// the allowlist, links it, checks it exports the world its manifest
+    /// names, and asks it its name.
+    pub fn load_plugin(&self, manifest: Manifest, bytes: &[u8]) -> anyhow::Result<Plugin> {
         let label = format!("{}@{}", manifest.name, manifest.version);
         let component: Component = wasm_cache::load_component(&self.engine, bytes, &self.cache_dir)
             .with_context(|| format!("plugin {label} is not a valid component"))?;
@@ -281,36 +344,64 @@ impl RuleHost {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("plugin {label} cannot be linked"))?;
-        let pre = FraudRulePre::new(pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {label} does not export the nixo:rules/fraud-rule world"))?;
         let limits = manifest.limits(&self.limits);
         let mut store = self.new_store(&limits, uses_wasi)?;
-        let instance = pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
-        let display_name = instance
-            .nixo_rules_fraud_check()
-            .call_name(&mut store)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {label} failed to report its name"))?;
+        let sha256 = wasm_cache::sha256_hex(bytes);
+        let (plugin, display_name) = match manifest.kind {
+            manifest::PluginKind::Fraud => {
+                let pre = FraudRulePre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("plugin {label} does not export the nixo:rules/fraud-rule world"))?;
+                let instance = pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+                let name = instance
+                    .nixo_rules_fraud_check()
+                    .call_name(&mut store)
+                    .map_err(anyhow::Error::from);
+                let name = name.with_context(|| format!("plugin {label} failed to report its name"))?;
+                let plugin = FraudPlugin {
+                    display_name: name.clone(),
+                    sha256,
+                    manifest,
+                    limits,
+                    uses_wasi,
+                    pre,
+                };
+                (Plugin::Fraud(Arc::new(plugin)), name)
+            }
+            manifest::PluginKind::Payout => {
+                let pre = PayoutRulePre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("plugin {label} does not export the nixo:rules/payout-rule world"))?;
+                let instance = pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+                let name = instance
+                    .nixo_rules_payout_check()
+                    .call_name(&mut store)
+                    .map_err(anyhow::Error::from);
+                let name = name.with_context(|| format!("plugin {label} failed to report its name"))?;
+                let plugin = PayoutPlugin {
+                    display_name: name.clone(),
+                    sha256,
+                    manifest,
+                    limits,
+                    uses_wasi,
+                    pre,
+                };
+                (Plugin::Payout(Arc::new(plugin)), name)
+            }
+        };
         anyhow::ensure!(
             !display_name.is_empty()
                 && display_name.len() <= 64
                 && display_name.chars().all(|c| c.is_ascii_graphic() || c == ' '),
             "plugin {label} reports an unusable name"
         );
-        Ok(FraudPlugin {
-            display_name,
-            sha256: wasm_cache::sha256_hex(bytes),
-            manifest,
-            limits,
-            uses_wasi,
-            pre,
-        })
+        Ok(plugin)
     }
 
     /// Loads every plugin described by a `*.toml` manifest in `dir` (in
     /// file-name order) and makes them the active set, atomically. A plugin
     /// that fails to load is refused; its previous version, if any, stays.
+    /// In-flight decisions finish on the set they started with.
     pub fn load_dir(&self, dir: &Path) -> anyhow::Result<LoadReport> {
         let mut manifests: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("reading plugin directory {}", dir.display()))?
@@ -318,9 +409,8 @@ impl RuleHost {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         manifests.sort();
-        let previous = self.fraud.read().expect("rule set lock").clone();
-        let previous: BTreeMap<&str, &Arc<FraudPlugin>> =
-            previous.iter().map(|p| (p.manifest.name.as_str(), p)).collect();
+        let previous = self.plugins.read().expect("rule set lock").clone();
+        let previous: BTreeMap<&str, &Plugin> = previous.iter().map(|p| (p.manifest().name.as_str(), p)).collect();
         let mut report = LoadReport::default();
         let mut active = Vec::with_capacity(manifests.len());
         for path in &manifests {
@@ -331,10 +421,10 @@ impl RuleHost {
             let loaded = Manifest::load(path).and_then(|(manifest, bytes)| {
                 match previous.get(manifest.name.as_str()) {
                     // Unchanged: keep the instance-ready plugin as it is.
-                    Some(old) if old.sha256.eq_ignore_ascii_case(&manifest.sha256) && old.manifest == manifest => {
-                        Ok(Arc::clone(old))
+                    Some(old) if old.sha256().eq_ignore_ascii_case(&manifest.sha256) && *old.manifest() == manifest => {
+                        Ok((*old).clone())
                     }
-                    _ => self.load_fraud_plugin(manifest, &bytes).map(Arc::new),
+                    _ => self.load_plugin(manifest, &bytes),
                 }
             });
             match loaded {
@@ -346,8 +436,8 @@ impl RuleHost {
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    if let Some(old) = previous.values().find(|p| p.manifest.name == stem) {
-                        active.push(Arc::clone(old));
+                    if let Some(old) = previous.values().find(|p| p.manifest().name == stem) {
+                        active.push((*old).clone());
                     }
                     report.refused.push((file, why));
                 }
@@ -355,10 +445,68 @@ impl RuleHost {
         }
         report.active = active
             .iter()
-            .map(|p| format!("{}@{}", p.manifest.name, p.manifest.version))
+            .map(|p| format!("{}@{}", p.manifest().name, p.manifest().version))
             .collect();
-        *self.fraud.write().expect("rule set lock") = Arc::new(active);
+        *self.plugins.write().expect("rule set lock") = Arc::new(active);
         Ok(report)
+    }
+
+    /// Runs a payout rule once.
+    pub fn call_payout(&self, plugin: &PayoutPlugin, request: &PayoutRequest) -> anyhow::Result<PayoutOutcome> {
+        let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
+        let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+        let result = instance
+            .nixo_rules_payout_check()
+            .call_check(&mut store, request)
+            .map_err(anyhow::Error::from)?;
+        let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
+        Ok(PayoutOutcome { result, fuel_used })
+    }
+
+    /// Validates a payout destination with the rule for its rail. Payout
+    /// rules fail closed: no rule for the rail, or a failing rule, refuses.
+    pub fn check_payout(&self, request: &PayoutRequest) -> Result<Routing, Refusal> {
+        let wanted = match request.rail {
+            Rail::Mpesa => manifest::PayoutRail::Mpesa,
+            Rail::Bank => manifest::PayoutRail::Bank,
+        };
+        let plugins = self.plugins.read().expect("rule set lock").clone();
+        let plugin = plugins.iter().find_map(|p| match p {
+            Plugin::Payout(p) if p.manifest.rail == Some(wanted) => Some(p.clone()),
+            _ => None,
+        });
+        let refusal = |code: &str, message: String| Refusal {
+            field: "destination".into(),
+            code: code.into(),
+            message,
+        };
+        let Some(plugin) = plugin else {
+            return Err(refusal(
+                "rail_unavailable",
+                format!("no payout rule is loaded for the {wanted:?} rail"),
+            ));
+        };
+        let started = Instant::now();
+        match self.call_payout(&plugin, request) {
+            Ok(outcome) => {
+                tracing::info!(
+                    plugin = %plugin.manifest.name, version = %plugin.manifest.version, sha256 = %plugin.sha256,
+                    ok = outcome.result.is_ok(), fuel_used = outcome.fuel_used,
+                    latency_us = started.elapsed().as_micros() as u64, "payout rule decided"
+                );
+                outcome.result
+            }
+            Err(err) => {
+                tracing::warn!(
+                    plugin = %plugin.manifest.name, error = %failure_kind(&err), detail = %format!("{err:#}"),
+                    policy = "fail_closed", "payout rule failed"
+                );
+                Err(refusal(
+                    "rule_failed",
+                    format!("the {} rule failed: {}", plugin.display_name, failure_kind(&err)),
+                ))
+            }
+        }
     }
 
     fn call_fraud(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Decision, u64)> {
@@ -390,14 +538,21 @@ impl RuleHost {
     /// rule is handled by its failure policy: fail closed denies, fail open
     /// skips it.
     pub fn check_fraud(&self, tx: &Transaction) -> Verdicts {
-        let plugins = self.fraud.read().expect("rule set lock").clone();
+        let all = self.plugins.read().expect("rule set lock").clone();
+        let plugins: Vec<&Arc<FraudPlugin>> = all
+            .iter()
+            .filter_map(|p| match p {
+                Plugin::Fraud(f) => Some(f),
+                Plugin::Payout(_) => None,
+            })
+            .collect();
         let mut out = Verdicts {
             verdict: Verdict::Allow,
             score_bp: 0,
             rules_applied: Vec::with_capacity(plugins.len()),
             reasons: Vec::new(),
         };
-        for plugin in plugins.iter().filter(|p| p.manifest.applies_to(tx.kind)) {
+        for plugin in plugins.into_iter().filter(|p| p.manifest.applies_to(tx.kind)) {
             let started = Instant::now();
             let decision = match self.call_fraud(plugin, tx) {
                 Ok((decision, fuel_used)) => {
@@ -439,14 +594,29 @@ impl RuleHost {
         out
     }
 
-    /// `name@version` of the active fraud rules.
-    pub fn fraud_rule_names(&self) -> Vec<String> {
-        self.fraud
+    /// `name@version` of the active plugins.
+    pub fn active_names(&self) -> Vec<String> {
+        self.plugins
             .read()
             .expect("rule set lock")
             .iter()
-            .map(|p| format!("{}@{}", p.manifest.name, p.manifest.version))
+            .map(|p| format!("{}@{}", p.manifest().name, p.manifest().version))
             .collect()
+    }
+
+    /// The imports of an artefact, as names.
+    pub fn imports(&self, bytes: &[u8]) -> anyhow::Result<Vec<String>> {
+        let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
+        Ok(component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect())
+    }
+
+    /// Runs one fraud rule once (for `nixo plugin test`).
+    pub fn call_fraud_once(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Decision, u64)> {
+        self.call_fraud(plugin, tx)
     }
 }
 

@@ -1,0 +1,76 @@
+//! The risk-team kit, as its users run it: `nixo plugin test` on the case
+//! files beside each bundled plugin, and `nixo plugin check` on good and
+//! refused artefacts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NIXO: &str = env!("CARGO_BIN_EXE_nixo");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(NIXO).args(args).env("NIXO_LOG", "error").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_bundled_plugins_pass_their_case_files() {
+    for (artefact, cases) in [
+        (env!("NIXO_FRAUD_CHECK_WASM"), "plugins/fraud-check/cases.toml"),
+        (env!("NIXO_IBAN_WASM"), "plugins/iban/cases.toml"),
+        (env!("NIXO_MPESA_WASM"), "plugins/mpesa/cases.toml"),
+    ] {
+        let cases = root().join(cases);
+        let (ok, out) = run(&["plugin", "test", artefact, "--cases", cases.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        assert!(out.contains(" passed, 0 failed"), "{out}");
+        assert!(!out.contains("FAIL"), "{out}");
+    }
+}
+
+#[test]
+fn a_failing_case_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("wrong.toml");
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"wrong on purpose\"\nkind = \"transfer\"\namount = \"50.00\"\ncurrency = \"KES\"\n\
+         destination = \"102\"\nexpect_verdict = \"deny\"\n",
+    )
+    .unwrap();
+    let (ok, out) = run(&[
+        "plugin",
+        "test",
+        env!("NIXO_FRAUD_CHECK_WASM"),
+        "--cases",
+        cases.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        out.contains("FAIL  wrong on purpose: verdict allow (want deny)"),
+        "{out}"
+    );
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn check_reports_worlds_and_refusals() {
+    let (ok, out) = run(&["plugin", "check", env!("NIXO_IBAN_WASM")]);
+    assert!(ok, "{out}");
+    assert!(out.contains("world:    nixo:rules/payout-rule"), "{out}");
+    assert!(out.contains("name:     IbanRule"), "{out}");
+    assert!(
+        out.contains("imports:  nixo:rules/types@0.1.0\n"),
+        "types only, no WASI: {out}"
+    );
+
+    let (ok, out) = run(&["plugin", "check", env!("NIXO_FRAUD_CHECK_WASM")]);
+    assert!(ok && out.contains("world:    nixo:rules/fraud-rule"), "{out}");
+
+    let (ok, out) = run(&["plugin", "check", env!("NIXO_TEST_FS_RULE_WASM")]);
+    assert!(!ok);
+    assert!(out.contains("refused") && out.contains("wasi:filesystem/"), "{out}");
+}
