@@ -29,16 +29,30 @@ fn sqlite_pragmas() -> String {
 }
 
 type MigrationFile = (i64, &'static str, &'static str);
-const SQLITE_MIGRATIONS: [MigrationFile; 1] = [(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-)];
-const POSTGRES_MIGRATIONS: [MigrationFile; 1] = [(
-    1,
-    "foundation",
-    include_str!("../migrations/postgres/0001_foundation.sql"),
-)];
+const SQLITE_MIGRATIONS: [MigrationFile; 2] = [
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "rule decisions",
+        include_str!("../migrations/sqlite/0002_rule_decisions.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: [MigrationFile; 2] = [
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "rule decisions",
+        include_str!("../migrations/postgres/0002_rule_decisions.sql"),
+    ),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -168,6 +168,7 @@ pub struct Running {
     pub bootstrap: Option<Bootstrap>,
     pub fraud_rules: Vec<String>,
     ledger: Ledger,
+    decisions: crate::rules::decision_log::DecisionLog,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -179,6 +180,7 @@ impl Running {
         for task in self.tasks {
             task.await??;
         }
+        self.decisions.flush().await;
         self.ledger.close().await;
         Ok(())
     }
@@ -226,10 +228,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let fraud_rules = loaded.active;
 
     let rules_host = rules.clone();
+    let decisions = crate::rules::decision_log::DecisionLog::spawn(db.clone());
     let state = AppState {
         ledger: ledger.clone(),
         hasher,
         rules,
+        decisions: decisions.clone(),
         gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
     };
     let core = api::router(state);
@@ -267,6 +271,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         bootstrap,
         fraud_rules,
         ledger,
+        decisions,
         shutdown,
         tasks,
     })

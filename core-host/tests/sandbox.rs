@@ -77,6 +77,15 @@ fn every_misbehaviour_is_contained_and_fails_closed() {
         assert_eq!(verdicts.verdict, Verdict::Deny, "{behaviour}");
         assert_eq!(verdicts.rules_applied, ["Hostile: DENY"], "{behaviour}");
         assert_eq!(verdicts.reasons, [format!("rule_failed:{kind}")], "{behaviour}");
+        // The decision log records the failure and the policy applied.
+        let logged = &verdicts.decisions[0];
+        assert_eq!(
+            (logged.failure, logged.policy),
+            (Some(kind), Some("fail_closed")),
+            "{behaviour}"
+        );
+        assert_eq!(logged.plugin_name, "hostile");
+        assert!(logged.output.is_none());
         // The host is fine: the next decision is served normally.
         let next = host.check_fraud(&tx(None));
         assert_eq!(next.verdict, Verdict::Allow, "after {behaviour}");

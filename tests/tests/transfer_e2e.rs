@@ -332,3 +332,37 @@ async fn the_whole_path_runs_on_postgresql_too() {
     assert_eq!(reply.error(), ("insufficient_funds", Some("amount")));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_decision_is_logged_and_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    let reply = server.post("/v1/payments/transfer", SEED_TRANSFER).await;
+    let tx_id = reply.body["data"]["tx_id"].as_str().unwrap().to_string();
+    let path = format!("/v1/rules/decisions?transaction_id={tx_id}");
+    let mut decisions = serde_json::Value::Null;
+    for _ in 0..50 {
+        decisions = server.get(&path).await.body;
+        if decisions["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(decisions["object"], "list");
+    let data = decisions["data"].as_array().expect("a list");
+    assert_eq!(data.len(), 1, "{decisions}");
+    let d = &data[0];
+    assert!(d["id"].as_str().unwrap().starts_with("dec_"));
+    assert_eq!(d["transaction_id"], tx_id.as_str());
+    assert_eq!(d["plugin"]["name"], "fraud-check");
+    assert_eq!(d["plugin"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(d["input"]["amount"], "50.00");
+    assert_eq!(d["output"]["verdict"], "allow");
+    assert_eq!(d["output"]["score_bp"], 500);
+    assert!(d["fuel_used"].as_i64().unwrap() > 0);
+    assert!(d["failure"].is_null());
+
+    let bad = server.get("/v1/rules/decisions?limit=1000").await;
+    assert_eq!(bad.error(), ("invalid_request", Some("limit")));
+    server.stop().await;
+}

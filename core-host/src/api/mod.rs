@@ -6,12 +6,14 @@
 //! before any handler runs.
 
 mod balances;
+mod decisions;
 mod transfers;
 
 use crate::auth::{self, KeyHasher, Principal};
 use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::rules::RuleHost;
+use crate::rules::decision_log::DecisionLog;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -33,6 +35,7 @@ pub struct AppState {
     pub ledger: Ledger,
     pub hasher: KeyHasher,
     pub rules: Arc<RuleHost>,
+    pub decisions: DecisionLog,
     pub gateway_secret: Arc<Vec<u8>>,
 }
 
@@ -47,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/payments/transfer", post(transfers::create))
         .route("/v1/balances", get(balances::retrieve))
+        .route("/v1/rules/decisions", get(decisions::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), gatekeeper))

@@ -299,6 +299,16 @@ pub async fn create(
             .collect(),
     };
     let verdicts = state.rules.check_fraud(&facts);
+    // What the rules saw, for the decision log (wallet ids are not personal data).
+    let logged_input = json!({
+        "kind": "transfer",
+        "amount": facts.amount.amount,
+        "currency": facts.amount.currency,
+        "source": facts.source,
+        "destination": facts.destination,
+        "account": { "kyc_level": account.kyc_level, "age_days": account.age_days },
+        "velocity": { "count_last_hour": last_hour.count, "count_last_day": last_day.count },
+    });
 
     let status = match verdicts.verdict {
         rules::Verdict::Allow => TxStatus::Settled,
@@ -339,7 +349,17 @@ pub async fn create(
         legs,
         now_ms,
     };
-    let recorded = match state.ledger.record(movement).await {
+    let recorded = state.ledger.record(movement).await;
+    let decided_tx = recorded.as_ref().ok().filter(|r| !r.replayed).map(|r| r.tx_id);
+    if decided_tx.is_some() || recorded.is_err() {
+        state.decisions.record(
+            decided_tx,
+            &caller.principal.account_id,
+            &logged_input,
+            &verdicts.decisions,
+        );
+    }
+    let recorded = match recorded {
         Ok(recorded) => recorded,
         Err(LedgerError::InsufficientFunds { .. }) => {
             return Err(ApiError::insufficient_funds(

@@ -21,6 +21,7 @@ mod payout_bindings {
     });
 }
 
+pub mod decision_log;
 pub mod manifest;
 
 use payout_bindings::PayoutRulePre;
@@ -34,6 +35,7 @@ use bindings::FraudRulePre;
 pub use bindings::nixo::rules::types::{
     AccountFacts, Decision, Money, Transaction, TransactionKind, VelocityFacts, Verdict,
 };
+use decision_log::DecisionRecord;
 use manifest::{FailurePolicy, Manifest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -188,7 +190,7 @@ pub struct PayoutOutcome {
 }
 
 /// Combined outcome of every fraud rule for one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verdicts {
     pub verdict: Verdict,
     /// Maximum over the rules, in basis points.
@@ -196,6 +198,19 @@ pub struct Verdicts {
     /// One "Name: VERDICT" per rule, in load order.
     pub rules_applied: Vec<String>,
     pub reasons: Vec<String>,
+    /// One record per rule called, for the decision log.
+    pub decisions: Vec<DecisionRecord>,
+}
+
+/// A decision id: `dec_` and 20 random base-62 characters.
+fn decision_id() -> String {
+    use rand::Rng;
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let random: String = (0..20)
+        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
+        .collect();
+    format!("dec_{random}")
 }
 
 /// What a (re)load of the plugins directory did.
@@ -551,11 +566,31 @@ impl RuleHost {
             score_bp: 0,
             rules_applied: Vec::with_capacity(plugins.len()),
             reasons: Vec::new(),
+            decisions: Vec::with_capacity(plugins.len()),
         };
         for plugin in plugins.into_iter().filter(|p| p.manifest.applies_to(tx.kind)) {
             let started = Instant::now();
-            let decision = match self.call_fraud(plugin, tx) {
+            let mut record = DecisionRecord {
+                decision_id: decision_id(),
+                plugin_name: plugin.manifest.name.clone(),
+                plugin_version: plugin.manifest.version.clone(),
+                plugin_sha256: plugin.sha256.clone(),
+                output: None,
+                failure: None,
+                policy: None,
+                fuel_used: 0,
+                latency_us: 0,
+            };
+            let called = self.call_fraud(plugin, tx);
+            record.latency_us = started.elapsed().as_micros() as u64;
+            let decision = match called {
                 Ok((decision, fuel_used)) => {
+                    record.fuel_used = fuel_used;
+                    record.output = Some(serde_json::json!({
+                        "verdict": verdict_label(decision.verdict).to_ascii_lowercase(),
+                        "score_bp": decision.score_bp,
+                        "reasons": decision.reasons,
+                    }));
                     tracing::info!(
                         plugin = %plugin.manifest.name, version = %plugin.manifest.version, sha256 = %plugin.sha256,
                         verdict = verdict_label(decision.verdict), score_bp = decision.score_bp, fuel_used,
@@ -570,6 +605,12 @@ impl RuleHost {
                         error = %failure_kind(&err), detail = %format!("{err:#}"), ?policy,
                         latency_us = started.elapsed().as_micros() as u64, "fraud rule failed"
                     );
+                    record.failure = Some(failure_kind(&err));
+                    record.policy = Some(match policy {
+                        FailurePolicy::FailOpen => "fail_open",
+                        FailurePolicy::FailClosed => "fail_closed",
+                    });
+                    out.decisions.push(record.clone());
                     match policy {
                         FailurePolicy::FailOpen => {
                             out.rules_applied.push(format!("{}: SKIPPED", plugin.display_name));
@@ -583,6 +624,9 @@ impl RuleHost {
                     }
                 }
             };
+            if record.failure.is_none() {
+                out.decisions.push(record);
+            }
             if verdict_rank(decision.verdict) > verdict_rank(out.verdict) {
                 out.verdict = decision.verdict;
             }

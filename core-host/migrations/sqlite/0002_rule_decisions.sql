@@ -1,0 +1,18 @@
+-- Decision log: one row per rule call (SQLite).
+CREATE TABLE rule_decisions (
+    id             TEXT PRIMARY KEY,              -- dec_…
+    transaction_id INTEGER,
+    account_id     TEXT NOT NULL,
+    plugin_name    TEXT NOT NULL,
+    plugin_version TEXT NOT NULL,
+    plugin_sha256  TEXT NOT NULL,
+    input          TEXT NOT NULL,                 -- JSON, personal data masked
+    output         TEXT,                          -- JSON decision; NULL when the rule failed
+    failure        TEXT,                          -- out_of_fuel, deadline_exceeded, trap, …
+    policy         TEXT,                          -- the failure policy applied
+    fuel_used      INTEGER NOT NULL,
+    latency_us     INTEGER NOT NULL,
+    created_at_ms  INTEGER NOT NULL
+);
+CREATE INDEX rule_decisions_transaction ON rule_decisions (transaction_id);
+CREATE INDEX rule_decisions_account ON rule_decisions (account_id, created_at_ms);

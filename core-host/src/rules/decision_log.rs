@@ -1,0 +1,211 @@
+//! The decision log: every rule call, with the plugin's identity, the input
+//! (personal data masked), the output or failure, fuel and latency.
+//!
+//! Rows are written off the money path by a background task in batches;
+//! [`DecisionLog::flush`] waits for everything queued (the server calls it on
+//! stop). Each call is also a structured log line (see `rules`).
+
+use crate::db::Db;
+use serde_json::{Value, json};
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
+
+/// Rows waiting for the writer at most; beyond, rows are dropped and counted
+/// in the log (the structured log line of each decision remains).
+pub const QUEUE_LEN_MAX: usize = 10_000;
+/// Rows written per database transaction at most.
+pub const BATCH_ROWS_MAX: usize = 512;
+/// Rows one page returns at most.
+pub const LIST_LIMIT_MAX: i64 = 100;
+
+/// One rule call, as the rule host saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRecord {
+    pub decision_id: String,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub plugin_sha256: String,
+    /// The rule's answer as JSON; `None` when it failed.
+    pub output: Option<Value>,
+    pub failure: Option<&'static str>,
+    pub policy: Option<&'static str>,
+    pub fuel_used: u64,
+    pub latency_us: u64,
+}
+
+struct Entry {
+    record: DecisionRecord,
+    transaction_id: Option<i64>,
+    account_id: String,
+    input: String,
+    at_ms: i64,
+}
+
+enum Message {
+    Rows(Vec<Entry>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone, Debug)]
+pub struct DecisionLog {
+    sender: mpsc::Sender<Message>,
+}
+
+/// Masks an identifier that may be personal data (MSISDN, IBAN, account
+/// number): the first and last four characters stay when it is long enough.
+pub fn mask(identifier: &str) -> String {
+    let chars: Vec<char> = identifier.chars().collect();
+    if chars.len() <= 8 {
+        return "*".repeat(chars.len().max(4));
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 8))
+}
+
+impl DecisionLog {
+    pub fn spawn(db: Db) -> DecisionLog {
+        let (sender, receiver) = mpsc::channel(QUEUE_LEN_MAX);
+        tokio::spawn(write_loop(db, receiver));
+        DecisionLog { sender }
+    }
+
+    /// Queues the decisions of one check.
+    pub fn record(&self, transaction_id: Option<i64>, account_id: &str, input: &Value, records: &[DecisionRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        let input = input.to_string();
+        let rows = records
+            .iter()
+            .map(|record| Entry {
+                record: record.clone(),
+                transaction_id,
+                account_id: account_id.to_string(),
+                input: input.clone(),
+                at_ms,
+            })
+            .collect();
+        if self.sender.try_send(Message::Rows(rows)).is_err() {
+            tracing::warn!(
+                rows = records.len(),
+                "decision log queue full; rows dropped (log lines remain)"
+            );
+        }
+    }
+
+    /// Waits until everything queued before this call is written.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Message>) {
+    let mut messages = Vec::new();
+    while receiver.recv_many(&mut messages, BATCH_ROWS_MAX).await > 0 {
+        let mut rows = Vec::new();
+        let mut flushes = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Rows(batch) => rows.extend(batch),
+                Message::Flush(done) => flushes.push(done),
+            }
+        }
+        if let Err(err) = write(&db, &rows).await {
+            tracing::warn!(rows = rows.len(), error = %err, "decision log write failed; rows dropped");
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn write(db: &Db, rows: &[Entry]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.pool.begin().await?;
+    for row in rows {
+        let r = &row.record;
+        sqlx::query(
+            "INSERT INTO rule_decisions (id, transaction_id, account_id, plugin_name, plugin_version, plugin_sha256,
+                 input, output, failure, policy, fuel_used, latency_us, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(r.decision_id.as_str())
+        .bind(row.transaction_id)
+        .bind(row.account_id.as_str())
+        .bind(r.plugin_name.as_str())
+        .bind(r.plugin_version.as_str())
+        .bind(r.plugin_sha256.as_str())
+        .bind(row.input.as_str())
+        .bind(r.output.as_ref().map(|o| o.to_string()))
+        .bind(r.failure)
+        .bind(r.policy)
+        .bind(i64::try_from(r.fuel_used).unwrap_or(i64::MAX))
+        .bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX))
+        .bind(row.at_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// The newest decisions of an account, optionally of one transaction.
+pub async fn list(
+    db: &Db,
+    account_id: &str,
+    transaction_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Value>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, transaction_id, plugin_name, plugin_version, plugin_sha256, input, output, failure, policy,
+                fuel_used, latency_us, created_at_ms
+         FROM rule_decisions WHERE account_id = $1 AND ($2 = 0 OR transaction_id = $2)
+         ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+    )
+    .bind(account_id)
+    .bind(transaction_id.unwrap_or(0))
+    .bind(limit.clamp(1, LIST_LIMIT_MAX + 1))
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str::<Value>(&t).ok());
+            Ok(json!({
+                "id": r.try_get::<String, _>(0)?,
+                "object": "rule_decision",
+                "transaction_id": r.try_get::<Option<i64>, _>(1)?.map(|id| id.to_string()),
+                "plugin": {
+                    "name": r.try_get::<String, _>(2)?,
+                    "version": r.try_get::<String, _>(3)?,
+                    "sha256": r.try_get::<String, _>(4)?,
+                },
+                "input": parse(Some(r.try_get(5)?)),
+                "output": parse(r.try_get(6)?),
+                "failure": r.try_get::<Option<String>, _>(7)?,
+                "policy": r.try_get::<Option<String>, _>(8)?,
+                "fuel_used": r.try_get::<i64, _>(9)?,
+                "latency_us": r.try_get::<i64, _>(10)?,
+                "created": r.try_get::<i64, _>(11)? / 1000,
+            }))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn identifiers_are_masked_by_length() {
+        assert_eq!(mask("254712345678"), "2547****5678");
+        assert_eq!(mask("GB82WEST12345698765432"), "GB82**************5432");
+        assert_eq!(mask("101"), "****");
+        assert_eq!(mask("12345678"), "********");
+    }
+}
