@@ -86,6 +86,21 @@ enum PluginCommand {
         #[arg(long)]
         cases: PathBuf,
     },
+    /// Create a rule crate that builds on its own, with tests and cases.
+    New {
+        name: String,
+        #[arg(long, value_parser = ["fraud", "payout"])]
+        kind: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Wrap a core module built with wit-bindgen into a loadable component.
+    Componentize {
+        module: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,6 +238,23 @@ fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        PluginCommand::New { name, kind, dir } => {
+            let kind = if kind == "payout" {
+                nixo_core::rules::manifest::PluginKind::Payout
+            } else {
+                nixo_core::rules::manifest::PluginKind::Fraud
+            };
+            let root = nixo_core::plugin_kit::new_template(&name, kind, &dir)?;
+            println!("nixo: created {} (see its README.md)", root.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Componentize { module, output } => {
+            let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            let component = nixo_core::plugin_kit::componentize(&bytes)?;
+            std::fs::write(&output, &component)?;
+            println!("nixo: wrote {} ({} bytes)", output.display(), component.len());
+            Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Test { file, cases } => {
             let results = nixo_core::plugin_kit::test(&file, &cases)?;

@@ -11,7 +11,7 @@ use crate::rules::{
 };
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What `nixo plugin check` found.
@@ -249,3 +249,196 @@ pub fn test(path: &Path, cases: &Path) -> anyhow::Result<Vec<CaseResult>> {
     let plugin = load(&host, path, &bytes)?;
     file.case.iter().map(|case| run_case(&host, &plugin, case)).collect()
 }
+
+/// The WIT contract, as shipped with this build.
+pub const RULES_WIT: &str = include_str!("../../wit/rules.wit");
+
+/// Wraps a core module built by `wit-bindgen` (wasm32-unknown-unknown) into
+/// a component, as the host loads it.
+pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default()
+        .module(module)
+        .context("the file is not a core module with wit-bindgen metadata")?
+        .validate(true)
+        .encode()
+}
+
+/// Writes a new rule crate `dir/name` that builds on its own.
+pub fn new_template(name: &str, kind: PluginKind, dir: &Path) -> anyhow::Result<PathBuf> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        bail!("a plugin name is 1 to 64 characters of a-z, 0-9 and '-', starting with a letter");
+    }
+    let root = dir.join(name);
+    if root.exists() {
+        bail!("{} already exists", root.display());
+    }
+    std::fs::create_dir_all(root.join("src"))?;
+    std::fs::create_dir_all(root.join("wit"))?;
+    let stem = name.replace('-', "_");
+    let (world, lib, cases) = match kind {
+        PluginKind::Fraud => ("fraud-rule", FRAUD_TEMPLATE, FRAUD_CASES),
+        PluginKind::Payout => ("payout-rule", PAYOUT_TEMPLATE, PAYOUT_CASES),
+    };
+    let cargo = format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
+         [target.'cfg(target_family = \"wasm\")'.dependencies]\n\
+         wit-bindgen = {{ version = \"0.51\", default-features = false, features = [\"macros\"] }}\n\n\
+         # A crate of its own, not a member of any enclosing workspace.\n[workspace]\n\n\
+         [profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\n"
+    );
+    std::fs::write(root.join("Cargo.toml"), cargo)?;
+    std::fs::write(root.join("wit/rules.wit"), RULES_WIT)?;
+    std::fs::write(root.join("src/lib.rs"), lib.replace("{world}", world))?;
+    std::fs::write(root.join("cases.toml"), cases)?;
+    let readme = format!(
+        "# {name}\n\nA Nixo {world} plugin.\n\n```sh\ncargo test                                   # the rules, natively\n\
+         cargo build --release --target wasm32-unknown-unknown\n\
+         nixo plugin componentize target/wasm32-unknown-unknown/release/{stem}.wasm -o {name}.wasm\n\
+         nixo plugin check {name}.wasm\nnixo plugin test {name}.wasm --cases cases.toml\n```\n\n\
+         To load it, copy `{name}.wasm` into the server's plugins directory with a manifest `{name}.toml`\n\
+         (name, version, kind, sha256 of the artefact; see the Nixo README).\n"
+    );
+    std::fs::write(root.join("README.md"), readme)?;
+    Ok(root)
+}
+
+const FRAUD_TEMPLATE: &str = r#"//! A Nixo fraud rule. The logic is plain Rust in `decide` (test it with
+//! `cargo test`); the export below is compiled only for wasm targets.
+
+/// Decides on a transfer of `amount` (an exact decimal string) in `currency`:
+/// returns (verdict, score in basis points, reasons).
+pub fn decide(amount: &str, currency: &str) -> (&'static str, u16, Vec<String>) {
+    let whole: u64 = amount.split('.').next().and_then(|w| w.parse().ok()).unwrap_or(u64::MAX);
+    match (currency, whole) {
+        ("KES", w) if w >= 100_000 => ("review", 6_000, vec!["large_kes_amount".into()]),
+        _ => ("allow", 100, Vec::new()),
+    }
+}
+
+#[cfg(target_family = "wasm")]
+mod component {
+    wit_bindgen::generate!({ path: "wit", world: "{world}" });
+
+    use exports::nixo::rules::fraud_check::Guest;
+    use nixo::rules::types::{Decision, Transaction, Verdict};
+
+    struct Rule;
+
+    impl Guest for Rule {
+        fn name() -> String {
+            "MyRule".to_string()
+        }
+
+        fn check(tx: Transaction) -> Decision {
+            let (verdict, score_bp, reasons) = super::decide(&tx.amount.amount, &tx.amount.currency);
+            let verdict = match verdict {
+                "deny" => Verdict::Deny,
+                "review" => Verdict::Review,
+                _ => Verdict::Allow,
+            };
+            Decision { verdict, score_bp, reasons }
+        }
+    }
+
+    export!(Rule);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn large_kes_amounts_are_reviewed() {
+        assert_eq!(super::decide("150000.00", "KES").0, "review");
+        assert_eq!(super::decide("50.00", "KES").0, "allow");
+    }
+}
+"#;
+
+const PAYOUT_TEMPLATE: &str = r#"//! A Nixo payout rule. The logic is plain Rust in `normalise` (test it with
+//! `cargo test`); the export below is compiled only for wasm targets.
+
+/// Accepts destinations of 6 to 34 letters and digits (spaces ignored),
+/// upper-cased; refuses anything else with (field, code, message).
+pub fn normalise(destination: &str) -> Result<String, (&'static str, &'static str, String)> {
+    let compact: String = destination.chars().filter(|c| !c.is_whitespace()).collect();
+    if (6..=34).contains(&compact.len()) && compact.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(compact.to_ascii_uppercase())
+    } else {
+        Err(("destination", "invalid_destination", "6 to 34 letters and digits".to_string()))
+    }
+}
+
+#[cfg(target_family = "wasm")]
+mod component {
+    wit_bindgen::generate!({ path: "wit", world: "{world}" });
+
+    use exports::nixo::rules::payout_check::{Guest, PayoutRequest, Refusal, Routing};
+
+    struct Rule;
+
+    impl Guest for Rule {
+        fn name() -> String {
+            "MyPayoutRule".to_string()
+        }
+
+        fn check(request: PayoutRequest) -> Result<Routing, Refusal> {
+            super::normalise(&request.destination)
+                .map(|destination| Routing { destination, facts: Vec::new() })
+                .map_err(|(field, code, message)| Refusal { field: field.into(), code: code.into(), message })
+        }
+    }
+
+    export!(Rule);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn destinations_are_normalised_or_refused() {
+        assert_eq!(super::normalise("ab12 cd34").unwrap(), "AB12CD34");
+        assert!(super::normalise("x").is_err());
+    }
+}
+"#;
+
+const FRAUD_CASES: &str = r#"[[case]]
+name = "a small transfer is allowed"
+kind = "transfer"
+amount = "50.00"
+currency = "KES"
+destination = "102"
+expect_verdict = "allow"
+
+[[case]]
+name = "a large KES transfer is reviewed"
+kind = "transfer"
+amount = "150000.00"
+currency = "KES"
+destination = "102"
+expect_verdict = "review"
+expect_reasons = ["large_kes_amount"]
+"#;
+
+const PAYOUT_CASES: &str = r#"[[case]]
+name = "a spaced destination is normalised"
+rail = "bank"
+destination = "ab12 cd34"
+amount = "10.00"
+currency = "EUR"
+expect_destination = "AB12CD34"
+
+[[case]]
+name = "a short destination is refused"
+rail = "bank"
+destination = "x"
+amount = "10.00"
+currency = "EUR"
+expect_refusal = "invalid_destination"
+expect_field = "destination"
+"#;

@@ -74,3 +74,71 @@ fn check_reports_worlds_and_refusals() {
     assert!(!ok);
     assert!(out.contains("refused") && out.contains("wasi:filesystem/"), "{out}");
 }
+
+/// `nixo plugin new` writes a crate that builds for wasm on its own, whose
+/// component loads and passes its own case file.
+#[test]
+fn a_new_plugin_template_builds_loads_and_passes_its_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Build with the very toolchain running this test (it has the wasm targets).
+    let rustc = Path::new(&cargo).with_file_name("rustc");
+    for (name, kind) in [("demo-fraud", "fraud"), ("demo-payout", "payout")] {
+        let (ok, out) = run(&[
+            "plugin",
+            "new",
+            name,
+            "--kind",
+            kind,
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(ok, "{out}");
+        let crate_dir = dir.path().join(name);
+        let target = dir.path().join("target");
+        let built = Command::new(&cargo)
+            .current_dir(&crate_dir)
+            .args([
+                "build",
+                "--offline",
+                "--release",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .envs(rustc.exists().then(|| ("RUSTC", rustc.clone())))
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        let module = target.join(format!(
+            "wasm32-unknown-unknown/release/{}.wasm",
+            name.replace('-', "_")
+        ));
+        let component = dir.path().join(format!("{name}.wasm"));
+        let (ok, out) = run(&[
+            "plugin",
+            "componentize",
+            module.to_str().unwrap(),
+            "-o",
+            component.to_str().unwrap(),
+        ]);
+        assert!(ok, "{out}");
+        let (ok, out) = run(&["plugin", "check", component.to_str().unwrap()]);
+        assert!(
+            ok && out.contains(&format!("world:    nixo:rules/{kind}-rule")),
+            "{out}"
+        );
+        let cases = crate_dir.join("cases.toml");
+        let (ok, out) = run(&[
+            "plugin",
+            "test",
+            component.to_str().unwrap(),
+            "--cases",
+            cases.to_str().unwrap(),
+        ]);
+        assert!(ok && out.contains("2 passed, 0 failed"), "{out}");
+    }
+}
