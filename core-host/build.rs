@@ -14,7 +14,7 @@ const PROFILE: &str = "wasm-release";
 
 /// (package, library file stem, target, env var, wrap as component)
 /// The `testing` guests are fixtures for the sandbox tests, not product.
-const GUESTS: [(&str, &str, &str, &str, bool); 6] = [
+const GUESTS: [(&str, &str, &str, &str, bool); 7] = [
     (
         "nixo-gateway",
         "nixo_gateway",
@@ -55,6 +55,13 @@ const GUESTS: [(&str, &str, &str, &str, bool); 6] = [
         "nixo_fs_rule",
         "wasm32-wasip2",
         "NIXO_TEST_FS_RULE_WASM",
+        false,
+    ),
+    (
+        "nixo-chatty-rule",
+        "nixo_chatty_rule",
+        "wasm32-wasip2",
+        "NIXO_TEST_CHATTY_RULE_WASM",
         false,
     ),
 ];

@@ -57,6 +57,15 @@ enum Command {
         /// Spin. The core still refuses requests the gateway did not sign.
         #[arg(long, env = "NIXO_CORE_LISTEN")]
         core_listen: Option<SocketAddr>,
+        /// Fuel (≈ Wasm instructions) one rule decision may use at most.
+        #[arg(long, env = "NIXO_RULE_FUEL_PER_CALL", default_value_t = RuleLimits::default().fuel_per_call_max)]
+        rule_fuel_per_call: u64,
+        /// Wall-clock limit of one rule decision, in milliseconds.
+        #[arg(long, env = "NIXO_RULE_DEADLINE_MS", default_value_t = RuleLimits::default().deadline_ms)]
+        rule_deadline_ms: u64,
+        /// Linear memory one rule instance may use, in MiB.
+        #[arg(long, env = "NIXO_RULE_MEMORY_MIB", default_value_t = RuleLimits::default().memory_max_bytes >> 20)]
+        rule_memory_mib: usize,
     },
     /// Ledger administration.
     Ledger {
@@ -160,12 +169,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             storage,
             listen,
             core_listen,
+            rule_fuel_per_call,
+            rule_deadline_ms,
+            rule_memory_mib,
         } => {
+            anyhow::ensure!(
+                rule_fuel_per_call > 0 && rule_deadline_ms > 0 && (1..=4096).contains(&rule_memory_mib),
+                "rule limits must be positive (memory 1 to 4096 MiB)"
+            );
             serve(ServeConfig {
                 data_dir: storage.data_dir,
                 listen,
                 core_listen,
-                rule_limits: RuleLimits::default(),
+                rule_limits: RuleLimits {
+                    fuel_per_call_max: rule_fuel_per_call,
+                    deadline_ms: rule_deadline_ms,
+                    memory_max_bytes: rule_memory_mib << 20,
+                    ..RuleLimits::default()
+                },
                 database_url: storage.database_url,
                 cache_dir: None,
             })

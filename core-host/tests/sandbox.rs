@@ -193,3 +193,43 @@ fn a_new_version_replaces_the_old_and_a_broken_one_does_not() {
         "removing the manifest unloads the rule"
     );
 }
+
+const CHATTY: &[u8] = include_bytes!(env!("NIXO_TEST_CHATTY_RULE_WASM"));
+
+#[test]
+fn a_wasi_plugin_gets_no_capabilities_and_its_output_is_captured_bounded() {
+    let limits = RuleLimits::default();
+    let (host, dir) = host(limits);
+    let plugins = dir.path().join("plugins");
+    install(&plugins, "chatty", CHATTY, "fail_closed");
+    let report = host.load_dir(&plugins).unwrap();
+    assert_eq!(
+        report.active,
+        ["chatty@1.0.0"],
+        "the WASI std set is allowed: {report:?}"
+    );
+    let verdicts = host.check_fraud(&tx(None));
+    assert_eq!(verdicts.rules_applied, ["Chatty: ALLOW"]);
+    let stdio = verdicts.decisions[0].stdio.as_deref().expect("captured output");
+    assert!(stdio.starts_with("checking 50.00 KES\n"), "{stdio:.80}");
+    assert!(stdio.contains("environment has 0 variables"), "an empty environment");
+    assert!(
+        stdio.len() <= 2 * limits.stdio_capture_max_bytes,
+        "bounded: {} bytes",
+        stdio.len()
+    );
+}
+
+#[test]
+fn an_oversized_input_is_refused_before_the_call() {
+    let (host, dir) = host(RuleLimits::default());
+    let plugins = dir.path().join("plugins");
+    install(&plugins, "fraud-check", FRAUD_CHECK, "fail_closed");
+    host.load_dir(&plugins).unwrap();
+    let mut big = tx(None);
+    big.metadata
+        .push(("note".into(), "x".repeat(RuleLimits::default().input_len_max_bytes)));
+    let verdicts = host.check_fraud(&big);
+    assert_eq!(verdicts.reasons, ["rule_failed:input_too_large"]);
+    assert_eq!(verdicts.verdict, Verdict::Deny);
+}

@@ -10,6 +10,7 @@ CREATE TABLE rule_decisions (
     output         TEXT,                          -- JSON decision; NULL when the rule failed
     failure        TEXT,                          -- out_of_fuel, deadline_exceeded, trap, …
     policy         TEXT,                          -- the failure policy applied
+    stdio          TEXT,                          -- what a WASI plugin printed (bounded)
     fuel_used      INTEGER NOT NULL,
     latency_us     INTEGER NOT NULL,
     created_at_ms  INTEGER NOT NULL

@@ -31,6 +31,8 @@ pub struct DecisionRecord {
     pub policy: Option<&'static str>,
     pub fuel_used: u64,
     pub latency_us: u64,
+    /// What a WASI plugin wrote to stdout/stderr (bounded).
+    pub stdio: Option<String>,
 }
 
 struct Entry {
@@ -133,8 +135,8 @@ async fn write(db: &Db, rows: &[Entry]) -> Result<(), sqlx::Error> {
         let r = &row.record;
         sqlx::query(
             "INSERT INTO rule_decisions (id, transaction_id, account_id, plugin_name, plugin_version, plugin_sha256,
-                 input, output, failure, policy, fuel_used, latency_us, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 input, output, failure, policy, fuel_used, latency_us, created_at_ms, stdio)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(r.decision_id.as_str())
         .bind(row.transaction_id)
@@ -149,6 +151,7 @@ async fn write(db: &Db, rows: &[Entry]) -> Result<(), sqlx::Error> {
         .bind(i64::try_from(r.fuel_used).unwrap_or(i64::MAX))
         .bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX))
         .bind(row.at_ms)
+        .bind(r.stdio.as_deref())
         .execute(&mut *tx)
         .await?;
     }
@@ -164,7 +167,7 @@ pub async fn list(
 ) -> Result<Vec<Value>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, transaction_id, plugin_name, plugin_version, plugin_sha256, input, output, failure, policy,
-                fuel_used, latency_us, created_at_ms
+                fuel_used, latency_us, created_at_ms, stdio
          FROM rule_decisions WHERE account_id = $1 AND ($2 = 0 OR transaction_id = $2)
          ORDER BY created_at_ms DESC, id DESC LIMIT $3",
     )
@@ -192,6 +195,7 @@ pub async fn list(
                 "fuel_used": r.try_get::<i64, _>(9)?,
                 "latency_us": r.try_get::<i64, _>(10)?,
                 "created": r.try_get::<i64, _>(11)? / 1000,
+                "stdio": r.try_get::<Option<String>, _>(12)?,
             }))
         })
         .collect()

@@ -64,8 +64,12 @@ pub struct RuleLimits {
     /// Reasons one decision may return, and bytes per reason.
     pub reasons_max: usize,
     pub reason_len_max: usize,
-    /// Bytes of stdout/stderr kept from a plugin that writes them.
+    /// Bytes of stdout/stderr kept in the decision log from a plugin that
+    /// writes them (it may write up to [`STDIO_BUFFER_MAX_BYTES`]; beyond
+    /// that its write fails and the call counts as failed).
     pub stdio_capture_max_bytes: usize,
+    /// Bytes of input (the strings of a transaction) one call may receive.
+    pub input_len_max_bytes: usize,
 }
 
 impl Default for RuleLimits {
@@ -78,10 +82,13 @@ impl Default for RuleLimits {
             reasons_max: 16,
             reason_len_max: 128,
             stdio_capture_max_bytes: 4_096,
+            input_len_max_bytes: 64 << 10,
         }
     }
 }
 
+/// Bytes a WASI plugin may write to stdout and to stderr in one call.
+pub const STDIO_BUFFER_MAX_BYTES: usize = 1 << 20;
 /// Epoch tick: the resolution of the wall-clock deadline.
 pub const EPOCH_TICK_MS: u64 = 5;
 /// Instances the pool holds at once (concurrent decisions).
@@ -105,6 +112,8 @@ pub const IMPORT_ALLOWLIST: [&str; 10] = [
 
 struct RuleState {
     limits: StoreLimits,
+    /// The capture buffers behind the plugin's stdout and stderr.
+    stdio: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
     /// Present only for plugins that import WASI: no preopens, no network,
     /// empty environment, stdout/stderr into bounded memory.
     wasi: Option<WasiCtx>,
@@ -318,14 +327,16 @@ impl RuleHost {
             .table_elements(limits.table_elements_max)
             .trap_on_grow_failure(true)
             .build();
-        let wasi = uses_wasi.then(|| {
-            WasiCtx::builder()
-                .stdout(MemoryOutputPipe::new(limits.stdio_capture_max_bytes))
-                .stderr(MemoryOutputPipe::new(limits.stdio_capture_max_bytes))
-                .build()
+        let stdio = uses_wasi.then(|| {
+            let capture = || MemoryOutputPipe::new(STDIO_BUFFER_MAX_BYTES);
+            (capture(), capture())
         });
+        let wasi = stdio
+            .as_ref()
+            .map(|(out, err)| WasiCtx::builder().stdout(out.clone()).stderr(err.clone()).build());
         let state = RuleState {
             limits: store_limits,
+            stdio,
             wasi,
             table: ResourceTable::new(),
         };
@@ -524,14 +535,49 @@ impl RuleHost {
         }
     }
 
-    fn call_fraud(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Decision, u64)> {
-        let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
-        let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+    fn call_fraud(&self, plugin: &FraudPlugin, tx: &Transaction) -> Called<Decision> {
+        let mut store = match self.new_store(&plugin.limits, plugin.uses_wasi) {
+            Ok(store) => store,
+            Err(err) => {
+                return Called {
+                    result: Err(err),
+                    fuel_used: 0,
+                    stdio: None,
+                };
+            }
+        };
+        let result = self.call_fraud_in(&mut store, plugin, tx);
+        let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
+        let stdio = store
+            .data()
+            .stdio
+            .as_ref()
+            .map(|(out, err)| captured(out, err, self.limits.stdio_capture_max_bytes))
+            .filter(|s| !s.is_empty());
+        Called {
+            result,
+            fuel_used,
+            stdio,
+        }
+    }
+
+    fn call_fraud_in(
+        &self,
+        store: &mut Store<RuleState>,
+        plugin: &FraudPlugin,
+        tx: &Transaction,
+    ) -> anyhow::Result<Decision> {
+        let input_len = transaction_len_bytes(tx);
+        anyhow::ensure!(
+            input_len <= self.limits.input_len_max_bytes,
+            "input of {input_len} bytes is over the limit of {}",
+            self.limits.input_len_max_bytes
+        );
+        let instance = plugin.pre.instantiate(&mut *store).map_err(anyhow::Error::from)?;
         let decision = instance
             .nixo_rules_fraud_check()
-            .call_check(&mut store, tx)
+            .call_check(&mut *store, tx)
             .map_err(anyhow::Error::from)?;
-        let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
         anyhow::ensure!(
             decision.score_bp <= 10_000,
             "score {} is above 10000",
@@ -545,7 +591,7 @@ impl RuleHost {
             self.limits.reasons_max,
             self.limits.reason_len_max
         );
-        Ok((decision, fuel_used))
+        Ok(decision)
     }
 
     /// Runs every fraud rule that applies to the transaction's kind. Any
@@ -580,12 +626,15 @@ impl RuleHost {
                 policy: None,
                 fuel_used: 0,
                 latency_us: 0,
+                stdio: None,
             };
             let called = self.call_fraud(plugin, tx);
             record.latency_us = started.elapsed().as_micros() as u64;
-            let decision = match called {
-                Ok((decision, fuel_used)) => {
-                    record.fuel_used = fuel_used;
+            record.fuel_used = called.fuel_used;
+            record.stdio = called.stdio;
+            let fuel_used = called.fuel_used;
+            let decision = match called.result {
+                Ok(decision) => {
                     record.output = Some(serde_json::json!({
                         "verdict": verdict_label(decision.verdict).to_ascii_lowercase(),
                         "score_bp": decision.score_bp,
@@ -658,10 +707,44 @@ impl RuleHost {
             .collect())
     }
 
-    /// Runs one fraud rule once (for `nixo plugin test`).
+    /// Runs one fraud rule once (for `nixo plugin test`): the decision and
+    /// the fuel it used.
     pub fn call_fraud_once(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Decision, u64)> {
-        self.call_fraud(plugin, tx)
+        let called = self.call_fraud(plugin, tx);
+        called.result.map(|d| (d, called.fuel_used))
     }
+}
+
+/// The result of one plugin call and what it cost.
+struct Called<T> {
+    result: anyhow::Result<T>,
+    fuel_used: u64,
+    /// What a WASI plugin wrote (bounded), if anything.
+    stdio: Option<String>,
+}
+
+/// The first `max_bytes` of stdout, then of stderr.
+fn captured(out: &MemoryOutputPipe, err: &MemoryOutputPipe, max_bytes: usize) -> String {
+    let (out, err) = (out.contents(), err.contents());
+    let take = |b: &[u8], n: usize| String::from_utf8_lossy(&b[..b.len().min(n)]).into_owned();
+    let mut text = take(&out, max_bytes);
+    if !err.is_empty() {
+        text.push_str(&take(&err, max_bytes));
+    }
+    text
+}
+
+/// Bytes of the strings a transaction carries to a rule.
+fn transaction_len_bytes(tx: &Transaction) -> usize {
+    let velocity = tx.velocity.sum_last_hour.len() + tx.velocity.sum_last_day.len();
+    let metadata: usize = tx.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    tx.amount.amount.len()
+        + tx.amount.currency.len()
+        + tx.source.len()
+        + tx.destination.len()
+        + tx.destination_country.as_ref().map_or(0, String::len)
+        + velocity
+        + metadata
 }
 
 /// A short, stable name for why a plugin call failed (walks the error chain:
@@ -683,6 +766,9 @@ pub fn failure_kind(err: &anyhow::Error) -> &'static str {
         }
         if text.contains("reasons") {
             return "output_too_large";
+        }
+        if text.contains("input of") {
+            return "input_too_large";
         }
     }
     "error"
