@@ -87,6 +87,8 @@ pub struct Case {
     pub sandbox: Option<bool>,
     pub count_last_hour: Option<u32>,
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// The manifest `[config]` to run this case with (default: none).
+    pub config: Option<std::collections::BTreeMap<String, String>>,
     // Payout input.
     pub rail: Option<String>,
     pub sent_today: Option<String>,
@@ -182,9 +184,10 @@ fn verdict_name(v: Verdict) -> &'static str {
 fn run_case(host: &RuleHost, plugin: &Plugin, case: &Case) -> anyhow::Result<CaseResult> {
     let started = Instant::now();
     let mut failures = Vec::new();
+    let config: Vec<(String, String)> = case.config.clone().unwrap_or_default().into_iter().collect();
     let fuel_used = match plugin {
         Plugin::Fraud(rule) => {
-            let (decision, fuel) = host.call_fraud_once(rule, &transaction(case)?)?;
+            let (decision, fuel) = host.call_fraud_once(rule, &transaction(case)?, Some(&config))?;
             if let Some(want) = &case.expect_verdict
                 && want != verdict_name(decision.verdict)
             {
@@ -203,7 +206,7 @@ fn run_case(host: &RuleHost, plugin: &Plugin, case: &Case) -> anyhow::Result<Cas
             fuel
         }
         Plugin::Payout(rule) => {
-            let outcome = host.call_payout(rule, &payout_request(case)?)?;
+            let outcome = host.call_payout(rule, &payout_request(case)?, Some(&config))?;
             match (&outcome.result, &case.expect_destination, &case.expect_refusal) {
                 (Ok(routing), Some(want), _) if routing.destination != *want => {
                     failures.push(format!("destination {} (want {want})", routing.destination));
@@ -336,7 +339,7 @@ mod component {
             "MyRule".to_string()
         }
 
-        fn check(tx: Transaction) -> Decision {
+        fn check(tx: Transaction, _config: Vec<(String, String)>) -> Decision {
             let (verdict, score_bp, reasons) = super::decide(&tx.amount.amount, &tx.amount.currency);
             let verdict = match verdict {
                 "deny" => Verdict::Deny,
@@ -387,7 +390,7 @@ mod component {
             "MyPayoutRule".to_string()
         }
 
-        fn check(request: PayoutRequest) -> Result<Routing, Refusal> {
+        fn check(request: PayoutRequest, _config: Vec<(String, String)>) -> Result<Routing, Refusal> {
             super::normalise(&request.destination)
                 .map(|destination| Routing { destination, facts: Vec::new() })
                 .map_err(|(field, code, message)| Refusal { field: field.into(), code: code.into(), message })

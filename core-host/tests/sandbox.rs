@@ -233,3 +233,19 @@ fn an_oversized_input_is_refused_before_the_call() {
     assert_eq!(verdicts.reasons, ["rule_failed:input_too_large"]);
     assert_eq!(verdicts.verdict, Verdict::Deny);
 }
+
+#[test]
+fn a_manifest_config_tunes_a_rule_without_rebuilding_it() {
+    let (host, dir) = host(RuleLimits::default());
+    let plugins = dir.path().join("plugins");
+    install(&plugins, "fraud-check", FRAUD_CHECK, "fail_closed");
+    host.load_dir(&plugins).unwrap();
+    assert_eq!(host.check_fraud(&tx(None)).verdict, Verdict::Allow);
+    let mut manifest = std::fs::read_to_string(plugins.join("fraud-check.toml")).unwrap();
+    manifest.push_str("\n[config]\n\"review_threshold.KES\" = \"10\"\n");
+    std::fs::write(plugins.join("fraud-check.toml"), manifest).unwrap();
+    host.load_dir(&plugins).unwrap();
+    let verdicts = host.check_fraud(&tx(None));
+    assert_eq!(verdicts.verdict, Verdict::Review);
+    assert_eq!(verdicts.reasons, ["amount_above_review_threshold"]);
+}

@@ -89,10 +89,11 @@ fn main() {
         sandbox: true,
         count_1h: 3,
     };
+    let config = nixo_fraud_check::rules::Config::default();
     let samples = (0..n)
         .map(|_| {
             let t = Instant::now();
-            std::hint::black_box(nixo_fraud_check::rules::check(std::hint::black_box(&input)));
+            std::hint::black_box(nixo_fraud_check::rules::check(std::hint::black_box(&input), &config));
             t.elapsed()
         })
         .collect();

@@ -85,7 +85,15 @@ pub struct Manifest {
     pub rail: Option<PayoutRail>,
     #[serde(default)]
     pub limits: ManifestLimits,
+    /// Settings handed to the plugin on every call (thresholds, lists).
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
 }
+
+/// Entries, key length and value length of a manifest's `[config]`.
+pub const CONFIG_ENTRIES_MAX: usize = 64;
+pub const CONFIG_KEY_LEN_MAX: usize = 64;
+pub const CONFIG_VALUE_LEN_MAX: usize = 1_024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,6 +123,15 @@ impl Manifest {
         ensure!(
             manifest.sha256.len() == 64 && manifest.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
             "sha256 must be 64 hex digits"
+        );
+        ensure!(
+            manifest.config.len() <= CONFIG_ENTRIES_MAX
+                && manifest
+                    .config
+                    .iter()
+                    .all(|(k, v)| !k.is_empty() && k.len() <= CONFIG_KEY_LEN_MAX && v.len() <= CONFIG_VALUE_LEN_MAX),
+            "[config] holds at most {CONFIG_ENTRIES_MAX} entries, keys of 1 to {CONFIG_KEY_LEN_MAX} bytes, \
+             values of at most {CONFIG_VALUE_LEN_MAX} bytes"
         );
         ensure!(
             (manifest.kind == PluginKind::Payout) == manifest.rail.is_some(),
@@ -185,6 +202,11 @@ impl Manifest {
                 .min(host.memory_max_bytes),
             ..*host
         }
+    }
+
+    /// The `[config]` table as the plugin receives it.
+    pub fn config_pairs(&self) -> Vec<(String, String)> {
+        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn applies_to(&self, kind: TransactionKind) -> bool {

@@ -477,13 +477,20 @@ impl RuleHost {
         Ok(report)
     }
 
-    /// Runs a payout rule once.
-    pub fn call_payout(&self, plugin: &PayoutPlugin, request: &PayoutRequest) -> anyhow::Result<PayoutOutcome> {
+    /// Runs a payout rule once with its manifest's `[config]`, or `config`.
+    pub fn call_payout(
+        &self,
+        plugin: &PayoutPlugin,
+        request: &PayoutRequest,
+        config: Option<&[(String, String)]>,
+    ) -> anyhow::Result<PayoutOutcome> {
+        let own = plugin.manifest.config_pairs();
+        let config = config.unwrap_or(&own);
         let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
         let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
         let result = instance
             .nixo_rules_payout_check()
-            .call_check(&mut store, request)
+            .call_check(&mut store, request, config)
             .map_err(anyhow::Error::from)?;
         let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
         Ok(PayoutOutcome { result, fuel_used })
@@ -513,7 +520,7 @@ impl RuleHost {
             ));
         };
         let started = Instant::now();
-        match self.call_payout(&plugin, request) {
+        match self.call_payout(&plugin, request, None) {
             Ok(outcome) => {
                 tracing::info!(
                     plugin = %plugin.manifest.name, version = %plugin.manifest.version, sha256 = %plugin.sha256,
@@ -536,6 +543,10 @@ impl RuleHost {
     }
 
     fn call_fraud(&self, plugin: &FraudPlugin, tx: &Transaction) -> Called<Decision> {
+        self.call_fraud_with(plugin, tx, &plugin.manifest.config_pairs())
+    }
+
+    fn call_fraud_with(&self, plugin: &FraudPlugin, tx: &Transaction, config: &[(String, String)]) -> Called<Decision> {
         let mut store = match self.new_store(&plugin.limits, plugin.uses_wasi) {
             Ok(store) => store,
             Err(err) => {
@@ -546,7 +557,7 @@ impl RuleHost {
                 };
             }
         };
-        let result = self.call_fraud_in(&mut store, plugin, tx);
+        let result = self.call_fraud_in(&mut store, plugin, tx, config);
         let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
         let stdio = store
             .data()
@@ -566,6 +577,7 @@ impl RuleHost {
         store: &mut Store<RuleState>,
         plugin: &FraudPlugin,
         tx: &Transaction,
+        config: &[(String, String)],
     ) -> anyhow::Result<Decision> {
         let input_len = transaction_len_bytes(tx);
         anyhow::ensure!(
@@ -576,7 +588,7 @@ impl RuleHost {
         let instance = plugin.pre.instantiate(&mut *store).map_err(anyhow::Error::from)?;
         let decision = instance
             .nixo_rules_fraud_check()
-            .call_check(&mut *store, tx)
+            .call_check(&mut *store, tx, config)
             .map_err(anyhow::Error::from)?;
         anyhow::ensure!(
             decision.score_bp <= 10_000,
@@ -709,8 +721,16 @@ impl RuleHost {
 
     /// Runs one fraud rule once (for `nixo plugin test`): the decision and
     /// the fuel it used.
-    pub fn call_fraud_once(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Decision, u64)> {
-        let called = self.call_fraud(plugin, tx);
+    pub fn call_fraud_once(
+        &self,
+        plugin: &FraudPlugin,
+        tx: &Transaction,
+        config: Option<&[(String, String)]>,
+    ) -> anyhow::Result<(Decision, u64)> {
+        let called = match config {
+            Some(config) => self.call_fraud_with(plugin, tx, config),
+            None => self.call_fraud(plugin, tx),
+        };
         called.result.map(|d| (d, called.fuel_used))
     }
 }

@@ -25,7 +25,7 @@ mod wasm {
             rules::RULE_NAME.to_string()
         }
 
-        fn check(tx: Transaction) -> Decision {
+        fn check(tx: Transaction, config: Vec<(String, String)>) -> Decision {
             let input = rules::Input {
                 is_transfer: matches!(tx.kind, TransactionKind::Transfer),
                 amount: &tx.amount.amount,
@@ -37,7 +37,7 @@ mod wasm {
                 sandbox: tx.account.sandbox,
                 count_1h: tx.velocity.count_last_hour,
             };
-            let out = rules::check(&input);
+            let out = rules::check(&input, &rules::Config::from_pairs(&config));
             Decision {
                 verdict: match out.verdict {
                     rules::Verdict::Allow => Verdict::Allow,

@@ -25,6 +25,73 @@ pub const VELOCITY_1H_REVIEW_COUNT: u32 = 20;
 /// Destination countries that always go to review (FATF "call for action").
 const HIGH_RISK_COUNTRIES: [&str; 3] = ["KP", "IR", "MM"];
 
+/// Operator settings from the manifest's `[config]` table; every key is
+/// optional and a value that does not parse keeps the default:
+///
+/// - `review_threshold.KES = "150000"`, `deny_threshold.KES = "1000000"`:
+///   whole units, per currency;
+/// - `velocity_1h_review_count = "20"`;
+/// - `high_risk_countries = "KP,IR,MM"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    thresholds: Vec<(String, Option<u128>, Option<u128>)>,
+    velocity_1h_review_count: Option<u32>,
+    high_risk_countries: Option<Vec<String>>,
+}
+
+impl Config {
+    pub fn from_pairs(pairs: &[(String, String)]) -> Config {
+        let mut config = Config::default();
+        for (key, value) in pairs {
+            let value = value.trim();
+            if let Some(currency) = key.strip_prefix("review_threshold.") {
+                config.set_threshold(currency, value.parse().ok(), None);
+            } else if let Some(currency) = key.strip_prefix("deny_threshold.") {
+                config.set_threshold(currency, None, value.parse().ok());
+            } else if key == "velocity_1h_review_count" {
+                config.velocity_1h_review_count = value.parse().ok();
+            } else if key == "high_risk_countries" {
+                let list = value
+                    .split(',')
+                    .map(|c| c.trim().to_ascii_uppercase())
+                    .filter(|c| c.len() == 2);
+                config.high_risk_countries = Some(list.collect());
+            }
+        }
+        config
+    }
+
+    fn set_threshold(&mut self, currency: &str, review: Option<u128>, deny: Option<u128>) {
+        match self.thresholds.iter_mut().find(|(c, _, _)| c == currency) {
+            Some(entry) => {
+                entry.1 = review.or(entry.1);
+                entry.2 = deny.or(entry.2);
+            }
+            None => self.thresholds.push((currency.to_string(), review, deny)),
+        }
+    }
+
+    fn thresholds(&self, currency: &str) -> Thresholds {
+        let mut t = thresholds(currency);
+        if let Some((_, review, deny)) = self.thresholds.iter().find(|(c, _, _)| c == currency) {
+            t.review_units = review.unwrap_or(t.review_units);
+            t.deny_units = deny.unwrap_or(t.deny_units);
+        }
+        t
+    }
+
+    fn velocity_1h_review_count(&self) -> u32 {
+        self.velocity_1h_review_count.unwrap_or(VELOCITY_1H_REVIEW_COUNT)
+    }
+
+    fn is_high_risk(&self, country: &str) -> bool {
+        match &self.high_risk_countries {
+            Some(list) => list.iter().any(|c| c == country),
+            None => HIGH_RISK_COUNTRIES.contains(&country),
+        }
+    }
+}
+
 /// Review and deny thresholds in whole units of a currency.
 struct Thresholds {
     review_units: u128,
@@ -108,7 +175,7 @@ fn units_scaled(units: u128) -> u128 {
 }
 
 /// Applies every rule; the strictest verdict and the highest score win.
-pub fn check(input: &Input<'_>) -> Outcome {
+pub fn check(input: &Input<'_>, config: &Config) -> Outcome {
     let mut out = Outcome {
         verdict: Verdict::Allow,
         score_bp: SCORE_BASE_BP,
@@ -133,7 +200,7 @@ pub fn check(input: &Input<'_>) -> Outcome {
         raise(&mut out, Verdict::Deny, SCORE_CERTAIN_BP, "same_source_and_destination");
     }
 
-    let limits = thresholds(input.currency);
+    let limits = config.thresholds(input.currency);
     let review = units_scaled(limits.review_units);
     if amount >= units_scaled(limits.deny_units) {
         raise(
@@ -158,11 +225,11 @@ pub fn check(input: &Input<'_>) -> Outcome {
     if !input.sandbox && input.account_age_days == 0 && amount * 10 >= review {
         raise(&mut out, Verdict::Review, SCORE_REVIEW_BP, "new_account_large_amount");
     }
-    if input.count_1h >= VELOCITY_1H_REVIEW_COUNT {
+    if input.count_1h >= config.velocity_1h_review_count() {
         raise(&mut out, Verdict::Review, SCORE_REVIEW_BP, "velocity_1h_exceeded");
     }
     if let Some(country) = input.destination_country
-        && HIGH_RISK_COUNTRIES.contains(&country)
+        && config.is_high_risk(country)
     {
         raise(
             &mut out,
@@ -202,7 +269,7 @@ mod tests {
 
     #[test]
     fn small_transfer_is_allowed_with_base_score() {
-        let out = check(&transfer("50.00"));
+        let out = check(&transfer("50.00"), &Config::default());
         assert_eq!(out.verdict, Verdict::Allow);
         assert_eq!(out.score_bp, 500);
         assert!(out.reasons.is_empty());
@@ -210,17 +277,20 @@ mod tests {
 
     #[test]
     fn score_rises_with_amount_before_review() {
-        assert_eq!(check(&transfer("15000")).score_bp, 1_000);
-        assert_eq!(check(&transfer("75000")).score_bp, 3_000);
-        assert_eq!(check(&transfer("149999.99")).verdict, Verdict::Allow);
+        assert_eq!(check(&transfer("15000"), &Config::default()).score_bp, 1_000);
+        assert_eq!(check(&transfer("75000"), &Config::default()).score_bp, 3_000);
+        assert_eq!(
+            check(&transfer("149999.99"), &Config::default()).verdict,
+            Verdict::Allow
+        );
     }
 
     #[test]
     fn review_and_deny_thresholds_are_inclusive() {
-        let review = check(&transfer("150000"));
+        let review = check(&transfer("150000"), &Config::default());
         assert_eq!(review.verdict, Verdict::Review);
         assert_eq!(review.reasons, ["amount_above_review_threshold"]);
-        let deny = check(&transfer("1000000.00"));
+        let deny = check(&transfer("1000000.00"), &Config::default());
         assert_eq!(deny.verdict, Verdict::Deny);
         assert_eq!(deny.score_bp, 9_500);
     }
@@ -229,7 +299,7 @@ mod tests {
     fn same_wallet_is_denied() {
         let mut tx = transfer("10");
         tx.destination = "101";
-        let out = check(&tx);
+        let out = check(&tx, &Config::default());
         assert_eq!(out.verdict, Verdict::Deny);
         assert_eq!(out.reasons, ["same_source_and_destination"]);
     }
@@ -237,7 +307,7 @@ mod tests {
     #[test]
     fn zero_negative_and_malformed_amounts_are_denied() {
         for bad in ["0", "0.00", "-5", "1e3", "", "1.", ".5", "12.34567", "abc"] {
-            let out = check(&transfer(bad));
+            let out = check(&transfer(bad), &Config::default());
             assert_eq!(out.verdict, Verdict::Deny, "amount {bad:?}");
             assert_eq!(out.score_bp, 10_000);
         }
@@ -247,29 +317,64 @@ mod tests {
     fn new_account_large_amount_goes_to_review_but_not_in_sandbox() {
         let mut tx = transfer("20000");
         tx.account_age_days = 0;
-        assert_eq!(check(&tx).verdict, Verdict::Review);
+        assert_eq!(check(&tx, &Config::default()).verdict, Verdict::Review);
         tx.sandbox = true;
-        assert_eq!(check(&tx).verdict, Verdict::Allow);
+        assert_eq!(check(&tx, &Config::default()).verdict, Verdict::Allow);
     }
 
     #[test]
     fn velocity_and_country_rules_review() {
         let mut tx = transfer("10");
         tx.count_1h = VELOCITY_1H_REVIEW_COUNT;
-        assert_eq!(check(&tx).reasons, ["velocity_1h_exceeded"]);
+        assert_eq!(check(&tx, &Config::default()).reasons, ["velocity_1h_exceeded"]);
         let mut tx = transfer("10");
         tx.destination_country = Some("KP");
-        assert_eq!(check(&tx).verdict, Verdict::Review);
+        assert_eq!(check(&tx, &Config::default()).verdict, Verdict::Review);
     }
 
     #[test]
     fn strictest_verdict_and_highest_score_win() {
         let mut tx = transfer("2000000");
         tx.count_1h = 50;
-        let out = check(&tx);
+        let out = check(&tx, &Config::default());
         assert_eq!(out.verdict, Verdict::Deny);
         assert_eq!(out.score_bp, 9_500);
         assert_eq!(out.reasons.len(), 2);
+    }
+
+    #[test]
+    fn thresholds_velocity_and_countries_are_configurable() {
+        let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+            items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let config = Config::from_pairs(&pairs(&[
+            ("review_threshold.KES", "1000"),
+            ("deny_threshold.KES", "5000"),
+            ("velocity_1h_review_count", "3"),
+            ("high_risk_countries", "ng, gh"),
+            ("unknown", "ignored"),
+        ]));
+        assert_eq!(check(&transfer("999"), &config).verdict, Verdict::Allow);
+        assert_eq!(check(&transfer("1000"), &config).verdict, Verdict::Review);
+        assert_eq!(check(&transfer("5000"), &config).verdict, Verdict::Deny);
+        let mut tx = transfer("10");
+        tx.count_1h = 3;
+        assert_eq!(check(&tx, &config).reasons, ["velocity_1h_exceeded"]);
+        let mut tx = transfer("10");
+        tx.destination_country = Some("NG");
+        assert_eq!(check(&tx, &config).verdict, Verdict::Review);
+        tx.destination_country = Some("KP");
+        assert_eq!(
+            check(&tx, &config).verdict,
+            Verdict::Allow,
+            "the list replaces the default"
+        );
+        let bad = Config::from_pairs(&pairs(&[("review_threshold.KES", "lots")]));
+        assert_eq!(
+            check(&transfer("150000"), &bad).verdict,
+            Verdict::Review,
+            "unparsable keeps the default"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod wasm {
             crate::rules::RULE_NAME.to_string()
         }
 
-        fn check(request: PayoutRequest) -> Result<Routing, Refusal> {
+        fn check(request: PayoutRequest, _config: Vec<(String, String)>) -> Result<Routing, Refusal> {
             if !matches!(request.rail, Rail::Bank) {
                 return Err(Refusal {
                     field: "rail".into(),

@@ -17,7 +17,7 @@ mod wasm {
             crate::rules::RULE_NAME.to_string()
         }
 
-        fn check(request: PayoutRequest) -> Result<Routing, Refusal> {
+        fn check(request: PayoutRequest, config: Vec<(String, String)>) -> Result<Routing, Refusal> {
             if !matches!(request.rail, Rail::Mpesa) {
                 return Err(Refusal {
                     field: "rail".into(),
@@ -32,7 +32,8 @@ mod wasm {
                 destination_country: request.destination_country.as_deref(),
                 sent_today: &request.sent_today,
             };
-            crate::rules::check(&input)
+            let limits = crate::rules::Limits::from_config(&config);
+            crate::rules::check(&input, &limits)
                 .map(|ok| Routing {
                     destination: ok.msisdn,
                     facts: ok.facts,

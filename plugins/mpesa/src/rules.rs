@@ -10,6 +10,44 @@ pub const AMOUNT_PER_TRANSACTION_MAX_KES: u64 = 250_000;
 /// Largest total per day from one source, in KES.
 pub const AMOUNT_PER_DAY_MAX_KES: u64 = 500_000;
 
+/// The rail's limits in KES; manifest `[config]` keys `min_kes`,
+/// `per_transaction_max_kes` and `per_day_max_kes` override the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub min_kes: u64,
+    pub per_transaction_max_kes: u64,
+    pub per_day_max_kes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            min_kes: AMOUNT_MIN_KES,
+            per_transaction_max_kes: AMOUNT_PER_TRANSACTION_MAX_KES,
+            per_day_max_kes: AMOUNT_PER_DAY_MAX_KES,
+        }
+    }
+}
+
+impl Limits {
+    /// Reads overrides; unparsable values keep the default.
+    pub fn from_config(config: &[(String, String)]) -> Limits {
+        let mut limits = Limits::default();
+        for (key, value) in config {
+            let Ok(value) = value.trim().parse::<u64>() else {
+                continue;
+            };
+            match key.as_str() {
+                "min_kes" => limits.min_kes = value,
+                "per_transaction_max_kes" => limits.per_transaction_max_kes = value,
+                "per_day_max_kes" => limits.per_day_max_kes = value,
+                _ => {}
+            }
+        }
+        limits
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
     pub destination: &'a str,
@@ -79,7 +117,7 @@ pub fn whole_shillings(amount: &str) -> Option<u64> {
     whole.parse().ok()
 }
 
-pub fn check(input: &Input<'_>) -> Result<Valid, Invalid> {
+pub fn check(input: &Input<'_>, limits: &Limits) -> Result<Valid, Invalid> {
     let msisdn = normalise_msisdn(input.destination).ok_or_else(|| {
         invalid(
             "destination",
@@ -105,26 +143,29 @@ pub fn check(input: &Input<'_>) -> Result<Valid, Invalid> {
     }
     let amount = whole_shillings(input.amount)
         .ok_or_else(|| invalid("amount", "whole_shillings_only", "M-Pesa moves whole shillings only"))?;
-    if amount < AMOUNT_MIN_KES {
+    if amount < limits.min_kes {
         return Err(invalid(
             "amount",
             "amount_too_small",
-            format!("the smallest M-Pesa payout is {AMOUNT_MIN_KES} KES"),
+            format!("the smallest M-Pesa payout is {} KES", limits.min_kes),
         ));
     }
-    if amount > AMOUNT_PER_TRANSACTION_MAX_KES {
+    if amount > limits.per_transaction_max_kes {
         return Err(invalid(
             "amount",
             "amount_above_limit",
-            format!("M-Pesa payouts are at most {AMOUNT_PER_TRANSACTION_MAX_KES} KES each"),
+            format!("M-Pesa payouts are at most {} KES each", limits.per_transaction_max_kes),
         ));
     }
     let sent_today = whole_shillings(input.sent_today.split('.').next().unwrap_or("0")).unwrap_or(u64::MAX);
-    if sent_today.saturating_add(amount) > AMOUNT_PER_DAY_MAX_KES {
+    if sent_today.saturating_add(amount) > limits.per_day_max_kes {
         return Err(invalid(
             "amount",
             "daily_limit_exceeded",
-            format!("this payout would take today's M-Pesa total above {AMOUNT_PER_DAY_MAX_KES} KES"),
+            format!(
+                "this payout would take today's M-Pesa total above {} KES",
+                limits.per_day_max_kes
+            ),
         ));
     }
     Ok(Valid {
@@ -149,6 +190,25 @@ mod tests {
             destination_country: Some("KE"),
             sent_today: "0",
         }
+    }
+
+    fn check_default(input: &Input<'_>) -> Result<Valid, Invalid> {
+        check(input, &Limits::default())
+    }
+
+    #[test]
+    fn limits_come_from_config() {
+        let config = [
+            ("per_transaction_max_kes".to_string(), "150000".to_string()),
+            ("x".into(), "y".into()),
+        ];
+        let limits = Limits::from_config(&config);
+        assert_eq!(limits.per_transaction_max_kes, 150_000);
+        assert_eq!(limits.per_day_max_kes, AMOUNT_PER_DAY_MAX_KES);
+        assert_eq!(
+            check(&input("0712345678", "150001"), &limits).unwrap_err().code,
+            "amount_above_limit"
+        );
     }
 
     #[test]
@@ -205,30 +265,36 @@ mod tests {
 
     #[test]
     fn amounts_are_whole_shillings_within_limits() {
-        assert_eq!(check(&input("0712345678", "2500")).unwrap().msisdn, "254712345678");
-        assert!(check(&input("0712345678", "2500.00")).is_ok());
         assert_eq!(
-            check(&input("0712345678", "2500.50")).unwrap_err().code,
+            check_default(&input("0712345678", "2500")).unwrap().msisdn,
+            "254712345678"
+        );
+        assert!(check_default(&input("0712345678", "2500.00")).is_ok());
+        assert_eq!(
+            check_default(&input("0712345678", "2500.50")).unwrap_err().code,
             "whole_shillings_only"
         );
-        assert_eq!(check(&input("0712345678", "9")).unwrap_err().code, "amount_too_small");
-        assert!(check(&input("0712345678", "250000")).is_ok());
         assert_eq!(
-            check(&input("0712345678", "250001")).unwrap_err().code,
+            check_default(&input("0712345678", "9")).unwrap_err().code,
+            "amount_too_small"
+        );
+        assert!(check_default(&input("0712345678", "250000")).is_ok());
+        assert_eq!(
+            check_default(&input("0712345678", "250001")).unwrap_err().code,
             "amount_above_limit"
         );
         let mut near_limit = input("0712345678", "100000");
         near_limit.sent_today = "400001.00";
-        assert_eq!(check(&near_limit).unwrap_err().code, "daily_limit_exceeded");
+        assert_eq!(check_default(&near_limit).unwrap_err().code, "daily_limit_exceeded");
     }
 
     #[test]
     fn other_countries_and_currencies_are_refused() {
         let mut other = input("0712345678", "100");
         other.destination_country = Some("UG");
-        assert_eq!(check(&other).unwrap_err().field, "destination_country");
+        assert_eq!(check_default(&other).unwrap_err().field, "destination_country");
         let mut usd = input("0712345678", "100");
         usd.currency = "USD";
-        assert_eq!(check(&usd).unwrap_err().field, "currency");
+        assert_eq!(check_default(&usd).unwrap_err().field, "currency");
     }
 }

@@ -17,7 +17,7 @@ mod wasm {
             "Chatty".to_string()
         }
 
-        fn check(tx: Transaction) -> Decision {
+        fn check(tx: Transaction, _config: Vec<(String, String)>) -> Decision {
             println!("checking {} {}", tx.amount.amount, tx.amount.currency);
             eprintln!("environment has {} variables", std::env::vars().count());
             // Far more than the host keeps: the capture must stay bounded.

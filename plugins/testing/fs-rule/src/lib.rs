@@ -16,7 +16,7 @@ mod wasm {
             "Snoop".to_string()
         }
 
-        fn check(_tx: Transaction) -> Decision {
+        fn check(_tx: Transaction, _config: Vec<(String, String)>) -> Decision {
             let stolen = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
             Decision {
                 verdict: Verdict::Allow,

@@ -47,7 +47,7 @@ mod wasm {
             "Hostile".to_string()
         }
 
-        fn check(tx: Transaction) -> Decision {
+        fn check(tx: Transaction, _config: Vec<(String, String)>) -> Decision {
             let mut reasons = Vec::new();
             match super::behaviour(&tx.metadata) {
                 Behaviour::Allow => {}
