@@ -100,5 +100,39 @@ async fn replacing_a_rule_under_load_drops_no_request() {
         seen.iter().any(|r| r == "Hostile: ALLOW"),
         "new version served under load"
     );
+
+    // The decision log shows the switch: the new version decided, by its hash.
+    let hostile_sha = nixo_core::wasm_cache::sha256_hex(HOSTILE);
+    let mut versions = Vec::new();
+    for _ in 0..50 {
+        let log: serde_json::Value = client
+            .get(format!("{base}/v1/rules/decisions?limit=100"))
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        versions = log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["plugin"]["version"].as_str().unwrap().to_string(),
+                    d["plugin"]["sha256"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        if versions.iter().any(|(v, _)| v == "2.0.0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        versions.iter().any(|(v, sha)| v == "2.0.0" && *sha == hostile_sha),
+        "{versions:?}"
+    );
     running.stop().await.unwrap();
 }

@@ -653,6 +653,7 @@ impl RuleHost {
                         "reasons": decision.reasons,
                     }));
                     tracing::info!(
+                        decision_id = %record.decision_id,
                         plugin = %plugin.manifest.name, version = %plugin.manifest.version, sha256 = %plugin.sha256,
                         verdict = verdict_label(decision.verdict), score_bp = decision.score_bp, fuel_used,
                         latency_us = started.elapsed().as_micros() as u64, "fraud rule decided"
@@ -662,6 +663,7 @@ impl RuleHost {
                 Err(err) => {
                     let policy = plugin.manifest.failure_policy;
                     tracing::warn!(
+                        decision_id = %record.decision_id,
                         plugin = %plugin.manifest.name, version = %plugin.manifest.version, sha256 = %plugin.sha256,
                         error = %failure_kind(&err), detail = %format!("{err:#}"), ?policy,
                         latency_us = started.elapsed().as_micros() as u64, "fraud rule failed"

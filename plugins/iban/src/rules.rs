@@ -263,6 +263,53 @@ mod tests {
         assert!(check(&"9".repeat(200), None).is_err());
     }
 
+    /// A valid IBAN for a country of the table: a BBAN filled in from its
+    /// format, and the check digits computed for it.
+    fn synthetic(country: &str, format: &str) -> String {
+        let mut bban = String::new();
+        let mut count = 0usize;
+        for f in format.chars() {
+            if let Some(d) = f.to_digit(10) {
+                count = count * 10 + d as usize;
+                continue;
+            }
+            for i in 0..count {
+                let digit = char::from(b'0' + ((bban.len() * 7 + i) % 10) as u8);
+                let letter = char::from(b'A' + ((bban.len() * 5 + i) % 26) as u8);
+                bban.push(if f == 'a' || (f == 'c' && i % 3 == 1) {
+                    letter
+                } else {
+                    digit
+                });
+            }
+            count = 0;
+        }
+        let check = 98 - mod97(&format!("{country}00{bban}"));
+        format!("{country}{check:02}{bban}")
+    }
+
+    #[test]
+    fn every_country_of_the_table_validates_and_rejects_corruption() {
+        for (country, _, format) in COUNTRIES {
+            let iban = synthetic(country, format);
+            assert!(check(&iban, Some(country)).is_ok(), "{iban}");
+            for i in 2..iban.len() {
+                let original = iban.as_bytes()[i];
+                let replacement = if original.is_ascii_digit() {
+                    if original == b'9' { b'0' } else { original + 1 }
+                } else if original == b'Z' {
+                    b'A'
+                } else {
+                    original + 1
+                };
+                let mut bytes = iban.as_bytes().to_vec();
+                bytes[i] = replacement;
+                let corrupted = String::from_utf8(bytes).unwrap();
+                assert!(check(&corrupted, None).is_err(), "{corrupted} (from {iban}) passed");
+            }
+        }
+    }
+
     #[test]
     fn table_lengths_match_their_formats() {
         for (country, length, format) in COUNTRIES {
