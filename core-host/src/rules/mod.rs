@@ -110,7 +110,8 @@ pub const IMPORT_ALLOWLIST: [&str; 10] = [
     "wasi:cli/terminal-",
 ];
 
-struct RuleState {
+/// Per-decision store state (opaque outside the rule host).
+pub struct RuleState {
     limits: StoreLimits,
     /// The capture buffers behind the plugin's stdout and stderr.
     stdio: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
@@ -133,25 +134,21 @@ impl WasiView for RuleState {
 }
 
 /// One loaded fraud rule.
-pub struct FraudPlugin {
+pub type FraudPlugin = LoadedRule<FraudRulePre<RuleState>>;
+
+/// A loaded rule of one world, ready to instantiate.
+pub struct LoadedRule<P> {
     pub manifest: Manifest,
     /// Display name reported by the plugin ("FraudCheck").
     pub display_name: String,
     pub sha256: String,
     limits: RuleLimits,
     uses_wasi: bool,
-    pre: FraudRulePre<RuleState>,
+    pre: P,
 }
 
 /// One loaded payout rule.
-pub struct PayoutPlugin {
-    pub manifest: Manifest,
-    pub display_name: String,
-    pub sha256: String,
-    limits: RuleLimits,
-    uses_wasi: bool,
-    pre: PayoutRulePre<RuleState>,
-}
+pub type PayoutPlugin = LoadedRule<PayoutRulePre<RuleState>>;
 
 /// A loaded plugin of either kind.
 #[derive(Clone)]
@@ -373,18 +370,20 @@ impl RuleHost {
         let limits = manifest.limits(&self.limits);
         let mut store = self.new_store(&limits, uses_wasi)?;
         let sha256 = wasm_cache::sha256_hex(bytes);
+        let world_error = |world: &str| format!("plugin {label} does not export the nixo:rules/{world} world");
+        let name_error = || format!("plugin {label} failed to report its name");
         let (plugin, display_name) = match manifest.kind {
             manifest::PluginKind::Fraud => {
                 let pre = FraudRulePre::new(pre)
                     .map_err(anyhow::Error::from)
-                    .with_context(|| format!("plugin {label} does not export the nixo:rules/fraud-rule world"))?;
+                    .with_context(|| world_error("fraud-rule"))?;
                 let instance = pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
                 let name = instance
                     .nixo_rules_fraud_check()
                     .call_name(&mut store)
                     .map_err(anyhow::Error::from);
-                let name = name.with_context(|| format!("plugin {label} failed to report its name"))?;
-                let plugin = FraudPlugin {
+                let name = name.with_context(name_error)?;
+                let rule = LoadedRule {
                     display_name: name.clone(),
                     sha256,
                     manifest,
@@ -392,19 +391,19 @@ impl RuleHost {
                     uses_wasi,
                     pre,
                 };
-                (Plugin::Fraud(Arc::new(plugin)), name)
+                (Plugin::Fraud(Arc::new(rule)), name)
             }
             manifest::PluginKind::Payout => {
                 let pre = PayoutRulePre::new(pre)
                     .map_err(anyhow::Error::from)
-                    .with_context(|| format!("plugin {label} does not export the nixo:rules/payout-rule world"))?;
+                    .with_context(|| world_error("payout-rule"))?;
                 let instance = pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
                 let name = instance
                     .nixo_rules_payout_check()
                     .call_name(&mut store)
                     .map_err(anyhow::Error::from);
-                let name = name.with_context(|| format!("plugin {label} failed to report its name"))?;
-                let plugin = PayoutPlugin {
+                let name = name.with_context(name_error)?;
+                let rule = LoadedRule {
                     display_name: name.clone(),
                     sha256,
                     manifest,
@@ -412,7 +411,7 @@ impl RuleHost {
                     uses_wasi,
                     pre,
                 };
-                (Plugin::Payout(Arc::new(plugin)), name)
+                (Plugin::Payout(Arc::new(rule)), name)
             }
         };
         anyhow::ensure!(
