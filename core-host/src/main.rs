@@ -304,7 +304,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         println!("nixo: core listening on http://{core} (gateway-signed requests only)");
     }
     println!("nixo: data directory {}", data_dir.display());
-    println!("nixo: fraud rules loaded: {}", running.fraud_rules.join(", "));
+    println!("nixo: rule plugins loaded: {}", running.fraud_rules.join(", "));
     match &running.bootstrap {
         Some(first) => {
             println!(
