@@ -117,11 +117,14 @@ pub async fn authenticate(db: &Db, hasher: &KeyHasher, authorization: Option<&st
     } else {
         return Err(ApiError::invalid_api_key("Invalid API key format"));
     };
-    let row =
-        sqlx::query("SELECT id, account_id, environment FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL")
-            .bind(hasher.hash(key).to_vec())
-            .fetch_optional(&db.pool)
-            .await?;
+    let row = sqlx::query(
+        "SELECT id, account_id, environment FROM api_keys
+             WHERE key_hash = $1 AND revoked_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > $2)",
+    )
+    .bind(hasher.hash(key).to_vec())
+    .bind(chrono::Utc::now().timestamp_millis())
+    .fetch_optional(&db.pool)
+    .await?;
     let row = row.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
     let environment: String = row.try_get(2)?;
     let environment = Environment::parse(&environment).filter(|e| *e == claimed);
@@ -154,4 +157,77 @@ mod tests {
         assert!(k.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(k, random_base62(KEY_RANDOM_LEN));
     }
+}
+
+/// A key as listed: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub id: String,
+    pub account_id: String,
+    pub environment: String,
+    pub display_prefix: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
+}
+
+pub async fn list_keys(db: &Db) -> Result<Vec<KeyInfo>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, account_id, environment, display_prefix, created_at_ms, revoked_at_ms, expires_at_ms
+         FROM api_keys ORDER BY created_at_ms, id",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KeyInfo {
+                id: r.try_get(0)?,
+                account_id: r.try_get(1)?,
+                environment: r.try_get(2)?,
+                display_prefix: r.try_get(3)?,
+                created_at_ms: r.try_get(4)?,
+                revoked_at_ms: r.try_get(5)?,
+                expires_at_ms: r.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes a key at once; `false` when no active key has that id.
+pub async fn revoke_key(db: &Db, key_id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(key_id)
+        .execute(&db.pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces a key: a new key for the same account and environment, and the
+/// old one stops working after `grace_ms`.
+pub async fn roll_key(db: &Db, hasher: &KeyHasher, key_id: &str, grace_ms: i64) -> anyhow::Result<NewKey> {
+    let row = sqlx::query("SELECT account_id, environment FROM api_keys WHERE id = $1 AND revoked_at_ms IS NULL")
+        .bind(key_id)
+        .fetch_optional(&db.pool)
+        .await?;
+    let row = row.ok_or_else(|| anyhow::anyhow!("no active key {key_id}"))?;
+    let account_id: String = row.try_get(0)?;
+    let environment: String = row.try_get(1)?;
+    let environment = Environment::parse(&environment).ok_or_else(|| anyhow::anyhow!("bad stored environment"))?;
+    let new_key = create_key(db, hasher, &account_id, environment).await?;
+    sqlx::query("UPDATE api_keys SET expires_at_ms = $1 WHERE id = $2")
+        .bind(chrono::Utc::now().timestamp_millis() + grace_ms.max(0))
+        .bind(key_id)
+        .execute(&db.pool)
+        .await?;
+    Ok(new_key)
+}
+
+/// The first account of an environment (the sandbox account on a fresh install).
+pub async fn default_account(db: &Db, environment: Environment) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT id FROM accounts WHERE environment = $1 ORDER BY created_at_ms, id LIMIT 1")
+        .bind(environment.as_str())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|r| r.try_get(0)).transpose()
 }

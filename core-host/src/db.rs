@@ -29,7 +29,7 @@ fn sqlite_pragmas() -> String {
 }
 
 type MigrationFile = (i64, &'static str, &'static str);
-const SQLITE_MIGRATIONS: [MigrationFile; 2] = [
+const SQLITE_MIGRATIONS: [MigrationFile; 3] = [
     (
         1,
         "foundation",
@@ -40,8 +40,13 @@ const SQLITE_MIGRATIONS: [MigrationFile; 2] = [
         "rule decisions",
         include_str!("../migrations/sqlite/0002_rule_decisions.sql"),
     ),
+    (
+        3,
+        "key expiry",
+        include_str!("../migrations/sqlite/0003_key_expiry.sql"),
+    ),
 ];
-const POSTGRES_MIGRATIONS: [MigrationFile; 2] = [
+const POSTGRES_MIGRATIONS: [MigrationFile; 3] = [
     (
         1,
         "foundation",
@@ -51,6 +56,11 @@ const POSTGRES_MIGRATIONS: [MigrationFile; 2] = [
         2,
         "rule decisions",
         include_str!("../migrations/postgres/0002_rule_decisions.sql"),
+    ),
+    (
+        3,
+        "key expiry",
+        include_str!("../migrations/postgres/0003_key_expiry.sql"),
     ),
 ];
 

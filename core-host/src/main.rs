@@ -77,10 +77,48 @@ enum Command {
         #[command(subcommand)]
         command: FxCommand,
     },
+    /// API keys: create, list (prefixes only), roll with a grace period, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Tools for rule-plugin authors.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        #[command(flatten)]
+        storage: Storage,
+        /// The account (default: the first account of the environment).
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value = "sandbox", value_parser = ["sandbox", "live"])]
+        environment: String,
+    },
+    /// List keys: id, display prefix, account, state.
+    List {
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// Replace a key: prints the new key; the old one works for the grace period.
+    Roll {
+        #[command(flatten)]
+        storage: Storage,
+        key_id: String,
+        #[arg(long, default_value_t = 86_400)]
+        grace_seconds: i64,
+    },
+    /// Revoke a key; it stops working at once.
+    Revoke {
+        #[command(flatten)]
+        storage: Storage,
+        key_id: String,
     },
 }
 
@@ -193,6 +231,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys { command } => keys(command).await,
         Command::Plugin { command } => tokio::task::spawn_blocking(move || plugin(command)).await?,
         Command::Ledger {
             command: LedgerCommand::Verify { storage, grace_ms },
@@ -230,6 +269,77 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    use nixo_core::auth;
+    use nixo_core::ledger::Environment;
+    let storage = match &command {
+        KeysCommand::Create { storage, .. }
+        | KeysCommand::List { storage }
+        | KeysCommand::Roll { storage, .. }
+        | KeysCommand::Revoke { storage, .. } => storage.clone(),
+    };
+    let db = Db::open(&storage.url()).await?;
+    let hasher = server::key_hasher(&storage.data_dir)?;
+    let code = match command {
+        KeysCommand::Create {
+            account, environment, ..
+        } => {
+            let environment = Environment::parse(&environment).context("environment")?;
+            let account = match account {
+                Some(account) => account,
+                None => auth::default_account(&db, environment)
+                    .await?
+                    .context("no account in that environment; start `nixo serve` once first")?,
+            };
+            let key = auth::create_key(&db, &hasher, &account, environment).await?;
+            println!("{}", key.key);
+            eprintln!(
+                "nixo: created {} ({}) for {account}; shown once",
+                key.id, key.display_prefix
+            );
+            ExitCode::SUCCESS
+        }
+        KeysCommand::List { .. } => {
+            let now = chrono::Utc::now().timestamp_millis();
+            for k in auth::list_keys(&db).await? {
+                let state = match (k.revoked_at_ms, k.expires_at_ms) {
+                    (Some(_), _) => "revoked".to_string(),
+                    (None, Some(at)) if at <= now => "expired".to_string(),
+                    (None, Some(at)) => format!("expires in {} s", (at - now) / 1000),
+                    (None, None) => "active".to_string(),
+                };
+                println!(
+                    "{}  {:<22} {:<8} {}  {state}",
+                    k.id, k.display_prefix, k.environment, k.account_id
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Roll {
+            key_id, grace_seconds, ..
+        } => {
+            let key = auth::roll_key(&db, &hasher, &key_id, grace_seconds.saturating_mul(1000)).await?;
+            println!("{}", key.key);
+            eprintln!(
+                "nixo: {key_id} now expires in {grace_seconds} s; new key {} ({})",
+                key.id, key.display_prefix
+            );
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Revoke { key_id, .. } => {
+            if auth::revoke_key(&db, &key_id).await? {
+                eprintln!("nixo: revoked {key_id}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("nixo: no active key {key_id}");
+                ExitCode::FAILURE
+            }
+        }
+    };
+    db.close().await;
+    Ok(code)
 }
 
 fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {

@@ -74,6 +74,18 @@ fn load_or_create_secrets(path: &Path) -> anyhow::Result<Secrets> {
     Ok(secrets)
 }
 
+/// The API-key hasher of a data directory (its pepper is created with the
+/// directory's secrets on first use).
+pub fn key_hasher(data_dir: &Path) -> anyhow::Result<KeyHasher> {
+    std::fs::create_dir_all(data_dir)?;
+    let secrets = load_or_create_secrets(&data_dir.join("secrets.json"))?;
+    let pepper: [u8; 32] = hex::decode(&secrets.api_key_pepper)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("secrets.json: api_key_pepper must be 64 hex digits")?;
+    Ok(KeyHasher::new(pepper))
+}
+
 /// What a first start created.
 pub struct Bootstrap {
     pub account_id: String,
