@@ -86,7 +86,7 @@ async fn keys_can_be_created_listed_rolled_and_revoked() {
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     assert_eq!(status(first.clone()).await, 401, "and not after it");
 
-    let second_id = key_id(&err.split("new key").nth(1).unwrap());
+    let second_id = key_id(err.split("new key").nth(1).unwrap());
     let (ok, _, err) = keys(dir.path(), &["revoke", &second_id]);
     assert!(ok, "{err}");
     assert_eq!(status(second.clone()).await, 401, "revocation takes effect at once");
