@@ -72,6 +72,15 @@ async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, Ed
     if req.body().len() > edge::BODY_LEN_MAX_BYTES {
         return Err(edge::ERR_BODY_TOO_LARGE);
     }
+    edge::check_version(req.header("nixo-version").and_then(|v| v.as_str()))?;
+    if let Some(key) = req.header("idempotency-key")
+        && !key.as_str().is_some_and(edge::idempotency_key_ok)
+    {
+        return Err(edge::ERR_IDEMPOTENCY_KEY);
+    }
+    if edge::json_depth(req.body()) > edge::JSON_DEPTH_MAX {
+        return Err(edge::ERR_JSON_TOO_DEEP);
+    }
 
     let core_url = spin_sdk::variables::get(VAR_CORE_URL).map_err(|_| edge::ERR_MISCONFIGURED)?;
     let secret = spin_sdk::variables::get(VAR_SIGNING_SECRET).map_err(|_| edge::ERR_MISCONFIGURED)?;

@@ -66,6 +66,75 @@ pub const ERR_CORE_UNAVAILABLE: EdgeError = EdgeError::new(
 );
 pub const ERR_MISCONFIGURED: EdgeError = EdgeError::new(500, "internal_error", "The gateway is misconfigured");
 
+/// API versions served; the first is the default.
+pub const SUPPORTED_VERSIONS: [&str; 1] = ["2025-01-01"];
+/// Longest `Idempotency-Key` accepted.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Deepest nesting of arrays and objects accepted in a JSON body.
+pub const JSON_DEPTH_MAX: usize = 16;
+
+pub const ERR_UNKNOWN_VERSION: EdgeError = EdgeError {
+    status: 400,
+    code: "invalid_request",
+    message: "Unknown API version; supported: 2025-01-01",
+    field: Some("Nixo-Version"),
+};
+pub const ERR_IDEMPOTENCY_KEY: EdgeError = EdgeError {
+    status: 400,
+    code: "invalid_request",
+    message: "Idempotency-Key must be 1 to 255 printable ASCII characters",
+    field: Some("Idempotency-Key"),
+};
+pub const ERR_JSON_TOO_DEEP: EdgeError = EdgeError {
+    status: 400,
+    code: "invalid_request",
+    message: "JSON body is nested deeper than 16 levels",
+    field: Some("body"),
+};
+
+/// The version a request asks for (`None`: the default applies).
+pub fn check_version(header: Option<&str>) -> Result<(), EdgeError> {
+    match header.map(str::trim) {
+        None => Ok(()),
+        Some(asked) if SUPPORTED_VERSIONS.contains(&asked) => Ok(()),
+        Some(_) => Err(ERR_UNKNOWN_VERSION),
+    }
+}
+
+/// An `Idempotency-Key`, when present, is 1 to 255 printable ASCII characters.
+pub fn idempotency_key_ok(key: &str) -> bool {
+    let key = key.trim();
+    !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_LEN_MAX && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The deepest nesting of `[`/`{` in a JSON text, ignoring brackets inside
+/// strings. Runs in one pass without parsing, so a hostile body cannot make
+/// the edge recurse.
+pub fn json_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Only the versioned API is served.
 pub fn route(path: &str) -> Result<(), EdgeError> {
     if path.starts_with("/v1/") {
@@ -167,6 +236,29 @@ mod tests {
             r#"{"error":{"code":"invalid_request","message":"Request body is larger than 65536 bytes","field":"body"}}"#
         );
         assert!(ERR_NO_KEY.body().starts_with(r#"{"error":{"code":"invalid_api_key""#));
+    }
+
+    #[test]
+    fn versions_keys_and_depth() {
+        assert_eq!(check_version(None), Ok(()));
+        assert_eq!(check_version(Some("2025-01-01")), Ok(()));
+        assert_eq!(check_version(Some("2019-01-01")), Err(ERR_UNKNOWN_VERSION));
+        assert!(idempotency_key_ok("order-7781"));
+        assert!(!idempotency_key_ok(""));
+        assert!(!idempotency_key_ok(&"k".repeat(256)));
+        assert!(!idempotency_key_ok("with space"));
+        assert_eq!(json_depth(br#"{"a":[1,{"b":2}]}"#), 3);
+        assert_eq!(
+            json_depth(br#"{"a":"[[[[{{{{"}"#),
+            1,
+            "brackets in strings do not count"
+        );
+        assert_eq!(
+            json_depth(br#"{"a":"\"[["}"#),
+            1,
+            "escaped quotes stay inside the string"
+        );
+        assert_eq!(json_depth(&[b'['; 100]), 100);
     }
 
     #[test]

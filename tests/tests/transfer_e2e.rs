@@ -394,3 +394,50 @@ fn the_openapi_document_matches_the_served_api() {
         &serde_json::from_str::<serde_json::Value>(SEED_TRANSFER).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_refuses_unknown_versions_bad_idempotency_keys_and_deep_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    let post = |headers: Vec<(&'static str, String)>, body: String| {
+        let mut req = server
+            .client
+            .post(format!("{}/v1/payments/transfer", server.base))
+            .header("authorization", format!("Bearer {}", server.key))
+            .body(body);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req.send()
+    };
+    let cases = [
+        (
+            vec![("nixo-version", "2019-01-01".to_string())],
+            SEED_TRANSFER.to_string(),
+            "Nixo-Version",
+        ),
+        (
+            vec![("idempotency-key", "k".repeat(256))],
+            SEED_TRANSFER.to_string(),
+            "Idempotency-Key",
+        ),
+        (vec![], format!("{}1{}", "[".repeat(17), "]".repeat(17)), "body"),
+    ];
+    for (headers, body, field) in cases {
+        let resp = post(headers, body).await.unwrap();
+        assert_eq!(resp.status(), 400, "{field}");
+        assert!(resp.headers().get("request-id").is_some());
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request");
+        assert_eq!(body["error"]["field"], field);
+        // The edge's own wording: the request never reached the core.
+        let edge_says = match field {
+            "Nixo-Version" => "Unknown API version; supported: 2025-01-01",
+            "Idempotency-Key" => "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            _ => "JSON body is nested deeper than 16 levels",
+        };
+        assert_eq!(body["error"]["message"], edge_says);
+    }
+    assert_eq!(server.wallet_balance(101).await.0, "100000.00");
+    server.stop().await;
+}

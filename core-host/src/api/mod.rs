@@ -24,8 +24,8 @@ use axum::routing::{get, post};
 use nixo_gateway::signing::{self, SignedParts};
 use std::sync::Arc;
 
-/// API versions this core serves; the first is the default.
-pub const SUPPORTED_VERSIONS: [&str; 1] = ["2025-01-01"];
+/// API versions this core serves (shared with the gateway); the first is the default.
+pub use nixo_gateway::edge::SUPPORTED_VERSIONS;
 /// Largest request body the core reads.
 pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
 

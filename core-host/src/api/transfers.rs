@@ -23,8 +23,8 @@ pub const METADATA_VALUE_LEN_MAX: usize = 500;
 const HOUR_MS: i64 = 3_600_000;
 /// How long a transfer held for review keeps its funds before it voids itself.
 pub const REVIEW_HOLD_TIMEOUT_MS: i64 = 72 * HOUR_MS;
-/// Longest `Idempotency-Key` accepted.
-pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+/// Longest `Idempotency-Key` accepted (shared with the gateway).
+pub use nixo_gateway::edge::IDEMPOTENCY_KEY_LEN_MAX;
 
 struct TransferRequest {
     from_wallet: i64,
@@ -137,7 +137,7 @@ fn idempotency_id(headers: &HeaderMap, account_id: &str) -> Result<Option<String
         return Ok(None);
     };
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
-    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !nixo_gateway::edge::idempotency_key_ok(key) {
         return Err(ApiError::invalid(
             "Idempotency-Key",
             format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters"),
