@@ -2,7 +2,6 @@
 //! started in-process on an ephemeral port with a temporary data directory,
 //! driven over real HTTP through the gateway component.
 
-use nixo_core::rules::RuleLimits;
 use nixo_core::server::{self, Running, ServeConfig};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -46,11 +45,9 @@ pub async fn start_on(
 ) -> TestServer {
     let running = server::start(ServeConfig {
         database_url,
-        data_dir: data_dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
         core_listen: core_listen.then(|| "127.0.0.1:0".parse().unwrap()),
-        rule_limits: RuleLimits::default(),
         cache_dir: Some(shared_cache_dir()),
+        ..ServeConfig::ephemeral(data_dir)
     })
     .await
     .expect("server starts");

@@ -40,6 +40,21 @@ pub struct ServeConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
+impl ServeConfig {
+    /// Defaults for a local, throw-away server: an ephemeral loopback port,
+    /// SQLite in `data_dir`, the default rule limits, no exposed core.
+    pub fn ephemeral(data_dir: &Path) -> ServeConfig {
+        ServeConfig {
+            data_dir: data_dir.to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            core_listen: None,
+            rule_limits: RuleLimits::default(),
+            database_url: None,
+            cache_dir: None,
+        }
+    }
+}
+
 /// Secrets kept in `<data>/secrets.json` (mode 0600), created on first start.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Secrets {

@@ -1,7 +1,6 @@
 //! Hot reload under load: transfers keep succeeding while the fraud rule is
 //! replaced in the plugins directory, and the answers show the switch.
 
-use nixo_core::rules::RuleLimits;
 use nixo_core::rules::manifest::Manifest;
 use nixo_core::server::{self, ServeConfig};
 use std::sync::Arc;
@@ -13,16 +12,7 @@ const HOSTILE: &[u8] = include_bytes!(env!("NIXO_TEST_HOSTILE_RULE_WASM"));
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_a_rule_under_load_drops_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let running = server::start(ServeConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        core_listen: None,
-        rule_limits: RuleLimits::default(),
-        database_url: None,
-        cache_dir: None,
-    })
-    .await
-    .unwrap();
+    let running = server::start(ServeConfig::ephemeral(dir.path())).await.unwrap();
     let key = running.bootstrap.as_ref().unwrap().sandbox_key.clone();
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::new();

@@ -2,7 +2,6 @@
 //! show a key, a rolled key works until its grace period ends, a revoked key
 //! stops working at once.
 
-use nixo_core::rules::RuleLimits;
 use nixo_core::server::{self, ServeConfig};
 use std::path::Path;
 use std::process::Command;
@@ -33,16 +32,7 @@ fn key_id(stderr: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_can_be_created_listed_rolled_and_revoked() {
     let dir = tempfile::tempdir().unwrap();
-    let running = server::start(ServeConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        core_listen: None,
-        rule_limits: RuleLimits::default(),
-        database_url: None,
-        cache_dir: None,
-    })
-    .await
-    .unwrap();
+    let running = server::start(ServeConfig::ephemeral(dir.path())).await.unwrap();
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::new();
     let status = |key: String| {
