@@ -52,19 +52,10 @@ async fn main() {
         for i in 0..requests * 2 {
             let through_gateway = i % 2 == 0;
             let started = Instant::now();
-            let status = if through_gateway {
-                let req = server
+            let request = if through_gateway {
+                server
                     .client
-                    .request(method.parse().unwrap(), format!("{}{path}", server.base));
-                let resp = req
-                    .header("authorization", &authorization)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status();
-                resp.bytes().await.unwrap();
-                status
+                    .request(method.parse().unwrap(), format!("{}{path}", server.base))
             } else {
                 let request_id = format!("req_bench{i}");
                 let signature = signing::sign(
@@ -78,19 +69,21 @@ async fn main() {
                     },
                     chrono::Utc::now().timestamp(),
                 );
-                let req = server.client.request(method.parse().unwrap(), format!("{core}{path}"));
-                let resp = req
-                    .header("authorization", &authorization)
-                    .header(signing::REQUEST_ID_HEADER, &request_id)
+                server
+                    .client
+                    .request(method.parse().unwrap(), format!("{core}{path}"))
+                    .header(signing::REQUEST_ID_HEADER, request_id)
                     .header(signing::SIGNATURE_HEADER, signature)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status();
-                resp.bytes().await.unwrap();
-                status
             };
+            // The whole response, body included, is part of the latency.
+            let resp = request
+                .header("authorization", &authorization)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            resp.bytes().await.unwrap();
             assert!(status.is_success(), "{label}: {status}");
             if through_gateway {
                 via_gateway.push(started.elapsed())
