@@ -43,11 +43,24 @@ pub async fn start_on(
     core_listen: bool,
     database_url: Option<String>,
 ) -> TestServer {
+    start_with(
+        ServeConfig {
+            database_url,
+            core_listen: core_listen.then(|| "127.0.0.1:0".parse().unwrap()),
+            ..ServeConfig::ephemeral(data_dir)
+        },
+        key,
+    )
+    .await
+}
+
+/// Starts a server with `config` (the shared compile cache is filled in);
+/// `key` is the key to use when the data directory is not new.
+pub async fn start_with(config: ServeConfig, key: Option<String>) -> TestServer {
+    let data_dir = config.data_dir.clone();
     let running = server::start(ServeConfig {
-        database_url,
-        core_listen: core_listen.then(|| "127.0.0.1:0".parse().unwrap()),
         cache_dir: Some(shared_cache_dir()),
-        ..ServeConfig::ephemeral(data_dir)
+        ..config
     })
     .await
     .expect("server starts");
@@ -60,9 +73,19 @@ pub async fn start_on(
         base: format!("http://{}", running.addr),
         running: Some(running),
         key,
-        data_dir: data_dir.to_path_buf(),
+        data_dir,
         client: reqwest::Client::new(),
     }
+}
+
+/// Sends a request and reads the whole response (its body must be JSON).
+pub async fn fetch(req: reqwest::RequestBuilder) -> Reply {
+    let resp = req.send().await.expect("request reaches the server");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"));
+    Reply { status, headers, body }
 }
 
 /// A response as a client sees it.
@@ -85,6 +108,11 @@ impl Reply {
 }
 
 impl TestServer {
+    /// The server's database.
+    pub fn db(&self) -> &nixo_core::db::Db {
+        &self.running.as_ref().expect("running").ledger().db
+    }
+
     pub fn core_addr(&self) -> SocketAddr {
         self.running.as_ref().and_then(|r| r.core_addr).expect("core exposed")
     }
@@ -98,12 +126,7 @@ impl TestServer {
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body.to_string());
         }
-        let resp = req.send().await.expect("request reaches the server");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"));
-        Reply { status, headers, body }
+        fetch(req).await
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Reply {
@@ -293,6 +316,29 @@ pub mod ledger_kit {
                 pending_timeout_at_ms: hold_until_ms,
             }],
             now_ms: now_ms(),
+        }
+    }
+}
+
+/// Where the tests find Redis (the machine's local server).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+/// `REDIS_URL` when Redis answers, else `None` after saying so loudly (in CI
+/// it must be there: the test fails instead).
+pub async fn redis_url() -> Option<String> {
+    let reachable = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect("127.0.0.1:6379"),
+    )
+    .await;
+    match reachable {
+        Ok(Ok(_)) => Some(REDIS_URL.to_string()),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("Redis is required in CI but not reachable at 127.0.0.1:6379")
+        }
+        _ => {
+            eprintln!("\n*** SKIPPED: Redis is not reachable at 127.0.0.1:6379\n");
+            None
         }
     }
 }

@@ -9,6 +9,9 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::ledger::Environment;
 use hmac::{Hmac, Mac};
+use nixo_gateway::access::{KeyRecord, RateLimit};
+use nixo_gateway::edge::KeyEnvironment;
+use nixo_gateway::{schema, versions};
 use rand::Rng;
 use sha2::Sha256;
 use sqlx::Row;
@@ -73,20 +76,59 @@ fn random_base62(len: usize) -> String {
         .collect()
 }
 
+/// What a key may do and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAccess {
+    /// Route scopes (`transfers:write`, `balances:read`, …); `["*"]`: all.
+    pub scopes: Vec<String>,
+    /// The key's own limit; `None`: the edge's default for its environment.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Default for KeyAccess {
+    fn default() -> Self {
+        Self {
+            scopes: vec!["*".to_string()],
+            rate_limit: None,
+        }
+    }
+}
+
+impl KeyAccess {
+    /// Checks scope names against the routes' scopes.
+    pub fn new(scopes: Vec<String>, rate_limit: Option<RateLimit>) -> anyhow::Result<KeyAccess> {
+        if scopes.is_empty() {
+            return Ok(KeyAccess {
+                rate_limit,
+                ..KeyAccess::default()
+            });
+        }
+        if let Some(unknown) = scopes
+            .iter()
+            .find(|s| *s != "*" && !schema::all_scopes().any(|k| k == s.as_str()))
+        {
+            let known: Vec<&str> = schema::all_scopes().collect();
+            anyhow::bail!("unknown scope '{unknown}'; scopes are * or {}", known.join(", "));
+        }
+        Ok(KeyAccess { scopes, rate_limit })
+    }
+}
+
 /// Creates and stores a key for `account_id`.
 pub async fn create_key(
     db: &Db,
     hasher: &KeyHasher,
     account_id: &str,
     environment: Environment,
+    access: &KeyAccess,
 ) -> anyhow::Result<NewKey> {
     let random = random_base62(KEY_RANDOM_LEN);
     let key = format!("{}{random}", prefix(environment));
     let display_prefix = format!("{}{}…", prefix(environment), &random[..KEY_DISPLAY_LEN]);
     let id = format!("key_{}", random_base62(16));
     sqlx::query(
-        "INSERT INTO api_keys (id, account_id, environment, key_hash, display_prefix, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_keys (id, account_id, environment, key_hash, display_prefix, created_at_ms, scopes, rate_limit)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&id)
     .bind(account_id)
@@ -94,6 +136,8 @@ pub async fn create_key(
     .bind(hasher.hash(&key).to_vec())
     .bind(&display_prefix)
     .bind(chrono::Utc::now().timestamp_millis())
+    .bind(access.scopes.join(" "))
+    .bind(access.rate_limit.map(|r| r.to_string()))
     .execute(&db.pool)
     .await?;
     Ok(NewKey {
@@ -103,36 +147,98 @@ pub async fn create_key(
     })
 }
 
-/// Resolves `Authorization: Bearer sk_…` to a principal.
-pub async fn authenticate(db: &Db, hasher: &KeyHasher, authorization: Option<&str>) -> Result<Principal, ApiError> {
-    let key = authorization
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim())
-        .ok_or_else(|| ApiError::invalid_api_key("No API key provided: send Authorization: Bearer sk_sandbox_..."))?;
+/// Resolves an API key (in clear, as the edge received it) to what the edge
+/// needs to admit requests. An account without a pinned API version is
+/// pinned to the current one now: at its first authenticated request.
+pub async fn resolve_key(db: &Db, hasher: &KeyHasher, key: &str) -> Result<KeyRecord, ApiError> {
+    let unknown = || ApiError::invalid_api_key("Invalid API key provided");
     let claimed = if key.starts_with("sk_sandbox_") {
         Environment::Sandbox
     } else if key.starts_with("sk_live_") {
         Environment::Live
     } else {
-        return Err(ApiError::invalid_api_key("Invalid API key format"));
+        return Err(unknown());
     };
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let row = sqlx::query(
-        "SELECT id, account_id, environment FROM api_keys
-             WHERE key_hash = $1 AND revoked_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > $2)",
+        "SELECT k.id, k.account_id, k.environment, k.scopes, k.rate_limit, k.expires_at_ms, a.api_version
+         FROM api_keys k JOIN accounts a ON a.id = k.account_id
+         WHERE k.key_hash = $1 AND k.revoked_at_ms IS NULL AND (k.expires_at_ms IS NULL OR k.expires_at_ms > $2)",
     )
     .bind(hasher.hash(key).to_vec())
-    .bind(chrono::Utc::now().timestamp_millis())
+    .bind(now_ms)
     .fetch_optional(&db.pool)
     .await?;
-    let row = row.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
+    let row = row.ok_or_else(unknown)?;
     let environment: String = row.try_get(2)?;
-    let environment = Environment::parse(&environment).filter(|e| *e == claimed);
-    let environment = environment.ok_or_else(|| ApiError::invalid_api_key("Invalid API key provided"))?;
-    Ok(Principal {
+    if Environment::parse(&environment) != Some(claimed) {
+        return Err(unknown());
+    }
+    let account_id: String = row.try_get(1)?;
+    let mut api_version: Option<String> = row.try_get(6)?;
+    if api_version.is_none() {
+        sqlx::query("UPDATE accounts SET api_version = $1 WHERE id = $2 AND api_version IS NULL")
+            .bind(versions::CURRENT)
+            .bind(&account_id)
+            .execute(&db.pool)
+            .await?;
+        api_version = pinned_version(db, &account_id).await?;
+    }
+    let scopes: String = row.try_get(3)?;
+    let rate_limit: Option<String> = row.try_get(4)?;
+    Ok(KeyRecord {
         key_id: row.try_get(0)?,
-        account_id: row.try_get(1)?,
-        environment,
+        account_id,
+        environment: match claimed {
+            Environment::Sandbox => KeyEnvironment::Sandbox,
+            Environment::Live => KeyEnvironment::Live,
+        },
+        scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        rate_limit: rate_limit.as_deref().and_then(RateLimit::parse),
+        expires_at_ms: row.try_get(5)?,
+        api_version,
+        checked_at_s: now_ms / 1000,
+    })
+}
+
+/// The API version an account is pinned to, if any.
+pub async fn pinned_version(db: &Db, account_id: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT api_version FROM accounts WHERE id = $1")
+        .bind(account_id)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?.flatten())
+}
+
+/// Pins an account to an API version (an upgrade, or a move back).
+pub async fn pin_version(db: &Db, account_id: &str, version: &str) -> anyhow::Result<()> {
+    let version = versions::supported(version).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown API version '{version}'; supported: {}",
+            versions::SUPPORTED_VERSIONS.join(", ")
+        )
+    })?;
+    let done = sqlx::query("UPDATE accounts SET api_version = $1 WHERE id = $2")
+        .bind(version)
+        .bind(account_id)
+        .execute(&db.pool)
+        .await?;
+    anyhow::ensure!(done.rows_affected() == 1, "no account {account_id}");
+    Ok(())
+}
+
+/// The principal the edge vouches for in its signed `nixo-principal`
+/// header: `key_id account_id environment`.
+pub fn parse_principal(header: &str) -> Option<Principal> {
+    let mut parts = header.split(' ');
+    let (key_id, account_id, environment) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || key_id.is_empty() || account_id.is_empty() {
+        return None;
+    }
+    Some(Principal {
+        key_id: key_id.to_string(),
+        account_id: account_id.to_string(),
+        environment: Environment::parse(environment)?,
     })
 }
 
@@ -148,6 +254,29 @@ mod tests {
         assert_ne!(a.hash("sk_sandbox_x"), a.hash("sk_sandbox_y"));
         assert_eq!(a.hash("sk_sandbox_x"), a.hash("sk_sandbox_x"));
         assert_eq!(format!("{a:?}"), "KeyHasher(<redacted>)");
+    }
+
+    #[test]
+    fn principals_parse_strictly() {
+        let p = parse_principal("key_1 acct_1 sandbox").unwrap();
+        assert_eq!((p.key_id.as_str(), p.account_id.as_str()), ("key_1", "acct_1"));
+        assert_eq!(p.environment, Environment::Sandbox);
+        for bad in [
+            "",
+            "key_1 acct_1",
+            "key_1 acct_1 test",
+            "key_1 acct_1 live x",
+            " acct_1 live",
+        ] {
+            assert_eq!(parse_principal(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scopes_must_name_routes() {
+        assert_eq!(KeyAccess::new(vec![], None).unwrap().scopes, vec!["*"]);
+        assert!(KeyAccess::new(vec!["balances:read".into()], None).is_ok());
+        assert!(KeyAccess::new(vec!["balances:write".into()], None).is_err());
     }
 
     #[test]
@@ -169,11 +298,14 @@ pub struct KeyInfo {
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
     pub expires_at_ms: Option<i64>,
+    pub scopes: String,
+    pub rate_limit: Option<String>,
 }
 
 pub async fn list_keys(db: &Db) -> Result<Vec<KeyInfo>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, account_id, environment, display_prefix, created_at_ms, revoked_at_ms, expires_at_ms
+        "SELECT id, account_id, environment, display_prefix, created_at_ms, revoked_at_ms, expires_at_ms, scopes,
+                rate_limit
          FROM api_keys ORDER BY created_at_ms, id",
     )
     .fetch_all(&db.pool)
@@ -188,6 +320,8 @@ pub async fn list_keys(db: &Db) -> Result<Vec<KeyInfo>, sqlx::Error> {
                 created_at_ms: r.try_get(4)?,
                 revoked_at_ms: r.try_get(5)?,
                 expires_at_ms: r.try_get(6)?,
+                scopes: r.try_get(7)?,
+                rate_limit: r.try_get(8)?,
             })
         })
         .collect()
@@ -206,15 +340,23 @@ pub async fn revoke_key(db: &Db, key_id: &str) -> Result<bool, sqlx::Error> {
 /// Replaces a key: a new key for the same account and environment, and the
 /// old one stops working after `grace_ms`.
 pub async fn roll_key(db: &Db, hasher: &KeyHasher, key_id: &str, grace_ms: i64) -> anyhow::Result<NewKey> {
-    let row = sqlx::query("SELECT account_id, environment FROM api_keys WHERE id = $1 AND revoked_at_ms IS NULL")
-        .bind(key_id)
-        .fetch_optional(&db.pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT account_id, environment, scopes, rate_limit FROM api_keys WHERE id = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(key_id)
+    .fetch_optional(&db.pool)
+    .await?;
     let row = row.ok_or_else(|| anyhow::anyhow!("no active key {key_id}"))?;
     let account_id: String = row.try_get(0)?;
     let environment: String = row.try_get(1)?;
     let environment = Environment::parse(&environment).ok_or_else(|| anyhow::anyhow!("bad stored environment"))?;
-    let new_key = create_key(db, hasher, &account_id, environment).await?;
+    let scopes: String = row.try_get(2)?;
+    let rate_limit: Option<String> = row.try_get(3)?;
+    let access = KeyAccess {
+        scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        rate_limit: rate_limit.as_deref().and_then(RateLimit::parse),
+    };
+    let new_key = create_key(db, hasher, &account_id, environment, &access).await?;
     sqlx::query("UPDATE api_keys SET expires_at_ms = $1 WHERE id = $2")
         .bind(chrono::Utc::now().timestamp_millis() + grace_ms.max(0))
         .bind(key_id)

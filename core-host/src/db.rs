@@ -29,7 +29,7 @@ fn sqlite_pragmas() -> String {
 }
 
 type MigrationFile = (i64, &'static str, &'static str);
-const SQLITE_MIGRATIONS: [MigrationFile; 3] = [
+const SQLITE_MIGRATIONS: [MigrationFile; 4] = [
     (
         1,
         "foundation",
@@ -45,8 +45,13 @@ const SQLITE_MIGRATIONS: [MigrationFile; 3] = [
         "key expiry",
         include_str!("../migrations/sqlite/0003_key_expiry.sql"),
     ),
+    (
+        4,
+        "key access",
+        include_str!("../migrations/sqlite/0004_key_access.sql"),
+    ),
 ];
-const POSTGRES_MIGRATIONS: [MigrationFile; 3] = [
+const POSTGRES_MIGRATIONS: [MigrationFile; 4] = [
     (
         1,
         "foundation",
@@ -61,6 +66,11 @@ const POSTGRES_MIGRATIONS: [MigrationFile; 3] = [
         3,
         "key expiry",
         include_str!("../migrations/postgres/0003_key_expiry.sql"),
+    ),
+    (
+        4,
+        "key access",
+        include_str!("../migrations/postgres/0004_key_access.sql"),
     ),
 ];
 

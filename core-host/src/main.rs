@@ -7,7 +7,9 @@ use nixo_core::ledger::{fx, verify};
 use nixo_core::money::Currency;
 use nixo_core::rules::RuleLimits;
 use nixo_core::server::{self, ServeConfig};
+use nixo_gateway::access::RateLimit;
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +68,8 @@ enum Command {
         /// Linear memory one rule instance may use, in MiB.
         #[arg(long, env = "NIXO_RULE_MEMORY_MIB", default_value_t = RuleLimits::default().memory_max_bytes >> 20)]
         rule_memory_mib: usize,
+        #[command(flatten)]
+        edge: EdgeArgs,
     },
     /// Ledger administration.
     Ledger {
@@ -89,6 +93,43 @@ enum Command {
     },
 }
 
+/// How the embedded gateway is configured (what Spin takes from its
+/// manifest, variables and runtime config).
+#[derive(Args, Clone)]
+struct EdgeArgs {
+    /// The gateway's key/value store (key cache, rate-limit counters):
+    /// `redis://host:port/db`, shared by replicas; in memory when unset.
+    #[arg(long, env = "NIXO_KV_URL")]
+    kv_url: Option<String>,
+    /// Key environments this endpoint serves: `sandbox`, `live` or both.
+    #[arg(long, env = "NIXO_EDGE_ENVIRONMENTS", default_value = "sandbox,live")]
+    environments: String,
+    /// Default rate limit of sandbox keys: `N/W`, N requests per W seconds.
+    #[arg(long, env = "NIXO_RATE_LIMIT_SANDBOX", value_parser = parse_rate_limit)]
+    rate_limit_sandbox: Option<RateLimit>,
+    /// Default rate limit of live keys: `N/W`.
+    #[arg(long, env = "NIXO_RATE_LIMIT_LIVE", value_parser = parse_rate_limit)]
+    rate_limit_live: Option<RateLimit>,
+}
+
+impl EdgeArgs {
+    fn variables(&self) -> BTreeMap<String, String> {
+        let mut variables = BTreeMap::new();
+        variables.insert("environments".to_string(), self.environments.clone());
+        if let Some(limit) = self.rate_limit_sandbox {
+            variables.insert("rate_limit_sandbox".to_string(), limit.to_string());
+        }
+        if let Some(limit) = self.rate_limit_live {
+            variables.insert("rate_limit_live".to_string(), limit.to_string());
+        }
+        variables
+    }
+}
+
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    RateLimit::parse(text).ok_or_else(|| format!("'{text}' is not N/W (N requests per W seconds, W ≤ 86400)"))
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create a key; it is printed once and only its hash is stored.
@@ -100,6 +141,22 @@ enum KeysCommand {
         account: Option<String>,
         #[arg(long, default_value = "sandbox", value_parser = ["sandbox", "live"])]
         environment: String,
+        /// A scope the key holds (`transfers:write`, `balances:read`,
+        /// `decisions:read`); repeatable. Default: every scope.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// The key's own rate limit, `N/W` (N requests per W seconds).
+        /// Default: the edge's limit for the key's environment.
+        #[arg(long, value_parser = parse_rate_limit)]
+        rate_limit: Option<RateLimit>,
+    },
+    /// Pin an account to an API version (new accounts are pinned to the
+    /// current version at their first request).
+    PinVersion {
+        #[command(flatten)]
+        storage: Storage,
+        account: String,
+        version: String,
     },
     /// List keys: id, display prefix, account, state.
     List {
@@ -211,6 +268,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             rule_fuel_per_call,
             rule_deadline_ms,
             rule_memory_mib,
+            edge,
         } => {
             anyhow::ensure!(
                 rule_fuel_per_call > 0 && rule_deadline_ms > 0 && (1..=4096).contains(&rule_memory_mib),
@@ -228,6 +286,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 },
                 database_url: storage.database_url,
                 cache_dir: None,
+                kv_url: edge.kv_url.clone(),
+                edge_variables: edge.variables(),
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -279,14 +339,20 @@ async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::Create { storage, .. }
         | KeysCommand::List { storage }
         | KeysCommand::Roll { storage, .. }
-        | KeysCommand::Revoke { storage, .. } => storage.clone(),
+        | KeysCommand::Revoke { storage, .. }
+        | KeysCommand::PinVersion { storage, .. } => storage.clone(),
     };
     let db = Db::open(&storage.url()).await?;
     let hasher = server::key_hasher(&storage.data_dir)?;
     let code = match command {
         KeysCommand::Create {
-            account, environment, ..
+            account,
+            environment,
+            scopes,
+            rate_limit,
+            ..
         } => {
+            let access = auth::KeyAccess::new(scopes, rate_limit)?;
             let environment = Environment::parse(&environment).context("environment")?;
             let account = match account {
                 Some(account) => account,
@@ -294,7 +360,7 @@ async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
                     .await?
                     .context("no account in that environment; start `nixo serve` once first")?,
             };
-            let key = auth::create_key(&db, &hasher, &account, environment).await?;
+            let key = auth::create_key(&db, &hasher, &account, environment, &access).await?;
             println!("{}", key.key);
             eprintln!(
                 "nixo: created {} ({}) for {account}; shown once",
@@ -311,9 +377,10 @@ async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
                     (None, Some(at)) => format!("expires in {} s", (at - now) / 1000),
                     (None, None) => "active".to_string(),
                 };
+                let limit = k.rate_limit.as_deref().unwrap_or("default");
                 println!(
-                    "{}  {:<22} {:<8} {}  {state}",
-                    k.id, k.display_prefix, k.environment, k.account_id
+                    "{}  {:<22} {:<8} {}  scopes={} rate_limit={limit}  {state}",
+                    k.id, k.display_prefix, k.environment, k.account_id, k.scopes
                 );
             }
             ExitCode::SUCCESS
@@ -327,6 +394,11 @@ async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 "nixo: {key_id} now expires in {grace_seconds} s; new key {} ({})",
                 key.id, key.display_prefix
             );
+            ExitCode::SUCCESS
+        }
+        KeysCommand::PinVersion { account, version, .. } => {
+            auth::pin_version(&db, &account, &version).await?;
+            eprintln!("nixo: {account} now uses API version {version} by default");
             ExitCode::SUCCESS
         }
         KeysCommand::Revoke { key_id, .. } => {

@@ -2,15 +2,16 @@
 //! together, and bootstraps a fresh installation.
 
 use crate::api::{self, AppState};
-use crate::auth::{self, KeyHasher};
+use crate::auth::{self, KeyAccess, KeyHasher};
 use crate::db::Db;
-use crate::edge::{self, Gateway};
+use crate::edge::{self, EdgeConfig, Gateway, KvStores};
 use crate::ledger::{self, AccountKind, Environment, Ledger, Leg, Movement, TxStatus};
 use crate::money::Currency;
 use crate::rules::{RuleHost, RuleLimits};
 use crate::{accounts, artefacts};
 use anyhow::Context;
 use rand::Rng;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +39,12 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     /// Compiled-component cache; `<data_dir>/cache` when `None`.
     pub cache_dir: Option<PathBuf>,
+    /// The gateway's key/value store: `redis://…` (shared by replicas), or in
+    /// memory when `None`.
+    pub kv_url: Option<String>,
+    /// Gateway variables besides the core URL and secret, as Spin would pass
+    /// them: `environments`, `rate_limit_sandbox`, `rate_limit_live`.
+    pub edge_variables: BTreeMap<String, String>,
 }
 
 impl ServeConfig {
@@ -51,6 +58,8 @@ impl ServeConfig {
             rule_limits: RuleLimits::default(),
             database_url: None,
             cache_dir: None,
+            kv_url: None,
+            edge_variables: BTreeMap::new(),
         }
     }
 }
@@ -151,7 +160,7 @@ async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootst
             })
             .await?;
     }
-    let key = auth::create_key(&ledger.db, hasher, &account_id, env).await?;
+    let key = auth::create_key(&ledger.db, hasher, &account_id, env, &KeyAccess::default()).await?;
     Ok(Bootstrap {
         account_id,
         sandbox_key: key.key,
@@ -201,6 +210,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The ledger (and through it the database) this server runs on.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// Stops accepting, finishes in-flight requests, closes the database.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
@@ -264,7 +278,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
     };
     let core = api::router(state);
-    let gateway = Gateway::new(artefacts::GATEWAY_WASM, &cache_dir, core.clone(), &gateway_secret)?;
+    let kv = KvStores::single("default", config.kv_url.as_deref()).await?;
+    let gateway = Gateway::new(
+        artefacts::GATEWAY_WASM,
+        &cache_dir,
+        core.clone(),
+        EdgeConfig {
+            signing_secret: gateway_secret,
+            variables: config.edge_variables.clone(),
+            kv,
+        },
+    )?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let listener = TcpListener::bind(config.listen)

@@ -20,7 +20,15 @@ struct Server {
 
 fn spawn(data_dir: &std::path::Path) -> Server {
     let mut child = Command::new(NIXO)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        // A crash test, not a rate-limit test: lift the sandbox default.
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit-sandbox",
+            "1000000/1",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("NIXO_LOG", "warn")
         .stdout(Stdio::piped())

@@ -1,11 +1,13 @@
 //! The gateway must run unchanged on Spin: every interface the component
-//! imports is one that Spin 2.2+ / 3.x provides, so it cannot come to depend
-//! on something only `nixo serve` implements.
+//! imports is one that Spin 3.x provides, so it cannot come to depend on
+//! something only `nixo serve` implements. (Spin 3.0 added
+//! `wasi:keyvalue@0.2.0-draft2`, which the rate limiter's atomic increment
+//! needs; everything else is in Spin 2.2 too.)
 
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
-/// Interfaces Spin (2.2 and later) provides to HTTP components, by prefix;
+/// Interfaces Spin (3.0 and later) provides to HTTP components, by prefix;
 /// WASI 0.2.x minor versions link semver-compatibly.
 const SPIN_PROVIDES: &[&str] = &[
     "wasi:http/types@0.2.",
@@ -32,6 +34,8 @@ const SPIN_PROVIDES: &[&str] = &[
     "wasi:filesystem/preopens@0.2.",
     "fermyon:spin/variables@2.0.0",
     "fermyon:spin/key-value@2.0.0",
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
 ];
 
 #[test]
@@ -47,13 +51,61 @@ fn the_gateway_imports_only_what_spin_provides_and_exports_the_http_handler() {
             "Spin does not provide `{import}`"
         );
     }
-    assert!(
-        imports.iter().any(|i| i.starts_with("fermyon:spin/variables@")),
-        "{imports:?}"
-    );
+    for needed in [
+        "fermyon:spin/variables@",
+        "wasi:keyvalue/store@",
+        "wasi:keyvalue/atomics@",
+    ] {
+        assert!(imports.iter().any(|i| i.starts_with(needed)), "{needed}: {imports:?}");
+    }
     let exports: Vec<String> = ty.exports(&engine).map(|(name, _)| name.to_string()).collect();
     assert!(
         exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
         "{exports:?}"
     );
+}
+
+/// `spin.toml` declares every variable the component reads (the signing
+/// secret as a secret), maps each into the component, gives it the
+/// key/value store it opens and only the core as outbound host, and its
+/// default rate limits are the ones the component falls back to.
+#[test]
+fn spin_toml_declares_what_the_component_reads() {
+    use nixo_gateway::access::{RATE_LIMIT_LIVE_DEFAULT, RATE_LIMIT_SANDBOX_DEFAULT, RateLimit};
+    use nixo_gateway::edge::variables;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../spin.toml")).unwrap();
+    let manifest: toml::Table = toml::from_str(&text).unwrap();
+    let declared = manifest["variables"].as_table().unwrap();
+    let component = manifest["component"]["gateway"].as_table().unwrap();
+    let mapped = component["variables"].as_table().unwrap();
+    for name in variables::ALL {
+        assert!(declared.contains_key(name), "spin.toml does not declare `{name}`");
+        assert_eq!(
+            mapped[name].as_str(),
+            Some(format!("{{{{ {name} }}}}").as_str()),
+            "{name}"
+        );
+    }
+    assert_eq!(declared[variables::SIGNING_SECRET]["secret"].as_bool(), Some(true));
+    let default = |name: &str| RateLimit::parse(declared[name]["default"].as_str().unwrap());
+    assert_eq!(default(variables::RATE_LIMIT_SANDBOX), Some(RATE_LIMIT_SANDBOX_DEFAULT));
+    assert_eq!(default(variables::RATE_LIMIT_LIVE), Some(RATE_LIMIT_LIVE_DEFAULT));
+    let store = declared[variables::KV_STORE]["default"].as_str().unwrap();
+    let stores: Vec<&str> = component["key_value_stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(stores, vec![store]);
+    let outbound: Vec<&str> = component["allowed_outbound_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(outbound, vec!["{{ core_url }}"]);
+    let runtime = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime-config.toml")).unwrap();
+    let runtime: toml::Table = toml::from_str(&runtime).unwrap();
+    assert_eq!(runtime["key_value_store"][store]["type"].as_str(), Some("redis"));
 }

@@ -12,7 +12,13 @@ const HOSTILE: &[u8] = include_bytes!(env!("NIXO_TEST_HOSTILE_RULE_WASM"));
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_a_rule_under_load_drops_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let running = server::start(ServeConfig::ephemeral(dir.path())).await.unwrap();
+    // A load test of reloading, not of rate limits: lift the sandbox default.
+    let running = server::start(ServeConfig {
+        edge_variables: [("rate_limit_sandbox".to_string(), "1000000/1".to_string())].into(),
+        ..ServeConfig::ephemeral(dir.path())
+    })
+    .await
+    .unwrap();
     let key = running.bootstrap.as_ref().unwrap().sandbox_key.clone();
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::new();

@@ -1,30 +1,32 @@
-//! The Spin entry point: glue between `wasi:http` and the edge logic.
+//! The Spin entry point: glue between `wasi:http`, `wasi:keyvalue`, Spin
+//! variables and the edge logic.
 
-use crate::edge::{self, EdgeError};
+use crate::access::{self, KeyRecord, RateDecision, RateLimit};
+use crate::edge::{self, EdgeError, KeyEnvironment};
+use crate::schema::{self, Route};
 use crate::signing::{self, SignedParts};
+use crate::versions;
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::http_component;
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
-/// Spin variable: base URL of the core (`http://127.0.0.1:8081`).
-const VAR_CORE_URL: &str = "core_url";
-/// Spin variable (secret): HMAC key shared with the core.
-const VAR_SIGNING_SECRET: &str = "gateway_signing_secret";
+use crate::edge::variables::{
+    CORE_URL as VAR_CORE_URL, ENVIRONMENTS as VAR_ENVIRONMENTS, KV_STORE as VAR_KV_STORE,
+    RATE_LIMIT_LIVE as VAR_RATE_LIMIT_LIVE, RATE_LIMIT_SANDBOX as VAR_RATE_LIMIT_SANDBOX,
+    SIGNING_SECRET as VAR_SIGNING_SECRET,
+};
 
 /// Client headers passed on to the core; everything else stays at the edge
-/// (in particular any client-sent `spin-*` header).
-const FORWARDED_HEADERS: [&str; 4] = ["authorization", "content-type", "nixo-version", "idempotency-key"];
+/// (the API key in particular, and any client-sent `spin-*` header).
+const FORWARDED_HEADERS: [&str; 2] = ["content-type", "idempotency-key"];
 
-fn respond(status: u16, request_id: &str, content_type: &str, body: Vec<u8>) -> Response {
+fn respond(status: u16, request_id: &str, body: Vec<u8>) -> Response {
     Response::builder()
         .status(status)
-        .header("content-type", content_type)
+        .header("content-type", "application/json")
         .header(signing::REQUEST_ID_HEADER, request_id)
         .body(body)
         .build()
-}
-
-fn error(err: &EdgeError, request_id: &str) -> Response {
-    respond(err.status, request_id, "application/json", err.body().into_bytes())
 }
 
 fn new_request_id() -> String {
@@ -34,10 +36,10 @@ fn new_request_id() -> String {
     edge::request_id(random)
 }
 
-fn unix_now() -> i64 {
+fn unix_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
@@ -56,23 +58,128 @@ fn method_name(method: &Method) -> String {
     }
 }
 
+fn variable(name: &str) -> Option<String> {
+    spin_sdk::variables::get(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// What every response after authentication carries.
+struct Answer {
+    response: Response,
+    rate: Option<RateDecision>,
+    version: Option<&'static str>,
+}
+
 #[http_component]
 async fn handle(req: Request) -> impl IntoResponse {
     let request_id = new_request_id();
-    match gate_and_forward(req, &request_id).await {
-        Ok(resp) => resp,
-        Err(err) => error(&err, &request_id),
+    let mut rate = None;
+    let mut version = None;
+    let answer = match gate_and_forward(req, &request_id, &mut rate, &mut version).await {
+        Ok(response) => Answer {
+            response,
+            rate,
+            version,
+        },
+        Err(err) => Answer {
+            response: respond(err.status, &request_id, err.body().into_bytes()),
+            rate,
+            version,
+        },
+    };
+    finish(answer)
+}
+
+/// Adds the rate-limit and version headers to a response.
+fn finish(answer: Answer) -> Response {
+    let Answer {
+        mut response,
+        rate,
+        version,
+    } = answer;
+    if let Some(rate) = rate {
+        for (name, value) in rate.headers() {
+            response.set_header(name, value);
+        }
+    }
+    if let Some(version) = version {
+        response.set_header("nixo-version", version);
+    }
+    response
+}
+
+/// The edge's configuration, read from Spin variables.
+struct Config {
+    core_url: String,
+    secret: String,
+}
+
+fn config() -> Result<Config, EdgeError> {
+    let core_url = variable(VAR_CORE_URL).ok_or(edge::ERR_MISCONFIGURED)?;
+    let secret = variable(VAR_SIGNING_SECRET).ok_or(edge::ERR_MISCONFIGURED)?;
+    if secret.len() < signing::SECRET_LEN_MIN_BYTES {
+        return Err(edge::ERR_MISCONFIGURED);
+    }
+    Ok(Config { core_url, secret })
+}
+
+fn serves(environment: KeyEnvironment) -> bool {
+    match variable(VAR_ENVIRONMENTS) {
+        None => true,
+        Some(list) => list.split(',').any(|e| e.trim() == environment.as_str()),
     }
 }
 
-async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, EdgeError> {
-    edge::route(req.path())?;
+fn default_limit(environment: KeyEnvironment) -> RateLimit {
+    let (name, fallback) = match environment {
+        KeyEnvironment::Sandbox => (VAR_RATE_LIMIT_SANDBOX, access::RATE_LIMIT_SANDBOX_DEFAULT),
+        KeyEnvironment::Live => (VAR_RATE_LIMIT_LIVE, access::RATE_LIMIT_LIVE_DEFAULT),
+    };
+    variable(name).and_then(|v| RateLimit::parse(&v)).unwrap_or(fallback)
+}
+
+async fn gate_and_forward(
+    req: Request,
+    request_id: &str,
+    rate: &mut Option<RateDecision>,
+    version: &mut Option<&'static str>,
+) -> Result<Response, EdgeError> {
+    let method = method_name(req.method());
+    let route = schema::find_route(&method, req.path()).map_err(edge::route_error)?;
     let authorization = req.header("authorization").and_then(|v| v.as_str());
-    edge::check_key_format(authorization)?;
+    let (claimed, key) = edge::check_key_format(authorization)?;
+    if !serves(claimed) {
+        return Err(edge::ERR_WRONG_ENVIRONMENT);
+    }
     if req.body().len() > edge::BODY_LEN_MAX_BYTES {
         return Err(edge::ERR_BODY_TOO_LARGE);
     }
-    edge::check_version(req.header("nixo-version").and_then(|v| v.as_str()))?;
+    let config = config()?;
+    let bucket =
+        store::open(&variable(VAR_KV_STORE).unwrap_or_else(|| "default".into())).map_err(|_| edge::ERR_KEY_STORE)?;
+
+    let now_ms = unix_now_ms();
+    let record = key_record(&bucket, &config, key, request_id, now_ms).await?;
+    if record.environment != claimed {
+        return Err(edge::ERR_UNKNOWN_KEY);
+    }
+    if record.expired(now_ms) {
+        return Err(edge::ERR_EXPIRED_KEY);
+    }
+    if !record.has_scope(route.scope) {
+        return Err(edge::ERR_SCOPE);
+    }
+    let decision = count_request(&bucket, &record, now_ms / 1000)?;
+    *rate = Some(decision);
+    if !decision.allowed {
+        return Err(edge::ERR_RATE_LIMITED);
+    }
+
+    let resolved = versions::resolve(
+        req.header("nixo-version").and_then(|v| v.as_str()),
+        record.api_version.as_deref(),
+    )
+    .map_err(EdgeError::invalid)?;
+    *version = Some(resolved);
     if let Some(key) = req.header("idempotency-key")
         && !key.as_str().is_some_and(edge::idempotency_key_ok)
     {
@@ -81,44 +188,127 @@ async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, Ed
     if edge::json_depth(req.body()) > edge::JSON_DEPTH_MAX {
         return Err(edge::ERR_JSON_TOO_DEEP);
     }
+    let query = req.query();
+    let query = (!query.is_empty()).then_some(query);
+    let body = versions::upgrade_request(resolved, route.id, req.body()).map_err(EdgeError::invalid)?;
+    schema::validate(route, query, &body).map_err(EdgeError::invalid)?;
 
-    let core_url = spin_sdk::variables::get(VAR_CORE_URL).map_err(|_| edge::ERR_MISCONFIGURED)?;
-    let secret = spin_sdk::variables::get(VAR_SIGNING_SECRET).map_err(|_| edge::ERR_MISCONFIGURED)?;
-    if secret.len() < signing::SECRET_LEN_MIN_BYTES {
-        return Err(edge::ERR_MISCONFIGURED);
+    forward(&req, route, &config, &record, body, resolved, request_id, now_ms).await
+}
+
+/// The record of `key`: from the key/value store while fresh, else from the
+/// core (and cached).
+async fn key_record(
+    bucket: &store::Bucket,
+    config: &Config,
+    key: &str,
+    request_id: &str,
+    now_ms: i64,
+) -> Result<KeyRecord, EdgeError> {
+    let cache_key = access::cache_key(config.secret.as_bytes(), key);
+    let cached = bucket.get(&cache_key).map_err(|_| edge::ERR_KEY_STORE)?;
+    if let Some(record) = cached.as_deref().and_then(KeyRecord::from_json)
+        && record.fresh(now_ms / 1000)
+    {
+        return Ok(record);
     }
-
-    let path_and_query = req.path_and_query().unwrap_or(req.path()).to_string();
-    let method = method_name(req.method());
+    let path = access::RESOLVE_PATH;
     let signature = signing::sign(
-        secret.as_bytes(),
+        config.secret.as_bytes(),
         &SignedParts {
-            method: &method,
-            path_and_query: &path_and_query,
-            body: req.body(),
-            authorization: authorization.unwrap_or_default(),
+            method: "POST",
+            path_and_query: path,
+            body: key.as_bytes(),
+            principal: "",
             request_id,
         },
-        unix_now(),
+        now_ms / 1000,
     );
+    let ask = Request::builder()
+        .method(Method::Post)
+        .uri(edge::forward_url(&config.core_url, path))
+        .header("content-type", "text/plain")
+        .header(signing::REQUEST_ID_HEADER, request_id)
+        .header(signing::SIGNATURE_HEADER, signature)
+        .body(key.as_bytes().to_vec())
+        .build();
+    let answer: Response = spin_sdk::http::send(ask)
+        .await
+        .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    match *answer.status() {
+        200 => {}
+        401 | 404 => {
+            // A revoked key must not linger in the cache.
+            let _ = bucket.delete(&cache_key);
+            return Err(edge::ERR_UNKNOWN_KEY);
+        }
+        _ => return Err(edge::ERR_CORE_UNAVAILABLE),
+    }
+    let mut record = KeyRecord::from_json(answer.body()).ok_or(edge::ERR_CORE_UNAVAILABLE)?;
+    record.checked_at_s = now_ms / 1000;
+    // A failed cache write only costs another lookup next time.
+    let _ = bucket.set(&cache_key, record.to_json().to_string().as_bytes());
+    Ok(record)
+}
 
+/// Counts this request in the key's current window (atomic increment, so
+/// concurrent requests and gateway replicas share one count).
+fn count_request(bucket: &store::Bucket, record: &KeyRecord, now_s: i64) -> Result<RateDecision, EdgeError> {
+    let limit = record.rate_limit.unwrap_or_else(|| default_limit(record.environment));
+    let window = access::window(limit, now_s);
+    let counter = access::counter_key(&record.key_id, limit, window.index);
+    let count = atomics::increment(bucket, &counter, 1).map_err(|_| edge::ERR_KEY_STORE)?;
+    if count == 1 && window.index > 0 {
+        // First request of a window: the previous window's counter is done with.
+        let _ = bucket.delete(&access::counter_key(&record.key_id, limit, window.index - 1));
+    }
+    Ok(access::decide(limit, window, count))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    req: &Request,
+    route: &Route,
+    config: &Config,
+    record: &KeyRecord,
+    body: Vec<u8>,
+    version: &'static str,
+    request_id: &str,
+    now_ms: i64,
+) -> Result<Response, EdgeError> {
+    let path_and_query = req.path_and_query().unwrap_or(req.path()).to_string();
+    let principal = record.principal();
+    let signature = signing::sign(
+        config.secret.as_bytes(),
+        &SignedParts {
+            method: route.method,
+            path_and_query: &path_and_query,
+            body: &body,
+            principal: &principal,
+            request_id,
+        },
+        now_ms / 1000,
+    );
     let mut out = Request::builder();
     out.method(req.method().clone())
-        .uri(edge::forward_url(&core_url, &path_and_query));
+        .uri(edge::forward_url(&config.core_url, &path_and_query));
     for name in FORWARDED_HEADERS {
         if let Some(value) = req.header(name).and_then(|v| v.as_str()) {
             out.header(name, value);
         }
     }
+    out.header("nixo-version", versions::CURRENT);
+    out.header(signing::PRINCIPAL_HEADER, principal.as_str());
     out.header(signing::REQUEST_ID_HEADER, request_id);
     out.header(signing::SIGNATURE_HEADER, signature);
-    let out = out.body(req.into_body()).build();
+    let out = out.body(body).build();
 
     let core: Response = spin_sdk::http::send(out)
         .await
         .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let status = *core.status();
     let mut resp = Response::builder();
-    resp.status(*core.status());
+    resp.status(status);
     for (name, value) in core.headers() {
         if edge::relay_response_header(name)
             && let Some(value) = value.as_str()
@@ -127,6 +317,10 @@ async fn gate_and_forward(req: Request, request_id: &str) -> Result<Response, Ed
         }
     }
     resp.header(signing::REQUEST_ID_HEADER, request_id);
-    let resp = resp.body(core.into_body()).build();
-    Ok(resp)
+    let body = if (200..300).contains(&status) {
+        versions::downgrade_response(version, route.id, core.body())
+    } else {
+        core.into_body()
+    };
+    Ok(resp.body(body).build())
 }

@@ -1,5 +1,31 @@
 //! Edge decisions that need no I/O: routing, credential format, error bodies.
 
+use crate::schema::{FieldError, RouteMiss};
+use std::borrow::Cow;
+
+/// The Spin variables the component reads (declared in `spin.toml`).
+pub mod variables {
+    /// Base URL of the core (`http://127.0.0.1:8081`). Required.
+    pub const CORE_URL: &str = "core_url";
+    /// HMAC key shared with the core. Required, secret.
+    pub const SIGNING_SECRET: &str = "gateway_signing_secret";
+    /// Key/value store label (default `default`).
+    pub const KV_STORE: &str = "kv_store";
+    /// Key environments this endpoint serves (`sandbox,live`).
+    pub const ENVIRONMENTS: &str = "environments";
+    /// Default rate limits per environment (`"50/1"`: 50 per second).
+    pub const RATE_LIMIT_SANDBOX: &str = "rate_limit_sandbox";
+    pub const RATE_LIMIT_LIVE: &str = "rate_limit_live";
+    pub const ALL: [&str; 6] = [
+        CORE_URL,
+        SIGNING_SECRET,
+        KV_STORE,
+        ENVIRONMENTS,
+        RATE_LIMIT_SANDBOX,
+        RATE_LIMIT_LIVE,
+    ];
+}
+
 /// Largest request body the gateway forwards.
 pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
 /// Shortest and longest random part of an API key after its prefix.
@@ -18,8 +44,8 @@ pub enum KeyEnvironment {
 pub struct EdgeError {
     pub status: u16,
     pub code: &'static str,
-    pub message: &'static str,
-    pub field: Option<&'static str>,
+    pub message: Cow<'static, str>,
+    pub field: Option<Cow<'static, str>>,
 }
 
 impl EdgeError {
@@ -27,22 +53,39 @@ impl EdgeError {
         Self {
             status,
             code,
-            message,
+            message: Cow::Borrowed(message),
             field: None,
+        }
+    }
+
+    const fn with_field(status: u16, code: &'static str, message: &'static str, field: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            message: Cow::Borrowed(message),
+            field: Some(Cow::Borrowed(field)),
+        }
+    }
+
+    /// 400 `invalid_request` naming the field.
+    pub fn invalid(err: FieldError) -> Self {
+        Self {
+            status: 400,
+            code: "invalid_request",
+            message: Cow::Owned(err.message),
+            field: Some(Cow::Owned(err.field)),
         }
     }
 
     /// `{"error":{"code":…,"message":…,"field":…}}`
     pub fn body(&self) -> String {
-        let field = match self.field {
-            Some(f) => format!(",\"field\":\"{f}\""),
-            None => String::new(),
-        };
-        // Codes, messages and fields are static ASCII without quotes.
-        format!(
-            "{{\"error\":{{\"code\":\"{}\",\"message\":\"{}\"{field}}}}}",
-            self.code, self.message
-        )
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.as_ref().into());
+        if let Some(field) = &self.field {
+            error.insert("field".into(), field.as_ref().into());
+        }
+        serde_json::json!({ "error": error }).to_string()
     }
 }
 
@@ -53,12 +96,12 @@ pub const ERR_NO_KEY: EdgeError = EdgeError::new(
     "No API key provided: send Authorization: Bearer sk_sandbox_...",
 );
 pub const ERR_BAD_KEY: EdgeError = EdgeError::new(401, "invalid_api_key", "Invalid API key format");
-pub const ERR_BODY_TOO_LARGE: EdgeError = EdgeError {
-    status: 413,
-    code: "invalid_request",
-    message: "Request body is larger than 65536 bytes",
-    field: Some("body"),
-};
+pub const ERR_BODY_TOO_LARGE: EdgeError = EdgeError::with_field(
+    413,
+    "invalid_request",
+    "Request body is larger than 65536 bytes",
+    "body",
+);
 pub const ERR_CORE_UNAVAILABLE: EdgeError = EdgeError::new(
     502,
     "internal_error",
@@ -66,38 +109,53 @@ pub const ERR_CORE_UNAVAILABLE: EdgeError = EdgeError::new(
 );
 pub const ERR_MISCONFIGURED: EdgeError = EdgeError::new(500, "internal_error", "The gateway is misconfigured");
 
-/// API versions served; the first is the default.
-pub const SUPPORTED_VERSIONS: [&str; 1] = ["2025-01-01"];
 /// Longest `Idempotency-Key` accepted.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 /// Deepest nesting of arrays and objects accepted in a JSON body.
 pub const JSON_DEPTH_MAX: usize = 16;
 
-pub const ERR_UNKNOWN_VERSION: EdgeError = EdgeError {
-    status: 400,
-    code: "invalid_request",
-    message: "Unknown API version; supported: 2025-01-01",
-    field: Some("Nixo-Version"),
-};
-pub const ERR_IDEMPOTENCY_KEY: EdgeError = EdgeError {
-    status: 400,
-    code: "invalid_request",
-    message: "Idempotency-Key must be 1 to 255 printable ASCII characters",
-    field: Some("Idempotency-Key"),
-};
-pub const ERR_JSON_TOO_DEEP: EdgeError = EdgeError {
-    status: 400,
-    code: "invalid_request",
-    message: "JSON body is nested deeper than 16 levels",
-    field: Some("body"),
-};
+pub const ERR_IDEMPOTENCY_KEY: EdgeError = EdgeError::with_field(
+    400,
+    "invalid_request",
+    "Idempotency-Key must be 1 to 255 printable ASCII characters",
+    "Idempotency-Key",
+);
+pub const ERR_JSON_TOO_DEEP: EdgeError = EdgeError::with_field(
+    400,
+    "invalid_request",
+    "JSON body is nested deeper than 16 levels",
+    "body",
+);
+pub const ERR_METHOD_NOT_ALLOWED: EdgeError = EdgeError::new(405, "invalid_request", "Method not allowed for this URL");
+pub const ERR_UNKNOWN_KEY: EdgeError = EdgeError::new(401, "invalid_api_key", "Invalid API key provided");
+pub const ERR_EXPIRED_KEY: EdgeError =
+    EdgeError::new(401, "invalid_api_key", "This API key has expired; use its replacement");
+pub const ERR_WRONG_ENVIRONMENT: EdgeError = EdgeError::new(
+    401,
+    "invalid_api_key",
+    "This API key belongs to another environment than this endpoint serves",
+);
+pub const ERR_SCOPE: EdgeError = EdgeError::new(
+    403,
+    "permission_denied",
+    "This API key does not have the scope this request needs",
+);
+pub const ERR_RATE_LIMITED: EdgeError = EdgeError::new(
+    429,
+    "rate_limit_exceeded",
+    "Too many requests for this API key; retry after the time in Retry-After",
+);
+pub const ERR_KEY_STORE: EdgeError = EdgeError::new(
+    503,
+    "internal_error",
+    "The gateway's key/value store is unavailable; retry with backoff",
+);
 
-/// The version a request asks for (`None`: the default applies).
-pub fn check_version(header: Option<&str>) -> Result<(), EdgeError> {
-    match header.map(str::trim) {
-        None => Ok(()),
-        Some(asked) if SUPPORTED_VERSIONS.contains(&asked) => Ok(()),
-        Some(_) => Err(ERR_UNKNOWN_VERSION),
+/// 404 for an unknown path, 405 for a known path with another method.
+pub fn route_error(miss: RouteMiss) -> EdgeError {
+    match miss {
+        RouteMiss::NotFound => ERR_NOT_FOUND,
+        RouteMiss::MethodNotAllowed => ERR_METHOD_NOT_ALLOWED,
     }
 }
 
@@ -135,18 +193,9 @@ pub fn json_depth(body: &[u8]) -> usize {
     deepest
 }
 
-/// Only the versioned API is served.
-pub fn route(path: &str) -> Result<(), EdgeError> {
-    if path.starts_with("/v1/") {
-        Ok(())
-    } else {
-        Err(ERR_NOT_FOUND)
-    }
-}
-
-/// Checks the shape of `Authorization: Bearer sk_{sandbox|live}_…`. Whether
-/// the key exists is decided by the core from its keyed hash.
-pub fn check_key_format(authorization: Option<&str>) -> Result<KeyEnvironment, EdgeError> {
+/// Checks the shape of `Authorization: Bearer sk_{sandbox|live}_…` and
+/// returns the environment its prefix claims and the key.
+pub fn check_key_format(authorization: Option<&str>) -> Result<(KeyEnvironment, &str), EdgeError> {
     let value = authorization
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -167,7 +216,7 @@ pub fn check_key_format(authorization: Option<&str>) -> Result<KeyEnvironment, E
     if !len_ok || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ERR_BAD_KEY);
     }
-    Ok(environment)
+    Ok((environment, key))
 }
 
 /// A request id: `req_` and 24 lower-case hex digits from 12 random bytes.
@@ -200,20 +249,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_v1_routes_pass() {
-        assert_eq!(route("/v1/payments/transfer"), Ok(()));
-        assert_eq!(route("/"), Err(ERR_NOT_FOUND));
-        assert_eq!(route("/v2/x"), Err(ERR_NOT_FOUND));
-        assert_eq!(route("/v1"), Err(ERR_NOT_FOUND));
-    }
-
-    #[test]
     fn key_formats() {
         let good = "Bearer sk_sandbox_0123456789abcdefABCD";
-        assert_eq!(check_key_format(Some(good)), Ok(KeyEnvironment::Sandbox));
+        assert_eq!(
+            check_key_format(Some(good)),
+            Ok((KeyEnvironment::Sandbox, "sk_sandbox_0123456789abcdefABCD"))
+        );
         assert_eq!(
             check_key_format(Some("bearer sk_live_0123456789abcdef")),
-            Ok(KeyEnvironment::Live)
+            Ok((KeyEnvironment::Live, "sk_live_0123456789abcdef"))
         );
         assert_eq!(check_key_format(None), Err(ERR_NO_KEY));
         assert_eq!(check_key_format(Some("  ")), Err(ERR_NO_KEY));
@@ -240,9 +284,6 @@ mod tests {
 
     #[test]
     fn versions_keys_and_depth() {
-        assert_eq!(check_version(None), Ok(()));
-        assert_eq!(check_version(Some("2025-01-01")), Ok(()));
-        assert_eq!(check_version(Some("2019-01-01")), Err(ERR_UNKNOWN_VERSION));
         assert!(idempotency_key_ok("order-7781"));
         assert!(!idempotency_key_ok(""));
         assert!(!idempotency_key_ok(&"k".repeat(256)));

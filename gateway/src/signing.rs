@@ -2,11 +2,12 @@
 //!
 //! The core refuses any request without a valid, fresh signature, so the only
 //! way into the core is through the gateway. The signed text binds the
-//! method, the path with query, a digest of the body, a digest of the
-//! credential the client presented, the request id and a timestamp:
+//! method, the path with query, a digest of the body, the principal the
+//! edge authenticated (`key_id account_id environment`, empty for the
+//! edge's own key lookups), the request id and a timestamp:
 //!
 //! ```text
-//! nixo-gw-v1\n{unix_seconds}\n{METHOD}\n{path?query}\n{hex sha256(body)}\n{hex sha256(authorization)}\n{request_id}
+//! nixo-gw-v1\n{unix_seconds}\n{METHOD}\n{path?query}\n{hex sha256(body)}\n{hex sha256(principal)}\n{request_id}
 //! ```
 //!
 //! Header: `Nixo-Gateway-Signature: t=<unix_seconds>,v1=<hex hmac-sha256>`.
@@ -18,6 +19,8 @@ use sha2::{Digest, Sha256};
 pub const SIGNATURE_HEADER: &str = "nixo-gateway-signature";
 /// Header carrying the request id generated at the edge.
 pub const REQUEST_ID_HEADER: &str = "request-id";
+/// Header carrying the principal the edge authenticated (signed).
+pub const PRINCIPAL_HEADER: &str = "nixo-principal";
 /// How far the core accepts a signature's timestamp from its own clock.
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 /// Smallest accepted signing secret, in bytes.
@@ -29,7 +32,7 @@ pub struct SignedParts<'a> {
     pub method: &'a str,
     pub path_and_query: &'a str,
     pub body: &'a [u8],
-    pub authorization: &'a str,
+    pub principal: &'a str,
     pub request_id: &'a str,
 }
 
@@ -39,7 +42,7 @@ fn canonical(parts: &SignedParts<'_>, unix_secs: i64) -> String {
         parts.method.to_ascii_uppercase(),
         parts.path_and_query,
         hex::encode(Sha256::digest(parts.body)),
-        hex::encode(Sha256::digest(parts.authorization.as_bytes())),
+        hex::encode(Sha256::digest(parts.principal.as_bytes())),
         parts.request_id,
     )
 }
@@ -105,7 +108,7 @@ mod tests {
             method: "POST",
             path_and_query: "/v1/payments/transfer",
             body,
-            authorization: "Bearer sk_sandbox_abc",
+            principal: "key_1 acct_1 sandbox",
             request_id: "req_1",
         }
     }
@@ -119,7 +122,7 @@ mod tests {
             Err(VerifyError::Mismatch)
         );
         let mut other = parts(b"{}");
-        other.authorization = "Bearer sk_sandbox_abd";
+        other.principal = "key_1 acct_2 sandbox";
         assert_eq!(verify(SECRET, Some(&header), &other, 1_010), Err(VerifyError::Mismatch));
         let mut other = parts(b"{}");
         other.path_and_query = "/v1/balances";

@@ -432,7 +432,7 @@ async fn the_edge_refuses_unknown_versions_bad_idempotency_keys_and_deep_json() 
         assert_eq!(body["error"]["field"], field);
         // The edge's own wording: the request never reached the core.
         let edge_says = match field {
-            "Nixo-Version" => "Unknown API version; supported: 2025-01-01",
+            "Nixo-Version" => "Unknown API version; supported: 2025-01-01, 2024-06-01",
             "Idempotency-Key" => "Idempotency-Key must be 1 to 255 printable ASCII characters",
             _ => "JSON body is nested deeper than 16 levels",
         };

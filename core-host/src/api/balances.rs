@@ -4,35 +4,11 @@
 use super::{AppState, Caller, with_version};
 use crate::error::ApiError;
 use crate::ledger;
-use crate::money::Currency;
+use crate::money::{Currency, MinorUnits};
 use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-
-/// `?wallet_id=101` narrows the balance to one of the caller's wallets.
-fn parse_query(query: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let mut wallet_id = None;
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "wallet_id" => {
-                let id = value.parse::<i64>().ok().filter(|id| *id > 0);
-                wallet_id =
-                    Some(id.ok_or_else(|| {
-                        ApiError::invalid("wallet_id", "wallet_id must be a positive integer wallet id")
-                    })?);
-            }
-            other => {
-                return Err(ApiError::invalid(
-                    other.to_string(),
-                    format!("Received unknown parameter: {other}"),
-                ));
-            }
-        }
-    }
-    Ok(wallet_id)
-}
 
 fn entries(balances: &[ledger::Balance], pick: impl Fn(&ledger::Balance) -> i64) -> Vec<Value> {
     balances
@@ -49,7 +25,7 @@ pub async fn retrieve(
     Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let wallet_id = parse_query(query.as_deref())?;
+    let wallet_id = nixo_gateway::schema::balances_query(query.as_deref())?;
     if let Some(id) = wallet_id {
         let owned = state.ledger.wallet(id).await?.is_some_and(|w| {
             w.owner_account_id == caller.principal.account_id && w.environment == caller.principal.environment
@@ -67,23 +43,4 @@ pub async fn retrieve(
         "reserved": entries(&balances, |b| b.reserved_minor),
     });
     Ok(with_version(&caller, axum::Json(body).into_response()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries() {
-        assert_eq!(parse_query(None), Ok(None));
-        assert_eq!(parse_query(Some("wallet_id=101")), Ok(Some(101)));
-        assert_eq!(
-            parse_query(Some("wallet_id=x")).unwrap_err().field.as_deref(),
-            Some("wallet_id")
-        );
-        assert_eq!(
-            parse_query(Some("limit=5")).unwrap_err().field.as_deref(),
-            Some("limit")
-        );
-    }
 }

@@ -2,11 +2,14 @@
 //! mapping of every failure to a structured error.
 //!
 //! Every request must carry a valid gateway signature (only the gateway can
-//! reach the core) and a valid API key; both are checked in [`gatekeeper`]
+//! reach the core). The signature covers the principal the edge
+//! authenticated, which the core then acts for; the edge learns principals
+//! from the core's key resolution route. Both are checked in [`gatekeeper`]
 //! before any handler runs.
 
 mod balances;
 mod decisions;
+mod keys;
 mod transfers;
 
 use crate::auth::{self, KeyHasher, Principal};
@@ -21,11 +24,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use nixo_gateway::access::RESOLVE_PATH;
 use nixo_gateway::signing::{self, SignedParts};
+use nixo_gateway::versions;
 use std::sync::Arc;
 
-/// API versions this core serves (shared with the gateway); the first is the default.
-pub use nixo_gateway::edge::SUPPORTED_VERSIONS;
 /// Largest request body the core reads.
 pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
 
@@ -51,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/payments/transfer", post(transfers::create))
         .route("/v1/balances", get(balances::retrieve))
         .route("/v1/rules/decisions", get(decisions::list))
+        .route(RESOLVE_PATH, post(keys::resolve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), gatekeeper))
@@ -73,23 +77,27 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The core speaks only the current version; the edge translates older ones.
 fn resolve_version(headers: &HeaderMap) -> Result<&'static str, ApiError> {
     match header(headers, "nixo-version") {
-        None => Ok(SUPPORTED_VERSIONS[0]),
-        Some(asked) => SUPPORTED_VERSIONS
-            .iter()
-            .copied()
-            .find(|v| *v == asked.trim())
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "Nixo-Version",
-                    format!(
-                        "Unknown API version '{asked}'; supported: {}",
-                        SUPPORTED_VERSIONS.join(", ")
-                    ),
-                )
-            }),
+        None => Ok(versions::CURRENT),
+        Some(asked) if asked.trim() == versions::CURRENT => Ok(versions::CURRENT),
+        Some(asked) => Err(ApiError::invalid(
+            "Nixo-Version",
+            format!(
+                "The core serves API version {} only (the gateway translates others), not '{asked}'",
+                versions::CURRENT
+            ),
+        )),
     }
+}
+
+fn not_through_gateway() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        "Requests must come through the Nixo gateway",
+    )
 }
 
 /// Checks the gateway signature, the API key and the version, then runs the
@@ -117,12 +125,12 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
         .with_field("body")
     })?;
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let authorization = header(&parts.headers, "authorization");
+    let principal = header(&parts.headers, signing::PRINCIPAL_HEADER).unwrap_or_default();
     let signed = SignedParts {
         method: parts.method.as_str(),
         path_and_query,
         body: &body,
-        authorization: authorization.unwrap_or_default(),
+        principal,
         request_id: header(&parts.headers, signing::REQUEST_ID_HEADER).unwrap_or_default(),
     };
     let now = chrono::Utc::now().timestamp();
@@ -133,13 +141,16 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
         now,
     ) {
         tracing::warn!(?why, path = %parts.uri.path(), "refused a request without a valid gateway signature");
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_denied",
-            "Requests must come through the Nixo gateway",
-        ));
+        return Err(not_through_gateway());
     }
-    let principal = auth::authenticate(&state.ledger.db, &state.hasher, authorization).await?;
+    if parts.uri.path() == RESOLVE_PATH {
+        // The edge's own key lookup: it has no principal yet.
+        if !principal.is_empty() {
+            return Err(not_through_gateway());
+        }
+        return Ok(Request::from_parts(parts, Body::from(body)));
+    }
+    let principal = auth::parse_principal(principal).ok_or_else(not_through_gateway)?;
     let version = resolve_version(&parts.headers)?;
     parts.extensions.insert(Caller { principal, version });
     Ok(Request::from_parts(parts, Body::from(body)))
@@ -153,30 +164,6 @@ fn with_version(caller: &Caller, mut response: Response) -> Response {
     response
 }
 
-/// Parses a JSON object body, naming what is wrong.
-fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::invalid("body", "Request body is empty; send a JSON object"));
-    }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid("body", format!("Request body is not valid JSON: {e}")))?;
-    match value {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(ApiError::invalid("body", "Request body must be a JSON object")),
-    }
-}
-
-/// Refuses parameters the route does not know (typos must not pass silently).
-fn reject_unknown(map: &serde_json::Map<String, serde_json::Value>, known: &[&str]) -> Result<(), ApiError> {
-    match map.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(unknown) => Err(ApiError::invalid(
-            unknown.clone(),
-            format!("Received unknown parameter: {unknown}"),
-        )),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,16 +172,8 @@ mod tests {
     fn versions_default_and_unknown_ones_name_the_header() {
         let mut headers = HeaderMap::new();
         assert_eq!(resolve_version(&headers), Ok("2025-01-01"));
-        headers.insert("nixo-version", HeaderValue::from_static("1999-01-01"));
+        headers.insert("nixo-version", HeaderValue::from_static("2024-06-01"));
         let err = resolve_version(&headers).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("Nixo-Version"));
-    }
-
-    #[test]
-    fn bodies_must_be_json_objects() {
-        assert!(parse_object(b"{\"a\":1}").is_ok());
-        for bad in [&b""[..], b"{", b"[]", b"42", b"{\"a\":1}x"] {
-            assert_eq!(parse_object(bad).unwrap_err().code, "invalid_request");
-        }
     }
 }

@@ -1,24 +1,20 @@
 //! `POST /v1/payments/transfer`: P2P between wallets (Nexbit document).
 
-use super::{AppState, Caller, parse_object, reject_unknown, with_version};
+use super::{AppState, Caller, with_version};
 use crate::error::ApiError;
 use crate::ledger::fx::{self, FxError};
 use crate::ledger::{self, AccountKind, FxApplied, LedgerError, Leg, Movement, Recorded, TxStatus, Wallet};
-use crate::money::{self, Currency};
+use crate::money::{Currency, MinorUnits};
 use crate::{accounts, rules};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use nixo_gateway::schema::{self, TransferRequest};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-/// Metadata: keys, key length and value length (Stripe's limits).
-pub const METADATA_KEYS_MAX: usize = 50;
-pub const METADATA_KEY_LEN_MAX: usize = 40;
-pub const METADATA_VALUE_LEN_MAX: usize = 500;
 
 const HOUR_MS: i64 = 3_600_000;
 /// How long a transfer held for review keeps its funds before it voids itself.
@@ -26,86 +22,8 @@ pub const REVIEW_HOLD_TIMEOUT_MS: i64 = 72 * HOUR_MS;
 /// Longest `Idempotency-Key` accepted (shared with the gateway).
 pub use nixo_gateway::edge::IDEMPOTENCY_KEY_LEN_MAX;
 
-struct TransferRequest {
-    from_wallet: i64,
-    to_wallet: i64,
-    amount_minor: i64,
-    currency: Currency,
-    metadata: Map<String, Value>,
-}
-
-fn parse_wallet_id(map: &Map<String, Value>, field: &'static str) -> Result<i64, ApiError> {
-    match map.get(field) {
-        None | Some(Value::Null) => Err(ApiError::missing(field)),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| ApiError::invalid(field, format!("{field} must be a positive integer wallet id"))),
-        Some(_) => Err(ApiError::invalid(
-            field,
-            format!("{field} must be an integer wallet id, such as 101"),
-        )),
-    }
-}
-
-/// Optional flat metadata with string values.
-pub fn parse_metadata(value: Option<&Value>) -> Result<Map<String, Value>, ApiError> {
-    let map = match value {
-        None | Some(Value::Null) => return Ok(Map::new()),
-        Some(Value::Object(map)) => map,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "metadata",
-                "metadata must be an object of string values",
-            ));
-        }
-    };
-    if map.len() > METADATA_KEYS_MAX {
-        return Err(ApiError::invalid(
-            "metadata",
-            format!("metadata may have at most {METADATA_KEYS_MAX} keys"),
-        ));
-    }
-    for (key, value) in map {
-        let field = format!("metadata.{key}");
-        if key.is_empty() || key.chars().count() > METADATA_KEY_LEN_MAX {
-            return Err(ApiError::invalid(
-                field,
-                format!("metadata keys are 1 to {METADATA_KEY_LEN_MAX} characters"),
-            ));
-        }
-        match value {
-            Value::String(s) if s.chars().count() <= METADATA_VALUE_LEN_MAX => {}
-            Value::String(_) => {
-                return Err(ApiError::invalid(
-                    field,
-                    format!("metadata values are at most {METADATA_VALUE_LEN_MAX} characters"),
-                ));
-            }
-            _ => return Err(ApiError::invalid(field, "metadata values must be strings")),
-        }
-    }
-    Ok(map.clone())
-}
-
 fn parse(body: &[u8]) -> Result<TransferRequest, ApiError> {
-    let map = parse_object(body)?;
-    reject_unknown(&map, &["from_wallet", "to_wallet", "amount", "currency", "metadata"])?;
-    let from_wallet = parse_wallet_id(&map, "from_wallet")?;
-    let to_wallet = parse_wallet_id(&map, "to_wallet")?;
-    let currency = money::parse_currency(map.get("currency"), "currency")?;
-    let amount_minor = money::parse_amount(map.get("amount"), currency, "amount")?;
-    let metadata = parse_metadata(map.get("metadata"))?;
-    if from_wallet == to_wallet {
-        return Err(ApiError::invalid("to_wallet", "to_wallet must differ from from_wallet"));
-    }
-    Ok(TransferRequest {
-        from_wallet,
-        to_wallet,
-        amount_minor,
-        currency,
-        metadata,
-    })
+    Ok(schema::transfer_request(body)?)
 }
 
 /// Loads a wallet the caller may use: the source must be the caller's own,

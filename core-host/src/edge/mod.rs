@@ -3,9 +3,17 @@
 //!
 //! The component's outbound request to the core never leaves the process:
 //! the `send_request` hook hands it to the core's router directly. Any other
-//! outbound host is refused, as Spin refuses hosts missing from
-//! `allowed_outbound_hosts`. The host also provides what Spin provides and
-//! wasmtime does not: `fermyon:spin/variables@2.0.0`.
+//! outbound host is refused by the same rule Spin applies with
+//! `allowed_outbound_hosts` (the allowed list here is the core alone). The host also
+//! provides what Spin provides and wasmtime does not:
+//! `fermyon:spin/variables@2.0.0` and `wasi:keyvalue@0.2.0-draft2` store and
+//! atomics ([`kv`]: in memory, or Redis shared by replicas).
+
+pub mod kv;
+mod outbound;
+
+pub use kv::KvStores;
+pub use outbound::AllowedHosts;
 
 mod spin_variables {
     wasmtime::component::bindgen!({
@@ -61,6 +69,13 @@ struct EdgeState {
     table: ResourceTable,
     dispatch: CoreDispatch,
     variables: Arc<BTreeMap<String, String>>,
+    kv: KvStores,
+}
+
+impl EdgeState {
+    fn kv(&mut self) -> (&KvStores, &mut ResourceTable) {
+        (&self.kv, &mut self.table)
+    }
 }
 
 impl WasiView for EdgeState {
@@ -95,6 +110,7 @@ impl variables::Host for EdgeState {
 #[derive(Clone)]
 struct CoreDispatch {
     core: Router,
+    allowed: Arc<AllowedHosts>,
 }
 
 type Pending<T> = Box<dyn Future<Output = T> + Send>;
@@ -109,11 +125,13 @@ impl WasiHttpHooks for CoreDispatch {
         Result<(http::Response<WasiBody>, Pending<Result<(), wasmtime_wasi_http::Error>>), wasmtime_wasi_http::Error>,
     > {
         let core = self.core.clone();
+        let allowed = self.allowed.clone();
         Box::new(async move {
-            if request.uri().authority().map(|a| a.as_str()) != Some(CORE_AUTHORITY) {
+            if !allowed.allows(request.uri()) {
                 tracing::warn!(uri = %request.uri(), "gateway tried an outbound host that is not allowed");
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
+
             let (parts, body) = request.into_parts();
             let body = Limited::new(body, RELAY_BODY_LEN_MAX_BYTES)
                 .collect()
@@ -140,19 +158,27 @@ impl WasiHttpHooks for CoreDispatch {
 #[derive(Clone)]
 pub struct Gateway {
     pre: ProxyPre<EdgeState>,
-    core: Router,
+    dispatch: CoreDispatch,
     variables: Arc<BTreeMap<String, String>>,
+    kv: KvStores,
+}
+
+/// How the embedded gateway is configured: what Spin would take from the
+/// manifest, its variables and its runtime config.
+#[derive(Clone)]
+pub struct EdgeConfig {
+    /// HMAC key shared with the core.
+    pub signing_secret: String,
+    /// Extra Spin variables (`environments`, `rate_limit_sandbox`, …).
+    pub variables: BTreeMap<String, String>,
+    /// The key/value store (label `default`).
+    pub kv: KvStores,
 }
 
 impl Gateway {
     /// Compiles (or loads from `cache_dir`) the component and links it with
     /// WASI, WASI HTTP and Spin variables.
-    pub fn new(
-        component_bytes: &[u8],
-        cache_dir: &Path,
-        core: Router,
-        signing_secret: &str,
-    ) -> anyhow::Result<Gateway> {
+    pub fn new(component_bytes: &[u8], cache_dir: &Path, core: Router, config: EdgeConfig) -> anyhow::Result<Gateway> {
         let engine = Engine::new(&Config::new())?;
         let component = wasm_cache::load_component(&engine, component_bytes, cache_dir)
             .context("compiling the gateway component")?;
@@ -160,14 +186,23 @@ impl Gateway {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         variables::add_to_linker::<EdgeState, HasSelf<EdgeState>>(&mut linker, |s| s)?;
+        kv::add_to_linker(&mut linker)?;
         let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
-        let mut variables = BTreeMap::new();
-        variables.insert("core_url".to_string(), format!("http://{CORE_AUTHORITY}"));
-        variables.insert("gateway_signing_secret".to_string(), signing_secret.to_string());
+        let mut variables = config.variables;
+        variables
+            .entry("core_url".to_string())
+            .or_insert_with(|| format!("http://{CORE_AUTHORITY}"));
+        variables.insert("gateway_signing_secret".to_string(), config.signing_secret);
+        // Embedded, the gateway's one outbound host is the in-process core.
+        let allowed = AllowedHosts::parse(&[format!("http://{CORE_AUTHORITY}")])?;
         Ok(Gateway {
             pre,
-            core,
+            dispatch: CoreDispatch {
+                core,
+                allowed: Arc::new(allowed),
+            },
             variables: Arc::new(variables),
+            kv: config.kv,
         })
     }
 
@@ -182,10 +217,9 @@ impl Gateway {
                 wasi: WasiCtx::builder().inherit_stderr().build(),
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                dispatch: CoreDispatch {
-                    core: self.core.clone(),
-                },
+                dispatch: self.dispatch.clone(),
                 variables: self.variables.clone(),
+                kv: self.kv.clone(),
             },
         );
         let (sender, receiver) = tokio::sync::oneshot::channel();

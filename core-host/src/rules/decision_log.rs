@@ -16,7 +16,7 @@ pub const QUEUE_LEN_MAX: usize = 10_000;
 /// Rows written per database transaction at most.
 pub const BATCH_ROWS_MAX: usize = 512;
 /// Rows one page returns at most.
-pub const LIST_LIMIT_MAX: i64 = 100;
+pub use nixo_gateway::schema::LIST_LIMIT_MAX;
 
 /// One rule call, as the rule host saw it.
 #[derive(Debug, Clone, PartialEq)]

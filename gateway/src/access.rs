@@ -1,0 +1,275 @@
+//! Who may call, how often: API key records cached at the edge, scopes,
+//! environments and fixed-window rate limits. Pure logic; the component
+//! does the key/value and HTTP calls.
+
+use crate::edge::KeyEnvironment;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// How long a key record read from the core is trusted at the edge. A
+/// revoked or expired key stops working at most this long after the change.
+pub const KEY_CACHE_TTL_S: i64 = 5;
+/// Default limits when the deployment sets none: requests per window.
+pub const RATE_LIMIT_SANDBOX_DEFAULT: RateLimit = RateLimit { limit: 50, window_s: 1 };
+pub const RATE_LIMIT_LIVE_DEFAULT: RateLimit = RateLimit {
+    limit: 100,
+    window_s: 1,
+};
+/// Largest window a limit may use (one day).
+pub const RATE_WINDOW_MAX_S: u64 = 86_400;
+/// Path of the core's key resolution endpoint (signed, never public).
+pub const RESOLVE_PATH: &str = "/internal/v1/keys/resolve";
+
+/// An API key as the edge knows it: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub account_id: String,
+    pub environment: KeyEnvironment,
+    pub scopes: Vec<String>,
+    /// The key's own limit; `None`: the environment's default.
+    pub rate_limit: Option<RateLimit>,
+    pub expires_at_ms: Option<i64>,
+    /// The account's pinned API version.
+    pub api_version: Option<String>,
+    /// When the core vouched for this record (Unix seconds).
+    pub checked_at_s: i64,
+}
+
+impl KeyEnvironment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyEnvironment::Sandbox => "sandbox",
+            KeyEnvironment::Live => "live",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<KeyEnvironment> {
+        match text {
+            "sandbox" => Some(KeyEnvironment::Sandbox),
+            "live" => Some(KeyEnvironment::Live),
+            _ => None,
+        }
+    }
+}
+
+impl KeyRecord {
+    /// The JSON the core answers and the edge caches.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "key_id": self.key_id,
+            "account_id": self.account_id,
+            "environment": self.environment.as_str(),
+            "scopes": self.scopes,
+            "rate_limit": self.rate_limit.map(|r| r.to_string()),
+            "expires_at_ms": self.expires_at_ms,
+            "api_version": self.api_version,
+            "checked_at_s": self.checked_at_s,
+        })
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Option<KeyRecord> {
+        let value: Value = serde_json::from_slice(bytes).ok()?;
+        let text = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
+        let rate_limit = match value.get("rate_limit") {
+            Some(Value::String(s)) => Some(RateLimit::parse(s)?),
+            _ => None,
+        };
+        Some(KeyRecord {
+            key_id: text("key_id")?,
+            account_id: text("account_id")?,
+            environment: KeyEnvironment::parse(&text("environment")?)?,
+            scopes: value
+                .get("scopes")?
+                .as_array()?
+                .iter()
+                .map(|s| s.as_str().map(str::to_string))
+                .collect::<Option<_>>()?,
+            rate_limit,
+            expires_at_ms: value.get("expires_at_ms").and_then(Value::as_i64),
+            api_version: text("api_version"),
+            checked_at_s: value.get("checked_at_s").and_then(Value::as_i64).unwrap_or(0),
+        })
+    }
+
+    /// Still within the time the edge may trust it without asking the core.
+    pub fn fresh(&self, now_s: i64) -> bool {
+        (0..KEY_CACHE_TTL_S).contains(&(now_s - self.checked_at_s))
+    }
+
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope || s == "*")
+    }
+
+    /// The principal the core acts for: `key_id account_id environment`.
+    pub fn principal(&self) -> String {
+        format!("{} {} {}", self.key_id, self.account_id, self.environment.as_str())
+    }
+}
+
+/// Where the edge caches the record of an API key: a keyed hash of the key,
+/// so the store never holds a key in clear.
+pub fn cache_key(secret: &[u8], api_key: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+    mac.update(b"nixo-edge-key-cache\0");
+    mac.update(api_key.as_bytes());
+    format!("apikey:{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// `limit` requests per `window_s` seconds; written `"100/1"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u64,
+    pub window_s: u64,
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.limit, self.window_s)
+    }
+}
+
+impl RateLimit {
+    pub fn parse(text: &str) -> Option<RateLimit> {
+        let (limit, window_s) = text.trim().split_once('/')?;
+        let limit: u64 = limit.trim().parse().ok().filter(|l| *l > 0)?;
+        let window_s: u64 = window_s
+            .trim()
+            .parse()
+            .ok()
+            .filter(|w| (1..=RATE_WINDOW_MAX_S).contains(w))?;
+        Some(RateLimit { limit, window_s })
+    }
+}
+
+/// The fixed window a moment falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub index: u64,
+    /// Seconds until the next window starts (at least 1).
+    pub reset_s: u64,
+}
+
+pub fn window(limit: RateLimit, now_s: i64) -> Window {
+    let now = now_s.max(0) as u64;
+    let index = now / limit.window_s;
+    Window {
+        index,
+        reset_s: ((index + 1) * limit.window_s - now).max(1),
+    }
+}
+
+/// The counter of a key in one window.
+pub fn counter_key(key_id: &str, limit: RateLimit, index: u64) -> String {
+    format!("ratelimit:{key_id}:{}:{index}", limit.window_s)
+}
+
+/// The outcome of counting one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    pub limit: RateLimit,
+    pub remaining: u64,
+    pub reset_s: u64,
+}
+
+/// Judges the request that brought the window's count to `count`.
+pub fn decide(limit: RateLimit, window: Window, count: i64) -> RateDecision {
+    let count = count.max(0) as u64;
+    RateDecision {
+        allowed: count <= limit.limit,
+        limit,
+        remaining: limit.limit.saturating_sub(count),
+        reset_s: window.reset_s,
+    }
+}
+
+impl RateDecision {
+    /// `RateLimit-*` headers (IETF draft), sent on every response to a known
+    /// key, plus `Retry-After` when refused.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("ratelimit-limit", self.limit.limit.to_string()),
+            ("ratelimit-remaining", self.remaining.to_string()),
+            ("ratelimit-reset", self.reset_s.to_string()),
+            (
+                "ratelimit-policy",
+                format!("{};w={}", self.limit.limit, self.limit.window_s),
+            ),
+        ];
+        if !self.allowed {
+            headers.push(("retry-after", self.reset_s.to_string()));
+        }
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> KeyRecord {
+        KeyRecord {
+            key_id: "key_1".into(),
+            account_id: "acct_1".into(),
+            environment: KeyEnvironment::Sandbox,
+            scopes: vec!["balances:read".into()],
+            rate_limit: Some(RateLimit { limit: 3, window_s: 60 }),
+            expires_at_ms: Some(2_000),
+            api_version: Some("2024-06-01".into()),
+            checked_at_s: 100,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_age() {
+        let r = record();
+        assert_eq!(
+            KeyRecord::from_json(r.to_json().to_string().as_bytes()),
+            Some(r.clone())
+        );
+        assert!(r.fresh(100) && r.fresh(104));
+        assert!(!r.fresh(105) && !r.fresh(99));
+        assert!(!r.expired(1_999) && r.expired(2_000));
+        assert!(r.has_scope("balances:read") && !r.has_scope("transfers:write"));
+        assert_eq!(r.principal(), "key_1 acct_1 sandbox");
+        assert_eq!(KeyRecord::from_json(b"{}"), None);
+    }
+
+    #[test]
+    fn cache_keys_hide_the_key() {
+        let a = cache_key(b"secret-a", "sk_sandbox_x");
+        assert!(a.starts_with("apikey:") && !a.contains("sk_sandbox"));
+        assert_ne!(a, cache_key(b"secret-b", "sk_sandbox_x"));
+        assert_eq!(a, cache_key(b"secret-a", "sk_sandbox_x"));
+    }
+
+    #[test]
+    fn limits_parse_and_windows_count() {
+        assert_eq!(
+            RateLimit::parse("100/1"),
+            Some(RateLimit {
+                limit: 100,
+                window_s: 1
+            })
+        );
+        for bad in ["0/1", "1/0", "x/1", "1", "1/86401"] {
+            assert_eq!(RateLimit::parse(bad), None, "{bad}");
+        }
+        let l = RateLimit { limit: 2, window_s: 60 };
+        let w = window(l, 125);
+        assert_eq!(w, Window { index: 2, reset_s: 55 });
+        assert!(decide(l, w, 2).allowed);
+        let refused = decide(l, w, 3);
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert!(refused.headers().contains(&("retry-after", "55".into())));
+        assert!(!decide(l, w, 1).headers().iter().any(|(n, _)| *n == "retry-after"));
+        assert_eq!(counter_key("key_1", l, 2), "ratelimit:key_1:60:2");
+    }
+}

@@ -1,0 +1,608 @@
+//! The API's request schema: which routes exist, which scope each needs, and
+//! what their query strings and bodies must look like.
+//!
+//! The edge validates every request with these functions before forwarding
+//! it, and the core parses with the same functions, so the two can never
+//! disagree about what is valid. Amounts are read from their exact JSON text
+//! (serde_json's `arbitrary_precision`): no float ever holds money.
+
+use serde_json::{Map, Value};
+
+/// What is wrong with a request, naming the field (`amount`, `metadata.note`,
+/// `body`, a query parameter or a header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn missing(field: &str) -> Self {
+        Self::new(field, format!("Missing required parameter: {field}"))
+    }
+}
+
+pub type Checked<T> = Result<T, FieldError>;
+
+/// Largest amount accepted in one operation, in minor units (10^15). Keeps
+/// every ledger sum far from `i64` overflow.
+pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000_000;
+/// Longest amount text read.
+pub const AMOUNT_TEXT_LEN_MAX: usize = 40;
+/// Metadata: keys, key length and value length (Stripe's limits).
+pub const METADATA_KEYS_MAX: usize = 50;
+pub const METADATA_KEY_LEN_MAX: usize = 40;
+pub const METADATA_VALUE_LEN_MAX: usize = 500;
+/// Page size bounds of list routes.
+pub const LIST_LIMIT_MAX: i64 = 100;
+pub const LIST_LIMIT_DEFAULT: i64 = 10;
+
+/// An ISO 4217 currency known to Nixo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Currency {
+    pub code: &'static str,
+    /// Number of decimals in the minor unit (KES 2, JPY 0, BHD 3).
+    pub exponent: u32,
+}
+
+/// Currencies with exponent 0 (ISO 4217 list, current codes).
+const EXPONENT_0: &[&str] = &[
+    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF",
+    "XPF",
+];
+/// Currencies with exponent 3.
+const EXPONENT_3: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+/// Currencies with exponent 4.
+const EXPONENT_4: &[&str] = &["CLF", "UYW"];
+/// Currencies with exponent 2.
+const EXPONENT_2: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BMD", "BND",
+    "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CNY", "COP", "CRC", "CUP", "CVE", "CZK",
+    "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GTQ", "GYD",
+    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IRR", "JMD", "KES", "KGS", "KHR", "KPW", "KYD", "KZT", "LAK",
+    "LBP", "LKR", "LRD", "LSL", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN",
+    "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "QAR", "RON",
+    "RSD", "RUB", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP",
+    "SZL", "THB", "TJS", "TMT", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "USD", "UYU", "UZS", "VES", "WST", "XCD",
+    "YER", "ZAR", "ZMW", "ZWG",
+];
+
+impl Currency {
+    /// Looks up an upper-case ISO 4217 code.
+    pub fn from_code(code: &str) -> Option<Currency> {
+        let tables: [(&[&'static str], u32); 4] = [(EXPONENT_2, 2), (EXPONENT_0, 0), (EXPONENT_3, 3), (EXPONENT_4, 4)];
+        tables.iter().find_map(|(codes, exponent)| {
+            codes.iter().find(|c| **c == code).map(|c| Currency {
+                code: c,
+                exponent: *exponent,
+            })
+        })
+    }
+
+    /// Minor units as decimal text with exactly the currency's decimals
+    /// (`1250050` KES → `"12500.50"`).
+    pub fn minor_to_text(&self, minor: i64) -> String {
+        let digits = minor.unsigned_abs().to_string();
+        let exponent = self.exponent as usize;
+        let sign = if minor < 0 { "-" } else { "" };
+        if exponent == 0 {
+            return format!("{sign}{digits}");
+        }
+        let padded = format!("{digits:0>width$}", width = exponent + 1);
+        let (whole, fraction) = padded.split_at(padded.len() - exponent);
+        format!("{sign}{whole}.{fraction}")
+    }
+
+    /// Exact decimal text (`"12500.5"`, `"-3"`) to minor units; `None` when
+    /// the text is not a plain decimal, has more decimals than the currency
+    /// (trailing zeros aside) or does not fit.
+    pub fn text_to_minor(&self, text: &str) -> Option<i64> {
+        let decimal = split_decimal(text)?;
+        let exponent = self.exponent as usize;
+        if decimal.decimals > exponent {
+            return None;
+        }
+        let scaled = format!("{}{}", decimal.digits, "0".repeat(exponent - decimal.decimals));
+        let scaled = scaled.trim_start_matches('0');
+        let magnitude: i64 = if scaled.is_empty() { 0 } else { scaled.parse().ok()? };
+        Some(if decimal.negative { -magnitude } else { magnitude })
+    }
+}
+
+/// A decimal text taken apart, without a size limit.
+struct SplitDecimal {
+    negative: bool,
+    /// Whole and fraction digits together, trailing fraction zeros dropped.
+    digits: String,
+    /// Decimals left after trailing zeros are dropped.
+    decimals: usize,
+}
+
+/// `[-]digits[.digits]`, nothing else.
+fn split_decimal(text: &str) -> Option<SplitDecimal> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits_ok(whole) || !digits_ok(fraction) || (unsigned.contains('.') && fraction.is_empty())
+    {
+        return None;
+    }
+    let fraction = fraction.trim_end_matches('0');
+    Some(SplitDecimal {
+        negative,
+        digits: format!("{whole}{fraction}"),
+        decimals: fraction.len(),
+    })
+}
+
+/// Parses a body that must be a JSON object.
+pub fn parse_object(body: &[u8]) -> Checked<Map<String, Value>> {
+    if body.is_empty() {
+        return Err(FieldError::new("body", "Request body is empty; send a JSON object"));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| FieldError::new("body", format!("Request body is not valid JSON: {e}")))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(FieldError::new("body", "Request body must be a JSON object")),
+    }
+}
+
+/// Refuses parameters the route does not know (typos must not pass silently).
+pub fn reject_unknown(map: &Map<String, Value>, known: &[&str]) -> Checked<()> {
+    match map.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(FieldError::new(
+            unknown.clone(),
+            format!("Received unknown parameter: {unknown}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A positive integer wallet id (`101`).
+pub fn wallet_id(map: &Map<String, Value>, field: &str) -> Checked<i64> {
+    match map.get(field) {
+        None | Some(Value::Null) => Err(FieldError::missing(field)),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| FieldError::new(field, format!("{field} must be a positive integer wallet id"))),
+        Some(_) => Err(FieldError::new(
+            field,
+            format!("{field} must be an integer wallet id, such as 101"),
+        )),
+    }
+}
+
+/// A supported three-letter ISO 4217 code.
+pub fn currency(value: Option<&Value>, field: &str) -> Checked<Currency> {
+    let code = match value {
+        None | Some(Value::Null) => return Err(FieldError::missing(field)),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(FieldError::new(field, "must be a three-letter ISO 4217 code")),
+    };
+    Currency::from_code(code)
+        .ok_or_else(|| FieldError::new(field, format!("'{code}' is not a supported ISO 4217 currency code")))
+}
+
+/// An amount given as a JSON string (`"50.00"`) or number (`2500`), read
+/// exactly: greater than 0, at most the currency's decimals, at most
+/// [`AMOUNT_MINOR_MAX`]. Returns minor units.
+pub fn amount_minor(value: Option<&Value>, currency: Currency, field: &str) -> Checked<i64> {
+    let text = match value {
+        None | Some(Value::Null) => return Err(FieldError::missing(field)),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(FieldError::new(field, "must be a decimal string or a number")),
+    };
+    let plain = !text.is_empty()
+        && text.len() <= AMOUNT_TEXT_LEN_MAX
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
+    let not_plain = || {
+        FieldError::new(
+            field,
+            format!("'{text}' is not a plain decimal amount such as \"50.00\""),
+        )
+    };
+    if !plain {
+        return Err(not_plain());
+    }
+    // Sign and decimals are judged before size, so the message names the real problem.
+    let unbounded = split_decimal(&text).ok_or_else(not_plain)?;
+    if unbounded.negative || unbounded.digits.bytes().all(|b| b == b'0') {
+        return Err(FieldError::new(field, "Amount must be greater than 0"));
+    }
+    if unbounded.decimals > currency.exponent as usize {
+        return Err(FieldError::new(
+            field,
+            format!("{} allows at most {} decimal places", currency.code, currency.exponent),
+        ));
+    }
+    currency
+        .text_to_minor(&text)
+        .filter(|m| *m <= AMOUNT_MINOR_MAX)
+        .ok_or_else(|| FieldError::new(field, "Amount is larger than the largest allowed"))
+}
+
+/// Optional flat metadata with string values.
+pub fn metadata(value: Option<&Value>) -> Checked<Map<String, Value>> {
+    let map = match value {
+        None | Some(Value::Null) => return Ok(Map::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(FieldError::new(
+                "metadata",
+                "metadata must be an object of string values",
+            ));
+        }
+    };
+    if map.len() > METADATA_KEYS_MAX {
+        return Err(FieldError::new(
+            "metadata",
+            format!("metadata may have at most {METADATA_KEYS_MAX} keys"),
+        ));
+    }
+    for (key, value) in map {
+        let field = format!("metadata.{key}");
+        if key.is_empty() || key.chars().count() > METADATA_KEY_LEN_MAX {
+            return Err(FieldError::new(
+                field,
+                format!("metadata keys are 1 to {METADATA_KEY_LEN_MAX} characters"),
+            ));
+        }
+        match value {
+            Value::String(s) if s.chars().count() <= METADATA_VALUE_LEN_MAX => {}
+            Value::String(_) => {
+                return Err(FieldError::new(
+                    field,
+                    format!("metadata values are at most {METADATA_VALUE_LEN_MAX} characters"),
+                ));
+            }
+            _ => return Err(FieldError::new(field, "metadata values must be strings")),
+        }
+    }
+    Ok(map.clone())
+}
+
+/// `POST /v1/payments/transfer`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferRequest {
+    pub from_wallet: i64,
+    pub to_wallet: i64,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub metadata: Map<String, Value>,
+}
+
+pub fn transfer_request(body: &[u8]) -> Checked<TransferRequest> {
+    let map = parse_object(body)?;
+    reject_unknown(&map, &["from_wallet", "to_wallet", "amount", "currency", "metadata"])?;
+    let from_wallet = wallet_id(&map, "from_wallet")?;
+    let to_wallet = wallet_id(&map, "to_wallet")?;
+    let currency = currency(map.get("currency"), "currency")?;
+    let amount_minor = amount_minor(map.get("amount"), currency, "amount")?;
+    let metadata = metadata(map.get("metadata"))?;
+    if from_wallet == to_wallet {
+        return Err(FieldError::new("to_wallet", "to_wallet must differ from from_wallet"));
+    }
+    Ok(TransferRequest {
+        from_wallet,
+        to_wallet,
+        amount_minor,
+        currency,
+        metadata,
+    })
+}
+
+/// `key=value` pairs of a query string (values are not percent-decoded:
+/// every parameter the API knows is plain ASCII).
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+fn unknown_parameter(name: &str) -> FieldError {
+    FieldError::new(name, format!("Received unknown parameter: {name}"))
+}
+
+/// `GET /v1/balances?wallet_id=101`: the optional wallet to narrow to.
+pub fn balances_query(query: Option<&str>) -> Checked<Option<i64>> {
+    let mut wallet_id = None;
+    for (key, value) in query_pairs(query) {
+        match key {
+            "wallet_id" => {
+                let id = value.parse::<i64>().ok().filter(|id| *id > 0);
+                wallet_id =
+                    Some(id.ok_or_else(|| {
+                        FieldError::new("wallet_id", "wallet_id must be a positive integer wallet id")
+                    })?);
+            }
+            other => return Err(unknown_parameter(other)),
+        }
+    }
+    Ok(wallet_id)
+}
+
+/// `GET /v1/rules/decisions?transaction_id=10003&limit=5`.
+pub fn decisions_query(query: Option<&str>) -> Checked<(Option<i64>, i64)> {
+    let (mut transaction_id, mut limit) = (None, LIST_LIMIT_DEFAULT);
+    for (key, value) in query_pairs(query) {
+        match key {
+            "transaction_id" => {
+                let id = value.parse::<i64>().ok().filter(|id| *id > 0);
+                transaction_id = Some(id.ok_or_else(|| {
+                    FieldError::new(
+                        "transaction_id",
+                        "transaction_id must be a transaction id such as 10056",
+                    )
+                })?);
+            }
+            "limit" => {
+                limit = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|l| (1..=LIST_LIMIT_MAX).contains(l))
+                    .ok_or_else(|| FieldError::new("limit", format!("limit must be between 1 and {LIST_LIMIT_MAX}")))?;
+            }
+            other => return Err(unknown_parameter(other)),
+        }
+    }
+    Ok((transaction_id, limit))
+}
+
+/// The routes the API serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteId {
+    Transfer,
+    Balances,
+    Decisions,
+}
+
+/// A route: method, path and the key scope it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub id: RouteId,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub scope: &'static str,
+}
+
+/// Every public route. A key's scopes are a subset of the scopes named here.
+pub const ROUTES: [Route; 3] = [
+    Route {
+        id: RouteId::Transfer,
+        method: "POST",
+        path: "/v1/payments/transfer",
+        scope: "transfers:write",
+    },
+    Route {
+        id: RouteId::Balances,
+        method: "GET",
+        path: "/v1/balances",
+        scope: "balances:read",
+    },
+    Route {
+        id: RouteId::Decisions,
+        method: "GET",
+        path: "/v1/rules/decisions",
+        scope: "decisions:read",
+    },
+];
+
+/// Every scope a key can hold.
+pub fn all_scopes() -> impl Iterator<Item = &'static str> {
+    ROUTES.iter().map(|r| r.scope)
+}
+
+/// Why a method and path match no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteMiss {
+    NotFound,
+    MethodNotAllowed,
+}
+
+pub fn find_route(method: &str, path: &str) -> Result<&'static Route, RouteMiss> {
+    let mut path_known = false;
+    for route in &ROUTES {
+        if route.path == path {
+            if route.method == method {
+                return Ok(route);
+            }
+            path_known = true;
+        }
+    }
+    Err(if path_known {
+        RouteMiss::MethodNotAllowed
+    } else {
+        RouteMiss::NotFound
+    })
+}
+
+/// Validates a request for `route` (query and body) without acting on it.
+pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> {
+    match route.id {
+        RouteId::Transfer => {
+            if let Some((name, _)) = query_pairs(query).next() {
+                return Err(unknown_parameter(name));
+            }
+            transfer_request(body).map(drop)
+        }
+        RouteId::Balances => balances_query(query).map(drop).and_then(|_| no_body(body)),
+        RouteId::Decisions => decisions_query(query).map(drop).and_then(|_| no_body(body)),
+    }
+}
+
+fn no_body(body: &[u8]) -> Checked<()> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(())
+    } else {
+        Err(FieldError::new("body", "This route takes no request body"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kes() -> Currency {
+        Currency::from_code("KES").unwrap()
+    }
+
+    #[test]
+    fn exponents_follow_iso_4217() {
+        assert_eq!(kes().exponent, 2);
+        assert_eq!(Currency::from_code("JPY").unwrap().exponent, 0);
+        assert_eq!(Currency::from_code("BHD").unwrap().exponent, 3);
+        assert!(Currency::from_code("kes").is_none());
+        assert!(Currency::from_code("XXX").is_none());
+    }
+
+    #[test]
+    fn amounts_parse_exactly() {
+        assert_eq!(amount_minor(Some(&json!("50.00")), kes(), "amount"), Ok(5_000));
+        assert_eq!(amount_minor(Some(&json!(2500)), kes(), "amount"), Ok(250_000));
+        let n: Value = serde_json::from_str("0.1").unwrap();
+        assert_eq!(amount_minor(Some(&n), kes(), "amount"), Ok(10));
+        // 0.30000000000000004 as f64 would be 0.30; exact parsing refuses it.
+        let n: Value = serde_json::from_str("0.30000000000000004").unwrap();
+        assert!(amount_minor(Some(&n), kes(), "amount").is_err());
+        assert_eq!(amount_minor(Some(&json!("1.500")), kes(), "amount"), Ok(150));
+        assert_eq!(amount_minor(Some(&json!("007.5")), kes(), "amount"), Ok(750));
+    }
+
+    #[test]
+    fn bad_amounts_name_the_field_and_the_problem() {
+        let message = |v: Value, c: Currency| amount_minor(Some(&v), c, "amount").unwrap_err().message;
+        assert_eq!(message(json!("0"), kes()), "Amount must be greater than 0");
+        assert_eq!(message(json!("-1"), kes()), "Amount must be greater than 0");
+        assert_eq!(message(json!("0.000"), kes()), "Amount must be greater than 0");
+        assert_eq!(message(json!("1.234"), kes()), "KES allows at most 2 decimal places");
+        let jpy = Currency::from_code("JPY").unwrap();
+        assert_eq!(message(json!("10.5"), jpy), "JPY allows at most 0 decimal places");
+        assert_eq!(
+            message(json!("99999999999999999999"), kes()),
+            "Amount is larger than the largest allowed"
+        );
+        for bad in [
+            json!("1e3"),
+            json!(""),
+            json!("1."),
+            json!(".5"),
+            json!("1-2"),
+            json!("--1"),
+        ] {
+            assert!(message(bad.clone(), kes()).contains("plain decimal"), "{bad}");
+        }
+        assert_eq!(
+            amount_minor(Some(&json!(true)), kes(), "amount").unwrap_err().field,
+            "amount"
+        );
+        assert_eq!(amount_minor(None, kes(), "amount"), Err(FieldError::missing("amount")));
+    }
+
+    #[test]
+    fn minor_units_and_text_round_trip() {
+        let bhd = Currency::from_code("BHD").unwrap();
+        let jpy = Currency::from_code("JPY").unwrap();
+        assert_eq!(kes().minor_to_text(1_250_050), "12500.50");
+        assert_eq!(kes().minor_to_text(5), "0.05");
+        assert_eq!(kes().minor_to_text(-5), "-0.05");
+        assert_eq!(bhd.minor_to_text(1), "0.001");
+        assert_eq!(jpy.minor_to_text(7), "7");
+        for minor in [0, 1, 99, 100, 12_345_678, -42, AMOUNT_MINOR_MAX] {
+            for c in [kes(), bhd, jpy] {
+                assert_eq!(
+                    c.text_to_minor(&c.minor_to_text(minor)),
+                    Some(minor),
+                    "{minor} {}",
+                    c.code
+                );
+            }
+        }
+        assert_eq!(kes().text_to_minor("12500.5"), Some(1_250_050));
+        assert_eq!(kes().text_to_minor("1.001"), None);
+        assert_eq!(kes().text_to_minor("1e2"), None);
+    }
+
+    #[test]
+    fn transfer_bodies() {
+        let ok = br#"{"from_wallet":101,"to_wallet":102,"amount":"50.00","currency":"KES","metadata":{"note":"x"}}"#;
+        let parsed = transfer_request(ok).unwrap();
+        assert_eq!(
+            (parsed.from_wallet, parsed.to_wallet, parsed.amount_minor),
+            (101, 102, 5000)
+        );
+        let field = |body: &str| transfer_request(body.as_bytes()).unwrap_err().field;
+        assert_eq!(
+            field(r#"{"to_wallet":102,"amount":"1","currency":"KES"}"#),
+            "from_wallet"
+        );
+        assert_eq!(
+            field(r#"{"from_wallet":"101","to_wallet":102,"amount":"1","currency":"KES"}"#),
+            "from_wallet"
+        );
+        assert_eq!(
+            field(r#"{"from_wallet":101,"to_wallet":101,"amount":"1","currency":"KES"}"#),
+            "to_wallet"
+        );
+        assert_eq!(
+            field(r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"kes"}"#),
+            "currency"
+        );
+        assert_eq!(
+            field(r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"KES","x":1}"#),
+            "x"
+        );
+        assert_eq!(
+            field(r#"{"from_wallet":101,"to_wallet":102,"amount":"1","currency":"KES","metadata":{"n":1}}"#),
+            "metadata.n"
+        );
+        assert_eq!(field("[]"), "body");
+        assert_eq!(field(""), "body");
+    }
+
+    #[test]
+    fn queries() {
+        assert_eq!(balances_query(None), Ok(None));
+        assert_eq!(balances_query(Some("wallet_id=101")), Ok(Some(101)));
+        assert_eq!(balances_query(Some("wallet_id=x")).unwrap_err().field, "wallet_id");
+        assert_eq!(balances_query(Some("limit=5")).unwrap_err().field, "limit");
+        assert_eq!(decisions_query(Some("limit=5")), Ok((None, 5)));
+        assert_eq!(decisions_query(Some("limit=101")).unwrap_err().field, "limit");
+        assert_eq!(
+            decisions_query(Some("transaction_id=0")).unwrap_err().field,
+            "transaction_id"
+        );
+    }
+
+    #[test]
+    fn routes_and_scopes() {
+        assert_eq!(
+            find_route("POST", "/v1/payments/transfer").unwrap().scope,
+            "transfers:write"
+        );
+        assert_eq!(
+            find_route("GET", "/v1/payments/transfer"),
+            Err(RouteMiss::MethodNotAllowed)
+        );
+        assert_eq!(find_route("GET", "/v1/nothing"), Err(RouteMiss::NotFound));
+        assert_eq!(all_scopes().count(), 3);
+        let balances = find_route("GET", "/v1/balances").unwrap();
+        assert_eq!(validate(balances, None, b"{}").unwrap_err().field, "body");
+        assert_eq!(validate(balances, Some("wallet_id=101"), b""), Ok(()));
+    }
+}
