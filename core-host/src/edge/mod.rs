@@ -276,14 +276,21 @@ fn edge_engine_config() -> Config {
     config
 }
 
+/// An error the host answers itself (the component could not): it still
+/// carries a `Request-Id`, made the way the gateway makes them.
 fn error_response(status: http::StatusCode, body: &'static [u8]) -> hyper::Response<HyperOutgoingBody> {
     let body = Bytes::from_static(body);
     let mut response = hyper::Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    let request_id = nixo_gateway::edge::request_id(rand::random());
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        headers.insert(nixo_gateway::signing::REQUEST_ID_HEADER, value);
+    }
     response
 }
 
@@ -379,6 +386,8 @@ mod tests {
         let response = edge_failure_response(&err);
         assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
+        let id = response.headers()["request-id"].to_str().unwrap();
+        assert!(id.starts_with("req_") && id.len() == 28, "{id}");
         let other = edge_failure_response(&anyhow::anyhow!("something else"));
         assert_eq!(other.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
     }
