@@ -185,6 +185,9 @@ async fn gate_and_forward(
     {
         return Err(edge::ERR_IDEMPOTENCY_KEY);
     }
+    if !req.body().is_empty() && !edge::content_type_ok(req.header("content-type").and_then(|v| v.as_str())) {
+        return Err(edge::ERR_CONTENT_TYPE);
+    }
     if edge::json_depth(req.body()) > edge::JSON_DEPTH_MAX {
         return Err(edge::ERR_JSON_TOO_DEEP);
     }

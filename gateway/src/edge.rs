@@ -126,6 +126,12 @@ pub const ERR_JSON_TOO_DEEP: EdgeError = EdgeError::with_field(
     "JSON body is nested deeper than 16 levels",
     "body",
 );
+pub const ERR_CONTENT_TYPE: EdgeError = EdgeError::with_field(
+    400,
+    "invalid_request",
+    "Request bodies are JSON: send Content-Type: application/json",
+    "Content-Type",
+);
 pub const ERR_METHOD_NOT_ALLOWED: EdgeError = EdgeError::new(405, "invalid_request", "Method not allowed for this URL");
 pub const ERR_UNKNOWN_KEY: EdgeError = EdgeError::new(401, "invalid_api_key", "Invalid API key provided");
 pub const ERR_EXPIRED_KEY: EdgeError =
@@ -157,6 +163,15 @@ pub fn route_error(miss: RouteMiss) -> EdgeError {
         RouteMiss::NotFound => ERR_NOT_FOUND,
         RouteMiss::MethodNotAllowed => ERR_METHOD_NOT_ALLOWED,
     }
+}
+
+/// A body's `Content-Type`, when given, is JSON (parameters such as
+/// `charset` aside).
+pub fn content_type_ok(header: Option<&str>) -> bool {
+    header.is_none_or(|value| {
+        let media_type = value.split(';').next().unwrap_or_default().trim();
+        media_type.eq_ignore_ascii_case("application/json")
+    })
 }
 
 /// An `Idempotency-Key`, when present, is 1 to 255 printable ASCII characters.
@@ -284,6 +299,11 @@ mod tests {
 
     #[test]
     fn versions_keys_and_depth() {
+        assert!(content_type_ok(None));
+        assert!(content_type_ok(Some("application/json")));
+        assert!(content_type_ok(Some("Application/JSON; charset=utf-8")));
+        assert!(!content_type_ok(Some("application/x-www-form-urlencoded")));
+        assert!(!content_type_ok(Some("text/plain")));
         assert!(idempotency_key_ok("order-7781"));
         assert!(!idempotency_key_ok(""));
         assert!(!idempotency_key_ok(&"k".repeat(256)));

@@ -409,6 +409,26 @@ async fn every_route_is_validated_at_the_edge_with_the_field_named() {
         assert_error(&server.get(path).await, 400, "invalid_request", Some(field));
     }
     let key = server.key.clone();
+    let auth = format!("Bearer {key}");
+    let form = send_with(
+        &server,
+        "POST",
+        "/v1/payments/transfer",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        None,
+    )
+    .await;
+    assert_error(&form, 400, "invalid_request", Some("body"));
+    let form = server
+        .client
+        .post(format!("{}/v1/payments/transfer", server.base))
+        .header("authorization", &auth)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("from_wallet=101&to_wallet=102&amount=1.00&currency=KES");
+    assert_error(&fetch(form).await, 400, "invalid_request", Some("Content-Type"));
     let get_with_body = server.send("GET", "/v1/balances", Some(&key), Some("{}")).await;
     assert_error(&get_with_body, 400, "invalid_request", Some("body"));
     let too_big = format!(
