@@ -436,6 +436,17 @@ async fn every_route_is_validated_at_the_edge_with_the_field_named() {
         "x".repeat(70_000)
     );
     assert_error(&transfer(&too_big).await, 413, "invalid_request", Some("body"));
+    // Far larger: refused by the host before the component reads it, whether
+    // announced by Content-Length or streamed without one.
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(3 << 20));
+    assert_error(&transfer(&huge).await, 413, "invalid_request", Some("body"));
+    let chunks: Vec<Result<String, std::io::Error>> = (0..48).map(|_| Ok("x".repeat(64 * 1024))).collect();
+    let streamed = server
+        .client
+        .post(format!("{}/v1/payments/transfer", server.base))
+        .header("authorization", format!("Bearer {}", server.key))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)));
+    assert_error(&fetch(streamed).await, 413, "invalid_request", Some("body"));
     assert_error(
         &server.send("GET", "/v1/payments/transfer", Some(&key), None).await,
         405,

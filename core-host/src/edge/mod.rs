@@ -216,6 +216,26 @@ impl Gateway {
         &self,
         request: hyper::Request<hyper::body::Incoming>,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
+        // The guest reads the whole body into its memory anyway: read it
+        // here, up to the relay limit, so an oversized or broken body gets a
+        // clean 4xx from the host instead of failing inside the component.
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, RELAY_BODY_LEN_MAX_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Ok(error_response(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    br#"{"error":{"code":"invalid_request","message":"Request body is larger than 65536 bytes","field":"body"}}"#,
+                ));
+            }
+            Err(_) => {
+                return Ok(error_response(
+                    http::StatusCode::BAD_REQUEST,
+                    br#"{"error":{"code":"invalid_request","message":"The request body could not be read","field":"body"}}"#,
+                ));
+            }
+        };
+        let request = hyper::Request::from_parts(parts, Full::new(body));
         let mut store = Store::new(
             self.pre.engine(),
             EdgeState {
