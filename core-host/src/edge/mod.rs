@@ -61,6 +61,8 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, 
 pub const CORE_AUTHORITY: &str = "nixo-core.internal";
 /// Largest body relayed between the gateway and the core, either way.
 pub const RELAY_BODY_LEN_MAX_BYTES: usize = 1 << 20;
+/// Most of an oversized request body read and dropped after answering 413.
+pub const DRAIN_LEN_MAX_BYTES: usize = 16 << 20;
 /// Gateway instances alive at once (one per request in flight); beyond it
 /// the edge answers 503 with `Retry-After`.
 pub const EDGE_INSTANCES_MAX: u32 = 1_000;
@@ -220,20 +222,9 @@ impl Gateway {
         // here, up to the relay limit, so an oversized or broken body gets a
         // clean 4xx from the host instead of failing inside the component.
         let (parts, body) = request.into_parts();
-        let body = match Limited::new(body, RELAY_BODY_LEN_MAX_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                return Ok(error_response(
-                    http::StatusCode::PAYLOAD_TOO_LARGE,
-                    br#"{"error":{"code":"invalid_request","message":"Request body is larger than 65536 bytes","field":"body"}}"#,
-                ));
-            }
-            Err(_) => {
-                return Ok(error_response(
-                    http::StatusCode::BAD_REQUEST,
-                    br#"{"error":{"code":"invalid_request","message":"The request body could not be read","field":"body"}}"#,
-                ));
-            }
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(response) => return Ok(*response),
         };
         let request = hyper::Request::from_parts(parts, Full::new(body));
         let mut store = Store::new(
@@ -268,6 +259,39 @@ impl Gateway {
             },
         }
     }
+}
+
+/// Reads a request body up to [`RELAY_BODY_LEN_MAX_BYTES`], or answers for
+/// it: 413 when it is larger (the rest is read and dropped in the background,
+/// up to [`DRAIN_LEN_MAX_BYTES`], so the client sees the answer instead of a
+/// reset connection), 400 when it cannot be read.
+async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, Box<hyper::Response<HyperOutgoingBody>>> {
+    let mut buffered = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(Box::new(error_response(
+                http::StatusCode::BAD_REQUEST,
+                br#"{"error":{"code":"invalid_request","message":"The request body could not be read","field":"body"}}"#,
+            )));
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if buffered.len() + data.len() > RELAY_BODY_LEN_MAX_BYTES {
+            tokio::spawn(async move {
+                let mut drained = 0;
+                while drained <= DRAIN_LEN_MAX_BYTES
+                    && let Some(Ok(frame)) = body.frame().await
+                {
+                    drained += frame.data_ref().map_or(0, |d| d.len());
+                }
+            });
+            return Err(Box::new(error_response(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                br#"{"error":{"code":"invalid_request","message":"Request body is larger than 65536 bytes","field":"body"}}"#,
+            )));
+        }
+        buffered.extend_from_slice(&data);
+    }
+    Ok(buffered.freeze())
 }
 
 /// The edge engine: a fresh instance per request, as Spin does, from a
