@@ -91,19 +91,17 @@ fn spin_toml_declares_what_the_component_reads() {
     assert_eq!(default(variables::RATE_LIMIT_SANDBOX), Some(RATE_LIMIT_SANDBOX_DEFAULT));
     assert_eq!(default(variables::RATE_LIMIT_LIVE), Some(RATE_LIMIT_LIVE_DEFAULT));
     let store = declared[variables::KV_STORE]["default"].as_str().unwrap();
-    let stores: Vec<&str> = component["key_value_stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let strings = |name: &str| -> Vec<&str> {
+        component[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect()
+    };
+    let stores = strings("key_value_stores");
     assert_eq!(stores, vec![store]);
-    let outbound: Vec<&str> = component["allowed_outbound_hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let outbound = strings("allowed_outbound_hosts");
     assert_eq!(outbound, vec!["{{ core_url }}"]);
     let runtime = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime-config.toml")).unwrap();
     let runtime: toml::Table = toml::from_str(&runtime).unwrap();

@@ -81,6 +81,16 @@ pub fn downgrade_response(version: &str, route: RouteId, body: &[u8]) -> Vec<u8>
     if !translates(version, route) || route != RouteId::Balances {
         return body.to_vec();
     }
+    // `12.50` KES → `1250`.
+    map_balance_amounts(body, |currency, amount| {
+        currency.text_to_minor(&amount.to_string()).map(Number::from)
+    })
+}
+
+/// Rewrites every `{"currency":…,"amount":…}` entry of a balance body with
+/// `convert`; entries it declines, and bodies that are not a balance, stay
+/// as they are.
+fn map_balance_amounts(body: &[u8], convert: impl Fn(Currency, &Number) -> Option<Number>) -> Vec<u8> {
     let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else {
         return body.to_vec();
     };
@@ -88,27 +98,24 @@ pub fn downgrade_response(version: &str, route: RouteId, body: &[u8]) -> Vec<u8>
         return body.to_vec();
     }
     for list in ["available", "pending", "reserved"] {
-        if let Some(Value::Array(entries)) = map.get_mut(list) {
-            entries.iter_mut().for_each(amount_to_minor);
+        let Some(Value::Array(entries)) = map.get_mut(list) else {
+            continue;
+        };
+        for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+            let currency = entry
+                .get("currency")
+                .and_then(Value::as_str)
+                .and_then(Currency::from_code);
+            let converted = match (currency, entry.get("amount")) {
+                (Some(currency), Some(Value::Number(amount))) => convert(currency, amount),
+                _ => None,
+            };
+            if let Some(amount) = converted {
+                entry.insert("amount".into(), Value::Number(amount));
+            }
         }
     }
-    serde_json::to_vec(&Value::Object(std::mem::take(&mut map))).expect("a JSON map serialises")
-}
-
-/// `{"currency":"KES","amount":12.50}` → `{"currency":"KES","amount":1250}`.
-fn amount_to_minor(entry: &mut Value) {
-    let Some(entry) = entry.as_object_mut() else { return };
-    let currency = entry
-        .get("currency")
-        .and_then(Value::as_str)
-        .and_then(Currency::from_code);
-    let minor = match (currency, entry.get("amount")) {
-        (Some(currency), Some(Value::Number(n))) => currency.text_to_minor(&n.to_string()),
-        _ => None,
-    };
-    if let Some(minor) = minor {
-        entry.insert("amount".into(), Value::Number(Number::from(minor)));
-    }
+    serde_json::to_vec(&Value::Object(map)).expect("a JSON map serialises")
 }
 
 /// Rewrites a request body of the current version into `version` (what an
@@ -131,27 +138,11 @@ pub fn upgrade_response(version: &str, route: RouteId, body: &[u8]) -> Vec<u8> {
     if !translates(version, route) || route != RouteId::Balances {
         return body.to_vec();
     }
-    let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else {
-        return body.to_vec();
-    };
-    for list in ["available", "pending", "reserved"] {
-        if let Some(Value::Array(entries)) = map.get_mut(list) {
-            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
-                let currency = entry
-                    .get("currency")
-                    .and_then(Value::as_str)
-                    .and_then(Currency::from_code);
-                if let (Some(currency), Some(minor)) = (currency, entry.get("amount").and_then(Value::as_i64)) {
-                    let text = currency.minor_to_text(minor);
-                    entry.insert(
-                        "amount".into(),
-                        Value::Number(Number::from_str(&text).expect("decimal text")),
-                    );
-                }
-            }
-        }
-    }
-    serde_json::to_vec(&Value::Object(map)).expect("a JSON map serialises")
+    // `1250` KES → `12.50`.
+    map_balance_amounts(body, |currency, amount| {
+        let text = currency.minor_to_text(amount.as_i64()?);
+        Some(Number::from_str(&text).expect("decimal text is a JSON number"))
+    })
 }
 
 #[cfg(test)]

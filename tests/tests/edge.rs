@@ -39,6 +39,15 @@ fn assert_error(reply: &Reply, status: u16, code: &str, field: Option<&str>) {
     assert!(id.starts_with("req_") && id.len() == 28, "{id}");
 }
 
+/// A fresh server whose gateway gets one Spin variable set.
+async fn start_with_variable(dir: &std::path::Path, name: &str, value: &str) -> TestServer {
+    let config = ServeConfig {
+        edge_variables: BTreeMap::from([(name.to_string(), value.to_string())]),
+        ..ServeConfig::ephemeral(dir)
+    };
+    start_with(config, None).await
+}
+
 async fn send_with(
     server: &TestServer,
     method: &str,
@@ -61,16 +70,7 @@ async fn send_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_checked_at_the_edge_for_existence_environment_expiry_and_scope() {
     let dir = tempfile::tempdir().unwrap();
-    let mut variables = BTreeMap::new();
-    variables.insert("environments".to_string(), "sandbox".to_string());
-    let server = start_with(
-        ServeConfig {
-            edge_variables: variables,
-            ..ServeConfig::ephemeral(dir.path())
-        },
-        None,
-    )
-    .await;
+    let server = start_with_variable(dir.path(), "environments", "sandbox").await;
 
     let missing = server.send("GET", "/v1/balances", None, None).await;
     assert_error(&missing, 401, "invalid_api_key", None);
@@ -467,16 +467,7 @@ async fn every_route_is_validated_at_the_edge_with_the_field_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_may_call_no_host_but_the_core() {
     let dir = tempfile::tempdir().unwrap();
-    let mut variables = BTreeMap::new();
-    variables.insert("core_url".to_string(), "http://attacker.example".to_string());
-    let server = start_with(
-        ServeConfig {
-            edge_variables: variables,
-            ..ServeConfig::ephemeral(dir.path())
-        },
-        None,
-    )
-    .await;
+    let server = start_with_variable(dir.path(), "core_url", "http://attacker.example").await;
     // The key lookup is the first outbound call: refused, so nothing passes.
     let reply = server.get("/v1/balances").await;
     assert_error(&reply, 502, "internal_error", None);
