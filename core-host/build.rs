@@ -77,7 +77,15 @@ fn main() -> Result<()> {
         .context("target directory")?
         .join("wasm-guests");
 
-    for path in ["gateway", "plugins", "wit", "Cargo.lock", "Cargo.toml"] {
+    for path in [
+        "api",
+        "gateway",
+        "plugins",
+        "wit",
+        "Cargo.lock",
+        "Cargo.toml",
+        "core-host/migrations",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 

@@ -5,9 +5,8 @@
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
-use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,51 +27,10 @@ fn sqlite_pragmas() -> String {
     )
 }
 
-type MigrationFile = (i64, &'static str, &'static str);
-const SQLITE_MIGRATIONS: [MigrationFile; 4] = [
-    (
-        1,
-        "foundation",
-        include_str!("../migrations/sqlite/0001_foundation.sql"),
-    ),
-    (
-        2,
-        "rule decisions",
-        include_str!("../migrations/sqlite/0002_rule_decisions.sql"),
-    ),
-    (
-        3,
-        "key expiry",
-        include_str!("../migrations/sqlite/0003_key_expiry.sql"),
-    ),
-    (
-        4,
-        "key access",
-        include_str!("../migrations/sqlite/0004_key_access.sql"),
-    ),
-];
-const POSTGRES_MIGRATIONS: [MigrationFile; 4] = [
-    (
-        1,
-        "foundation",
-        include_str!("../migrations/postgres/0001_foundation.sql"),
-    ),
-    (
-        2,
-        "rule decisions",
-        include_str!("../migrations/postgres/0002_rule_decisions.sql"),
-    ),
-    (
-        3,
-        "key expiry",
-        include_str!("../migrations/postgres/0003_key_expiry.sql"),
-    ),
-    (
-        4,
-        "key access",
-        include_str!("../migrations/postgres/0004_key_access.sql"),
-    ),
-];
+/// Migrations, embedded from `migrations/<backend>/<version>_<description>.sql`
+/// by sqlx at build time; a new file there is a new migration.
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -85,30 +43,6 @@ pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
     url: String,
-}
-
-/// Builds a migrator from embedded files. (sqlx's `migrate!` macro would
-/// pull its proc-macro stack and a second SQLite build into the compile; the
-/// fields used here are stable in the pinned sqlx version.)
-fn migrator(files: &[MigrationFile]) -> Migrator {
-    let migrations: Vec<Migration> = files
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*description),
-                MigrationType::Simple,
-                Cow::Borrowed(*sql),
-                false,
-            )
-        })
-        .collect();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ignore_missing: false,
-        locking: true,
-        no_tx: false,
-    }
 }
 
 /// `sqlite://<path>` for a file path.
@@ -143,14 +77,11 @@ impl Db {
             .connect_with(options)
             .await
             .context("connecting to the database")?;
-        let files: &[MigrationFile] = match backend {
+        let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator(files)
-            .run(&pool)
-            .await
-            .context("applying database migrations")?;
+        migrator.run(&pool).await.context("applying database migrations")?;
         Ok(Db {
             pool,
             backend,
@@ -174,6 +105,18 @@ impl Db {
     /// Closes every pooled connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Embedded migrations not (successfully) applied to this database.
+    pub async fn migrations_pending(&self) -> anyhow::Result<usize> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(migrator.iter().filter(|m| !applied.contains(&m.version)).count())
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {

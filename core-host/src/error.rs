@@ -49,11 +49,6 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "resource_not_found", message)
     }
 
-    /// 402: the parameters were valid but the money could not move.
-    pub fn insufficient_funds(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", message).with_field(field)
-    }
-
     /// 500 with a generic message; the cause goes to the log, not the client.
     pub fn internal(cause: &anyhow::Error) -> Self {
         tracing::error!(error = %format!("{cause:#}"), "internal error");
@@ -88,5 +83,31 @@ impl From<anyhow::Error> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         ApiError::internal(&anyhow::Error::new(err))
+    }
+}
+
+/// The one mapping of service failures to HTTP.
+impl From<crate::services::ServiceError> for ApiError {
+    fn from(err: crate::services::ServiceError) -> Self {
+        use crate::services::ServiceError as E;
+        match err {
+            E::Invalid { field, message } => ApiError::invalid(field, message),
+            E::NotFound { field, message } => {
+                let err = ApiError::not_found(message);
+                match field {
+                    Some(field) => err.with_field(field),
+                    None => err,
+                }
+            }
+            E::InsufficientFunds { field, message } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", message).with_field(field)
+            }
+            E::IdempotencyKeyReused { message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
+                    .with_field("Idempotency-Key")
+            }
+            E::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            E::Internal(cause) => ApiError::internal(&cause),
+        }
     }
 }

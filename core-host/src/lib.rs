@@ -2,19 +2,29 @@
 //! in-process edge that serves the gateway component.
 //!
 //! A request's path: [`edge`] (gateway component on the public port) →
-//! [`api`] (gatekeeper, then a handler such as `api::transfers`) → [`rules`]
-//! (fraud plugins) → [`ledger`] (double-entry rows in [`db`]).
+//! [`api`] (gatekeeper, idempotency layer, then a thin handler such as
+//! `api::transfers`) → [`services`] (the business operation) → [`rules`]
+//! (fraud plugins) → [`ledger`] (double-entry rows and their [`events`] in
+//! one transaction, in [`db`]). Background work runs as [`jobs`].
 
 pub mod accounts;
 pub mod api;
 pub mod artefacts;
 pub mod auth;
+pub mod clock;
 pub mod db;
 pub mod edge;
 pub mod error;
+pub mod events;
+pub mod idempotency;
+pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
+pub mod pagination;
 pub mod plugin_kit;
+pub mod resources;
 pub mod rules;
 pub mod server;
+pub mod services;
 pub mod wasm_cache;

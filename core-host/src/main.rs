@@ -2,12 +2,13 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use nixo_api::access::RateLimit;
 use nixo_core::db::{self, Db};
+use nixo_core::jobs::runner::{self, RunnerConfig};
 use nixo_core::ledger::{fx, verify};
 use nixo_core::money::Currency;
 use nixo_core::rules::RuleLimits;
 use nixo_core::server::{self, ServeConfig};
-use nixo_gateway::access::RateLimit;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,6 +69,13 @@ enum Command {
         /// Linear memory one rule instance may use, in MiB.
         #[arg(long, env = "NIXO_RULE_MEMORY_MIB", default_value_t = RuleLimits::default().memory_max_bytes >> 20)]
         rule_memory_mib: usize,
+        /// Background jobs this process runs at once.
+        #[arg(long, env = "NIXO_JOB_CONCURRENCY", default_value_t = runner::CONCURRENCY_DEFAULT)]
+        job_concurrency: usize,
+        /// How long a claimed job stays with this process without a
+        /// heartbeat before another replica may take it over, in milliseconds.
+        #[arg(long, env = "NIXO_JOB_LEASE_MS", default_value_t = runner::LEASE_MS_DEFAULT)]
+        job_lease_ms: i64,
         #[command(flatten)]
         edge: EdgeArgs,
     },
@@ -85,6 +93,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Background jobs: list them, retry dead ones.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
     },
     /// Tools for rule-plugin authors.
     Plugin {
@@ -180,6 +193,26 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum JobsCommand {
+    /// List jobs, newest first: id, kind, state, attempts, next run, last error.
+    List {
+        #[command(flatten)]
+        storage: Storage,
+        /// Only jobs in this state.
+        #[arg(long, value_parser = ["available", "running", "succeeded", "dead"])]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Run a dead job again now, with a fresh set of attempts.
+    Retry {
+        #[command(flatten)]
+        storage: Storage,
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
 enum PluginCommand {
     /// Load a plugin as the server would: world, imports, size, compile
     /// time, or why it is refused (exit 1).
@@ -237,11 +270,17 @@ enum FxCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("NIXO_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIXO_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // NIXO_LOG_FORMAT=json: one JSON object per line, for log pipelines.
+    if std::env::var("NIXO_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -268,8 +307,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             rule_fuel_per_call,
             rule_deadline_ms,
             rule_memory_mib,
+            job_concurrency,
+            job_lease_ms,
             edge,
         } => {
+            anyhow::ensure!(
+                (1..=1024).contains(&job_concurrency) && job_lease_ms >= 1_000,
+                "jobs: concurrency 1 to 1024, lease at least 1000 ms"
+            );
             anyhow::ensure!(
                 rule_fuel_per_call > 0 && rule_deadline_ms > 0 && (1..=4096).contains(&rule_memory_mib),
                 "rule limits must be positive (memory 1 to 4096 MiB)"
@@ -288,11 +333,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 cache_dir: None,
                 kv_url: edge.kv_url.clone(),
                 edge_variables: edge.variables(),
+                jobs: RunnerConfig {
+                    concurrency: job_concurrency,
+                    lease_ms: job_lease_ms,
+                    ..RunnerConfig::default()
+                },
+                clock: nixo_core::clock::Clock::system(),
             })
             .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(command).await,
+        Command::Jobs { command } => jobs(command).await,
         Command::Plugin { command } => tokio::task::spawn_blocking(move || plugin(command)).await?,
         Command::Ledger {
             command: LedgerCommand::Verify { storage, grace_ms },
@@ -413,6 +465,47 @@ async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     };
     db.close().await;
     Ok(code)
+}
+
+async fn jobs(command: JobsCommand) -> anyhow::Result<ExitCode> {
+    use nixo_core::jobs::{self, JobState};
+    let fmt_ms = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    match command {
+        JobsCommand::List { storage, state, limit } => {
+            let db = Db::open(&storage.url()).await?;
+            let state = state.as_deref().and_then(JobState::parse);
+            for job in jobs::list(&db, state, limit).await? {
+                println!(
+                    "{:<8} {:<22} {:<9} attempt {}/{}  run_at {}  {}",
+                    job.id,
+                    job.kind,
+                    job.state,
+                    job.attempt,
+                    job.max_attempts,
+                    fmt_ms(job.run_at_ms),
+                    job.last_error.as_deref().unwrap_or("")
+                );
+            }
+            db.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Retry { storage, id } => {
+            let db = Db::open(&storage.url()).await?;
+            let done = jobs::retry(&db, id, chrono::Utc::now().timestamp_millis()).await?;
+            db.close().await;
+            if done {
+                eprintln!("nixo: job {id} will run again now");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("nixo: no dead job {id}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
 }
 
 fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {

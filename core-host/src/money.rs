@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use std::str::FromStr;
 
-pub use nixo_gateway::schema::{AMOUNT_MINOR_MAX, Currency, FieldError};
+pub use nixo_api::schema::{AMOUNT_MINOR_MAX, Currency, FieldError};
 
 impl From<FieldError> for ApiError {
     fn from(err: FieldError) -> ApiError {

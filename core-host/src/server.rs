@@ -3,11 +3,14 @@
 
 use crate::api::{self, AppState};
 use crate::auth::{self, KeyAccess, KeyHasher};
+use crate::clock::Clock;
 use crate::db::Db;
 use crate::edge::{self, EdgeConfig, Gateway, KvStores};
+use crate::jobs::runner::{self, Registry, RunnerConfig};
 use crate::ledger::{self, AccountKind, Environment, Ledger, Leg, Movement, TxStatus};
 use crate::money::Currency;
 use crate::rules::{RuleHost, RuleLimits};
+use crate::services::Services;
 use crate::{accounts, artefacts};
 use anyhow::Context;
 use rand::Rng;
@@ -45,6 +48,10 @@ pub struct ServeConfig {
     /// Gateway variables besides the core URL and secret, as Spin would pass
     /// them: `environments`, `rate_limit_sandbox`, `rate_limit_live`.
     pub edge_variables: BTreeMap<String, String>,
+    /// How background jobs run (worker id, concurrency, lease).
+    pub jobs: RunnerConfig,
+    /// The clock every service reads (tests move it).
+    pub clock: Clock,
 }
 
 impl ServeConfig {
@@ -60,6 +67,8 @@ impl ServeConfig {
             cache_dir: None,
             kv_url: None,
             edge_variables: BTreeMap::new(),
+            jobs: RunnerConfig::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -203,6 +212,7 @@ pub struct Running {
     /// Set on first start only: the sandbox key, shown once.
     pub bootstrap: Option<Bootstrap>,
     pub fraud_rules: Vec<String>,
+    pub clock: Clock,
     ledger: Ledger,
     decisions: crate::rules::decision_log::DecisionLog,
     shutdown: watch::Sender<bool>,
@@ -237,9 +247,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .context("secrets.json: api_key_pepper must be 64 hex digits")?;
     let gateway_secret = std::env::var(ENV_GATEWAY_SECRET).unwrap_or(secrets.gateway_signing_secret);
     anyhow::ensure!(
-        gateway_secret.len() >= nixo_gateway::signing::SECRET_LEN_MIN_BYTES,
+        gateway_secret.len() >= nixo_api::signing::SECRET_LEN_MIN_BYTES,
         "the gateway signing secret must be at least {} bytes",
-        nixo_gateway::signing::SECRET_LEN_MIN_BYTES
+        nixo_api::signing::SECRET_LEN_MIN_BYTES
     );
     let hasher = KeyHasher::new(pepper);
 
@@ -270,11 +280,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
 
     let rules_host = rules.clone();
     let decisions = crate::rules::decision_log::DecisionLog::spawn(db.clone());
-    let state = AppState {
+    crate::metrics::handle();
+    let services = Services {
         ledger: ledger.clone(),
-        hasher,
         rules,
         decisions: decisions.clone(),
+        clock: config.clock.clone(),
+    };
+    let state = AppState {
+        services: services.clone(),
+        hasher,
         gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
     };
     let core = api::router(state);
@@ -299,6 +314,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         tokio::spawn(edge::serve(gateway, listener, shutdown_rx.clone())),
         tokio::spawn(expire_holds(ledger.clone(), shutdown_rx.clone())),
         tokio::spawn(crate::rules::watch_dir(rules_host, plugins_dir, shutdown_rx.clone())),
+        runner::spawn(
+            db.clone(),
+            job_registry(&services),
+            config.clock.clone(),
+            config.jobs.clone(),
+            runner::Waker::default(),
+            shutdown_rx.clone(),
+        ),
     ];
     let mut core_addr = None;
     if let Some(core_listen) = config.core_listen {
@@ -321,11 +344,47 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         core_addr,
         bootstrap,
         fraud_rules,
+        clock: config.clock,
         ledger,
         decisions,
         shutdown,
         tasks,
     })
+}
+
+/// How long finished jobs stay visible before they are deleted.
+pub const JOB_RETENTION_MS: i64 = 7 * 86_400_000;
+/// The job that deletes them, and how often it runs.
+pub const JOB_PURGE_JOB: &str = "jobs.purge";
+pub const JOB_PURGE_INTERVAL_MS: i64 = 3_600_000;
+
+/// The kinds of background job this server runs.
+pub fn job_registry(services: &Services) -> Registry {
+    let mut registry = Registry::default();
+    let (db, clock) = (services.ledger.db.clone(), services.clock.clone());
+    registry
+        .register(crate::idempotency::PURGE_JOB, move |_job| {
+            let (db, clock) = (db.clone(), clock.clone());
+            async move {
+                let purged = crate::idempotency::purge(&db, clock.now_ms()).await?;
+                if purged > 0 {
+                    tracing::info!(purged, "purged idempotency records past retention");
+                }
+                Ok(())
+            }
+        })
+        .every(crate::idempotency::PURGE_JOB, crate::idempotency::PURGE_INTERVAL_MS);
+    let (db, clock) = (services.ledger.db.clone(), services.clock.clone());
+    registry
+        .register(JOB_PURGE_JOB, move |_job| {
+            let (db, clock) = (db.clone(), clock.clone());
+            async move {
+                crate::jobs::purge_finished(&db, clock.now_ms() - JOB_RETENTION_MS).await?;
+                Ok(())
+            }
+        })
+        .every(JOB_PURGE_JOB, JOB_PURGE_INTERVAL_MS);
+    registry
 }
 
 /// How often holds past their expiry are voided, and how many per round.

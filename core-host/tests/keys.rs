@@ -93,7 +93,7 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = u16>,
 {
-    let limit = std::time::Duration::from_secs(nixo_gateway::access::KEY_CACHE_TTL_S as u64 + 2);
+    let limit = std::time::Duration::from_secs(nixo_api::access::KEY_CACHE_TTL_S as u64 + 2);
     let started = std::time::Instant::now();
     loop {
         match status(key.to_string()).await {

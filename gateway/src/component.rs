@@ -74,17 +74,24 @@ async fn handle(req: Request) -> impl IntoResponse {
     let request_id = new_request_id();
     let mut rate = None;
     let mut version = None;
+    let path = req.path().to_string();
     let answer = match gate_and_forward(req, &request_id, &mut rate, &mut version).await {
         Ok(response) => Answer {
             response,
             rate,
             version,
         },
-        Err(err) => Answer {
-            response: respond(err.status, &request_id, err.body().into_bytes()),
-            rate,
-            version,
-        },
+        Err(err) => {
+            let mut response = respond(err.status, &request_id, err.body().into_bytes());
+            if err.status == 405 {
+                response.set_header("allow", schema::allowed_methods(&path));
+            }
+            Answer {
+                response,
+                rate,
+                version,
+            }
+        }
     };
     finish(answer)
 }

@@ -1,6 +1,8 @@
 //! Edge decisions that need no I/O: routing, credential format, error bodies.
 
-use crate::schema::{FieldError, RouteMiss};
+pub use nixo_api::access::KeyEnvironment;
+pub use nixo_api::headers::{IDEMPOTENCY_KEY_LEN_MAX, idempotency_key_ok, request_id};
+use nixo_api::schema::{FieldError, RouteMiss};
 use std::borrow::Cow;
 
 /// The Spin variables the component reads (declared in `spin.toml`).
@@ -31,13 +33,6 @@ pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
 /// Shortest and longest random part of an API key after its prefix.
 pub const KEY_SECRET_LEN_MIN: usize = 16;
 pub const KEY_SECRET_LEN_MAX: usize = 128;
-
-/// The environment an API key belongs to, read from its prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyEnvironment {
-    Sandbox,
-    Live,
-}
 
 /// An error the edge answers itself, in the Nixo error shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,8 +104,6 @@ pub const ERR_CORE_UNAVAILABLE: EdgeError = EdgeError::new(
 );
 pub const ERR_MISCONFIGURED: EdgeError = EdgeError::new(500, "internal_error", "The gateway is misconfigured");
 
-/// Longest `Idempotency-Key` accepted.
-pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 /// Deepest nesting of arrays and objects accepted in a JSON body.
 pub const JSON_DEPTH_MAX: usize = 16;
 
@@ -174,12 +167,6 @@ pub fn content_type_ok(header: Option<&str>) -> bool {
     })
 }
 
-/// An `Idempotency-Key`, when present, is 1 to 255 printable ASCII characters.
-pub fn idempotency_key_ok(key: &str) -> bool {
-    let key = key.trim();
-    !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_LEN_MAX && key.bytes().all(|b| b.is_ascii_graphic())
-}
-
 /// The deepest nesting of `[`/`{` in a JSON text, ignoring brackets inside
 /// strings. Runs in one pass without parsing, so a hostile body cannot make
 /// the edge recurse.
@@ -232,11 +219,6 @@ pub fn check_key_format(authorization: Option<&str>) -> Result<(KeyEnvironment, 
         return Err(ERR_BAD_KEY);
     }
     Ok((environment, key))
-}
-
-/// A request id: `req_` and 24 lower-case hex digits from 12 random bytes.
-pub fn request_id(random: [u8; 12]) -> String {
-    format!("req_{}", hex::encode(random))
 }
 
 /// Response headers of the core that reach the client: everything but

@@ -9,11 +9,11 @@
 //! `cargo bench -p nixo-tests --bench edge_overhead` (NIXO_BENCH_REQUESTS to
 //! change the count, default 2000).
 
+use nixo_api::access::RateLimit;
+use nixo_api::signing::{self, SignedParts};
 use nixo_core::auth::{self, KeyAccess};
 use nixo_core::ledger::Environment;
 use nixo_core::server;
-use nixo_gateway::access::RateLimit;
-use nixo_gateway::signing::{self, SignedParts};
 use nixo_tests::start;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,12 +3,12 @@
 //! Redis shared by two hosts), API versions and request validation. Every
 //! case checks the status, the error body and the headers a client sees.
 
+use nixo_api::access::{KEY_CACHE_TTL_S, RateLimit};
+use nixo_api::schema::RouteId;
+use nixo_api::versions::{self, V2024_06_01};
 use nixo_core::auth::{self, KeyAccess};
 use nixo_core::ledger::Environment;
 use nixo_core::server::{self, ServeConfig};
-use nixo_gateway::access::{KEY_CACHE_TTL_S, RateLimit};
-use nixo_gateway::schema::RouteId;
-use nixo_gateway::versions::{self, V2024_06_01};
 use nixo_tests::{PgDatabase, Reply, SEED_TRANSFER, TestServer, fetch, redis_url, start, start_with};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -9,14 +9,14 @@
 
 mod balances;
 mod decisions;
+pub mod idempotency;
 mod keys;
+mod ops;
 mod transfers;
 
 use crate::auth::{self, KeyHasher, Principal};
 use crate::error::ApiError;
-use crate::ledger::Ledger;
-use crate::rules::RuleHost;
-use crate::rules::decision_log::DecisionLog;
+use crate::services::{Actor, Services};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,10 +24,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use nixo_gateway::access::RESOLVE_PATH;
-use nixo_gateway::signing::{self, SignedParts};
-use nixo_gateway::versions;
+use nixo_api::access::RESOLVE_PATH;
+use nixo_api::signing::{self, SignedParts};
+use nixo_api::versions;
 use std::sync::Arc;
+
+pub use ops::PATHS as OPS_PATHS;
 
 /// Largest request body the core reads.
 pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
@@ -35,10 +37,8 @@ pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
 /// Shared state of the API.
 #[derive(Clone)]
 pub struct AppState {
-    pub ledger: Ledger,
+    pub services: Services,
     pub hasher: KeyHasher,
-    pub rules: Arc<RuleHost>,
-    pub decisions: DecisionLog,
     pub gateway_secret: Arc<Vec<u8>>,
 }
 
@@ -49,15 +49,33 @@ pub struct Caller {
     pub version: &'static str,
 }
 
+impl Caller {
+    /// The account and environment services act for.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            account_id: self.principal.account_id.clone(),
+            environment: self.principal.environment,
+        }
+    }
+}
+
+/// The core's routes. API routes sit behind the gatekeeper (gateway
+/// signature) and the idempotency layer; the operations routes
+/// (`/healthz`, `/readyz`, `/metrics`) do not.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/v1/payments/transfer", post(transfers::create))
         .route("/v1/balances", get(balances::retrieve))
         .route("/v1/rules/decisions", get(decisions::list))
         .route(RESOLVE_PATH, post(keys::resolve))
-        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), gatekeeper))
+        .layer(middleware::from_fn_with_state(state.clone(), gatekeeper));
+    Router::new()
+        .merge(api)
+        .merge(ops::router())
+        .fallback(not_found)
+        .layer(middleware::from_fn(crate::metrics::track_requests))
         .with_state(state)
 }
 
@@ -65,12 +83,36 @@ async fn not_found() -> ApiError {
     ApiError::not_found("Unrecognized request URL")
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
+async fn method_not_allowed(request: Request) -> Response {
+    let allow = nixo_api::schema::allowed_methods(request.uri().path());
+    let mut response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request",
         "Method not allowed for this URL",
     )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(axum::http::header::ALLOW, value);
+    }
+    response
+}
+
+/// The request's `Idempotency-Key`, checked: `None` when there is none.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(idempotency::KEY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    if !nixo_api::headers::idempotency_key_ok(key) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            format!(
+                "Idempotency-Key must be 1 to {} printable ASCII characters",
+                nixo_api::headers::IDEMPOTENCY_KEY_LEN_MAX
+            ),
+        ));
+    }
+    Ok(Some(key.to_string()))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

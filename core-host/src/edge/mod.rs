@@ -226,6 +226,21 @@ impl Gateway {
             Ok(body) => body,
             Err(response) => return Ok(*response),
         };
+        if crate::api::OPS_PATHS.contains(&parts.uri.path()) {
+            // Liveness, readiness and metrics carry no customer data and need
+            // no key: the host answers them without running the component.
+            let request = http::Request::from_parts(parts, axum::body::Body::from(body));
+            let response = match self.dispatch.core.clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, RELAY_BODY_LEN_MAX_BYTES).await?;
+            return Ok(hyper::Response::from_parts(
+                parts,
+                Full::new(body).map_err(|never| match never {}).boxed_unsync(),
+            ));
+        }
         let request = hyper::Request::from_parts(parts, Full::new(body));
         let mut store = Store::new(
             self.pre.engine(),
@@ -331,9 +346,9 @@ fn error_response(status: http::StatusCode, body: &'static [u8]) -> hyper::Respo
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    let request_id = nixo_gateway::edge::request_id(rand::random());
+    let request_id = nixo_api::headers::request_id(rand::random());
     if let Ok(value) = http::HeaderValue::from_str(&request_id) {
-        headers.insert(nixo_gateway::signing::REQUEST_ID_HEADER, value);
+        headers.insert(nixo_api::signing::REQUEST_ID_HEADER, value);
     }
     response
 }

@@ -2,7 +2,7 @@
 //! owns (a savepoint of the SQLite group commit, or a PostgreSQL
 //! transaction). On any error the caller rolls back: nothing half-applied.
 
-use super::{FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome};
+use super::{Environment, FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome};
 use crate::money::Currency;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
@@ -92,6 +92,47 @@ async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<(), L
     Ok(())
 }
 
+/// `balance.updated` for every account whose wallets the deltas touched,
+/// with the account's balances after them, in the same transaction.
+async fn emit_balance_events(conn: &mut AnyConnection, deltas: &Deltas, now_ms: i64) -> Result<(), LedgerError> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (1..=deltas.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT DISTINCT owner_account_id, environment FROM ledger_accounts
+         WHERE kind = 'wallet' AND owner_account_id IS NOT NULL AND id IN ({}) ORDER BY owner_account_id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for account in deltas.keys() {
+        query = query.bind(*account);
+    }
+    let owners = query.fetch_all(&mut *conn).await?;
+    for owner in owners {
+        let account_id: String = owner.try_get(0)?;
+        let environment: String = owner.try_get(1)?;
+        let environment = Environment::parse(&environment).ok_or(LedgerError::Invalid("unknown stored environment"))?;
+        let rows = sqlx::query(super::BALANCES_SQL)
+            .bind(account_id.as_str())
+            .bind(0_i64)
+            .fetch_all(&mut *conn)
+            .await?;
+        let balances = super::balances_from_rows(&rows)?;
+        let object = crate::resources::balance(environment == Environment::Live, &balances);
+        crate::events::emit(
+            conn,
+            crate::events::BALANCE_UPDATED,
+            &account_id,
+            environment,
+            &object,
+            now_ms,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, LedgerError> {
     let rules = serde_json::to_string(&m.rules_applied).expect("strings serialise");
     let fx: Option<&FxApplied> = m.fx.as_ref();
@@ -161,6 +202,7 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
         .await?;
     }
     apply_deltas(conn, &deltas).await?;
+    emit_balance_events(conn, &deltas, m.now_ms).await?;
     Ok(Recorded {
         tx_id,
         status: m.status,
@@ -282,6 +324,7 @@ async fn resolve(
         }
     }
     apply_deltas(conn, &deltas).await?;
+    emit_balance_events(conn, &deltas, now_ms).await?;
     sqlx::query("UPDATE transactions SET status = $1 WHERE id = $2")
         .bind(status.as_str())
         .bind(tx_id)

@@ -22,7 +22,15 @@ mod writer;
 use crate::db::{Backend, Db};
 use crate::money::Currency;
 use sqlx::Row;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
+
+pub(crate) fn injected_fault() -> LedgerError {
+    LedgerError::Db(sqlx::Error::Protocol(
+        "injected fault: the commit did not happen".into(),
+    ))
+}
 
 /// Ledger account flag: debits may never exceed credits (no overdraft).
 pub const FLAG_NO_OVERDRAFT: i64 = 1;
@@ -252,6 +260,19 @@ pub(crate) type Reply = oneshot::Sender<Result<WriteOutcome, LedgerError>>;
 pub struct Ledger {
     pub db: Db,
     writer: Option<mpsc::Sender<(WriteOp, Reply)>>,
+    faults: Faults,
+}
+
+/// Fault injection for tests: make the next commit fail after every
+/// statement of its operations ran (rows and events written, not committed).
+#[derive(Clone, Debug, Default)]
+pub struct Faults(Arc<AtomicBool>);
+
+impl Faults {
+    /// Takes the armed fault, if any.
+    pub(crate) fn take(&self) -> bool {
+        self.0.swap(false, Ordering::SeqCst)
+    }
 }
 
 fn now_ms() -> i64 {
@@ -260,11 +281,18 @@ fn now_ms() -> i64 {
 
 impl Ledger {
     pub async fn new(db: Db) -> anyhow::Result<Ledger> {
+        let faults = Faults::default();
         let writer = match db.backend {
-            Backend::Sqlite => Some(writer::spawn(db.dedicated_connection().await?)),
+            Backend::Sqlite => Some(writer::spawn(db.dedicated_connection().await?, faults.clone())),
             Backend::Postgres => None,
         };
-        Ok(Ledger { db, writer })
+        Ok(Ledger { db, writer, faults })
+    }
+
+    /// Makes the next ledger commit fail after its operations ran, as a
+    /// crash between the writes and the commit would (tests use it).
+    pub fn fail_next_commit(&self) {
+        self.faults.0.store(true, Ordering::SeqCst);
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, LedgerError> {
@@ -277,6 +305,10 @@ impl Ledger {
             None => {
                 let mut tx = self.db.pool.begin().await?;
                 match apply::apply(&mut tx, &op).await {
+                    Ok(_) if self.faults.take() => {
+                        tx.rollback().await?;
+                        Err(injected_fault())
+                    }
                     Ok(outcome) => {
                         tx.commit().await?;
                         Ok(outcome)
@@ -295,8 +327,15 @@ impl Ledger {
         if movement.amount_minor <= 0 {
             return Err(LedgerError::Invalid("amounts are positive"));
         }
+        let kind = movement.kind;
         match self.write(WriteOp::Record(Box::new(movement))).await? {
-            WriteOutcome::Recorded(recorded) => Ok(recorded),
+            WriteOutcome::Recorded(recorded) => {
+                if !recorded.replayed {
+                    metrics::counter!("nixo_ledger_transactions_total", "kind" => kind, "status" => recorded.status.as_str())
+                        .increment(1);
+                }
+                Ok(recorded)
+            }
             other => unreachable!("record answered {other:?}"),
         }
     }
@@ -412,29 +451,12 @@ impl Ledger {
 
     /// Balances of an account's wallets per currency, optionally of one wallet.
     pub async fn balances(&self, account_id: &str, wallet_id: Option<i64>) -> Result<Vec<Balance>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT currency,
-                    CAST(SUM(credits_posted - debits_posted - debits_pending) AS BIGINT),
-                    CAST(SUM(credits_pending) AS BIGINT),
-                    CAST(SUM(debits_pending) AS BIGINT)
-             FROM ledger_accounts
-             WHERE owner_account_id = $1 AND kind = 'wallet' AND ($2 = 0 OR id = $2)
-             GROUP BY currency ORDER BY currency",
-        )
-        .bind(account_id)
-        .bind(wallet_id.unwrap_or(0))
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Balance {
-                    currency: r.try_get(0)?,
-                    available_minor: r.try_get(1)?,
-                    pending_minor: r.try_get(2)?,
-                    reserved_minor: r.try_get(3)?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(BALANCES_SQL)
+            .bind(account_id)
+            .bind(wallet_id.unwrap_or(0))
+            .fetch_all(&self.db.pool)
+            .await?;
+        balances_from_rows(&rows)
     }
 
     /// Count and sum of a wallet's outgoing transactions since `since_ms`.
@@ -453,6 +475,28 @@ impl Ledger {
             sum_minor: row.try_get(1)?,
         })
     }
+}
+
+/// Balances per currency of an account's wallets (`$2` = 0: all of them).
+pub(crate) const BALANCES_SQL: &str = "SELECT currency,
+        CAST(SUM(credits_posted - debits_posted - debits_pending) AS BIGINT),
+        CAST(SUM(credits_pending) AS BIGINT),
+        CAST(SUM(debits_pending) AS BIGINT)
+     FROM ledger_accounts
+     WHERE owner_account_id = $1 AND kind = 'wallet' AND ($2 = 0 OR id = $2)
+     GROUP BY currency ORDER BY currency";
+
+pub(crate) fn balances_from_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Balance>, sqlx::Error> {
+    rows.iter()
+        .map(|r| {
+            Ok(Balance {
+                currency: r.try_get(0)?,
+                available_minor: r.try_get(1)?,
+                pending_minor: r.try_get(2)?,
+                reserved_minor: r.try_get(3)?,
+            })
+        })
+        .collect()
 }
 
 /// Recent activity of a wallet as a source.

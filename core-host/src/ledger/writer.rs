@@ -4,7 +4,7 @@
 //! A failed operation rolls back to its savepoint and fails alone; callers
 //! hear back only after the commit that made their operation durable.
 
-use super::{LedgerError, Reply, WriteOp, apply};
+use super::{Faults, LedgerError, Reply, WriteOp, apply};
 use sqlx::{AnyConnection, Executor};
 use tokio::sync::mpsc;
 
@@ -13,16 +13,16 @@ pub const GROUP_COMMIT_OPS_MAX: usize = 256;
 /// Operations waiting for the writer at most (back-pressure beyond).
 pub const WRITE_QUEUE_LEN_MAX: usize = 4_096;
 
-pub(super) fn spawn(conn: AnyConnection) -> mpsc::Sender<(WriteOp, Reply)> {
+pub(super) fn spawn(conn: AnyConnection, faults: Faults) -> mpsc::Sender<(WriteOp, Reply)> {
     let (sender, receiver) = mpsc::channel(WRITE_QUEUE_LEN_MAX);
-    tokio::spawn(run(conn, receiver));
+    tokio::spawn(run(conn, receiver, faults));
     sender
 }
 
-async fn run(mut conn: AnyConnection, mut queue: mpsc::Receiver<(WriteOp, Reply)>) {
+async fn run(mut conn: AnyConnection, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Faults) {
     let mut batch: Vec<(WriteOp, Reply)> = Vec::with_capacity(GROUP_COMMIT_OPS_MAX);
     while queue.recv_many(&mut batch, GROUP_COMMIT_OPS_MAX).await > 0 {
-        let results = commit_batch(&mut conn, &batch).await;
+        let results = commit_batch(&mut conn, &batch, &faults).await;
         for ((_, reply), result) in batch.drain(..).zip(results) {
             // The caller may have gone away; its operation is durable anyway.
             let _ = reply.send(result);
@@ -33,6 +33,7 @@ async fn run(mut conn: AnyConnection, mut queue: mpsc::Receiver<(WriteOp, Reply)
 async fn commit_batch(
     conn: &mut AnyConnection,
     batch: &[(WriteOp, Reply)],
+    faults: &Faults,
 ) -> Vec<Result<super::WriteOutcome, LedgerError>> {
     if let Err(err) = conn.execute("BEGIN IMMEDIATE").await {
         return batch.iter().map(|_| Err(LedgerError::Db(clone_error(&err)))).collect();
@@ -55,6 +56,10 @@ async fn commit_batch(
             }
         };
         results.push(result);
+    }
+    if faults.take() {
+        let _ = conn.execute("ROLLBACK").await;
+        return batch.iter().map(|_| Err(super::injected_fault())).collect();
     }
     match conn.execute("COMMIT").await {
         Ok(_) => results,

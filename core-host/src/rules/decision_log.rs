@@ -6,6 +6,9 @@
 //! stop). Each call is also a structured log line (see `rules`).
 
 use crate::db::Db;
+use crate::pagination::{self, Bind, Listing};
+use crate::services::ServiceResult;
+use nixo_api::pagination::ListParams;
 use serde_json::{Value, json};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
@@ -15,8 +18,6 @@ use tokio::sync::{mpsc, oneshot};
 pub const QUEUE_LEN_MAX: usize = 10_000;
 /// Rows written per database transaction at most.
 pub const BATCH_ROWS_MAX: usize = 512;
-/// Rows one page returns at most.
-pub use nixo_gateway::schema::LIST_LIMIT_MAX;
 
 /// One rule call, as the rule host saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +77,21 @@ impl DecisionLog {
     pub fn record(&self, transaction_id: Option<i64>, account_id: &str, input: &Value, records: &[DecisionRecord]) {
         if records.is_empty() {
             return;
+        }
+        for record in records {
+            let outcome = match (&record.output, record.failure) {
+                (_, Some(failure)) => failure.to_string(),
+                (Some(output), None) => output
+                    .get("verdict")
+                    .and_then(Value::as_str)
+                    .unwrap_or("answered")
+                    .to_ascii_lowercase(),
+                (None, None) => "unknown".to_string(),
+            };
+            let labels = [("plugin", record.plugin_name.clone()), ("outcome", outcome)];
+            metrics::counter!("nixo_rule_decisions_total", &labels).increment(1);
+            metrics::histogram!("nixo_rule_decision_duration_seconds", &labels)
+                .record(record.latency_us as f64 / 1_000_000.0);
         }
         let at_ms = chrono::Utc::now().timestamp_millis();
         let input = input.to_string();
@@ -158,25 +174,31 @@ async fn write(db: &Db, rows: &[Entry]) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// The newest decisions of an account, optionally of one transaction.
+/// A page of an account's decisions, newest first, optionally of one
+/// transaction.
 pub async fn list(
     db: &Db,
     account_id: &str,
     transaction_id: Option<i64>,
-    limit: i64,
-) -> Result<Vec<Value>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, transaction_id, plugin_name, plugin_version, plugin_sha256, input, output, failure, policy,
-                fuel_used, latency_us, created_at_ms, stdio
-         FROM rule_decisions WHERE account_id = $1 AND ($2 = 0 OR transaction_id = $2)
-         ORDER BY created_at_ms DESC, id DESC LIMIT $3",
-    )
-    .bind(account_id)
-    .bind(transaction_id.unwrap_or(0))
-    .bind(limit.clamp(1, LIST_LIMIT_MAX + 1))
-    .fetch_all(&db.pool)
-    .await?;
-    rows.iter()
+    params: &ListParams,
+) -> ServiceResult<(Vec<Value>, bool)> {
+    let listing = Listing {
+        columns: "id, transaction_id, plugin_name, plugin_version, plugin_sha256, input, output, failure, policy,
+                  fuel_used, latency_us, created_at_ms, stdio",
+        from: "rule_decisions",
+        filter: "account_id = $1 AND ($2 = 0 OR transaction_id = $2)".into(),
+        binds: vec![
+            Bind::Text(account_id.to_string()),
+            Bind::Int(transaction_id.unwrap_or(0)),
+        ],
+        created_column: "created_at_ms",
+        id_column: "id",
+        id_is_integer: false,
+    };
+    let page = pagination::fetch(db, &listing, params).await?;
+    let data = page
+        .rows
+        .iter()
         .map(|r| {
             let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str::<Value>(&t).ok());
             Ok(json!({
@@ -198,7 +220,8 @@ pub async fn list(
                 "stdio": r.try_get::<Option<String>, _>(12)?,
             }))
         })
-        .collect()
+        .collect::<Result<Vec<Value>, sqlx::Error>>()?;
+    Ok((data, page.has_more))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! environments and fixed-window rate limits. Pure logic; the component
 //! does the key/value and HTTP calls.
 
-use crate::edge::KeyEnvironment;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -20,6 +19,13 @@ pub const RATE_LIMIT_LIVE_DEFAULT: RateLimit = RateLimit {
 pub const RATE_WINDOW_MAX_S: u64 = 86_400;
 /// Path of the core's key resolution endpoint (signed, never public).
 pub const RESOLVE_PATH: &str = "/internal/v1/keys/resolve";
+
+/// The environment an API key belongs to, read from its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEnvironment {
+    Sandbox,
+    Live,
+}
 
 /// An API key as the edge knows it: never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]

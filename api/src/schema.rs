@@ -6,6 +6,7 @@
 //! disagree about what is valid. Amounts are read from their exact JSON text
 //! (serde_json's `arbitrary_precision`): no float ever holds money.
 
+use crate::pagination::ListParams;
 use serde_json::{Map, Value};
 
 /// What is wrong with a request, naming the field (`amount`, `metadata.note`,
@@ -336,10 +337,15 @@ pub fn balances_query(query: Option<&str>) -> Checked<Option<i64>> {
     Ok(wallet_id)
 }
 
-/// `GET /v1/rules/decisions?transaction_id=10003&limit=5`.
-pub fn decisions_query(query: Option<&str>) -> Checked<(Option<i64>, i64)> {
-    let (mut transaction_id, mut limit) = (None, LIST_LIMIT_DEFAULT);
+/// `GET /v1/rules/decisions?transaction_id=10003&limit=5`: the optional
+/// transaction and the page.
+pub fn decisions_query(query: Option<&str>) -> Checked<(Option<i64>, ListParams)> {
+    let (mut transaction_id, mut page) = (None, ListParams::default());
     for (key, value) in query_pairs(query) {
+        if let Some(taken) = page.take(key, value) {
+            taken?;
+            continue;
+        }
         match key {
             "transaction_id" => {
                 let id = value.parse::<i64>().ok().filter(|id| *id > 0);
@@ -350,17 +356,10 @@ pub fn decisions_query(query: Option<&str>) -> Checked<(Option<i64>, i64)> {
                     )
                 })?);
             }
-            "limit" => {
-                limit = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|l| (1..=LIST_LIMIT_MAX).contains(l))
-                    .ok_or_else(|| FieldError::new("limit", format!("limit must be between 1 and {LIST_LIMIT_MAX}")))?;
-            }
             other => return Err(unknown_parameter(other)),
         }
     }
-    Ok((transaction_id, limit))
+    Ok((transaction_id, page))
 }
 
 /// The routes the API serves.
@@ -429,6 +428,12 @@ pub fn find_route(method: &str, path: &str) -> Result<&'static Route, RouteMiss>
     } else {
         RouteMiss::NotFound
     })
+}
+
+/// The methods a path allows, for an `Allow` header (`"GET, POST"`).
+pub fn allowed_methods(path: &str) -> String {
+    let methods: Vec<&str> = ROUTES.iter().filter(|r| r.path == path).map(|r| r.method).collect();
+    methods.join(", ")
 }
 
 /// Validates a request for `route` (query and body) without acting on it.
@@ -581,7 +586,7 @@ mod tests {
         assert_eq!(balances_query(Some("wallet_id=101")), Ok(Some(101)));
         assert_eq!(balances_query(Some("wallet_id=x")).unwrap_err().field, "wallet_id");
         assert_eq!(balances_query(Some("limit=5")).unwrap_err().field, "limit");
-        assert_eq!(decisions_query(Some("limit=5")), Ok((None, 5)));
+        assert_eq!(decisions_query(Some("limit=5")).unwrap().1.limit, 5);
         assert_eq!(decisions_query(Some("limit=101")).unwrap_err().field, "limit");
         assert_eq!(
             decisions_query(Some("transaction_id=0")).unwrap_err().field,

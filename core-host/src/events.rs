@@ -1,0 +1,99 @@
+//! The events outbox: `events` rows written inside the database transaction
+//! of the change they describe, so an event exists exactly when its change
+//! committed. Webhook delivery reads from here.
+//!
+//! An event: `id` (`evt_…`), `type`, `created`, `api_version` (the version
+//! `data.object` is rendered in), `livemode`, and `data.object`, a snapshot
+//! of the resource after the change.
+
+use crate::db::Db;
+use crate::ledger::Environment;
+use nixo_api::versions;
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row};
+
+/// Event types emitted today.
+pub const BALANCE_UPDATED: &str = "balance.updated";
+
+fn new_id() -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let suffix: String = rand::random::<[u8; 24]>()
+        .iter()
+        .map(|b| BASE62[usize::from(*b) % BASE62.len()] as char)
+        .collect();
+    format!("evt_{suffix}")
+}
+
+/// Writes one event on `conn` (the transaction of the change).
+pub async fn emit(
+    conn: &mut AnyConnection,
+    event_type: &str,
+    account_id: &str,
+    environment: Environment,
+    object: &Value,
+    now_ms: i64,
+) -> Result<String, sqlx::Error> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO events (id, type, account_id, environment, api_version, data, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id.as_str())
+    .bind(event_type)
+    .bind(account_id)
+    .bind(environment.as_str())
+    .bind(versions::CURRENT)
+    .bind(json!({ "object": object }).to_string())
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// An event as the API shows it.
+pub fn render(row: &EventRow) -> Value {
+    json!({
+        "id": row.id,
+        "object": "event",
+        "type": row.event_type,
+        "created": row.created_at_ms / 1000,
+        "api_version": row.api_version,
+        "livemode": row.environment == "live",
+        "data": serde_json::from_str::<Value>(&row.data).unwrap_or(Value::Null),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub id: String,
+    pub event_type: String,
+    pub account_id: String,
+    pub environment: String,
+    pub api_version: String,
+    pub data: String,
+    pub created_at_ms: i64,
+}
+
+/// An account's events, oldest first (for delivery and tests).
+pub async fn for_account(db: &Db, account_id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, type, account_id, environment, api_version, data, created_at_ms FROM events
+         WHERE account_id = $1 ORDER BY created_at_ms, id",
+    )
+    .bind(account_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EventRow {
+                id: r.try_get(0)?,
+                event_type: r.try_get(1)?,
+                account_id: r.try_get(2)?,
+                environment: r.try_get(3)?,
+                api_version: r.try_get(4)?,
+                data: r.try_get(5)?,
+                created_at_ms: r.try_get(6)?,
+            })
+        })
+        .collect()
+}

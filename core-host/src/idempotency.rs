@@ -1,0 +1,253 @@
+//! Idempotency records: the lock a request holds while it runs, then the
+//! answer its retries get back.
+//!
+//! One row per (environment, account, key). [`begin`] inserts it with
+//! `ON CONFLICT DO NOTHING` — whoever inserts holds the key under a lease;
+//! everyone else reads the row and is told to replay, to wait (in progress),
+//! or that the key was used for another request. A request that died holding
+//! the key leaves a lease that runs out; the next retry takes the key over
+//! (fenced on the old lease), and the ledger's own transaction identity
+//! (derived from the same key) still stops a second application. The row
+//! lives [`RETENTION_MS`] and is then purged by a job.
+//!
+//! Nothing here knows HTTP: the API layer hands in a request hash and hands
+//! back a status, headers and body to store.
+
+use crate::db::Db;
+use crate::ledger::Environment;
+use sqlx::Row;
+
+/// How long a stored answer is replayed (Stripe keeps keys 24 h).
+pub const RETENTION_MS: i64 = 24 * 3_600_000;
+/// How long a request holds its key before a retry may take it over.
+pub const LEASE_MS: i64 = 60_000;
+/// Rows deleted by one purge statement at most.
+pub const PURGE_BATCH_MAX: i64 = 5_000;
+/// The job that purges expired records, and how often it runs.
+pub const PURGE_JOB: &str = "idempotency.purge";
+pub const PURGE_INTERVAL_MS: i64 = 3_600_000;
+
+/// Whose key it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub environment: Environment,
+    pub account_id: String,
+    pub key: String,
+}
+
+/// An answer as stored and replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Proof of holding a key: completing or releasing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    scope: Scope,
+    token: String,
+}
+
+/// What a request with a key should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// Run the request; this lease holds the key.
+    Proceed(Lease),
+    /// The request was answered before: send this again.
+    Replay(StoredResponse),
+    /// The same request is running now.
+    InProgress,
+    /// The key was used for a different request.
+    Reused,
+}
+
+fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Takes the key, or says why not.
+pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> Result<Begin, sqlx::Error> {
+    let token = new_token();
+    let lease = || Lease {
+        scope: scope.clone(),
+        token: token.clone(),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (environment, account_id, idempotency_key, request_hash, state, lock_token,
+             lease_until_ms, created_at_ms)
+         VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(scope.environment.as_str())
+    .bind(scope.account_id.as_str())
+    .bind(scope.key.as_str())
+    .bind(request_hash)
+    .bind(token.as_str())
+    .bind(now_ms + LEASE_MS)
+    .bind(now_ms)
+    .execute(&db.pool)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Begin::Proceed(lease()));
+    }
+    let row = sqlx::query(
+        "SELECT request_hash, state, lease_until_ms, response_status, response_headers, response_body, created_at_ms
+         FROM idempotency_keys WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3",
+    )
+    .bind(scope.environment.as_str())
+    .bind(scope.account_id.as_str())
+    .bind(scope.key.as_str())
+    .fetch_optional(&db.pool)
+    .await?;
+    // Purged between the two statements: the key is free; the retry takes it.
+    let Some(row) = row else {
+        return Ok(Begin::InProgress);
+    };
+    let created_at_ms: i64 = row.try_get(6)?;
+    let expired = created_at_ms <= now_ms - RETENTION_MS;
+    if expired {
+        // Past retention but not purged yet: as good as absent.
+        let taken = take_over(
+            db,
+            scope,
+            &token,
+            request_hash,
+            now_ms,
+            "created_at_ms = $7",
+            created_at_ms,
+        )
+        .await?;
+        return Ok(if taken {
+            Begin::Proceed(lease())
+        } else {
+            Begin::InProgress
+        });
+    }
+    let stored_hash: String = row.try_get(0)?;
+    if stored_hash != request_hash {
+        return Ok(Begin::Reused);
+    }
+    let state: String = row.try_get(1)?;
+    if state == "done" {
+        let status: i64 = row.try_get(3)?;
+        let headers: String = row.try_get(4)?;
+        let body: Vec<u8> = row.try_get(5)?;
+        return Ok(Begin::Replay(StoredResponse {
+            status: u16::try_from(status).unwrap_or(500),
+            headers: serde_json::from_str(&headers).unwrap_or_default(),
+            body,
+        }));
+    }
+    let lease_until_ms: i64 = row.try_get::<Option<i64>, _>(2)?.unwrap_or(0);
+    if lease_until_ms > now_ms {
+        return Ok(Begin::InProgress);
+    }
+    // The holder stopped (crashed) without answering: take the key over.
+    let taken = take_over(
+        db,
+        scope,
+        &token,
+        request_hash,
+        now_ms,
+        "state = 'in_progress' AND lease_until_ms = $7",
+        lease_until_ms,
+    )
+    .await?;
+    Ok(if taken {
+        Begin::Proceed(lease())
+    } else {
+        Begin::InProgress
+    })
+}
+
+/// Re-arms a row for a new holder, if it is still in the state it was read in.
+async fn take_over(
+    db: &Db,
+    scope: &Scope,
+    token: &str,
+    request_hash: &str,
+    now_ms: i64,
+    fence: &str,
+    fence_value: i64,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "UPDATE idempotency_keys SET state = 'in_progress', lock_token = $4, lease_until_ms = $5, request_hash = $6,
+             response_status = NULL, response_headers = NULL, response_body = NULL,
+             created_at_ms = CASE WHEN created_at_ms <= $8 THEN $9 ELSE created_at_ms END
+         WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3 AND {fence}"
+    );
+    let done = sqlx::query(&sql)
+        .bind(scope.environment.as_str())
+        .bind(scope.account_id.as_str())
+        .bind(scope.key.as_str())
+        .bind(token)
+        .bind(now_ms + LEASE_MS)
+        .bind(request_hash)
+        .bind(fence_value)
+        .bind(now_ms - RETENTION_MS)
+        .bind(now_ms)
+        .execute(&db.pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores the answer; retries replay it from now on. `false` when the lease
+/// was lost (another retry took the key over after it ran out).
+pub async fn complete(db: &Db, lease: &Lease, response: &StoredResponse) -> Result<bool, sqlx::Error> {
+    let headers = serde_json::to_string(&response.headers).expect("strings serialise");
+    let done = sqlx::query(
+        "UPDATE idempotency_keys SET state = 'done', response_status = $1, response_headers = $2, response_body = $3,
+             lock_token = NULL, lease_until_ms = NULL
+         WHERE environment = $4 AND account_id = $5 AND idempotency_key = $6 AND lock_token = $7",
+    )
+    .bind(i64::from(response.status))
+    .bind(headers)
+    .bind(response.body.clone())
+    .bind(lease.scope.environment.as_str())
+    .bind(lease.scope.account_id.as_str())
+    .bind(lease.scope.key.as_str())
+    .bind(lease.token.as_str())
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives the key back unused (the request was refused before it ran, or
+/// failed in a way a retry should run again).
+pub async fn release(db: &Db, lease: &Lease) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys
+         WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3 AND lock_token = $4
+           AND state = 'in_progress'",
+    )
+    .bind(lease.scope.environment.as_str())
+    .bind(lease.scope.account_id.as_str())
+    .bind(lease.scope.key.as_str())
+    .bind(lease.token.as_str())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Deletes records past retention (finished ones, and abandoned locks);
+/// returns how many.
+pub async fn purge(db: &Db, now_ms: i64) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (environment, account_id, idempotency_key) IN (
+                 SELECT environment, account_id, idempotency_key FROM idempotency_keys
+                 WHERE created_at_ms <= $1 AND (state = 'done' OR lease_until_ms < $2) LIMIT $3)",
+        )
+        .bind(now_ms - RETENTION_MS)
+        .bind(now_ms)
+        .bind(PURGE_BATCH_MAX)
+        .execute(&db.pool)
+        .await?;
+        total += done.rows_affected();
+        if done.rows_affected() < PURGE_BATCH_MAX as u64 {
+            return Ok(total);
+        }
+    }
+}

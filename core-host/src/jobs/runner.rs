@@ -1,0 +1,364 @@
+//! The worker pool: claims due jobs with a lease, runs their handlers,
+//! keeps the leases alive while they run, and records each outcome.
+//!
+//! Every replica runs one; the database decides who runs what. Completions
+//! are written in batches (one transaction for many jobs), so a stream of
+//! small jobs costs a fraction of an fsync each.
+
+use super::{JobState, NewJob, backoff_ms, error_text};
+use crate::clock::Clock;
+use crate::db::{Backend, Db};
+use serde_json::Value;
+use sqlx::Row;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Jobs one worker runs at once.
+pub const CONCURRENCY_DEFAULT: usize = 32;
+/// How long a claim lasts without a heartbeat.
+pub const LEASE_MS_DEFAULT: i64 = 30_000;
+/// How often an idle worker looks for due jobs (an in-process enqueue wakes it sooner).
+pub const POLL_INTERVAL_MS_DEFAULT: u64 = 250;
+/// Jobs claimed by one query at most.
+pub const CLAIM_BATCH_MAX: usize = 128;
+/// Outcomes written by one transaction at most.
+pub const FINISH_BATCH_MAX: usize = 512;
+/// Longest a handler may run before its attempt counts as failed.
+pub const RUN_TIMEOUT_MS: u64 = 300_000;
+/// How long shutdown waits for jobs in flight.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// A claimed job, handed to its handler.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: String,
+    pub payload: Value,
+    /// 1 on the first run.
+    pub attempt: i64,
+    pub max_attempts: i64,
+}
+
+pub type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// What runs a kind of job.
+pub trait JobHandler: Send + Sync + 'static {
+    fn run(&self, job: ClaimedJob) -> JobFuture;
+}
+
+impl<F, Fut> JobHandler for F
+where
+    F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    fn run(&self, job: ClaimedJob) -> JobFuture {
+        Box::pin(self(job))
+    }
+}
+
+/// Handlers by job kind, and the periodic jobs to keep scheduled.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    periodic: Vec<(String, i64)>,
+}
+
+impl Registry {
+    pub fn register(&mut self, kind: &str, handler: impl JobHandler) -> &mut Self {
+        self.handlers.insert(kind.to_string(), Arc::new(handler));
+        self
+    }
+
+    /// Keeps one `kind` job scheduled every `interval_ms` (unique across replicas).
+    pub fn every(&mut self, kind: &str, interval_ms: i64) -> &mut Self {
+        self.periodic.push((kind.to_string(), interval_ms));
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Fences this worker's claims; unique per process start.
+    pub worker_id: String,
+    pub concurrency: usize,
+    pub lease_ms: i64,
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            worker_id: format!("wrk_{}", hex::encode(rand::random::<[u8; 8]>())),
+            concurrency: CONCURRENCY_DEFAULT,
+            lease_ms: LEASE_MS_DEFAULT,
+            poll_interval_ms: POLL_INTERVAL_MS_DEFAULT,
+        }
+    }
+}
+
+/// Wakes the worker of this process (after an enqueue).
+#[derive(Clone, Default, Debug)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+struct Outcome {
+    job: ClaimedJob,
+    result: Result<(), String>,
+}
+
+struct Worker {
+    db: Db,
+    registry: Registry,
+    clock: Clock,
+    config: RunnerConfig,
+}
+
+/// Starts the worker; it stops when `shutdown` changes.
+pub fn spawn(
+    db: Db,
+    registry: Registry,
+    clock: Clock,
+    config: RunnerConfig,
+    waker: Waker,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    let worker = Arc::new(Worker {
+        db,
+        registry,
+        clock,
+        config,
+    });
+    tokio::spawn(run(worker, waker, shutdown))
+}
+
+async fn run(worker: Arc<Worker>, waker: Waker, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let (finished, finish_queue) = mpsc::channel::<Outcome>(FINISH_BATCH_MAX * 4);
+    let finisher = tokio::spawn(finish_loop(worker.clone(), finish_queue));
+    let heartbeat = tokio::spawn(heartbeat_loop(worker.clone(), shutdown.clone()));
+    let slots = Arc::new(Semaphore::new(worker.config.concurrency));
+    let poll = Duration::from_millis(worker.config.poll_interval_ms);
+    let mut next_schedule_ms = 0;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now_ms = worker.clock.now_ms();
+        if now_ms >= next_schedule_ms {
+            if let Err(err) = schedule_periodic(&worker, now_ms).await {
+                tracing::warn!(error = %format!("{err:#}"), "scheduling periodic jobs failed; retrying");
+            }
+            next_schedule_ms = now_ms + poll.as_millis() as i64 * 4;
+        }
+        // Wait for a free slot, then claim as many jobs as there are free slots.
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit?,
+            _ = shutdown.changed() => break,
+        };
+        let free = (slots.available_permits() + 1).min(CLAIM_BATCH_MAX);
+        let claimed = match claim(&worker, free, now_ms).await {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::warn!(error = %err, "claiming jobs failed; retrying");
+                Vec::new()
+            }
+        };
+        if claimed.is_empty() {
+            drop(first);
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = waker.0.notified() => {}
+                _ = shutdown.changed() => break,
+            }
+            continue;
+        }
+        let mut permits = vec![first];
+        for _ in 1..claimed.len() {
+            permits.push(slots.clone().acquire_owned().await?);
+        }
+        for (job, permit) in claimed.into_iter().zip(permits) {
+            let handler = worker.registry.handlers.get(&job.kind).cloned();
+            let finished = finished.clone();
+            tokio::spawn(async move {
+                let result = execute(handler, job.clone()).await;
+                let _ = finished.send(Outcome { job, result }).await;
+                drop(permit);
+            });
+        }
+    }
+    // Let the jobs in flight finish (bounded), then write their outcomes.
+    let all = worker.config.concurrency as u32;
+    let _ = tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), slots.acquire_many(all)).await;
+    drop(finished);
+    heartbeat.abort();
+    finisher.await?;
+    Ok(())
+}
+
+async fn execute(handler: Option<Arc<dyn JobHandler>>, job: ClaimedJob) -> Result<(), String> {
+    let Some(handler) = handler else {
+        return Err(format!("no handler for job kind '{}'", job.kind));
+    };
+    let run = tokio::spawn(handler.run(job));
+    match tokio::time::timeout(Duration::from_millis(RUN_TIMEOUT_MS), run).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(err))) => Err(error_text(&err)),
+        Ok(Err(join)) => Err(format!("the handler panicked: {join}")),
+        Err(_) => Err(format!("the handler ran longer than {RUN_TIMEOUT_MS} ms")),
+    }
+}
+
+/// Claims up to `n` due jobs (and jobs whose lease passed) for this worker.
+async fn claim(worker: &Worker, n: usize, now_ms: i64) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    let lock = match worker.db.backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, locked_by = $1, lease_until_ms = $2
+         WHERE id IN (SELECT id FROM jobs
+                      WHERE (state = 'available' AND run_at_ms <= $3)
+                         OR (state = 'running' AND lease_until_ms < $3 AND attempt < max_attempts)
+                      ORDER BY run_at_ms, id LIMIT $4{lock})
+         RETURNING id, kind, payload, attempt, max_attempts"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(worker.config.worker_id.as_str())
+        .bind(now_ms + worker.config.lease_ms)
+        .bind(now_ms)
+        .bind(n as i64)
+        .fetch_all(&worker.db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let payload: String = r.try_get(2)?;
+            Ok(ClaimedJob {
+                id: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                attempt: r.try_get(3)?,
+                max_attempts: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Keeps the periodic jobs scheduled and buries jobs whose last attempt's
+/// worker died.
+async fn schedule_periodic(worker: &Worker, now_ms: i64) -> anyhow::Result<()> {
+    let mut tx = worker.db.pool.begin().await?;
+    for (kind, interval_ms) in &worker.registry.periodic {
+        let job = NewJob::new(kind.clone(), Value::Null, now_ms)
+            .run_at(now_ms + interval_ms)
+            .unique(format!("periodic:{kind}"));
+        super::enqueue(&mut tx, &job, now_ms).await?;
+    }
+    sqlx::query(
+        "UPDATE jobs SET state = 'dead', finished_at_ms = $1, locked_by = NULL, lease_until_ms = NULL,
+                last_error = 'the worker running the last attempt stopped (lease expired)'
+         WHERE state = 'running' AND lease_until_ms < $1 AND attempt >= max_attempts",
+    )
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Extends the leases of this worker's running jobs every third of a lease.
+async fn heartbeat_loop(worker: Arc<Worker>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis((worker.config.lease_ms / 3).max(1) as u64);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now_ms = worker.clock.now_ms();
+        let extended = sqlx::query(
+            "UPDATE jobs SET lease_until_ms = $1 WHERE state = 'running' AND locked_by = $2 AND lease_until_ms >= $3",
+        )
+        .bind(now_ms + worker.config.lease_ms)
+        .bind(worker.config.worker_id.as_str())
+        .bind(now_ms)
+        .execute(&worker.db.pool)
+        .await;
+        if let Err(err) = extended {
+            tracing::warn!(error = %err, "job heartbeat failed; leases may lapse");
+        }
+    }
+}
+
+/// Writes outcomes in batches until every sender is gone.
+async fn finish_loop(worker: Arc<Worker>, mut queue: mpsc::Receiver<Outcome>) {
+    let mut batch = Vec::with_capacity(FINISH_BATCH_MAX);
+    while queue.recv_many(&mut batch, FINISH_BATCH_MAX).await > 0 {
+        loop {
+            match finish_batch(&worker, &batch).await {
+                Ok(()) => break,
+                Err(err) => {
+                    // Unrecorded outcomes would rerun after the lease: retry the write.
+                    tracing::warn!(error = %err, jobs = batch.len(), "recording job outcomes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn finish_batch(worker: &Worker, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+    let now_ms = worker.clock.now_ms();
+    let mut tx = worker.db.pool.begin().await?;
+    for Outcome { job, result } in batch {
+        let (state, run_at_ms, error) = match result {
+            Ok(()) => (JobState::Succeeded, None, None),
+            Err(why) if job.attempt >= job.max_attempts => (JobState::Dead, None, Some(why.as_str())),
+            Err(why) => (
+                JobState::Available,
+                Some(now_ms + backoff_ms(job.attempt, rand::random::<f64>())),
+                Some(why.as_str()),
+            ),
+        };
+        let finished_at_ms = matches!(state, JobState::Succeeded | JobState::Dead).then_some(now_ms);
+        // Fenced: a job rescued by another worker (after our lease passed)
+        // has another attempt number or owner, and is not ours to finish.
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, run_at_ms = COALESCE($2, run_at_ms), last_error = COALESCE($3, last_error),
+                    finished_at_ms = $4, locked_by = NULL, lease_until_ms = NULL
+             WHERE id = $5 AND locked_by = $6 AND attempt = $7 AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(run_at_ms)
+        .bind(error)
+        .bind(finished_at_ms)
+        .bind(job.id)
+        .bind(worker.config.worker_id.as_str())
+        .bind(job.attempt)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tracing::warn!(job = job.id, kind = %job.kind, "a job finished after its lease passed; its new owner decides");
+        }
+        match (state, error) {
+            (JobState::Dead, Some(why)) => {
+                tracing::error!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %why, "job is dead")
+            }
+            (JobState::Available, Some(why)) => {
+                tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %why, "job failed; will retry")
+            }
+            _ => {}
+        }
+        metrics::counter!("nixo_jobs_finished_total", "kind" => job.kind.clone(), "state" => state.as_str())
+            .increment(1);
+    }
+    tx.commit().await
+}

@@ -1,0 +1,85 @@
+//! Prometheus metrics: the process-wide recorder, the request middleware,
+//! and the gauges read at scrape time (jobs by state, database pool).
+//!
+//! Series: `nixo_http_requests_total` and `nixo_http_request_duration_seconds`
+//! by route, method and status; `nixo_rule_decisions_total` and
+//! `nixo_rule_decision_duration_seconds` by plugin and outcome;
+//! `nixo_ledger_transactions_total` by kind and status;
+//! `nixo_jobs_finished_total` by kind and state; `nixo_jobs` by state;
+//! `nixo_db_pool_connections` by state (idle, in use).
+
+use crate::db::Db;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Histogram buckets for request latency, in seconds (100 µs to 5 s).
+const REQUEST_BUCKETS_S: [f64; 14] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+/// Histogram buckets for rule decisions, in seconds (5 µs to 100 ms).
+const DECISION_BUCKETS_S: [f64; 10] = [
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.001, 0.01, 0.05, 0.1,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("nixo_http_request_duration_seconds".into()),
+                &REQUEST_BUCKETS_S,
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("nixo_rule_decision_duration_seconds".into()),
+                    &DECISION_BUCKETS_S,
+                )
+            })
+            .expect("bucket lists are not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder installed first (a test harness): ours still renders.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Counts and times every request by its matched route.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::counter!("nixo_http_requests_total", &labels).increment(1);
+    metrics::histogram!("nixo_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The text exposition, with the gauges read now.
+pub async fn render(db: &Db) -> String {
+    match crate::jobs::counts(db).await {
+        Ok(counts) => {
+            for state in crate::jobs::JobState::ALL {
+                let n = counts.iter().find(|(s, _)| s == state.as_str()).map_or(0, |(_, n)| *n);
+                metrics::gauge!("nixo_jobs", "state" => state.as_str()).set(n as f64);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "counting jobs for metrics failed"),
+    }
+    let size = db.pool.size() as f64;
+    let idle = db.pool.num_idle() as f64;
+    metrics::gauge!("nixo_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("nixo_db_pool_connections", "state" => "in_use").set(size - idle);
+    handle().render()
+}
