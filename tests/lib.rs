@@ -85,7 +85,12 @@ pub async fn fetch(req: reqwest::RequestBuilder) -> Reply {
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got {text:?}"));
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 /// A response as a client sees it.
@@ -93,6 +98,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
+    /// The body exactly as received.
+    pub text: String,
 }
 
 impl Reply {
@@ -127,6 +134,26 @@ impl TestServer {
             req = req.header("content-type", "application/json").body(body.to_string());
         }
         fetch(req).await
+    }
+
+    /// Sends a request with the server's key and extra headers.
+    pub async fn send_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.key));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body.to_string());
+        }
+        fetch(req).await
+    }
+
+    /// The running server (clock, ledger).
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Reply {

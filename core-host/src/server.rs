@@ -225,6 +225,11 @@ impl Running {
         &self.ledger
     }
 
+    /// Waits until every rule decision made so far is in the decision log.
+    pub async fn flush_decisions(&self) {
+        self.decisions.flush().await;
+    }
+
     /// Stops accepting, finishes in-flight requests, closes the database.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);

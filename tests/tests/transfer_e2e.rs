@@ -243,6 +243,7 @@ async fn an_idempotency_key_replays_the_first_result_and_refuses_other_parameter
         .unwrap();
     assert_eq!(other.status(), 422);
     let other: serde_json::Value = other.json().await.unwrap();
+    assert_eq!(other["error"]["code"], "idempotency_key_reused");
     assert_eq!(other["error"]["field"], "Idempotency-Key");
     assert_eq!(server.wallet_balance(101).await.0, "99950.00");
     server.stop().await;

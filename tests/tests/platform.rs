@@ -1,0 +1,326 @@
+//! The platform every feature stands on, over HTTP through the gateway:
+//! the Idempotency-Key layer, the events outbox, cursor pages, and the
+//! operations routes. The database-backed cases run on SQLite and on
+//! PostgreSQL.
+
+use futures_util::future::join_all;
+use nixo_core::events;
+use nixo_tests::{PgDatabase, Reply, SEED_TRANSFER, TestServer, start_on};
+use sqlx::Row;
+use std::time::{Duration, Instant};
+
+const HOUR_MS: i64 = 3_600_000;
+
+macro_rules! on_both_databases {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let server = nixo_tests::start_on(dir.path(), None, false, None).await;
+                super::$name(&server).await;
+                server.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(pg) = nixo_tests::PgDatabase::create(stringify!($name)).await else {
+                    return;
+                };
+                let dir = tempfile::tempdir().unwrap();
+                let server = nixo_tests::start_on(dir.path(), None, false, Some(pg.url.clone())).await;
+                super::$name(&server).await;
+                server.stop().await;
+            }
+        }
+    };
+}
+
+fn transfer(amount: &str) -> String {
+    format!(r#"{{"from_wallet":101,"to_wallet":102,"amount":"{amount}","currency":"KES"}}"#)
+}
+
+async fn post_keyed(server: &TestServer, key: &str, body: &str) -> Reply {
+    server
+        .send_with("POST", "/v1/payments/transfer", &[("idempotency-key", key)], Some(body))
+        .await
+}
+
+async fn count(server: &TestServer, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(&server.db().pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+async fn set_lease(server: &TestServer, key: &str, lease_until_ms: i64) {
+    let done = sqlx::query(
+        "UPDATE idempotency_keys SET state = 'in_progress', lock_token = 'crashed', lease_until_ms = $1,
+                response_status = NULL, response_headers = NULL, response_body = NULL
+         WHERE idempotency_key = $2",
+    )
+    .bind(lease_until_ms)
+    .bind(key)
+    .execute(&server.db().pool)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+}
+
+on_both_databases!(idempotency_keys_replay_refuse_and_expire);
+async fn idempotency_keys_replay_refuse_and_expire(server: &TestServer) {
+    // A finished request is replayed byte for byte.
+    let first = post_keyed(server, "order-1", SEED_TRANSFER).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let again = post_keyed(server, "order-1", SEED_TRANSFER).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.text, first.text, "byte for byte");
+    assert_eq!(again.header("nixo-version"), Some("2025-01-01"));
+    assert_ne!(again.header("request-id"), first.header("request-id"));
+    assert_eq!(server.wallet_balance(101).await.0, "99950.00", "applied once");
+
+    // The same key with another body: 422, nothing moves.
+    let other = post_keyed(server, "order-1", &transfer("51.00")).await;
+    assert_eq!(other.status, 422);
+    assert_eq!(other.error(), ("idempotency_key_reused", Some("Idempotency-Key")));
+    assert_eq!(server.wallet_balance(101).await.0, "99950.00");
+
+    // A request refused by validation is not stored: the key stays usable.
+    let refused = post_keyed(server, "order-2", &transfer("0")).await;
+    assert_eq!(refused.status, 400);
+    let fixed = post_keyed(server, "order-2", &transfer("2.00")).await;
+    assert_eq!(fixed.status, 200, "{}", fixed.body);
+    assert_eq!(fixed.header("idempotent-replayed"), None);
+    assert_eq!(server.wallet_balance(101).await.0, "99948.00");
+
+    // A real concurrent burst on one key: one runs, the others wait (409)
+    // or replay it; the money moves once.
+    let body = transfer("3.00");
+    let burst = join_all((0..8).map(|_| post_keyed(server, "order-3", &body))).await;
+    let ran: Vec<&Reply> = burst
+        .iter()
+        .filter(|r| r.status == 200 && r.header("idempotent-replayed").is_none())
+        .collect();
+    assert_eq!(ran.len(), 1, "exactly one request ran");
+    for reply in &burst {
+        match reply.status {
+            200 => assert_eq!(reply.body["data"]["tx_id"], ran[0].body["data"]["tx_id"]),
+            409 => assert_eq!(reply.error(), ("idempotency_key_in_use", Some("Idempotency-Key"))),
+            other => panic!("unexpected {other}: {}", reply.body),
+        }
+    }
+    assert_eq!(server.wallet_balance(101).await.0, "99945.00");
+
+    // A holder still inside its lease: 409, whatever the body is.
+    let now = server.running().clock.now_ms();
+    set_lease(server, "order-1", now + 30_000).await;
+    let busy = post_keyed(server, "order-1", SEED_TRANSFER).await;
+    assert_eq!(busy.status, 409);
+    assert_eq!(busy.error().0, "idempotency_key_in_use");
+
+    // The holder crashed after the ledger committed but before the answer
+    // was stored: once its lease has passed, a retry takes the key over and
+    // the ledger recognises the transfer instead of applying it again.
+    server.running().clock.advance(61_000);
+    let recovered = post_keyed(server, "order-1", SEED_TRANSFER).await;
+    assert_eq!(recovered.status, 200, "{}", recovered.body);
+    assert_eq!(recovered.body["data"]["tx_id"], first.body["data"]["tx_id"]);
+    assert_eq!(recovered.header("idempotent-replayed"), Some("true"));
+    assert_eq!(server.wallet_balance(101).await.0, "99945.00", "still applied once");
+    let replayed = post_keyed(server, "order-1", SEED_TRANSFER).await;
+    assert_eq!(replayed.text, recovered.text, "the recovered answer is stored");
+
+    // 24 hours later the purge job deletes the records.
+    assert!(count(server, "SELECT COUNT(*) FROM idempotency_keys").await >= 3);
+    server.running().clock.advance(25 * HOUR_MS);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(server, "SELECT COUNT(*) FROM idempotency_keys").await > 0 {
+        assert!(Instant::now() < deadline, "the purge job did not run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let purge_runs = count(
+        server,
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'idempotency.purge' AND state = 'succeeded'",
+    )
+    .await;
+    assert!(purge_runs >= 1);
+    // The key is new to the layer now; the ledger still knows its transfer.
+    let after = post_keyed(server, "order-2", &transfer("2.00")).await;
+    assert_eq!(after.body["data"]["tx_id"], fixed.body["data"]["tx_id"]);
+    assert_eq!(server.wallet_balance(101).await.0, "99945.00");
+}
+
+on_both_databases!(events_exist_exactly_when_their_change_committed);
+async fn events_exist_exactly_when_their_change_committed(server: &TestServer) {
+    let account = nixo_core::auth::default_account(server.db(), nixo_core::ledger::Environment::Sandbox)
+        .await
+        .unwrap()
+        .unwrap();
+    let before = events::for_account(server.db(), &account).await.unwrap();
+    assert_eq!(
+        before.len(),
+        2,
+        "one balance.updated per funding of wallets 101 and 102"
+    );
+    let transactions = || count(server, "SELECT COUNT(*) FROM transactions");
+    let tx_before = transactions().await;
+
+    let reply = server.post("/v1/payments/transfer", &transfer("10.00")).await;
+    assert_eq!(reply.status, 200);
+    let after = events::for_account(server.db(), &account).await.unwrap();
+    assert_eq!(after.len(), 3);
+    let event = events::render(after.last().unwrap());
+    assert_eq!(event["type"], "balance.updated");
+    assert_eq!(event["object"], "event");
+    assert_eq!(event["api_version"], "2025-01-01");
+    assert_eq!(event["livemode"], false);
+    assert!(event["id"].as_str().unwrap().starts_with("evt_"));
+    let balances = server.get("/v1/balances").await;
+    assert_eq!(
+        event["data"]["object"], balances.body,
+        "the snapshot is the balance after the change"
+    );
+
+    // The change and its event fail together: a commit that does not
+    // happen leaves neither.
+    server.running().ledger().fail_next_commit();
+    let failed = server.post("/v1/payments/transfer", &transfer("20.00")).await;
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    assert_eq!(failed.error().0, "internal_error");
+    assert_eq!(events::for_account(server.db(), &account).await.unwrap().len(), 3);
+    assert_eq!(transactions().await, tx_before + 1);
+    assert_eq!(server.wallet_balance(101).await.0, "99990.00");
+
+    let reply = server.post("/v1/payments/transfer", &transfer("20.00")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(events::for_account(server.db(), &account).await.unwrap().len(), 4);
+    assert_eq!(transactions().await, tx_before + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_come_in_cursor_pages_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_on(dir.path(), None, false, None).await;
+    for i in 1..=5 {
+        let reply = server
+            .post("/v1/payments/transfer", &transfer(&format!("{i}.00")))
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    server.running().flush_decisions().await;
+    let ids = |reply: &Reply| -> Vec<String> {
+        reply.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let listed = server.get("/v1/rules/decisions?limit=100").await;
+    let all = ids(&listed);
+    assert_eq!(all.len(), 5);
+
+    let page1 = server.get("/v1/rules/decisions?limit=2").await;
+    assert_eq!(page1.body["object"], "list");
+    assert_eq!(page1.body["has_more"], true);
+    let page2 = server
+        .get(&format!(
+            "/v1/rules/decisions?limit=2&starting_after={}",
+            ids(&page1)[1]
+        ))
+        .await;
+    assert_eq!(page2.body["has_more"], true);
+    let page3 = server
+        .get(&format!(
+            "/v1/rules/decisions?limit=2&starting_after={}",
+            ids(&page2)[1]
+        ))
+        .await;
+    assert_eq!(page3.body["has_more"], false);
+    let walked: Vec<String> = [ids(&page1), ids(&page2), ids(&page3)].concat();
+    assert_eq!(walked, all, "forward pages cover the list once, in order");
+
+    let back = server
+        .get(&format!("/v1/rules/decisions?limit=2&ending_before={}", ids(&page2)[0]))
+        .await;
+    assert_eq!(ids(&back), ids(&page1), "a page back is the previous page");
+    assert_eq!(back.body["has_more"], false, "nothing newer than page 1");
+
+    let unknown = server
+        .get("/v1/rules/decisions?starting_after=dec_nosuchdecision")
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.error(), ("invalid_request", Some("starting_after")));
+    let both = server
+        .get("/v1/rules/decisions?starting_after=dec_a&ending_before=dec_b")
+        .await;
+    assert_eq!(both.status, 400);
+    assert_eq!(both.error().1, Some("ending_before"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_allow_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_on(dir.path(), None, false, None).await;
+    let healthz = server.send("GET", "/healthz", None, None).await;
+    assert_eq!((healthz.status, healthz.body["status"].as_str()), (200, Some("ok")));
+    let readyz = server.send("GET", "/readyz", None, None).await;
+    assert_eq!((readyz.status, readyz.body["status"].as_str()), (200, Some("ready")));
+
+    let reply = server.post("/v1/payments/transfer", &transfer("1.00")).await;
+    assert_eq!(reply.status, 200);
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = metrics.text().await.unwrap();
+    for series in [
+        r#"nixo_http_requests_total{route="/v1/payments/transfer",method="POST",status="200"}"#,
+        "nixo_http_request_duration_seconds_bucket",
+        r#"nixo_rule_decisions_total{plugin="fraud-check",outcome="allow"}"#,
+        r#"nixo_ledger_transactions_total{kind="transfer",status="SETTLED"}"#,
+        r#"nixo_jobs{state="available"}"#,
+        r#"nixo_db_pool_connections{state="idle"}"#,
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+
+    // A known path with another method: 405 naming the methods it takes.
+    let wrong = server
+        .send("GET", "/v1/payments/transfer", Some(&server.key.clone()), None)
+        .await;
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.header("allow"), Some("POST"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_with_the_reason_when_the_database_is_gone() {
+    let Some(pg) = PgDatabase::create("readyz").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_on(dir.path(), None, false, Some(pg.url.clone())).await;
+    let ready = server.send("GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, 200);
+    server.db().pool.close().await;
+    let gone = server.send("GET", "/readyz", None, None).await;
+    assert_eq!(gone.status, 503, "{}", gone.body);
+    assert_eq!(gone.body["status"], "not_ready");
+    assert!(gone.body["reasons"][0].as_str().unwrap().contains("database"));
+    drop(server);
+}
