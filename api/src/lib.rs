@@ -12,4 +12,5 @@ pub mod headers;
 pub mod pagination;
 pub mod schema;
 pub mod signing;
+pub mod types;
 pub mod versions;

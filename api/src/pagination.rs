@@ -1,6 +1,5 @@
 //! List parameters every list route takes: `limit` (1–100, default 10),
-//! `starting_after` / `ending_before` (the id of an object on the previous
-//! page; at most one of the two). Route parsers call [`ListParams::take`]
+//! `starting_after` / `ending_before` (ids of objects from another page). Route parsers call [`ListParams::take`]
 //! for each query pair before their own filters.
 
 use crate::schema::{Checked, FieldError, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
@@ -8,29 +7,22 @@ use crate::schema::{Checked, FieldError, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
 /// Longest object id accepted as a cursor.
 pub const CURSOR_ID_LEN_MAX: usize = 64;
 
-/// Where a page starts.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Cursor {
-    /// The newest objects.
-    #[default]
-    First,
-    /// Objects older than this id (the next page).
-    StartingAfter(String),
-    /// Objects newer than this id (the previous page).
-    EndingBefore(String),
-}
-
+/// A page: at most `limit` objects, newest first, older than
+/// `starting_after` (the next page) and newer than `ending_before` (the
+/// previous page); with both, the objects between the two.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListParams {
     pub limit: i64,
-    pub cursor: Cursor,
+    pub starting_after: Option<String>,
+    pub ending_before: Option<String>,
 }
 
 impl Default for ListParams {
     fn default() -> Self {
         ListParams {
             limit: LIST_LIMIT_DEFAULT,
-            cursor: Cursor::First,
+            starting_after: None,
+            ending_before: None,
         }
     }
 }
@@ -61,17 +53,13 @@ impl ListParams {
                         key,
                         format!("{key} must be the id of an object from a list"),
                     ))
-                } else if self.cursor != Cursor::First {
-                    Err(FieldError::new(
-                        key,
-                        "Send at most one of starting_after and ending_before",
-                    ))
                 } else {
-                    self.cursor = if key == "starting_after" {
-                        Cursor::StartingAfter(value.to_string())
+                    let slot = if key == "starting_after" {
+                        &mut self.starting_after
                     } else {
-                        Cursor::EndingBefore(value.to_string())
+                        &mut self.ending_before
                     };
+                    *slot = Some(value.to_string());
                     Ok(())
                 }
             }
@@ -86,7 +74,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn list_parameters_are_checked_and_exclusive() {
+    fn list_parameters_are_checked() {
         let mut p = ListParams::default();
         assert_eq!(p.take("limit", "100"), Some(Ok(())));
         assert_eq!(p.limit, 100);
@@ -94,11 +82,12 @@ mod tests {
         assert_eq!(p.take("limit", "101").unwrap().unwrap_err().field, "limit");
         assert_eq!(p.take("other", "1"), None);
         assert_eq!(p.take("starting_after", "dec_abc"), Some(Ok(())));
-        assert_eq!(p.cursor, Cursor::StartingAfter("dec_abc".into()));
-        let err = p.take("ending_before", "dec_x").unwrap().unwrap_err();
-        assert_eq!(err.field, "ending_before");
+        assert_eq!(p.take("ending_before", "dec_x"), Some(Ok(())));
+        assert_eq!(p.starting_after.as_deref(), Some("dec_abc"));
+        assert_eq!(p.ending_before.as_deref(), Some("dec_x"));
         let mut q = ListParams::default();
         assert!(q.take("ending_before", "a b").unwrap().is_err());
+        assert!(q.take("ending_before", "_x").unwrap().is_err());
         assert!(
             q.take("ending_before", &"x".repeat(CURSOR_ID_LEN_MAX + 1))
                 .unwrap()

@@ -32,7 +32,7 @@ impl FieldError {
 
 pub type Checked<T> = Result<T, FieldError>;
 
-/// Largest amount accepted in one operation, in minor units (10^15). Keeps
+/// Amounts in one operation are below this, in minor units (10^15). Keeps
 /// every ledger sum far from `i64` overflow.
 pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000_000;
 /// Longest amount text read.
@@ -54,16 +54,16 @@ pub struct Currency {
 }
 
 /// Currencies with exponent 0 (ISO 4217 list, current codes).
-const EXPONENT_0: &[&str] = &[
+pub const EXPONENT_0: &[&str] = &[
     "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF",
     "XPF",
 ];
 /// Currencies with exponent 3.
-const EXPONENT_3: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+pub const EXPONENT_3: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
 /// Currencies with exponent 4.
-const EXPONENT_4: &[&str] = &["CLF", "UYW"];
+pub const EXPONENT_4: &[&str] = &["CLF", "UYW"];
 /// Currencies with exponent 2.
-const EXPONENT_2: &[&str] = &[
+pub const EXPONENT_2: &[&str] = &[
     "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BMD", "BND",
     "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CNY", "COP", "CRC", "CUP", "CVE", "CZK",
     "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GTQ", "GYD",
@@ -170,12 +170,26 @@ pub fn reject_unknown(map: &Map<String, Value>, known: &[&str]) -> Checked<()> {
     }
 }
 
+/// A JSON number with no fractional part (`101`, and `101.0`, which JSON
+/// Schema counts as an integer too).
+fn integer(n: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let split = split_decimal(&n.to_string())?;
+    if split.decimals != 0 {
+        return None;
+    }
+    let digits = split.digits.trim_start_matches('0');
+    let magnitude: i64 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    Some(if split.negative { -magnitude } else { magnitude })
+}
+
 /// A positive integer wallet id (`101`).
 pub fn wallet_id(map: &Map<String, Value>, field: &str) -> Checked<i64> {
     match map.get(field) {
         None | Some(Value::Null) => Err(FieldError::missing(field)),
-        Some(Value::Number(n)) => n
-            .as_i64()
+        Some(Value::Number(n)) => integer(n)
             .filter(|id| *id > 0)
             .ok_or_else(|| FieldError::new(field, format!("{field} must be a positive integer wallet id"))),
         Some(_) => Err(FieldError::new(
@@ -197,7 +211,7 @@ pub fn currency(value: Option<&Value>, field: &str) -> Checked<Currency> {
 }
 
 /// An amount given as a JSON string (`"50.00"`) or number (`2500`), read
-/// exactly: greater than 0, at most the currency's decimals, at most
+/// exactly: greater than 0, at most the currency's decimals, below
 /// [`AMOUNT_MINOR_MAX`]. Returns minor units.
 pub fn amount_minor(value: Option<&Value>, currency: Currency, field: &str) -> Checked<i64> {
     let text = match value {
@@ -231,7 +245,7 @@ pub fn amount_minor(value: Option<&Value>, currency: Currency, field: &str) -> C
     }
     currency
         .text_to_minor(&text)
-        .filter(|m| *m <= AMOUNT_MINOR_MAX)
+        .filter(|m| *m < AMOUNT_MINOR_MAX)
         .ok_or_else(|| FieldError::new(field, "Amount is larger than the largest allowed"))
 }
 
@@ -287,7 +301,7 @@ pub struct TransferRequest {
 
 pub fn transfer_request(body: &[u8]) -> Checked<TransferRequest> {
     let map = parse_object(body)?;
-    reject_unknown(&map, &["from_wallet", "to_wallet", "amount", "currency", "metadata"])?;
+    reject_unknown(&map, &crate::types::TRANSFER_FIELDS)?;
     let from_wallet = wallet_id(&map, "from_wallet")?;
     let to_wallet = wallet_id(&map, "to_wallet")?;
     let currency = currency(map.get("currency"), "currency")?;
@@ -368,6 +382,7 @@ pub enum RouteId {
     Transfer,
     Balances,
     Decisions,
+    OpenApi,
 }
 
 /// A route: method, path and the key scope it needs.
@@ -379,8 +394,11 @@ pub struct Route {
     pub scope: &'static str,
 }
 
+/// The scope of routes anyone may call without a key (the API document).
+pub const PUBLIC: &str = "";
+
 /// Every public route. A key's scopes are a subset of the scopes named here.
-pub const ROUTES: [Route; 3] = [
+pub const ROUTES: [Route; 4] = [
     Route {
         id: RouteId::Transfer,
         method: "POST",
@@ -399,11 +417,24 @@ pub const ROUTES: [Route; 3] = [
         path: "/v1/rules/decisions",
         scope: "decisions:read",
     },
+    Route {
+        id: RouteId::OpenApi,
+        method: "GET",
+        path: "/v1/openapi.json",
+        scope: PUBLIC,
+    },
 ];
+
+impl Route {
+    /// Callable without a key.
+    pub fn is_public(&self) -> bool {
+        self.scope == PUBLIC
+    }
+}
 
 /// Every scope a key can hold.
 pub fn all_scopes() -> impl Iterator<Item = &'static str> {
-    ROUTES.iter().map(|r| r.scope)
+    ROUTES.iter().filter(|r| !r.is_public()).map(|r| r.scope)
 }
 
 /// Why a method and path match no route.
@@ -447,6 +478,10 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         }
         RouteId::Balances => balances_query(query).map(drop).and_then(|_| no_body(body)),
         RouteId::Decisions => decisions_query(query).map(drop).and_then(|_| no_body(body)),
+        RouteId::OpenApi => match query_pairs(query).next() {
+            Some((name, _)) => Err(unknown_parameter(name)),
+            None => no_body(body),
+        },
     }
 }
 
@@ -577,6 +612,12 @@ mod tests {
             "metadata.n"
         );
         assert_eq!(field("[]"), "body");
+        let whole = br#"{"from_wallet":101.0,"to_wallet":102.00,"amount":"1","currency":"KES"}"#;
+        assert_eq!(transfer_request(whole).unwrap().to_wallet, 102);
+        assert_eq!(
+            field(r#"{"from_wallet":101.5,"to_wallet":102,"amount":"1","currency":"KES"}"#),
+            "from_wallet"
+        );
         assert_eq!(field(""), "body");
     }
 

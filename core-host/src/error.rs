@@ -4,7 +4,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use nixo_api::types::{ErrorBody, ErrorDetail};
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +59,14 @@ impl ApiError {
         )
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(field) = &self.field {
-            error["field"] = json!(field);
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.to_string(),
+                field: self.field.as_ref().map(|f| f.to_string()),
+            },
         }
-        json!({ "error": error })
     }
 }
 

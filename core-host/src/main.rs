@@ -94,6 +94,9 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print the OpenAPI 3.1 document of the API (regenerate the committed
+    /// copy with `nixo openapi > docs/openapi.json`).
+    Openapi,
     /// Background jobs: list them, retry dead ones.
     Jobs {
         #[command(subcommand)]
@@ -345,6 +348,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command } => keys(command).await,
         Command::Jobs { command } => jobs(command).await,
+        Command::Openapi => {
+            print!(
+                "{}",
+                nixo_core::api::openapi::render(&nixo_core::api::openapi_document())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin { command } => tokio::task::spawn_blocking(move || plugin(command)).await?,
         Command::Ledger {
             command: LedgerCommand::Verify { storage, grace_ms },

@@ -10,8 +10,7 @@
 
 use crate::db::Db;
 use crate::services::{ServiceError, ServiceResult};
-use nixo_api::pagination::{Cursor, ListParams};
-use serde_json::{Value, json};
+use nixo_api::pagination::ListParams;
 use sqlx::any::AnyRow;
 
 /// A value bound to a list query's filter.
@@ -55,81 +54,68 @@ fn bind_all<'q>(
     query
 }
 
+/// The (created, id) of the object `id` in this listing.
+async fn keyset_of(db: &Db, listing: &Listing<'_>, field: &'static str, id: &str) -> ServiceResult<(i64, Bind)> {
+    let id_bind = if listing.id_is_integer {
+        Bind::Int(id.parse().map_err(|_| no_such_cursor(field, id))?)
+    } else {
+        Bind::Text(id.to_string())
+    };
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} AND {} = ${}",
+        listing.created_column,
+        listing.from,
+        listing.filter,
+        listing.id_column,
+        listing.binds.len() + 1
+    );
+    let mut binds = listing.binds.clone();
+    binds.push(id_bind.clone());
+    let row = bind_all(sqlx::query(&sql), &binds).fetch_optional(&db.pool).await?;
+    let row = row.ok_or_else(|| no_such_cursor(field, id))?;
+    Ok((sqlx::Row::try_get(&row, 0)?, id_bind))
+}
+
 /// Reads the page `params` asks for.
 pub async fn fetch(db: &Db, listing: &Listing<'_>, params: &ListParams) -> ServiceResult<PageRows> {
-    let n = listing.binds.len();
-    let (field, cursor_id) = match &params.cursor {
-        Cursor::First => ("", None),
-        Cursor::StartingAfter(id) => ("starting_after", Some(id)),
-        Cursor::EndingBefore(id) => ("ending_before", Some(id)),
-    };
     let mut binds = listing.binds.clone();
-    let keyset = match cursor_id {
-        None => None,
-        Some(id) => {
-            let id_bind = if listing.id_is_integer {
-                Bind::Int(id.parse().map_err(|_| no_such_cursor(field, id))?)
-            } else {
-                Bind::Text(id.clone())
-            };
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {} AND {} = ${}",
-                listing.created_column,
-                listing.from,
-                listing.filter,
-                listing.id_column,
-                n + 1
-            );
-            let mut lookup_binds = binds.clone();
-            lookup_binds.push(id_bind.clone());
-            let row = bind_all(sqlx::query(&sql), &lookup_binds)
-                .fetch_optional(&db.pool)
-                .await?;
-            let row = row.ok_or_else(|| no_such_cursor(field, id))?;
-            let created: i64 = sqlx::Row::try_get(&row, 0)?;
-            Some((created, id_bind))
-        }
-    };
-    let (comparison, order) = match &params.cursor {
-        Cursor::EndingBefore(_) => (">", "ASC"),
-        _ => ("<", "DESC"),
-    };
     let mut sql = format!(
         "SELECT {} FROM {} WHERE {}",
         listing.columns, listing.from, listing.filter
     );
-    if let Some((created, id_bind)) = keyset {
-        sql.push_str(&format!(
-            " AND ({}, {}) {comparison} (${}, ${})",
-            listing.created_column,
-            listing.id_column,
-            n + 1,
-            n + 2
-        ));
+    let keyset = format!("({}, {})", listing.created_column, listing.id_column);
+    let bound = |binds: &mut Vec<Bind>, comparison: &str, (created, id): (i64, Bind)| {
         binds.push(Bind::Int(created));
-        binds.push(id_bind);
+        binds.push(id);
+        format!(" AND {keyset} {comparison} (${}, ${})", binds.len() - 1, binds.len())
+    };
+    if let Some(id) = &params.starting_after {
+        let at = keyset_of(db, listing, "starting_after", id).await?;
+        sql.push_str(&bound(&mut binds, "<", at));
     }
+    if let Some(id) = &params.ending_before {
+        let at = keyset_of(db, listing, "ending_before", id).await?;
+        sql.push_str(&bound(&mut binds, ">", at));
+    }
+    // Only `ending_before`: the page just before it, read upwards.
+    let upwards = params.ending_before.is_some() && params.starting_after.is_none();
+    let order = if upwards { "ASC" } else { "DESC" };
+    binds.push(Bind::Int(params.limit + 1));
     sql.push_str(&format!(
         " ORDER BY {c} {order}, {i} {order} LIMIT ${}",
-        binds.len() + 1,
+        binds.len(),
         c = listing.created_column,
         i = listing.id_column
     ));
-    binds.push(Bind::Int(params.limit + 1));
     let mut rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&db.pool).await?;
     let has_more = rows.len() as i64 > params.limit;
     rows.truncate(params.limit as usize);
-    if order == "ASC" {
+    if upwards {
         rows.reverse();
     }
     Ok(PageRows { rows, has_more })
 }
 
 fn no_such_cursor(field: &'static str, id: &str) -> ServiceError {
-    ServiceError::invalid(field, format!("{field}: no object '{id}' in this list"))
-}
-
-/// The list envelope every list route answers.
-pub fn render(url: &str, data: Vec<Value>, has_more: bool) -> Value {
-    json!({ "object": "list", "url": url, "has_more": has_more, "data": data })
+    ServiceError::not_found(field, format!("{field}: no object '{id}' in this list"))
 }

@@ -152,6 +152,9 @@ async fn gate_and_forward(
 ) -> Result<Response, EdgeError> {
     let method = method_name(req.method());
     let route = schema::find_route(&method, req.path()).map_err(edge::route_error)?;
+    if route.is_public() {
+        return forward_public(&req, route, request_id).await;
+    }
     let authorization = req.header("authorization").and_then(|v| v.as_str());
     let (claimed, key) = edge::check_key_format(authorization)?;
     if !serves(claimed) {
@@ -204,6 +207,48 @@ async fn gate_and_forward(
     schema::validate(route, query, &body).map_err(EdgeError::invalid)?;
 
     forward(&req, route, &config, &record, body, resolved, request_id, now_ms).await
+}
+
+/// A route anyone may call (the API document): validated, then forwarded
+/// signed with no principal. No key, so no rate limit by key either.
+async fn forward_public(req: &Request, route: &Route, request_id: &str) -> Result<Response, EdgeError> {
+    let query = req.query();
+    let query = (!query.is_empty()).then_some(query);
+    schema::validate(route, query, req.body()).map_err(EdgeError::invalid)?;
+    let config = config()?;
+    let path_and_query = req.path_and_query().unwrap_or(req.path()).to_string();
+    let signature = signing::sign(
+        config.secret.as_bytes(),
+        &SignedParts {
+            method: route.method,
+            path_and_query: &path_and_query,
+            body: &[],
+            principal: "",
+            request_id,
+        },
+        unix_now_ms() / 1000,
+    );
+    let out = Request::builder()
+        .method(Method::Get)
+        .uri(edge::forward_url(&config.core_url, &path_and_query))
+        .header(signing::REQUEST_ID_HEADER, request_id)
+        .header(signing::SIGNATURE_HEADER, signature)
+        .body(Vec::new())
+        .build();
+    let core: Response = spin_sdk::http::send(out)
+        .await
+        .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let mut resp = Response::builder();
+    resp.status(*core.status());
+    for (name, value) in core.headers() {
+        if edge::relay_response_header(name)
+            && let Some(value) = value.as_str()
+        {
+            resp.header(name, value);
+        }
+    }
+    resp.header(signing::REQUEST_ID_HEADER, request_id);
+    Ok(resp.body(core.into_body()).build())
 }
 
 /// The record of `key`: from the key/value store while fresh, else from the

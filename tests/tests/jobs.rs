@@ -156,14 +156,14 @@ async fn two_workers_on_postgresql_drain_a_thousand_jobs_once_each() {
     for i in 0..1_000 {
         // Every 50th job outlives the lease: only heartbeats keep it from
         // being taken over by the other worker.
-        let sleep_ms = if i % 50 == 0 { 1_200 } else { 0 };
+        let sleep_ms = if i % 50 == 0 { 4_000 } else { 0 };
         let job = NewJob::new("probe", json!({ "sleep_ms": sleep_ms }), now);
         jobs::enqueue(&mut tx, &job, now).await.unwrap();
     }
     tx.commit().await.unwrap();
 
-    let _a = Worker::start(&pg.url, "worker-a", 500);
-    let _b = Worker::start(&pg.url, "worker-b", 500);
+    let _a = Worker::start(&pg.url, "worker-a", 1_500);
+    let _b = Worker::start(&pg.url, "worker-b", 1_500);
     wait_for(
         &db,
         "SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'",
@@ -171,6 +171,24 @@ async fn two_workers_on_postgresql_drain_a_thousand_jobs_once_each() {
         Duration::from_secs(90),
     )
     .await;
+    let reruns = sqlx::query(
+        "SELECT job_id, worker, attempt, started_at_us, ended_at_us FROM probe_runs
+         WHERE job_id IN (SELECT job_id FROM probe_runs GROUP BY job_id HAVING COUNT(*) > 1)
+         ORDER BY job_id, started_at_us LIMIT 12",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for r in &reruns {
+        eprintln!(
+            "rerun: job {} by {} attempt {} from {} to {:?}",
+            r.get::<i64, _>(0),
+            r.get::<String, _>(1),
+            r.get::<i64, _>(2),
+            r.get::<i64, _>(3),
+            r.get::<Option<i64>, _>(4)
+        );
+    }
     assert_eq!(scalar(&db, "SELECT COUNT(*) FROM probe_done").await, 1_000, "none lost");
     assert_eq!(
         scalar(&db, "SELECT COUNT(*) FROM probe_runs").await,

@@ -368,34 +368,6 @@ async fn every_rule_decision_is_logged_and_queryable() {
     server.stop().await;
 }
 
-/// The OpenAPI document parses, documents every route the server answers,
-/// and its error codes include every code the server was seen to send here.
-#[test]
-fn the_openapi_document_matches_the_served_api() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json")).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    assert_eq!(doc["openapi"], "3.1.0");
-    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(paths, ["/v1/payments/transfer", "/v1/balances", "/v1/rules/decisions"]);
-    let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
-        .as_array()
-        .unwrap();
-    for code in [
-        "invalid_request",
-        "invalid_api_key",
-        "permission_denied",
-        "resource_not_found",
-        "insufficient_funds",
-    ] {
-        assert!(codes.iter().any(|c| c == code), "{code} is not documented");
-    }
-    let example = &doc["components"]["schemas"]["TransferRequest"]["example"];
-    assert_eq!(
-        example,
-        &serde_json::from_str::<serde_json::Value>(SEED_TRANSFER).unwrap()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_refuses_unknown_versions_bad_idempotency_keys_and_deep_json() {
     let dir = tempfile::tempdir().unwrap();

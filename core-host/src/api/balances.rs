@@ -7,7 +7,23 @@ use crate::{ledger, resources, services};
 use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use nixo_api::types::{BalanceObject, BalancesQuery, ErrorBody};
 
+/// Balances per currency.
+///
+/// Available, pending (incoming, not settled) and reserved (outgoing, held)
+/// funds of your wallets, or of one wallet, derived from the ledger.
+#[utoipa::path(
+    get,
+    path = "/v1/balances",
+    tag = "Balances",
+    operation_id = "retrieve_balances",
+    params(BalancesQuery),
+    responses(
+        (status = 200, description = "The balances", body = BalanceObject),
+        (status = 404, description = "resource_not_found: the wallet does not exist or is not yours", body = ErrorBody),
+    )
+)]
 pub async fn retrieve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

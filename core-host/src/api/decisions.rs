@@ -4,11 +4,28 @@
 
 use super::{AppState, Caller, with_version};
 use crate::error::ApiError;
-use crate::{pagination, rules::decision_log};
+use crate::rules::decision_log;
 use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use nixo_api::types::{DecisionsQuery, ErrorBody, ObjectType, RuleDecisionList};
 
+/// The decision log.
+///
+/// Every rule call on your account's transactions, newest first: plugin
+/// name, version and sha256, the masked input, the output or failure with
+/// the policy applied, fuel and latency.
+#[utoipa::path(
+    get,
+    path = "/v1/rules/decisions",
+    tag = "Rules",
+    operation_id = "list_rule_decisions",
+    params(DecisionsQuery),
+    responses(
+        (status = 200, description = "A page of decisions", body = RuleDecisionList),
+        (status = 404, description = "resource_not_found: the starting_after or ending_before object is not in this list", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -22,6 +39,11 @@ pub async fn list(
         &page,
     )
     .await?;
-    let body = pagination::render("/v1/rules/decisions", data, has_more);
+    let body = RuleDecisionList {
+        object: ObjectType::List,
+        url: "/v1/rules/decisions".into(),
+        has_more,
+        data,
+    };
     Ok(with_version(&caller, axum::Json(body).into_response()))
 }

@@ -11,6 +11,7 @@ mod balances;
 mod decisions;
 pub mod idempotency;
 mod keys;
+pub mod openapi;
 mod ops;
 mod transfers;
 
@@ -23,11 +24,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use nixo_api::access::RESOLVE_PATH;
 use nixo_api::signing::{self, SignedParts};
 use nixo_api::versions;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use ops::PATHS as OPS_PATHS;
 
@@ -63,10 +66,8 @@ impl Caller {
 /// signature) and the idempotency layer; the operations routes
 /// (`/healthz`, `/readyz`, `/metrics`) do not.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/v1/payments/transfer", post(transfers::create))
-        .route("/v1/balances", get(balances::retrieve))
-        .route("/v1/rules/decisions", get(decisions::list))
+    let (documented, _) = documented_routes().split_for_parts();
+    let api = documented
         .route(RESOLVE_PATH, post(keys::resolve))
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .method_not_allowed_fallback(method_not_allowed)
@@ -77,6 +78,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(crate::metrics::track_requests))
         .with_state(state)
+}
+
+/// Every public route, each registered once with its OpenAPI operation:
+/// a route cannot exist without being documented.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(transfers::create))
+        .routes(routes!(balances::retrieve))
+        .routes(routes!(decisions::list))
+        .routes(routes!(openapi::serve))
+}
+
+/// The OpenAPI 3.1 document of the served API, generated from the routes
+/// and the types of `nixo_api::types`.
+pub fn openapi_document() -> serde_json::Value {
+    openapi::finish(documented_routes().into_openapi())
 }
 
 async fn not_found() -> ApiError {
@@ -185,8 +202,9 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
         tracing::warn!(?why, path = %parts.uri.path(), "refused a request without a valid gateway signature");
         return Err(not_through_gateway());
     }
-    if parts.uri.path() == RESOLVE_PATH {
-        // The edge's own key lookup: it has no principal yet.
+    let public = nixo_api::schema::find_route(parts.method.as_str(), parts.uri.path()).is_ok_and(|r| r.is_public());
+    if parts.uri.path() == RESOLVE_PATH || public {
+        // The edge's own key lookup, or a route anyone may call: no principal.
         if !principal.is_empty() {
             return Err(not_through_gateway());
         }

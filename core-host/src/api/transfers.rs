@@ -11,45 +11,71 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nixo_api::schema::{self, TransferRequest};
+use nixo_api::types::{
+    EnvelopeStatus, ErrorBody, TransferBody, TransferData, TransferError, TransferRefused, TransferResponse,
+    TransferStatus,
+};
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde_json::Number;
 
 fn parse(body: &[u8]) -> Result<TransferRequest, ApiError> {
     Ok(schema::transfer_request(body)?)
 }
 
-fn risk_score(score_bp: u16) -> Value {
+fn risk_score(score_bp: u16) -> Number {
     let text = Decimal::new(i64::from(score_bp), 4).normalize().to_string();
-    Value::Number(text.parse().expect("a decimal is a JSON number"))
+    text.parse().expect("a decimal is a JSON number")
 }
 
 fn respond(caller: &Caller, recorded: &Recorded, reasons: &[String]) -> Response {
-    let (http_status, envelope_status, error) = match recorded.status {
-        TxStatus::Settled => (StatusCode::OK, "success", Value::Null),
-        TxStatus::PendingReview => (StatusCode::ACCEPTED, "success", Value::Null),
+    let error = |code: &str, message: &str, reasons: &[String]| {
+        Some(TransferError {
+            code: code.into(),
+            message: message.into(),
+            reasons: reasons.to_vec(),
+        })
+    };
+    let (http_status, envelope, status, error) = match recorded.status {
+        TxStatus::Settled => (StatusCode::OK, EnvelopeStatus::Success, TransferStatus::Settled, None),
+        TxStatus::PendingReview => (
+            StatusCode::ACCEPTED,
+            EnvelopeStatus::Success,
+            TransferStatus::PendingReview,
+            None,
+        ),
         TxStatus::Declined => (
             StatusCode::PAYMENT_REQUIRED,
-            "failed",
-            json!({"code": "transfer_declined", "message": "The transfer was declined by risk rules", "reasons": reasons}),
+            EnvelopeStatus::Failed,
+            TransferStatus::Declined,
+            error("transfer_declined", "The transfer was declined by risk rules", reasons),
         ),
         TxStatus::Voided | TxStatus::Expired => (
             StatusCode::OK,
-            "failed",
-            json!({"code": "transfer_voided", "message": "The transfer's hold was released without settling"}),
+            EnvelopeStatus::Failed,
+            if recorded.status == TxStatus::Voided {
+                TransferStatus::Voided
+            } else {
+                TransferStatus::Expired
+            },
+            error(
+                "transfer_voided",
+                "The transfer's hold was released without settling",
+                &[],
+            ),
         ),
     };
     let timestamp = chrono::DateTime::from_timestamp_millis(recorded.created_at_ms).unwrap_or_default();
-    let body = json!({
-        "status": envelope_status,
-        "data": {
-            "tx_id": recorded.tx_id.to_string(),
-            "status": recorded.status.as_str(),
-            "risk_score": risk_score(recorded.risk_score_bp.unwrap_or(0)),
-            "rules_applied": recorded.rules_applied,
-            "error": error,
-            "timestamp": timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-        }
-    });
+    let body = TransferResponse {
+        status: envelope,
+        data: TransferData {
+            tx_id: recorded.tx_id.to_string(),
+            status,
+            risk_score: risk_score(recorded.risk_score_bp.unwrap_or(0)),
+            rules_applied: recorded.rules_applied.clone(),
+            error,
+            timestamp: timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        },
+    };
     let mut response = with_version(caller, (http_status, axum::Json(body)).into_response());
     if recorded.replayed {
         // The ledger found the transaction this key made before (its
@@ -62,6 +88,27 @@ fn respond(caller: &Caller, recorded: &Recorded, reasons: &[String]) -> Response
     response
 }
 
+/// P2P transfer between wallets.
+///
+/// Same currency, or across currencies at the latest rate with the fee as
+/// its own leg. Every fraud rule plugin decides: all allow → 200 `SETTLED`;
+/// any review → 202 `PENDING_REVIEW` (funds held); any deny → 402
+/// `DECLINED` (nothing moves).
+#[utoipa::path(
+    post,
+    path = "/v1/payments/transfer",
+    tag = "Payments",
+    operation_id = "create_transfer",
+    request_body = TransferBody,
+    responses(
+        (status = 200, description = "Settled (or, for a replay of a voided hold, failed)", body = TransferResponse),
+        (status = 202, description = "Held for review", body = TransferResponse),
+        (status = 402, description = "Declined by the risk rules (the envelope, status failed), or insufficient_funds (an error)", body = TransferRefused),
+        (status = 404, description = "resource_not_found: a wallet that does not exist or is not yours (field names it)", body = ErrorBody),
+        (status = 409, description = "idempotency_key_in_use: a request with this key is still running", body = ErrorBody),
+        (status = 422, description = "idempotency_key_reused: the key was used with another request", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -116,11 +116,54 @@ struct Outcome {
     result: Result<(), String>,
 }
 
+/// What this worker knows of its leases: when each running job's lease was
+/// last confirmed (the instant before the claim or heartbeat that set it).
+/// A job whose lease this worker cannot confirm in time is stopped before
+/// the lease can pass, so a rescue by another replica never overlaps it.
+#[derive(Default)]
+struct Leases {
+    confirmed: std::sync::Mutex<HashMap<i64, Instant>>,
+    beat: Notify,
+}
+
+impl Leases {
+    fn confirm(&self, ids: impl IntoIterator<Item = i64>, at: Instant) {
+        let mut confirmed = self.confirmed.lock().expect("lease map");
+        for id in ids {
+            confirmed.insert(id, at);
+        }
+        drop(confirmed);
+        self.beat.notify_waiters();
+    }
+
+    fn confirmed_at(&self, id: i64) -> Option<Instant> {
+        self.confirmed.lock().expect("lease map").get(&id).copied()
+    }
+
+    fn forget(&self, id: i64) {
+        self.confirmed.lock().expect("lease map").remove(&id);
+    }
+
+    /// The jobs this worker holds: running, or finished and not yet recorded.
+    fn held(&self) -> Vec<i64> {
+        self.confirmed.lock().expect("lease map").keys().copied().collect()
+    }
+}
+
 struct Worker {
     db: Db,
     registry: Registry,
     clock: Clock,
     config: RunnerConfig,
+    leases: Leases,
+}
+
+impl Worker {
+    /// How long after its last confirmation a job may keep running here: the
+    /// lease less a safety margin of a quarter.
+    fn lease_budget(&self) -> Duration {
+        Duration::from_millis((self.config.lease_ms - self.config.lease_ms / 4).max(1) as u64)
+    }
 }
 
 /// Starts the worker; it stops when `shutdown` changes.
@@ -137,6 +180,7 @@ pub fn spawn(
         registry,
         clock,
         config,
+        leases: Leases::default(),
     });
     tokio::spawn(run(worker, waker, shutdown))
 }
@@ -165,7 +209,10 @@ async fn run(worker: Arc<Worker>, waker: Waker, mut shutdown: watch::Receiver<bo
             _ = shutdown.changed() => break,
         };
         let free = (slots.available_permits() + 1).min(CLAIM_BATCH_MAX);
-        let claimed = match claim(&worker, free, now_ms).await {
+        // The time of the claim itself: the wait for a slot may have been
+        // long, and a lease counted from before it could be over already.
+        let claim_started = Instant::now();
+        let claimed = match claim(&worker, free, worker.clock.now_ms()).await {
             Ok(claimed) => claimed,
             Err(err) => {
                 tracing::warn!(error = %err, "claiming jobs failed; retrying");
@@ -185,12 +232,22 @@ async fn run(worker: Arc<Worker>, waker: Waker, mut shutdown: watch::Receiver<bo
         for _ in 1..claimed.len() {
             permits.push(slots.clone().acquire_owned().await?);
         }
+        worker.leases.confirm(claimed.iter().map(|j| j.id), claim_started);
         for (job, permit) in claimed.into_iter().zip(permits) {
             let handler = worker.registry.handlers.get(&job.kind).cloned();
             let finished = finished.clone();
+            let worker = worker.clone();
             tokio::spawn(async move {
-                let result = execute(handler, job.clone()).await;
-                let _ = finished.send(Outcome { job, result }).await;
+                match run_leased(&worker, handler, job.clone()).await {
+                    Some(result) => {
+                        let _ = finished.send(Outcome { job, result }).await;
+                    }
+                    None => tracing::warn!(
+                        job = job.id,
+                        kind = %job.kind,
+                        "stopped a job whose lease could not be renewed in time; another worker may take it over"
+                    ),
+                }
                 drop(permit);
             });
         }
@@ -204,11 +261,54 @@ async fn run(worker: Arc<Worker>, waker: Waker, mut shutdown: watch::Receiver<bo
     Ok(())
 }
 
+/// Runs a job while its lease holds; `None` when the lease could not be
+/// confirmed in time and the handler was stopped.
+async fn run_leased(
+    worker: &Worker,
+    handler: Option<Arc<dyn JobHandler>>,
+    job: ClaimedJob,
+) -> Option<Result<(), String>> {
+    let id = job.id;
+    let run = execute(handler, job);
+    tokio::pin!(run);
+    let outcome = loop {
+        let Some(confirmed) = worker.leases.confirmed_at(id) else {
+            break None;
+        };
+        let deadline = tokio::time::Instant::from_std(confirmed + worker.lease_budget());
+        let beat = worker.leases.beat.notified();
+        tokio::select! {
+            result = &mut run => break Some(result),
+            _ = beat => continue,
+            _ = tokio::time::sleep_until(deadline) => {
+                if worker.leases.confirmed_at(id).is_some_and(|at| at + worker.lease_budget() > Instant::now()) {
+                    continue;
+                }
+                break None;
+            }
+        }
+    };
+    if outcome.is_none() {
+        // Not ours any more: the heartbeat must stop renewing it, so its
+        // lease can pass and another worker can take it over.
+        worker.leases.forget(id);
+    }
+    outcome
+}
+
 async fn execute(handler: Option<Arc<dyn JobHandler>>, job: ClaimedJob) -> Result<(), String> {
     let Some(handler) = handler else {
         return Err(format!("no handler for job kind '{}'", job.kind));
     };
     let run = tokio::spawn(handler.run(job));
+    // Stopping this future (a lost lease) stops the handler too.
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _stop = AbortOnDrop(run.abort_handle());
     match tokio::time::timeout(Duration::from_millis(RUN_TIMEOUT_MS), run).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(err))) => Err(error_text(&err)),
@@ -274,25 +374,69 @@ async fn schedule_periodic(worker: &Worker, now_ms: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Extends the leases of this worker's running jobs every third of a lease.
+/// Extends the leases of this worker's running jobs every third of a lease,
+/// on a connection of its own (a busy pool must not starve it), and
+/// confirms each extended lease to the jobs running here.
 async fn heartbeat_loop(worker: Arc<Worker>, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_millis((worker.config.lease_ms / 3).max(1) as u64);
+    let mut conn: Option<sqlx::AnyConnection> = None;
+    let mut retry_now = false;
     loop {
+        let pause = if std::mem::take(&mut retry_now) {
+            Duration::from_millis(10)
+        } else {
+            every
+        };
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
         }
+        if conn.is_none() {
+            match worker.db.dedicated_connection().await {
+                Ok(c) => conn = Some(c),
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "job heartbeat cannot connect; leases may lapse");
+                    continue;
+                }
+            }
+        }
+        let held = worker.leases.held();
+        if held.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
         let now_ms = worker.clock.now_ms();
-        let extended = sqlx::query(
-            "UPDATE jobs SET lease_until_ms = $1 WHERE state = 'running' AND locked_by = $2 AND lease_until_ms >= $3",
-        )
-        .bind(now_ms + worker.config.lease_ms)
-        .bind(worker.config.worker_id.as_str())
-        .bind(now_ms)
-        .execute(&worker.db.pool)
-        .await;
-        if let Err(err) = extended {
-            tracing::warn!(error = %err, "job heartbeat failed; leases may lapse");
+        let ids: Vec<String> = held.iter().map(i64::to_string).collect();
+        // Only the jobs still held here, and only while their lease holds;
+        // rows are locked in id order, as the finisher writes them, so the
+        // two cannot deadlock on PostgreSQL.
+        let lock = match worker.db.backend {
+            Backend::Postgres => " ORDER BY id FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET lease_until_ms = $1
+             WHERE id IN (SELECT id FROM jobs
+                          WHERE state = 'running' AND locked_by = $2 AND lease_until_ms >= $3 AND id IN ({}){lock})
+             RETURNING id",
+            ids.join(", ")
+        );
+        let extended = sqlx::query(&sql)
+            .bind(now_ms + worker.config.lease_ms)
+            .bind(worker.config.worker_id.as_str())
+            .bind(now_ms)
+            .fetch_all(conn.as_mut().expect("connected"))
+            .await;
+        match extended {
+            Ok(rows) => {
+                let ids = rows.iter().filter_map(|r| r.try_get::<i64, _>(0).ok());
+                worker.leases.confirm(ids, started);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "job heartbeat failed; retrying at once");
+                conn = None;
+                retry_now = true;
+            }
         }
     }
 }
@@ -316,9 +460,20 @@ async fn finish_loop(worker: Arc<Worker>, mut queue: mpsc::Receiver<Outcome>) {
 }
 
 async fn finish_batch(worker: &Worker, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+    finish_rows(worker, batch).await?;
+    for outcome in batch {
+        worker.leases.forget(outcome.job.id);
+    }
+    Ok(())
+}
+
+async fn finish_rows(worker: &Worker, batch: &[Outcome]) -> Result<(), sqlx::Error> {
     let now_ms = worker.clock.now_ms();
+    let mut ordered: Vec<&Outcome> = batch.iter().collect();
+    // Ascending ids, as the heartbeat locks them (no deadlock between the two).
+    ordered.sort_by_key(|o| o.job.id);
     let mut tx = worker.db.pool.begin().await?;
-    for Outcome { job, result } in batch {
+    for Outcome { job, result } in ordered {
         let (state, run_at_ms, error) = match result {
             Ok(()) => (JobState::Succeeded, None, None),
             Err(why) if job.attempt >= job.max_attempts => (JobState::Dead, None, Some(why.as_str())),

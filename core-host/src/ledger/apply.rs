@@ -119,7 +119,8 @@ async fn emit_balance_events(conn: &mut AnyConnection, deltas: &Deltas, now_ms: 
             .fetch_all(&mut *conn)
             .await?;
         let balances = super::balances_from_rows(&rows)?;
-        let object = crate::resources::balance(environment == Environment::Live, &balances);
+        let object = serde_json::to_value(crate::resources::balance(environment == Environment::Live, &balances))
+            .expect("a balance serialises");
         crate::events::emit(
             conn,
             crate::events::BALANCE_UPDATED,

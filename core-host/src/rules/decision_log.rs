@@ -9,7 +9,8 @@ use crate::db::Db;
 use crate::pagination::{self, Bind, Listing};
 use crate::services::ServiceResult;
 use nixo_api::pagination::ListParams;
-use serde_json::{Value, json};
+use nixo_api::types::{ObjectType, PluginIdentity, RuleDecision};
+use serde_json::Value;
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
@@ -181,7 +182,7 @@ pub async fn list(
     account_id: &str,
     transaction_id: Option<i64>,
     params: &ListParams,
-) -> ServiceResult<(Vec<Value>, bool)> {
+) -> ServiceResult<(Vec<RuleDecision>, bool)> {
     let listing = Listing {
         columns: "id, transaction_id, plugin_name, plugin_version, plugin_sha256, input, output, failure, policy,
                   fuel_used, latency_us, created_at_ms, stdio",
@@ -201,26 +202,26 @@ pub async fn list(
         .iter()
         .map(|r| {
             let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str::<Value>(&t).ok());
-            Ok(json!({
-                "id": r.try_get::<String, _>(0)?,
-                "object": "rule_decision",
-                "transaction_id": r.try_get::<Option<i64>, _>(1)?.map(|id| id.to_string()),
-                "plugin": {
-                    "name": r.try_get::<String, _>(2)?,
-                    "version": r.try_get::<String, _>(3)?,
-                    "sha256": r.try_get::<String, _>(4)?,
+            Ok(RuleDecision {
+                id: r.try_get(0)?,
+                object: ObjectType::RuleDecision,
+                transaction_id: r.try_get::<Option<i64>, _>(1)?.map(|id| id.to_string()),
+                plugin: PluginIdentity {
+                    name: r.try_get(2)?,
+                    version: r.try_get(3)?,
+                    sha256: r.try_get(4)?,
                 },
-                "input": parse(Some(r.try_get(5)?)),
-                "output": parse(r.try_get(6)?),
-                "failure": r.try_get::<Option<String>, _>(7)?,
-                "policy": r.try_get::<Option<String>, _>(8)?,
-                "fuel_used": r.try_get::<i64, _>(9)?,
-                "latency_us": r.try_get::<i64, _>(10)?,
-                "created": r.try_get::<i64, _>(11)? / 1000,
-                "stdio": r.try_get::<Option<String>, _>(12)?,
-            }))
+                input: parse(Some(r.try_get(5)?)).unwrap_or(Value::Null),
+                output: parse(r.try_get(6)?),
+                failure: r.try_get(7)?,
+                policy: r.try_get(8)?,
+                fuel_used: r.try_get(9)?,
+                latency_us: r.try_get(10)?,
+                created: r.try_get::<i64, _>(11)? / 1000,
+                stdio: r.try_get(12)?,
+            })
         })
-        .collect::<Result<Vec<Value>, sqlx::Error>>()?;
+        .collect::<Result<Vec<RuleDecision>, sqlx::Error>>()?;
     Ok((data, page.has_more))
 }
 

@@ -1,0 +1,386 @@
+//! Request and response types of the API: what the core serialises, and
+//! (with the `openapi` feature) what the OpenAPI document is generated from.
+//!
+//! Requests are parsed by the exact functions of [`crate::schema`] (money
+//! must never pass through a float), so the request types here describe the
+//! body for the document; a test checks their fields against the parsers'.
+
+use serde::Serialize;
+use serde_json::{Number, Value};
+#[cfg(feature = "openapi")]
+use utoipa::{IntoParams, ToSchema};
+
+/// `{"error":{"code":…,"message":…,"field":…}}`
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorDetail {
+    /// Stable machine code: invalid_request, invalid_api_key,
+    /// permission_denied, resource_not_found, insufficient_funds,
+    /// idempotency_key_in_use, idempotency_key_reused, rate_limit_exceeded,
+    /// internal_error.
+    #[cfg_attr(feature = "openapi", schema(example = "invalid_request"))]
+    pub code: String,
+    #[cfg_attr(feature = "openapi", schema(example = "Amount must be greater than 0"))]
+    pub message: String,
+    /// The offending parameter or header, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "amount"))]
+    pub field: Option<String>,
+}
+
+/// `POST /v1/payments/transfer` (the Nexbit document's example). Its
+/// document schema is written out in full below: the amount's decimals
+/// depend on the currency, which derives cannot say.
+#[derive(Debug, Clone)]
+pub struct TransferBody;
+
+/// The fields `POST /v1/payments/transfer` takes, and which are required
+/// (the parser and the document both use these lists).
+pub const TRANSFER_FIELDS: [&str; 5] = ["from_wallet", "to_wallet", "amount", "currency", "metadata"];
+pub const TRANSFER_REQUIRED: [&str; 4] = ["from_wallet", "to_wallet", "amount", "currency"];
+
+/// An amount as a client sends it (the document's `Amount` schema).
+#[derive(Debug, Clone)]
+pub struct Amount;
+
+/// A supported ISO 4217 currency code (the document's `CurrencyCode`).
+#[derive(Debug, Clone)]
+pub struct CurrencyCode;
+
+/// The Nexbit envelope's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum EnvelopeStatus {
+    Success,
+    Failed,
+}
+
+/// What became of a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[allow(clippy::upper_case_acronyms)]
+pub enum TransferStatus {
+    /// Posted: the source was debited and the destination credited.
+    #[serde(rename = "SETTLED")]
+    Settled,
+    /// Held for review: reserved at the source, pending at the destination.
+    #[serde(rename = "PENDING_REVIEW")]
+    PendingReview,
+    /// Refused by the risk rules; nothing moved.
+    #[serde(rename = "DECLINED")]
+    Declined,
+    /// A hold released without settling.
+    #[serde(rename = "VOIDED")]
+    Voided,
+    /// A hold that passed its expiry.
+    #[serde(rename = "EXPIRED")]
+    Expired,
+}
+
+/// `{"status": …, "data": {…}}` (the Nexbit document's shape).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "status": "success",
+    "data": {"tx_id": "10056", "status": "SETTLED", "risk_score": 0.05,
+             "rules_applied": ["FraudCheck: ALLOW"], "error": null,
+             "timestamp": "2025-10-26T12:00:00+03:00"}
+})))]
+pub struct TransferResponse {
+    pub status: EnvelopeStatus,
+    pub data: TransferData,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TransferData {
+    /// The transaction's id (digits).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]+$", example = "10056"))]
+    pub tx_id: String,
+    pub status: TransferStatus,
+    /// The highest score any fraud rule gave, 0 to 1.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, minimum = 0, maximum = 1, example = 0.05))]
+    pub risk_score: Number,
+    /// `"<rule>: <VERDICT>"` for every fraud rule that decided.
+    pub rules_applied: Vec<String>,
+    /// Why the transfer did not settle; null when it did or is held.
+    pub error: Option<TransferError>,
+    /// When the transaction was recorded (RFC 3339).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2025-10-26T12:00:00+00:00"))]
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TransferError {
+    /// `transfer_declined` or `transfer_voided`.
+    pub code: String,
+    pub message: String,
+    /// Reason codes the rules gave.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// A 402 answer: a transfer declined by the risk rules (the envelope), or
+/// insufficient funds (an error).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(untagged)]
+pub enum TransferRefused {
+    Declined(TransferResponse),
+    Error(ErrorBody),
+}
+
+/// Marks a constant `object` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectType {
+    Balance,
+    List,
+    RuleDecision,
+}
+
+/// Balances per currency (the Nixo document's shape).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "object": "balance", "livemode": false,
+    "available": [{"currency": "USD", "amount": 12500.50}],
+    "pending": [{"currency": "USD", "amount": 0.00}],
+    "reserved": [{"currency": "USD", "amount": 0.00}]
+})))]
+pub struct BalanceObject {
+    /// Always `balance`.
+    pub object: ObjectType,
+    pub livemode: bool,
+    /// Posted funds not held: what can be spent.
+    pub available: Vec<BalanceAmount>,
+    /// Incoming, not settled yet.
+    pub pending: Vec<BalanceAmount>,
+    /// Outgoing, held (reviews, payouts in flight).
+    pub reserved: Vec<BalanceAmount>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BalanceAmount {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$", example = "USD"))]
+    pub currency: String,
+    /// A JSON number with exactly the currency's decimals (12500.50).
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 12500.50))]
+    pub amount: Number,
+}
+
+/// `GET /v1/balances` query.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct BalancesQuery {
+    /// Only this wallet (one of yours).
+    #[cfg_attr(
+        feature = "openapi",
+        param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64, example = 101)
+    )]
+    pub wallet_id: Option<i64>,
+}
+
+/// `GET /v1/rules/decisions` query.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct DecisionsQuery {
+    /// Only the decisions of this transaction.
+    #[cfg_attr(
+        feature = "openapi",
+        param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64, example = 10056)
+    )]
+    pub transaction_id: Option<i64>,
+    /// Page size, 1 to 100 (default 10).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub limit: Option<i64>,
+    /// The id of the last object of a page: the next (older) page. With
+    /// `ending_before` too, the objects between the two.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub starting_after: Option<String>,
+    /// The id of the first object of a page: the page before it (newer).
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub ending_before: Option<String>,
+}
+
+/// One rule call from the decision log.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RuleDecision {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^dec_[A-Za-z0-9]+$"))]
+    pub id: String,
+    /// Always `rule_decision`.
+    pub object: ObjectType,
+    pub transaction_id: Option<String>,
+    pub plugin: PluginIdentity,
+    /// What the rule saw (personal data masked).
+    pub input: Value,
+    /// The rule's answer; null when it failed.
+    pub output: Option<Value>,
+    /// out_of_fuel, deadline_exceeded, trap, memory_exceeded, …; null when it answered.
+    pub failure: Option<String>,
+    /// The failure policy applied (fail_closed, fail_open).
+    pub policy: Option<String>,
+    pub fuel_used: i64,
+    pub latency_us: i64,
+    /// Unix seconds.
+    pub created: i64,
+    /// What a WASI plugin printed (bounded).
+    pub stdio: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PluginIdentity {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// A page of decisions.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RuleDecisionList {
+    /// Always `list`.
+    pub object: ObjectType,
+    pub url: String,
+    /// More objects beyond this page in the direction asked.
+    pub has_more: bool,
+    pub data: Vec<RuleDecision>,
+}
+
+/// Document schemas that derives cannot express (the amount's decimals
+/// depend on the currency), as JSON Schema 2020-12. The OpenAPI generator
+/// puts them into `components.schemas` under these names.
+pub mod document_schemas {
+    use crate::schema::{
+        EXPONENT_0, EXPONENT_2, EXPONENT_3, EXPONENT_4, METADATA_KEY_LEN_MAX, METADATA_KEYS_MAX, METADATA_VALUE_LEN_MAX,
+    };
+    use serde_json::{Value, json};
+
+    /// A decimal string greater than 0 with up to `whole_digits` digits
+    /// before the point and `decimals` after it (trailing zeros aside), or
+    /// a JSON integer below 10^whole_digits.
+    fn amount_with(whole_digits: u32, decimals: u32) -> Value {
+        let pattern = if decimals == 0 {
+            format!("^0{{0,8}}[1-9][0-9]{{0,{}}}(\\.0{{1,20}})?$", whole_digits - 1)
+        } else {
+            let d = decimals as usize;
+            let nonzero_fraction: Vec<String> = (0..d)
+                .map(|k| format!("[0-9]{{{k}}}[1-9][0-9]{{0,{}}}", d - 1 - k))
+                .collect();
+            format!(
+                "^(0{{0,8}}[1-9][0-9]{{0,{}}}(\\.[0-9]{{1,{d}}}0{{0,20}})?|0{{1,8}}\\.({})0{{0,20}})$",
+                whole_digits - 1,
+                nonzero_fraction.join("|")
+            )
+        };
+        json!({
+            "oneOf": [
+                { "type": "string", "pattern": pattern },
+                { "type": "integer", "minimum": 1, "maximum": 10_i64.pow(whole_digits) - 1 }
+            ]
+        })
+    }
+
+    /// An amount in a currency with `decimals` decimals, below 10^15 minor units.
+    pub fn amount(decimals: u32) -> Value {
+        amount_with(15 - decimals, decimals)
+    }
+
+    fn amount_any() -> Value {
+        // Any currency's: the body's currency narrows it (see TransferBody).
+        let mut any = amount_with(15, 4);
+        any["description"] = json!(
+            "Exact decimal greater than 0, as a string (\"50.00\") or a JSON number (2500), with at most as \
+             many decimals as the currency has (KES 2, JPY 0, BHD 3); read from its text, never through a \
+             float. JSON numbers with decimals (12.5) are read exactly too."
+        );
+        any["example"] = json!("50.00");
+        any
+    }
+
+    fn currency_code() -> Value {
+        let mut codes: Vec<&str> = [EXPONENT_0, EXPONENT_2, EXPONENT_3, EXPONENT_4].concat();
+        codes.sort_unstable();
+        json!({ "type": "string", "description": "ISO 4217 currency code", "enum": codes, "example": "KES" })
+    }
+
+    fn transfer_body() -> Value {
+        let by_currency: Vec<Value> = [(EXPONENT_0, 0), (EXPONENT_2, 2), (EXPONENT_3, 3), (EXPONENT_4, 4)]
+            .into_iter()
+            .map(|(codes, decimals)| {
+                json!({
+                    "if": { "properties": { "currency": { "enum": codes } }, "required": ["currency"] },
+                    "then": { "properties": { "amount": amount(decimals) } }
+                })
+            })
+            .collect();
+        json!({
+            "type": "object",
+            "description": "A transfer from one of your wallets to any other wallet of the same environment \
+                            (from_wallet and to_wallet differ). The amount is in the source wallet's currency \
+                            with at most that currency's decimals.",
+            "additionalProperties": false,
+            "required": super::TRANSFER_REQUIRED,
+            "properties": {
+                "from_wallet": { "type": "integer", "minimum": 1, "maximum": i64::MAX,
+                    "description": "One of your wallets", "example": 101 },
+                "to_wallet": { "type": "integer", "minimum": 1, "maximum": i64::MAX, "example": 102,
+                    "description": "Any wallet of the same environment other than from_wallet; another currency converts at the latest rate" },
+                "amount": { "$ref": "#/components/schemas/Amount" },
+                "currency": { "$ref": "#/components/schemas/CurrencyCode" },
+                "metadata": {
+                    "type": ["object", "null"],
+                    "description": "Your own key-value pairs, kept with the transaction",
+                    "maxProperties": METADATA_KEYS_MAX,
+                    "propertyNames": { "minLength": 1, "maxLength": METADATA_KEY_LEN_MAX },
+                    "additionalProperties": { "type": "string", "maxLength": METADATA_VALUE_LEN_MAX }
+                }
+            },
+            "allOf": by_currency,
+            "example": { "from_wallet": 101, "to_wallet": 102, "amount": "50.00", "currency": "KES",
+                         "metadata": { "note": "For lunch" } }
+        })
+    }
+
+    /// (component name, schema)
+    pub fn all() -> Vec<(&'static str, Value)> {
+        vec![
+            ("Amount", amount_any()),
+            ("CurrencyCode", currency_code()),
+            ("TransferBody", transfer_body()),
+        ]
+    }
+}
+
+/// Placeholders for the generator; `document_schemas` replaces them.
+#[cfg(feature = "openapi")]
+mod placeholders {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema};
+
+    macro_rules! placeholder {
+        ($($ty:ty),*) => {$(
+            impl utoipa::PartialSchema for $ty {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new().build().into()
+                }
+            }
+            impl utoipa::ToSchema for $ty {}
+        )*};
+    }
+    placeholder!(super::Amount, super::CurrencyCode, super::TransferBody);
+}

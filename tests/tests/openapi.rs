@@ -1,0 +1,118 @@
+//! The OpenAPI document: generated from the routes and types, committed as
+//! `docs/openapi.json`, served without a key through the gateway, and in
+//! step with the rules the gateway enforces.
+
+use nixo_api::schema::{self, ROUTES};
+use nixo_api::types::{TRANSFER_FIELDS, TRANSFER_REQUIRED};
+use nixo_core::api::{openapi, openapi_document};
+use nixo_tests::{SEED_TRANSFER, start};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let committed = std::fs::read_to_string(COMMITTED).unwrap();
+    let generated = openapi::render(&openapi_document());
+    assert!(
+        committed == generated,
+        "docs/openapi.json is stale; regenerate it with\n    cargo run -p nixo-core --bin nixo -- openapi > docs/openapi.json"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_is_served_without_a_key_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None, false).await;
+    let reply = server.send("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, openapi_document());
+    assert_eq!(reply.body["openapi"], "3.1.0");
+    assert!(reply.header("request-id").unwrap().starts_with("req_"));
+    // It is not a way around validation.
+    let odd = server.send("GET", "/v1/openapi.json?x=1", None, None).await;
+    assert_eq!(odd.status, 400);
+    assert_eq!(odd.error(), ("invalid_request", Some("x")));
+    server.stop().await;
+}
+
+fn property_names(schema: &Value) -> BTreeSet<String> {
+    schema["properties"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn documented_requests_follow_the_gateways_rules() {
+    let doc = openapi_document();
+    // Every route the gateway knows is documented with its method, and no other.
+    let mut documented = openapi::operations(&doc);
+    let mut known: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    documented.sort();
+    known.sort();
+    assert_eq!(documented, known);
+
+    // The transfer body: the same fields, the same required ones, the
+    // document's example accepted by the parser.
+    let body = &doc["components"]["schemas"]["TransferBody"];
+    let fields: BTreeSet<String> = TRANSFER_FIELDS.iter().map(|f| f.to_string()).collect();
+    assert_eq!(property_names(body), fields);
+    let required: BTreeSet<String> = body["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(required, TRANSFER_REQUIRED.iter().map(|f| f.to_string()).collect());
+    assert_eq!(body["additionalProperties"], false);
+    let example = serde_json::to_vec(&body["example"]).unwrap();
+    schema::transfer_request(&example).expect("the documented example is valid");
+    assert_eq!(
+        body["example"],
+        serde_json::from_str::<Value>(SEED_TRANSFER).unwrap(),
+        "the Nexbit document's example, verbatim"
+    );
+
+    // Query parameters: each documented one is known to the parser, and an
+    // undocumented one is refused.
+    for route in ROUTES.iter().filter(|r| r.method == "GET") {
+        let op = &doc["paths"][route.path]["get"];
+        let params: Vec<&str> = op["parameters"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter(|p| p["in"] == "query")
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in &params {
+            let sample = if name.contains("_after") || name.contains("_before") {
+                "x1"
+            } else {
+                "1"
+            };
+            let outcome = schema::validate(route, Some(&format!("{name}={sample}")), b"");
+            assert!(
+                outcome.is_ok(),
+                "{} documents {name}, the gateway refuses it: {outcome:?}",
+                route.path
+            );
+        }
+        let unknown = schema::validate(route, Some("undocumented=1"), b"").unwrap_err();
+        assert_eq!(unknown.field, "undocumented", "{}", route.path);
+    }
+
+    // Every operation documents the errors every request can meet.
+    for (method, path) in openapi::operations(&doc) {
+        let op = &doc["paths"][&path][method.to_ascii_lowercase()];
+        assert!(op["responses"]["500"].is_object(), "{method} {path}");
+        if path != "/v1/openapi.json" {
+            for status in ["400", "401", "403", "429"] {
+                assert!(op["responses"][status].is_object(), "{method} {path} {status}");
+            }
+        }
+    }
+}
