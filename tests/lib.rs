@@ -369,3 +369,8 @@ pub async fn redis_url() -> Option<String> {
         }
     }
 }
+
+/// A benchmark size from the environment variable `name`, or `default`.
+pub fn env_count<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}

@@ -21,11 +21,18 @@ pub const POOL_ACQUIRE_TIMEOUT_MS: u64 = 10_000;
 /// Durable and safe settings applied to every SQLite connection: WAL with
 /// `synchronous = FULL` (an acknowledged commit survives power loss).
 fn sqlite_pragmas() -> String {
+    sqlite_pragmas_with("FULL")
+}
+
+fn sqlite_pragmas_with(synchronous: &str) -> String {
     format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
          PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
     )
 }
+
+/// Connections in the relaxed pool.
+pub const RELAXED_POOL_CONNECTIONS_MAX: u32 = 4;
 
 /// Migrations, embedded from `migrations/<backend>/<version>_<description>.sql`
 /// by sqlx at build time; a new file there is a new migration.
@@ -41,6 +48,12 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
+    /// Connections whose commits do not wait for the disk flush (SQLite
+    /// `synchronous = NORMAL` in WAL mode: durable across a process crash,
+    /// not across power loss; PostgreSQL `synchronous_commit = off`). Only
+    /// for records a lost commit cannot make wrong: idempotency records,
+    /// whose loss only lets a retry run again into the ledger's own dedupe.
+    pub relaxed: AnyPool,
     pub backend: Backend,
     url: String,
 }
@@ -82,8 +95,25 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("applying database migrations")?;
+        let relaxed = AnyPoolOptions::new()
+            .max_connections(RELAXED_POOL_CONNECTIONS_MAX)
+            .acquire_timeout(Duration::from_millis(POOL_ACQUIRE_TIMEOUT_MS))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    let settings = match backend {
+                        Backend::Sqlite => sqlite_pragmas_with("NORMAL"),
+                        Backend::Postgres => "SET synchronous_commit = off".to_string(),
+                    };
+                    conn.execute(settings.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(AnyConnectOptions::from_str(url).context("parsing the database URL")?)
+            .await
+            .context("connecting to the database")?;
         Ok(Db {
             pool,
+            relaxed,
             backend,
             url: url.to_string(),
         })
@@ -104,6 +134,7 @@ impl Db {
 
     /// Closes every pooled connection.
     pub async fn close(&self) {
+        self.relaxed.close().await;
         self.pool.close().await;
     }
 

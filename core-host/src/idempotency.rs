@@ -12,6 +12,11 @@
 //!
 //! Nothing here knows HTTP: the API layer hands in a request hash and hands
 //! back a status, headers and body to store.
+//!
+//! The rows are written through the database's relaxed pool (commits that
+//! do not wait for the disk flush): a record lost to a power cut only lets
+//! a retry run again, and the ledger recognises the retry by the identity it
+//! derives from the same key. That keeps the layer off the fsync path.
 
 use crate::db::Db;
 use crate::ledger::Environment;
@@ -86,7 +91,7 @@ pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> R
     .bind(token.as_str())
     .bind(now_ms + LEASE_MS)
     .bind(now_ms)
-    .execute(&db.pool)
+    .execute(&db.relaxed)
     .await?;
     if inserted.rows_affected() == 1 {
         return Ok(Begin::Proceed(lease()));
@@ -98,7 +103,7 @@ pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> R
     .bind(scope.environment.as_str())
     .bind(scope.account_id.as_str())
     .bind(scope.key.as_str())
-    .fetch_optional(&db.pool)
+    .fetch_optional(&db.relaxed)
     .await?;
     // Purged between the two statements: the key is free; the retry takes it.
     let Some(row) = row else {
@@ -187,7 +192,7 @@ async fn take_over(
         .bind(fence_value)
         .bind(now_ms - RETENTION_MS)
         .bind(now_ms)
-        .execute(&db.pool)
+        .execute(&db.relaxed)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -208,7 +213,7 @@ pub async fn complete(db: &Db, lease: &Lease, response: &StoredResponse) -> Resu
     .bind(lease.scope.account_id.as_str())
     .bind(lease.scope.key.as_str())
     .bind(lease.token.as_str())
-    .execute(&db.pool)
+    .execute(&db.relaxed)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -225,7 +230,7 @@ pub async fn release(db: &Db, lease: &Lease) -> Result<(), sqlx::Error> {
     .bind(lease.scope.account_id.as_str())
     .bind(lease.scope.key.as_str())
     .bind(lease.token.as_str())
-    .execute(&db.pool)
+    .execute(&db.relaxed)
     .await?;
     Ok(())
 }
@@ -243,7 +248,7 @@ pub async fn purge(db: &Db, now_ms: i64) -> Result<u64, sqlx::Error> {
         .bind(now_ms - RETENTION_MS)
         .bind(now_ms)
         .bind(PURGE_BATCH_MAX)
-        .execute(&db.pool)
+        .execute(&db.relaxed)
         .await?;
         total += done.rows_affected();
         if done.rows_affected() < PURGE_BATCH_MAX as u64 {

@@ -1,0 +1,65 @@
+//! What the Idempotency-Key layer adds to a POST: taking the key (insert)
+//! and storing the answer (update) for a first request, and reading the
+//! stored answer for a retry, on SQLite and PostgreSQL, one request at a time.
+//!
+//! `cargo bench -p nixo-tests --bench idempotency_overhead`
+//! (NIXO_BENCH_REQUESTS to change the count, default 5000).
+
+use nixo_core::db::{self, Db};
+use nixo_core::idempotency::{self, Begin, Scope, StoredResponse};
+use nixo_core::ledger::Environment;
+use nixo_tests::PgDatabase;
+use std::time::{Duration, Instant};
+
+fn percentile(sorted: &[Duration], p: usize) -> f64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1e6
+}
+
+async fn measure(db: &Db, label: &str, count: usize) {
+    let response = StoredResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"status":"success","data":{"tx_id":"10056","status":"SETTLED"}}"#.to_vec(),
+    };
+    let scope = |i: usize| Scope {
+        environment: Environment::Sandbox,
+        account_id: "acct_bench".into(),
+        key: format!("order-{i}"),
+    };
+    let (mut first, mut replay) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for i in 0..count {
+        let started = Instant::now();
+        let now = chrono::Utc::now().timestamp_millis();
+        let Begin::Proceed(lease) = idempotency::begin(db, &scope(i), "hash", now).await.unwrap() else {
+            panic!("a new key proceeds");
+        };
+        assert!(idempotency::complete(db, &lease, &response).await.unwrap());
+        first.push(started.elapsed());
+        let started = Instant::now();
+        let again = idempotency::begin(db, &scope(i), "hash", now).await.unwrap();
+        replay.push(started.elapsed());
+        assert!(matches!(again, Begin::Replay(_)));
+    }
+    first.sort();
+    replay.sort();
+    println!(
+        "{label:<12} first request (take + store): p50 {:>6.1} µs  p99 {:>7.1} µs | retry (replay): p50 {:>6.1} µs  p99 {:>7.1} µs",
+        percentile(&first, 50),
+        percentile(&first, 99),
+        percentile(&replay, 50),
+        percentile(&replay, 99)
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let count: usize = nixo_tests::env_count("NIXO_BENCH_REQUESTS", 5_000);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Db::open(&db::sqlite_url(&dir.path().join("idem.db"))).await.unwrap();
+    measure(&sqlite, "sqlite", count).await;
+    if let Some(pg) = PgDatabase::create("bench_idempotency").await {
+        let postgres = Db::open(&pg.url).await.unwrap();
+        measure(&postgres, "postgresql", count).await;
+        postgres.close().await;
+    }
+}
