@@ -4,7 +4,7 @@
 
 use super::{AppState, Caller, with_version};
 use crate::error::ApiError;
-use crate::rules::decision_log;
+use crate::services;
 use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -32,13 +32,7 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (transaction_id, page) = nixo_api::schema::decisions_query(query.as_deref())?;
-    let (data, has_more) = decision_log::list(
-        &state.services.ledger.db,
-        &caller.principal.account_id,
-        transaction_id,
-        &page,
-    )
-    .await?;
+    let (data, has_more) = services::decisions::list(&state.services, &caller.actor(), transaction_id, &page).await?;
     let body = RuleDecisionList {
         object: ObjectType::List,
         url: "/v1/rules/decisions".into(),

@@ -6,6 +6,7 @@
 //! and maps [`ServiceError`] to a status in one place (`error.rs`).
 
 pub mod balances;
+pub mod decisions;
 pub mod transfers;
 
 use crate::clock::Clock;
