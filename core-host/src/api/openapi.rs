@@ -204,9 +204,11 @@ fn complete_operation(method: &str, operation: &mut Value, scope: Option<&str>, 
             responses.entry(status).or_insert(response);
         }
     } else {
-        responses
-            .entry("500")
-            .or_insert_with(|| error_response("internal_error: retry with backoff"));
+        for (status, response) in shared_errors(method) {
+            if matches!(status, "400" | "500" | "502" | "503") {
+                responses.entry(status).or_insert(response);
+            }
+        }
     }
     for (status, response) in responses.iter_mut() {
         let headers = response
