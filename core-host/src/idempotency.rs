@@ -75,10 +75,6 @@ fn new_token() -> String {
 /// Takes the key, or says why not.
 pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> Result<Begin, sqlx::Error> {
     let token = new_token();
-    let lease = || Lease {
-        scope: scope.clone(),
-        token: token.clone(),
-    };
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (environment, account_id, idempotency_key, request_hash, state, lock_token,
              lease_until_ms, created_at_ms)
@@ -94,7 +90,10 @@ pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> R
     .execute(&db.relaxed)
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(Begin::Proceed(lease()));
+        return Ok(Begin::Proceed(Lease {
+            scope: scope.clone(),
+            token,
+        }));
     }
     let row = sqlx::query(
         "SELECT request_hash, state, lease_until_ms, response_status, response_headers, response_body, created_at_ms
@@ -113,21 +112,11 @@ pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> R
     let expired = created_at_ms <= now_ms - RETENTION_MS;
     if expired {
         // Past retention but not purged yet: as good as absent.
-        let taken = take_over(
-            db,
-            scope,
-            &token,
-            request_hash,
-            now_ms,
-            "created_at_ms = $7",
-            created_at_ms,
-        )
-        .await?;
-        return Ok(if taken {
-            Begin::Proceed(lease())
-        } else {
-            Begin::InProgress
-        });
+        let fence = Fence {
+            condition: "created_at_ms = $7",
+            value: created_at_ms,
+        };
+        return take_over(db, scope, &token, request_hash, now_ms, fence).await;
     }
     let stored_hash: String = row.try_get(0)?;
     if stored_hash != request_hash {
@@ -149,21 +138,17 @@ pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> R
         return Ok(Begin::InProgress);
     }
     // The holder stopped (crashed) without answering: take the key over.
-    let taken = take_over(
-        db,
-        scope,
-        &token,
-        request_hash,
-        now_ms,
-        "state = 'in_progress' AND lease_until_ms = $7",
-        lease_until_ms,
-    )
-    .await?;
-    Ok(if taken {
-        Begin::Proceed(lease())
-    } else {
-        Begin::InProgress
-    })
+    let fence = Fence {
+        condition: "state = 'in_progress' AND lease_until_ms = $7",
+        value: lease_until_ms,
+    };
+    take_over(db, scope, &token, request_hash, now_ms, fence).await
+}
+
+/// The state a row must still be in for a take-over (`$7` is `value`).
+struct Fence {
+    condition: &'static str,
+    value: i64,
 }
 
 /// Re-arms a row for a new holder, if it is still in the state it was read in.
@@ -173,14 +158,14 @@ async fn take_over(
     token: &str,
     request_hash: &str,
     now_ms: i64,
-    fence: &str,
-    fence_value: i64,
-) -> Result<bool, sqlx::Error> {
+    fence: Fence,
+) -> Result<Begin, sqlx::Error> {
     let sql = format!(
         "UPDATE idempotency_keys SET state = 'in_progress', lock_token = $4, lease_until_ms = $5, request_hash = $6,
              response_status = NULL, response_headers = NULL, response_body = NULL,
              created_at_ms = CASE WHEN created_at_ms <= $8 THEN $9 ELSE created_at_ms END
-         WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3 AND {fence}"
+         WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3 AND {}",
+        fence.condition
     );
     let done = sqlx::query(&sql)
         .bind(scope.environment.as_str())
@@ -189,12 +174,19 @@ async fn take_over(
         .bind(token)
         .bind(now_ms + LEASE_MS)
         .bind(request_hash)
-        .bind(fence_value)
+        .bind(fence.value)
         .bind(now_ms - RETENTION_MS)
         .bind(now_ms)
         .execute(&db.relaxed)
         .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(if done.rows_affected() == 1 {
+        Begin::Proceed(Lease {
+            scope: scope.clone(),
+            token: token.to_string(),
+        })
+    } else {
+        Begin::InProgress
+    })
 }
 
 /// Stores the answer; retries replay it from now on. `false` when the lease
