@@ -55,7 +55,9 @@ pub(super) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> Result<Writ
 
 /// Applies deltas in ascending account order (no deadlocks between writers),
 /// each update carrying the no-overdraft rule in its `WHERE`.
-async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<(), LedgerError> {
+/// Returns the accounts (owner, environment) whose wallets changed.
+async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<Owners, LedgerError> {
+    let mut owners = Owners::new();
     for (account, d) in deltas {
         let updated = sqlx::query(
             "UPDATE ledger_accounts SET
@@ -63,7 +65,8 @@ async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<(), L
                  credits_pending = credits_pending + $3, credits_posted = credits_posted + $4
              WHERE id = $5 AND currency = $6
                AND ((flags & 1) = 0
-                    OR (debits_posted + $2) + (debits_pending + $1) <= credits_posted + $4)",
+                    OR (debits_posted + $2) + (debits_pending + $1) <= credits_posted + $4)
+             RETURNING kind, owner_account_id, environment",
         )
         .bind(d.debits_pending)
         .bind(d.debits_posted)
@@ -71,9 +74,17 @@ async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<(), L
         .bind(d.credits_posted)
         .bind(*account)
         .bind(d.currency)
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
-        if updated.rows_affected() == 1 {
+        if let Some(row) = updated {
+            let kind: String = row.try_get(0)?;
+            let owner: Option<String> = row.try_get(1)?;
+            if let (true, Some(owner)) = (kind == "wallet", owner) {
+                let environment: String = row.try_get(2)?;
+                let environment =
+                    Environment::parse(&environment).ok_or(LedgerError::Invalid("unknown stored environment"))?;
+                owners.insert((owner, environment));
+            }
             continue;
         }
         let found = sqlx::query("SELECT currency FROM ledger_accounts WHERE id = $1")
@@ -89,43 +100,29 @@ async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<(), L
             Some(_) => LedgerError::InsufficientFunds { account: *account },
         });
     }
-    Ok(())
+    Ok(owners)
 }
 
-/// `balance.updated` for every account whose wallets the deltas touched,
-/// with the account's balances after them, in the same transaction.
-async fn emit_balance_events(conn: &mut AnyConnection, deltas: &Deltas, now_ms: i64) -> Result<(), LedgerError> {
-    if deltas.is_empty() {
-        return Ok(());
-    }
-    let placeholders: Vec<String> = (1..=deltas.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT DISTINCT owner_account_id, environment FROM ledger_accounts
-         WHERE kind = 'wallet' AND owner_account_id IS NOT NULL AND id IN ({}) ORDER BY owner_account_id",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for account in deltas.keys() {
-        query = query.bind(*account);
-    }
-    let owners = query.fetch_all(&mut *conn).await?;
-    for owner in owners {
-        let account_id: String = owner.try_get(0)?;
-        let environment: String = owner.try_get(1)?;
-        let environment = Environment::parse(&environment).ok_or(LedgerError::Invalid("unknown stored environment"))?;
+/// Customer accounts (and their environment) whose wallets a change touched.
+type Owners = std::collections::BTreeSet<(String, Environment)>;
+
+/// `balance.updated` for every account whose wallets changed, with the
+/// account's balances after the change, in the same transaction.
+async fn emit_balance_events(conn: &mut AnyConnection, owners: &Owners, now_ms: i64) -> Result<(), LedgerError> {
+    for (account_id, environment) in owners {
         let rows = sqlx::query(super::BALANCES_SQL)
             .bind(account_id.as_str())
             .bind(0_i64)
             .fetch_all(&mut *conn)
             .await?;
         let balances = super::balances_from_rows(&rows)?;
-        let object = serde_json::to_value(crate::resources::balance(environment == Environment::Live, &balances))
+        let object = serde_json::to_value(crate::resources::balance(*environment == Environment::Live, &balances))
             .expect("a balance serialises");
         crate::events::emit(
             conn,
             crate::events::BALANCE_UPDATED,
-            &account_id,
-            environment,
+            account_id,
+            *environment,
             &object,
             now_ms,
         )
@@ -202,8 +199,8 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
         .execute(&mut *conn)
         .await?;
     }
-    apply_deltas(conn, &deltas).await?;
-    emit_balance_events(conn, &deltas, m.now_ms).await?;
+    let owners = apply_deltas(conn, &deltas).await?;
+    emit_balance_events(conn, &owners, m.now_ms).await?;
     Ok(Recorded {
         tx_id,
         status: m.status,
@@ -324,8 +321,8 @@ async fn resolve(
             Err(e) => return Err(e.into()),
         }
     }
-    apply_deltas(conn, &deltas).await?;
-    emit_balance_events(conn, &deltas, now_ms).await?;
+    let owners = apply_deltas(conn, &deltas).await?;
+    emit_balance_events(conn, &owners, now_ms).await?;
     sqlx::query("UPDATE transactions SET status = $1 WHERE id = $2")
         .bind(status.as_str())
         .bind(tx_id)
