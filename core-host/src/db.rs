@@ -58,6 +58,14 @@ pub struct Db {
     url: String,
 }
 
+/// The file of a `sqlite://<path>[?…]` URL (`None` for other databases and
+/// in-memory SQLite).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
 /// `sqlite://<path>` for a file path.
 pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())

@@ -215,8 +215,11 @@ pub struct Running {
     pub clock: Clock,
     ledger: Ledger,
     decisions: crate::rules::decision_log::DecisionLog,
+    idempotency: crate::idempotency::Store,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    /// Held while serving a SQLite database (released with the process).
+    _db_lock: Option<std::fs::File>,
 }
 
 impl Running {
@@ -230,6 +233,11 @@ impl Running {
         self.decisions.flush().await;
     }
 
+    /// The idempotency records this server keeps.
+    pub fn idempotency(&self) -> &crate::idempotency::Store {
+        &self.idempotency
+    }
+
     /// Stops accepting, finishes in-flight requests, closes the database.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
@@ -237,6 +245,7 @@ impl Running {
             task.await??;
         }
         self.decisions.flush().await;
+        self.idempotency.flush().await;
         self.ledger.close().await;
         Ok(())
     }
@@ -262,8 +271,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         Some(url) => url.clone(),
         None => crate::db::sqlite_url(&config.data_dir.join("nixo.db")),
     };
+    // A SQLite database is served by one process: the idempotency front
+    // (and the single ledger writer) rely on it.
+    let db_lock = match crate::db::sqlite_path(&database_url) {
+        Some(path) => Some(lock_database(&path)?),
+        None => None,
+    };
     let db = Db::open(&database_url).await?;
     let ledger = Ledger::new(db.clone()).await?;
+    let idempotency = crate::idempotency::Store::open(db.clone(), config.clock.now_ms()).await?;
     let bootstrap = if accounts::any(&db).await? {
         None
     } else {
@@ -294,6 +310,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     };
     let state = AppState {
         services: services.clone(),
+        idempotency: idempotency.clone(),
         hasher,
         gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
     };
@@ -321,7 +338,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         tokio::spawn(crate::rules::watch_dir(rules_host, plugins_dir, shutdown_rx.clone())),
         runner::spawn(
             db.clone(),
-            job_registry(&services),
+            job_registry(&services, &idempotency),
             config.clock.clone(),
             config.jobs.clone(),
             runner::Waker::default(),
@@ -352,9 +369,38 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         clock: config.clock,
         ledger,
         decisions,
+        idempotency,
         shutdown,
         tasks,
+        _db_lock: db_lock,
     })
+}
+
+/// Takes the serve lock of a SQLite database (`<file>.serve.lock`), or
+/// says which process kind holds it.
+fn lock_database(path: &Path) -> anyhow::Result<std::fs::File> {
+    let lock_path = {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".serve.lock");
+        PathBuf::from(name)
+    };
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another nixo serve is serving {}; a SQLite database is served by one process (use PostgreSQL for replicas)",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => Err(err).with_context(|| format!("locking {}", lock_path.display())),
+    }
 }
 
 /// How long finished jobs stay visible before they are deleted.
@@ -364,14 +410,14 @@ pub const JOB_PURGE_JOB: &str = "jobs.purge";
 pub const JOB_PURGE_INTERVAL_MS: i64 = 3_600_000;
 
 /// The kinds of background job this server runs.
-pub fn job_registry(services: &Services) -> Registry {
+pub fn job_registry(services: &Services, idempotency: &crate::idempotency::Store) -> Registry {
     let mut registry = Registry::default();
-    let (db, clock) = (services.ledger.db.clone(), services.clock.clone());
+    let (store, clock) = (idempotency.clone(), services.clock.clone());
     registry
         .register(crate::idempotency::PURGE_JOB, move |_job| {
-            let (db, clock) = (db.clone(), clock.clone());
+            let (store, clock) = (store.clone(), clock.clone());
             async move {
-                let purged = crate::idempotency::purge(&db, clock.now_ms()).await?;
+                let purged = store.purge(clock.now_ms()).await?;
                 if purged > 0 {
                     tracing::info!(purged, "purged idempotency records past retention");
                 }

@@ -1,12 +1,13 @@
-//! What the Idempotency-Key layer adds to a POST: taking the key (insert)
-//! and storing the answer (update) for a first request, and reading the
-//! stored answer for a retry, on SQLite and PostgreSQL, one request at a time.
+//! What the Idempotency-Key layer adds to a POST: taking the key and
+//! storing the answer for a first request, and finding the stored answer for
+//! a retry, on SQLite (in-process front, answers written behind) and
+//! PostgreSQL (the table row is the lock), one request at a time.
 //!
 //! `cargo bench -p nixo-tests --bench idempotency_overhead`
 //! (NIXO_BENCH_REQUESTS to change the count, default 5000).
 
 use nixo_core::db::{self, Db};
-use nixo_core::idempotency::{self, Begin, Scope, StoredResponse};
+use nixo_core::idempotency::{Begin, Scope, Store, StoredResponse};
 use nixo_core::ledger::Environment;
 use nixo_tests::PgDatabase;
 use std::time::{Duration, Instant};
@@ -16,6 +17,9 @@ fn percentile(sorted: &[Duration], p: usize) -> f64 {
 }
 
 async fn measure(db: &Db, label: &str, count: usize) {
+    let store = Store::open(db.clone(), chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
     let response = StoredResponse {
         status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
@@ -30,16 +34,17 @@ async fn measure(db: &Db, label: &str, count: usize) {
     for i in 0..count {
         let started = Instant::now();
         let now = chrono::Utc::now().timestamp_millis();
-        let Begin::Proceed(lease) = idempotency::begin(db, &scope(i), "hash", now).await.unwrap() else {
+        let Begin::Proceed(lease) = store.begin(&scope(i), "hash", now).await.unwrap() else {
             panic!("a new key proceeds");
         };
-        assert!(idempotency::complete(db, &lease, &response).await.unwrap());
+        assert!(store.complete(&lease, &response).await.unwrap());
         first.push(started.elapsed());
         let started = Instant::now();
-        let again = idempotency::begin(db, &scope(i), "hash", now).await.unwrap();
+        let again = store.begin(&scope(i), "hash", now).await.unwrap();
         replay.push(started.elapsed());
         assert!(matches!(again, Begin::Replay(_)));
     }
+    store.flush().await;
     // The floor: one statement's round trip through the same pool.
     let mut floor = Vec::with_capacity(count);
     for _ in 0..count {

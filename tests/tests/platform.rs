@@ -5,6 +5,8 @@
 
 use futures_util::future::join_all;
 use nixo_core::events;
+use nixo_core::idempotency::{Begin, Scope, request_hash};
+use nixo_core::ledger::Environment;
 use nixo_tests::{PgDatabase, Reply, SEED_TRANSFER, TestServer, start_on};
 use sqlx::Row;
 use std::time::{Duration, Instant};
@@ -55,20 +57,6 @@ async fn count(server: &TestServer, sql: &str) -> i64 {
         .unwrap()
 }
 
-async fn set_lease(server: &TestServer, key: &str, lease_until_ms: i64) {
-    let done = sqlx::query(
-        "UPDATE idempotency_keys SET state = 'in_progress', lock_token = 'crashed', lease_until_ms = $1,
-                response_status = NULL, response_headers = NULL, response_body = NULL
-         WHERE idempotency_key = $2",
-    )
-    .bind(lease_until_ms)
-    .bind(key)
-    .execute(&server.db().pool)
-    .await
-    .unwrap();
-    assert_eq!(done.rows_affected(), 1);
-}
-
 on_both_databases!(idempotency_keys_replay_refuse_and_expire);
 async fn idempotency_keys_replay_refuse_and_expire(server: &TestServer) {
     // A finished request is replayed byte for byte.
@@ -115,27 +103,48 @@ async fn idempotency_keys_replay_refuse_and_expire(server: &TestServer) {
     }
     assert_eq!(server.wallet_balance(101).await.0, "99945.00");
 
-    // A holder still inside its lease: 409, whatever the body is.
+    // A request in progress holds its key: take order-5 as a running request
+    // would, and the same request over HTTP is told to wait.
+    let store = server.running().idempotency();
+    let account = nixo_core::auth::default_account(server.db(), Environment::Sandbox)
+        .await
+        .unwrap()
+        .unwrap();
+    let scope = Scope {
+        environment: Environment::Sandbox,
+        account_id: account,
+        key: "order-5".into(),
+    };
+    let body = transfer("5.00");
+    let hash = request_hash("POST", "/v1/payments/transfer", body.as_bytes());
     let now = server.running().clock.now_ms();
-    set_lease(server, "order-1", now + 30_000).await;
-    let busy = post_keyed(server, "order-1", SEED_TRANSFER).await;
+    let Begin::Proceed(_held) = store.begin(&scope, &hash, now).await.unwrap() else {
+        panic!("a new key is free");
+    };
+    let busy = post_keyed(server, "order-5", &body).await;
     assert_eq!(busy.status, 409);
-    assert_eq!(busy.error().0, "idempotency_key_in_use");
+    assert_eq!(busy.error(), ("idempotency_key_in_use", Some("Idempotency-Key")));
+    let other = post_keyed(server, "order-5", &transfer("6.00")).await;
+    assert_eq!(
+        other.error().0,
+        "idempotency_key_reused",
+        "another body under a held key"
+    );
 
-    // The holder crashed after the ledger committed but before the answer
-    // was stored: once its lease has passed, a retry takes the key over and
-    // the ledger recognises the transfer instead of applying it again.
+    // Its holder never answers (its request died): once the lease has passed,
+    // a retry takes the key over and runs.
     server.running().clock.advance(61_000);
-    let recovered = post_keyed(server, "order-1", SEED_TRANSFER).await;
-    assert_eq!(recovered.status, 200, "{}", recovered.body);
-    assert_eq!(recovered.body["data"]["tx_id"], first.body["data"]["tx_id"]);
-    assert_eq!(recovered.header("idempotent-replayed"), Some("true"));
-    assert_eq!(server.wallet_balance(101).await.0, "99945.00", "still applied once");
-    let replayed = post_keyed(server, "order-1", SEED_TRANSFER).await;
-    assert_eq!(replayed.text, recovered.text, "the recovered answer is stored");
+    let taken = post_keyed(server, "order-5", &body).await;
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    assert_eq!(taken.header("idempotent-replayed"), None);
+    assert_eq!(server.wallet_balance(101).await.0, "99940.00");
+    let again = post_keyed(server, "order-5", &body).await;
+    assert_eq!(again.text, taken.text, "the taken-over answer is stored");
+    store.flush().await;
 
     // 24 hours later the purge job deletes the records.
     assert!(count(server, "SELECT COUNT(*) FROM idempotency_keys").await >= 3);
+    let before_purge = server.wallet_balance(101).await.0;
     server.running().clock.advance(25 * HOUR_MS);
     let deadline = Instant::now() + Duration::from_secs(20);
     while count(server, "SELECT COUNT(*) FROM idempotency_keys").await > 0 {
@@ -153,10 +162,14 @@ async fn idempotency_keys_replay_refuse_and_expire(server: &TestServer) {
         assert!(Instant::now() < deadline, "the purge job was not recorded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The key is new to the layer now; the ledger still knows its transfer.
+    // The records are gone (as a crash before an answer was recorded would
+    // lose one): the key is new to the layer, and the ledger still knows its
+    // transfer — same transaction, nothing applied twice.
     let after = post_keyed(server, "order-2", &transfer("2.00")).await;
+    assert_eq!(after.status, 200);
     assert_eq!(after.body["data"]["tx_id"], fixed.body["data"]["tx_id"]);
-    assert_eq!(server.wallet_balance(101).await.0, "99945.00");
+    assert_eq!(after.header("idempotent-replayed"), Some("true"));
+    assert_eq!(server.wallet_balance(101).await.0, before_purge);
 }
 
 on_both_databases!(events_exist_exactly_when_their_change_committed);
@@ -371,4 +384,29 @@ async fn two_replicas_on_one_postgresql_share_idempotency_keys() {
     assert_eq!(a.wallet_balance(101).await.0, "99992.00", "each key moved money once");
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_has_one_server_and_its_answers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_on(dir.path(), None, false, None).await;
+    let first = post_keyed(&server, "restart-1", &transfer("4.00")).await;
+    assert_eq!(first.status, 200);
+
+    // A second server on the same SQLite database is refused.
+    let second = nixo_core::server::start(nixo_core::server::ServeConfig::ephemeral(dir.path())).await;
+    let why = second.err().expect("refused").to_string();
+    assert!(why.contains("another nixo serve"), "{why}");
+
+    // The answer was written behind; after a restart it is read back.
+    let key = server.key.clone();
+    server.stop().await;
+    let server = nixo_tests::start_with(nixo_core::server::ServeConfig::ephemeral(dir.path()), Some(key)).await;
+    let again = post_keyed(&server, "restart-1", &transfer("4.00")).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.text, first.text);
+    let other = post_keyed(&server, "restart-1", &transfer("5.00")).await;
+    assert_eq!(other.error().0, "idempotency_key_reused");
+    assert_eq!(server.wallet_balance(101).await.0, "99996.00");
+    server.stop().await;
 }

@@ -12,13 +12,12 @@
 
 use super::{AppState, Caller};
 use crate::error::ApiError;
-use crate::idempotency::{self, Begin, Scope, StoredResponse};
+use crate::idempotency::{Begin, Scope, StoredResponse, request_hash};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
 pub const KEY_HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -31,16 +30,6 @@ fn storable(status: StatusCode) -> bool {
         || status == StatusCode::BAD_REQUEST
         || status == StatusCode::CONFLICT
         || status == StatusCode::TOO_MANY_REQUESTS)
-}
-
-fn request_hash(method: &Method, path_and_query: &str, body: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(method.as_str().as_bytes());
-    hasher.update(b"\n");
-    hasher.update(path_and_query.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(body);
-    hex::encode(hasher.finalize())
 }
 
 fn replay(stored: StoredResponse) -> Response {
@@ -79,14 +68,14 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         Err(_) => return ApiError::invalid("body", "The request body could not be read").into_response(),
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let hash = request_hash(&parts.method, path_and_query, &body);
+    let hash = request_hash(parts.method.as_str(), path_and_query, &body);
     let scope = Scope {
         environment: caller.principal.environment,
         account_id: caller.principal.account_id.clone(),
         key,
     };
-    let db = &state.services.ledger.db;
-    let begun = idempotency::begin(db, &scope, &hash, state.services.clock.now_ms()).await;
+    let store = &state.idempotency;
+    let begun = store.begin(&scope, &hash, state.services.clock.now_ms()).await;
     let lease = match begun {
         Ok(Begin::Proceed(lease)) => lease,
         Ok(Begin::Replay(stored)) => return replay(stored),
@@ -116,7 +105,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     let body = match axum::body::to_bytes(body, crate::edge::RELAY_BODY_LEN_MAX_BYTES).await {
         Ok(body) => body,
         Err(err) => {
-            let _ = idempotency::release(db, &lease).await;
+            let _ = store.release(&lease).await;
             return ApiError::internal(&anyhow::anyhow!("reading a handler's answer: {err}")).into_response();
         }
     };
@@ -133,9 +122,9 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             headers,
             body: body.to_vec(),
         };
-        idempotency::complete(db, &lease, &stored).await.map(drop)
+        store.complete(&lease, &stored).await.map(drop)
     } else {
-        idempotency::release(db, &lease).await
+        store.release(&lease).await
     };
     if let Err(err) = outcome {
         // The answer stands (its effects are committed); a retry runs again
@@ -161,10 +150,10 @@ mod tests {
 
     #[test]
     fn the_hash_covers_method_path_and_body() {
-        let a = request_hash(&Method::POST, "/v1/x", b"{}");
-        assert_ne!(a, request_hash(&Method::POST, "/v1/y", b"{}"));
-        assert_ne!(a, request_hash(&Method::DELETE, "/v1/x", b"{}"));
-        assert_ne!(a, request_hash(&Method::POST, "/v1/x", b"{ }"));
-        assert_eq!(a, request_hash(&Method::POST, "/v1/x", b"{}"));
+        let a = request_hash("POST", "/v1/x", b"{}");
+        assert_ne!(a, request_hash("POST", "/v1/y", b"{}"));
+        assert_ne!(a, request_hash("DELETE", "/v1/x", b"{}"));
+        assert_ne!(a, request_hash("POST", "/v1/x", b"{ }"));
+        assert_eq!(a, request_hash("POST", "/v1/x", b"{}"));
     }
 }

@@ -41,6 +41,7 @@ pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub services: Services,
+    pub idempotency: crate::idempotency::Store,
     pub hasher: KeyHasher,
     pub gateway_secret: Arc<Vec<u8>>,
 }

@@ -13,14 +13,23 @@
 //! Nothing here knows HTTP: the API layer hands in a request hash and hands
 //! back a status, headers and body to store.
 //!
+//! On SQLite, [`Store`] puts an in-process front before the table
+//! ([`front`]): the server is the database's only user, so it decides keys
+//! in memory and writes answers behind. On PostgreSQL (replicas) the table
+//! row is the lock.
+//!
 //! The rows are written through the database's relaxed pool (commits that
 //! do not wait for the disk flush): a record lost to a power cut only lets
 //! a retry run again, and the ledger recognises the retry by the identity it
 //! derives from the same key. That keeps the layer off the fsync path.
 
-use crate::db::Db;
+mod front;
+
+use crate::db::{Backend, Db};
 use crate::ledger::Environment;
+use sha2::{Digest, Sha256};
 use sqlx::Row;
+use std::sync::Arc;
 
 /// How long a stored answer is replayed (Stripe keeps keys 24 h).
 pub const RETENTION_MS: i64 = 24 * 3_600_000;
@@ -72,8 +81,115 @@ fn new_token() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// Takes the key, or says why not.
-pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> Result<Begin, sqlx::Error> {
+/// What identifies a request under a key: its method, path with query and body.
+pub fn request_hash(method: &str, path_and_query: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(path_and_query.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body);
+    hex::encode(hasher.finalize())
+}
+
+/// The idempotency records of one database.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    front: Option<Arc<front::Front>>,
+}
+
+impl Store {
+    /// Opens the store; on SQLite, loads the live keys into the front.
+    pub async fn open(db: Db, now_ms: i64) -> Result<Store, sqlx::Error> {
+        let front = match db.backend {
+            Backend::Sqlite => Some(Arc::new(front::Front::start(&db, now_ms, LEASE_MS).await?)),
+            Backend::Postgres => None,
+        };
+        Ok(Store { db, front })
+    }
+
+    /// Takes the key, or says why not.
+    pub async fn begin(&self, scope: &Scope, request_hash: &str, now_ms: i64) -> Result<Begin, sqlx::Error> {
+        let Some(front) = &self.front else {
+            return begin_in_db(&self.db, scope, request_hash, now_ms).await;
+        };
+        match front.begin(scope, request_hash, now_ms, LEASE_MS) {
+            front::Decision::Now(begun) => Ok(begun),
+            front::Decision::ReadStored => read_stored(&self.db, scope, request_hash).await,
+        }
+    }
+
+    /// Stores the answer; `false` when the lease was lost.
+    pub async fn complete(&self, lease: &Lease, response: &StoredResponse) -> Result<bool, sqlx::Error> {
+        match &self.front {
+            Some(front) => Ok(front.complete(lease, response)),
+            None => complete_in_db(&self.db, lease, response).await,
+        }
+    }
+
+    /// Gives the key back unused.
+    pub async fn release(&self, lease: &Lease) -> Result<(), sqlx::Error> {
+        match &self.front {
+            Some(front) => {
+                front.release(lease);
+                Ok(())
+            }
+            None => release_in_db(&self.db, lease).await,
+        }
+    }
+
+    /// Deletes records past retention; returns how many rows.
+    pub async fn purge(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
+        if let Some(front) = &self.front {
+            front.purge(now_ms);
+        }
+        purge_in_db(&self.db, now_ms).await
+    }
+
+    /// Waits until every stored answer is in the table.
+    pub async fn flush(&self) {
+        if let Some(front) = &self.front {
+            front.flush().await;
+        }
+    }
+}
+
+/// A finished answer from the table (the front knows the key is done).
+async fn read_stored(db: &Db, scope: &Scope, request_hash: &str) -> Result<Begin, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT request_hash, response_status, response_headers, response_body FROM idempotency_keys
+         WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3 AND state = 'done'",
+    )
+    .bind(scope.environment.as_str())
+    .bind(scope.account_id.as_str())
+    .bind(scope.key.as_str())
+    .fetch_optional(&db.relaxed)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Begin::InProgress);
+    };
+    let stored_hash: String = row.try_get(0)?;
+    if stored_hash != request_hash {
+        return Ok(Begin::Reused);
+    }
+    stored_answer(&row, 1)
+}
+
+/// The answer in a row, from column `at` on (status, headers, body).
+fn stored_answer(row: &sqlx::any::AnyRow, at: usize) -> Result<Begin, sqlx::Error> {
+    let status: i64 = row.try_get(at)?;
+    let headers: String = row.try_get(at + 1)?;
+    let body: Vec<u8> = row.try_get(at + 2)?;
+    Ok(Begin::Replay(StoredResponse {
+        status: u16::try_from(status).unwrap_or(500),
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        body,
+    }))
+}
+
+/// Takes the key in the table, or says why not.
+async fn begin_in_db(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> Result<Begin, sqlx::Error> {
     let token = new_token();
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (environment, account_id, idempotency_key, request_hash, state, lock_token,
@@ -124,14 +240,7 @@ pub async fn begin(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) -> R
     }
     let state: String = row.try_get(1)?;
     if state == "done" {
-        let status: i64 = row.try_get(3)?;
-        let headers: String = row.try_get(4)?;
-        let body: Vec<u8> = row.try_get(5)?;
-        return Ok(Begin::Replay(StoredResponse {
-            status: u16::try_from(status).unwrap_or(500),
-            headers: serde_json::from_str(&headers).unwrap_or_default(),
-            body,
-        }));
+        return stored_answer(&row, 3);
     }
     let lease_until_ms: i64 = row.try_get::<Option<i64>, _>(2)?.unwrap_or(0);
     if lease_until_ms > now_ms {
@@ -191,7 +300,7 @@ async fn take_over(
 
 /// Stores the answer; retries replay it from now on. `false` when the lease
 /// was lost (another retry took the key over after it ran out).
-pub async fn complete(db: &Db, lease: &Lease, response: &StoredResponse) -> Result<bool, sqlx::Error> {
+async fn complete_in_db(db: &Db, lease: &Lease, response: &StoredResponse) -> Result<bool, sqlx::Error> {
     let headers = serde_json::to_string(&response.headers).expect("strings serialise");
     let done = sqlx::query(
         "UPDATE idempotency_keys SET state = 'done', response_status = $1, response_headers = $2, response_body = $3,
@@ -212,7 +321,7 @@ pub async fn complete(db: &Db, lease: &Lease, response: &StoredResponse) -> Resu
 
 /// Gives the key back unused (the request was refused before it ran, or
 /// failed in a way a retry should run again).
-pub async fn release(db: &Db, lease: &Lease) -> Result<(), sqlx::Error> {
+async fn release_in_db(db: &Db, lease: &Lease) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM idempotency_keys
          WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3 AND lock_token = $4
@@ -229,7 +338,7 @@ pub async fn release(db: &Db, lease: &Lease) -> Result<(), sqlx::Error> {
 
 /// Deletes records past retention (finished ones, and abandoned locks);
 /// returns how many.
-pub async fn purge(db: &Db, now_ms: i64) -> Result<u64, sqlx::Error> {
+async fn purge_in_db(db: &Db, now_ms: i64) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let done = sqlx::query(
