@@ -245,7 +245,15 @@ impl Running {
             task.await??;
         }
         self.decisions.flush().await;
-        self.idempotency.flush().await;
+        // Answers not written by then are lost like a crash would lose them:
+        // their retries run again into the ledger's own check.
+        let flushed = tokio::time::timeout(
+            std::time::Duration::from_millis(SHUTDOWN_FLUSH_MAX_MS),
+            self.idempotency.flush(),
+        );
+        if flushed.await.is_err() {
+            tracing::warn!("idempotent answers not all written at shutdown");
+        }
         self.ledger.close().await;
         Ok(())
     }
@@ -402,6 +410,9 @@ fn lock_database(path: &Path) -> anyhow::Result<std::fs::File> {
         Err(std::fs::TryLockError::Error(err)) => Err(err).with_context(|| format!("locking {}", lock_path.display())),
     }
 }
+
+/// How long a stop waits for idempotent answers to be written.
+pub const SHUTDOWN_FLUSH_MAX_MS: u64 = 10_000;
 
 /// How long finished jobs stay visible before they are deleted.
 pub const JOB_RETENTION_MS: i64 = 7 * 86_400_000;

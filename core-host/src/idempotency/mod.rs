@@ -157,23 +157,31 @@ impl Store {
 
 /// A finished answer from the table (the front knows the key is done).
 async fn read_stored(db: &Db, scope: &Scope, request_hash: &str) -> Result<Begin, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT request_hash, response_status, response_headers, response_body FROM idempotency_keys
-         WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3 AND state = 'done'",
-    )
-    .bind(scope.environment.as_str())
-    .bind(scope.account_id.as_str())
-    .bind(scope.key.as_str())
-    .fetch_optional(&db.relaxed)
-    .await?;
-    let Some(row) = row else {
+    let Some(row) = fetch_row(db, scope).await? else {
         return Ok(Begin::InProgress);
     };
     let stored_hash: String = row.try_get(0)?;
     if stored_hash != request_hash {
         return Ok(Begin::Reused);
     }
-    stored_answer(&row, 1)
+    if row.try_get::<String, _>(1)? != "done" {
+        return Ok(Begin::InProgress);
+    }
+    stored_answer(&row, 3)
+}
+
+/// A key's row: request_hash, state, lease_until_ms, response_status,
+/// response_headers, response_body, created_at_ms.
+async fn fetch_row(db: &Db, scope: &Scope) -> Result<Option<sqlx::any::AnyRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT request_hash, state, lease_until_ms, response_status, response_headers, response_body, created_at_ms
+         FROM idempotency_keys WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3",
+    )
+    .bind(scope.environment.as_str())
+    .bind(scope.account_id.as_str())
+    .bind(scope.key.as_str())
+    .fetch_optional(&db.relaxed)
+    .await
 }
 
 /// The answer in a row, from column `at` on (status, headers, body).
@@ -211,17 +219,8 @@ async fn begin_in_db(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) ->
             token,
         }));
     }
-    let row = sqlx::query(
-        "SELECT request_hash, state, lease_until_ms, response_status, response_headers, response_body, created_at_ms
-         FROM idempotency_keys WHERE environment = $1 AND account_id = $2 AND idempotency_key = $3",
-    )
-    .bind(scope.environment.as_str())
-    .bind(scope.account_id.as_str())
-    .bind(scope.key.as_str())
-    .fetch_optional(&db.relaxed)
-    .await?;
     // Purged between the two statements: the key is free; the retry takes it.
-    let Some(row) = row else {
+    let Some(row) = fetch_row(db, scope).await? else {
         return Ok(Begin::InProgress);
     };
     let created_at_ms: i64 = row.try_get(6)?;
