@@ -342,6 +342,7 @@ pub mod ledger_kit {
                 currency,
                 pending_timeout_at_ms: hold_until_ms,
             }],
+            effects: Vec::new(),
             now_ms: now_ms(),
         }
     }

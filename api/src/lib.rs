@@ -10,6 +10,7 @@
 pub mod access;
 pub mod headers;
 pub mod pagination;
+pub mod payouts;
 pub mod schema;
 pub mod signing;
 pub mod types;

@@ -321,7 +321,7 @@ pub fn transfer_request(body: &[u8]) -> Checked<TransferRequest> {
 
 /// `key=value` pairs of a query string (values are not percent-decoded:
 /// every parameter the API knows is plain ASCII).
-fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
     query
         .unwrap_or_default()
         .split('&')
@@ -383,6 +383,14 @@ pub enum RouteId {
     Balances,
     Decisions,
     OpenApi,
+    PayoutCreate,
+    PayoutList,
+    PayoutRetrieve,
+    PayoutCancel,
+    /// Daraja's asynchronous B2C result (unsigned by nature: a secret path token).
+    MpesaB2cResult,
+    /// Daraja's queue time-out notice for a B2C request.
+    MpesaB2cTimeout,
 }
 
 /// A route: method, path and the key scope it needs.
@@ -392,38 +400,114 @@ pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
     pub scope: &'static str,
+    /// In the OpenAPI document (provider callbacks are not part of the API).
+    pub documented: bool,
 }
 
 /// The scope of routes anyone may call without a key (the API document).
 pub const PUBLIC: &str = "";
 
 /// Every public route. A key's scopes are a subset of the scopes named here.
-pub const ROUTES: [Route; 4] = [
+pub const ROUTES: [Route; 10] = [
     Route {
         id: RouteId::Transfer,
         method: "POST",
         path: "/v1/payments/transfer",
         scope: "transfers:write",
+        documented: true,
     },
     Route {
         id: RouteId::Balances,
         method: "GET",
         path: "/v1/balances",
         scope: "balances:read",
+        documented: true,
     },
     Route {
         id: RouteId::Decisions,
         method: "GET",
         path: "/v1/rules/decisions",
         scope: "decisions:read",
+        documented: true,
     },
     Route {
         id: RouteId::OpenApi,
         method: "GET",
         path: "/v1/openapi.json",
         scope: PUBLIC,
+        documented: true,
+    },
+    Route {
+        id: RouteId::PayoutCreate,
+        method: "POST",
+        path: "/v1/payouts",
+        scope: "payouts:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::PayoutList,
+        method: "GET",
+        path: "/v1/payouts",
+        scope: "payouts:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::PayoutRetrieve,
+        method: "GET",
+        path: "/v1/payouts/{id}",
+        scope: "payouts:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::PayoutCancel,
+        method: "DELETE",
+        path: "/v1/payouts/{id}/cancel",
+        scope: "payouts:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::MpesaB2cResult,
+        method: "POST",
+        path: MPESA_B2C_RESULT_PATH,
+        scope: PUBLIC,
+        documented: false,
+    },
+    Route {
+        id: RouteId::MpesaB2cTimeout,
+        method: "POST",
+        path: MPESA_B2C_TIMEOUT_PATH,
+        scope: PUBLIC,
+        documented: false,
     },
 ];
+
+/// Where Daraja posts B2C results and queue time-outs; `{token}` is a
+/// secret only Nixo and Daraja know.
+pub const MPESA_B2C_RESULT_PATH: &str = "/callbacks/mpesa/b2c/result/{token}";
+pub const MPESA_B2C_TIMEOUT_PATH: &str = "/callbacks/mpesa/b2c/timeout/{token}";
+/// Longest path parameter (an id or a token).
+pub const PATH_PARAM_LEN_MAX: usize = 64;
+
+/// Whether `path` is an instance of the route template `template`
+/// (`{name}` matches one segment of letters, digits, `_` and `-`).
+pub fn path_matches(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps)) if ts.starts_with('{') && ts.ends_with('}') => {
+                let ok = !ps.is_empty()
+                    && ps.len() <= PATH_PARAM_LEN_MAX
+                    && ps.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !ok && ps != ts {
+                    return false;
+                }
+            }
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return false,
+        }
+    }
+}
 
 impl Route {
     /// Callable without a key.
@@ -434,7 +518,13 @@ impl Route {
 
 /// Every scope a key can hold.
 pub fn all_scopes() -> impl Iterator<Item = &'static str> {
-    ROUTES.iter().filter(|r| !r.is_public()).map(|r| r.scope)
+    let mut scopes: Vec<&'static str> = Vec::new();
+    for route in ROUTES.iter().filter(|r| !r.is_public()) {
+        if !scopes.contains(&route.scope) {
+            scopes.push(route.scope);
+        }
+    }
+    scopes.into_iter()
 }
 
 /// Why a method and path match no route.
@@ -447,7 +537,7 @@ pub enum RouteMiss {
 pub fn find_route(method: &str, path: &str) -> Result<&'static Route, RouteMiss> {
     let mut path_known = false;
     for route in &ROUTES {
-        if route.path == path {
+        if path_matches(route.path, path) {
             if route.method == method {
                 return Ok(route);
             }
@@ -463,7 +553,11 @@ pub fn find_route(method: &str, path: &str) -> Result<&'static Route, RouteMiss>
 
 /// The methods a path allows, for an `Allow` header (`"GET, POST"`).
 pub fn allowed_methods(path: &str) -> String {
-    let methods: Vec<&str> = ROUTES.iter().filter(|r| r.path == path).map(|r| r.method).collect();
+    let methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| path_matches(r.path, path))
+        .map(|r| r.method)
+        .collect();
     methods.join(", ")
 }
 
@@ -478,9 +572,22 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         }
         RouteId::Balances => balances_query(query).map(drop).and_then(|_| no_body(body)),
         RouteId::Decisions => decisions_query(query).map(drop).and_then(|_| no_body(body)),
-        RouteId::OpenApi => match query_pairs(query).next() {
+        RouteId::OpenApi | RouteId::PayoutRetrieve | RouteId::PayoutCancel => match query_pairs(query).next() {
             Some((name, _)) => Err(unknown_parameter(name)),
             None => no_body(body),
+        },
+        RouteId::PayoutCreate => {
+            if let Some((name, _)) = query_pairs(query).next() {
+                return Err(unknown_parameter(name));
+            }
+            crate::payouts::payout_request(body).map(drop)
+        }
+        RouteId::PayoutList => crate::payouts::payouts_query(query)
+            .map(drop)
+            .and_then(|_| no_body(body)),
+        RouteId::MpesaB2cResult | RouteId::MpesaB2cTimeout => match query_pairs(query).next() {
+            Some((name, _)) => Err(unknown_parameter(name)),
+            None => parse_object(body).map(drop),
         },
     }
 }
@@ -646,7 +753,18 @@ mod tests {
             Err(RouteMiss::MethodNotAllowed)
         );
         assert_eq!(find_route("GET", "/v1/nothing"), Err(RouteMiss::NotFound));
-        assert_eq!(all_scopes().count(), 3);
+        assert_eq!(all_scopes().count(), 5);
+        let one = find_route("GET", "/v1/payouts/pyt_1A2B").unwrap();
+        assert_eq!((one.id, one.scope), (RouteId::PayoutRetrieve, "payouts:read"));
+        assert_eq!(
+            find_route("DELETE", "/v1/payouts/pyt_1A2B/cancel").unwrap().id,
+            RouteId::PayoutCancel
+        );
+        assert_eq!(find_route("POST", "/v1/payouts/pyt_1A2B"), Err(RouteMiss::MethodNotAllowed));
+        assert_eq!(find_route("GET", "/v1/payouts/a.b"), Err(RouteMiss::NotFound));
+        assert_eq!(find_route("GET", "/v1/payouts//cancel"), Err(RouteMiss::NotFound));
+        assert_eq!(allowed_methods("/v1/payouts"), "POST, GET");
+        assert!(find_route("POST", "/callbacks/mpesa/b2c/result/abc").unwrap().is_public());
         let balances = find_route("GET", "/v1/balances").unwrap();
         assert_eq!(validate(balances, None, b"{}").unwrap_err().field, "body");
         assert_eq!(validate(balances, Some("wallet_id=101"), b""), Ok(()));

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod money;
 pub mod pagination;
 pub mod plugin_kit;
+pub mod providers;
 pub mod resources;
 pub mod rules;
 pub mod server;

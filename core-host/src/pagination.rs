@@ -13,12 +13,8 @@ use crate::services::{ServiceError, ServiceResult};
 use nixo_api::pagination::ListParams;
 use sqlx::any::AnyRow;
 
-/// A value bound to a list query's filter.
-#[derive(Debug, Clone)]
-pub enum Bind {
-    Int(i64),
-    Text(String),
-}
+pub use crate::db::Bind;
+use crate::db::bind_all;
 
 /// What to list: `SELECT {columns} FROM {from} WHERE {filter}`, where the
 /// filter uses `$1…$n` for `binds`.
@@ -39,19 +35,6 @@ pub struct Listing<'a> {
 pub struct PageRows {
     pub rows: Vec<AnyRow>,
     pub has_more: bool,
-}
-
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    binds: &'q [Bind],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    for bind in binds {
-        query = match bind {
-            Bind::Int(v) => query.bind(*v),
-            Bind::Text(v) => query.bind(v.as_str()),
-        };
-    }
-    query
 }
 
 /// The (created, id) of the object `id` in this listing.

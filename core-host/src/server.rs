@@ -165,6 +165,7 @@ async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootst
                     currency: kes,
                     pending_timeout_at_ms: None,
                 }],
+                effects: Vec::new(),
                 now_ms: chrono::Utc::now().timestamp_millis(),
             })
             .await?;

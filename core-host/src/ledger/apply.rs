@@ -2,7 +2,9 @@
 //! owns (a savepoint of the SQLite group commit, or a PostgreSQL
 //! transaction). On any error the caller rolls back: nothing half-applied.
 
-use super::{Environment, FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome};
+use super::{
+    Effect, Environment, FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome,
+};
 use crate::money::Currency;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
@@ -39,18 +41,55 @@ pub(super) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> Result<Writ
         WriteOp::Resolve {
             tx_id,
             resolution,
+            effects,
             now_ms,
         } => {
             let status = match resolution {
                 Resolution::Post(_) => TxStatus::Settled,
                 Resolution::Void => TxStatus::Voided,
             };
-            resolve(conn, *tx_id, *resolution, status, *now_ms)
-                .await
-                .map(WriteOutcome::Resolved)
+            let status = resolve(conn, *tx_id, *resolution, status, *now_ms).await?;
+            apply_effects(conn, effects, *now_ms).await?;
+            Ok(WriteOutcome::Resolved(status))
+        }
+        WriteOp::Effects { effects, now_ms } => {
+            apply_effects(conn, effects, *now_ms).await?;
+            Ok(WriteOutcome::Applied)
         }
         WriteOp::ExpireDue { now_ms, limit } => expire_due(conn, *now_ms, *limit).await.map(WriteOutcome::Expired),
     }
+}
+
+/// Runs the caller's effects, in order, on the operation's transaction.
+async fn apply_effects(conn: &mut AnyConnection, effects: &[Effect], now_ms: i64) -> Result<(), LedgerError> {
+    for effect in effects {
+        match effect {
+            Effect::Sql {
+                sql,
+                binds,
+                must_change,
+            } => {
+                let done = crate::db::bind_all(sqlx::query(sql), binds).execute(&mut *conn).await?;
+                if let Some(refusal) = must_change
+                    && done.rows_affected() == 0
+                {
+                    return Err(LedgerError::EffectRefused(refusal));
+                }
+            }
+            Effect::Event {
+                event_type,
+                account_id,
+                environment,
+                object,
+            } => {
+                crate::events::emit(conn, event_type, account_id, *environment, object, now_ms).await?;
+            }
+            Effect::Job(job) => {
+                crate::jobs::enqueue(conn, job, now_ms).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Applies deltas in ascending account order (no deadlocks between writers),
@@ -201,6 +240,7 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
     }
     let owners = apply_deltas(conn, &deltas).await?;
     emit_balance_events(conn, &owners, m.now_ms).await?;
+    apply_effects(conn, &m.effects, m.now_ms).await?;
     Ok(Recorded {
         tx_id,
         status: m.status,

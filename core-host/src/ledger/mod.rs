@@ -19,7 +19,7 @@ pub mod fx;
 pub mod verify;
 mod writer;
 
-use crate::db::{Backend, Db};
+use crate::db::{Backend, Bind, Db};
 use crate::money::Currency;
 use sqlx::Row;
 use std::sync::Arc;
@@ -186,7 +186,35 @@ pub struct Movement {
     pub metadata_json: String,
     pub error_code: Option<&'static str>,
     pub legs: Vec<Leg>,
+    /// The caller's own rows, written in the same database transaction
+    /// (skipped when the movement is a replay).
+    pub effects: Vec<Effect>,
     pub now_ms: i64,
+}
+
+/// A write of the caller's domain (a payout row, its history, an event, a
+/// job) that commits or rolls back with a ledger operation. The ledger runs
+/// them after its own rows; it knows nothing of what they mean.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// A statement with `$1…$n` bound to `binds`. With `must_change`, a
+    /// statement that changes no row undoes the whole operation
+    /// ([`LedgerError::EffectRefused`] with `refusal`): a guarded state
+    /// change that lost a race.
+    Sql {
+        sql: &'static str,
+        binds: Vec<Bind>,
+        must_change: Option<&'static str>,
+    },
+    /// An outbox event.
+    Event {
+        event_type: &'static str,
+        account_id: String,
+        environment: Environment,
+        object: serde_json::Value,
+    },
+    /// A durable job.
+    Job(crate::jobs::NewJob),
 }
 
 /// The result of recording a movement.
@@ -226,6 +254,9 @@ pub enum LedgerError {
     PendingExpired(i64),
     #[error("invalid operation: {0}")]
     Invalid(&'static str),
+    /// A guarded effect changed nothing (see [`Effect::Sql`]).
+    #[error("refused: {0}")]
+    EffectRefused(&'static str),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -237,6 +268,12 @@ pub(crate) enum WriteOp {
     Resolve {
         tx_id: i64,
         resolution: Resolution,
+        effects: Vec<Effect>,
+        now_ms: i64,
+    },
+    /// Effects alone (a state change that moves no money).
+    Effects {
+        effects: Vec<Effect>,
         now_ms: i64,
     },
     ExpireDue {
@@ -249,6 +286,7 @@ pub(crate) enum WriteOp {
 pub(crate) enum WriteOutcome {
     Recorded(Recorded),
     Resolved(TxStatus),
+    Applied,
     Expired(u64),
 }
 
@@ -342,14 +380,36 @@ impl Ledger {
 
     /// Posts or voids the open holds of a transaction.
     pub async fn resolve(&self, tx_id: i64, resolution: Resolution) -> Result<TxStatus, LedgerError> {
+        self.resolve_with(tx_id, resolution, Vec::new(), now_ms()).await
+    }
+
+    /// Posts or voids the open holds of a transaction and applies `effects`
+    /// in the same database transaction.
+    pub async fn resolve_with(
+        &self,
+        tx_id: i64,
+        resolution: Resolution,
+        effects: Vec<Effect>,
+        now_ms: i64,
+    ) -> Result<TxStatus, LedgerError> {
         let op = WriteOp::Resolve {
             tx_id,
             resolution,
-            now_ms: now_ms(),
+            effects,
+            now_ms,
         };
         match self.write(op).await? {
             WriteOutcome::Resolved(status) => Ok(status),
             other => unreachable!("resolve answered {other:?}"),
+        }
+    }
+
+    /// Applies `effects` atomically through the ledger's writer (on SQLite,
+    /// the one writing connection), without moving money.
+    pub async fn apply_effects(&self, effects: Vec<Effect>, now_ms: i64) -> Result<(), LedgerError> {
+        match self.write(WriteOp::Effects { effects, now_ms }).await? {
+            WriteOutcome::Applied => Ok(()),
+            other => unreachable!("effects answered {other:?}"),
         }
     }
 

@@ -215,6 +215,7 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
         metadata_json: Value::Object(cmd.metadata).to_string(),
         error_code: (status == TxStatus::Declined).then_some("transfer_declined"),
         legs,
+        effects: Vec::new(),
         now_ms,
     };
     let recorded = ledger.record(movement).await;

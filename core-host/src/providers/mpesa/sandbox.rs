@@ -1,0 +1,328 @@
+//! A Daraja sandbox that speaks Daraja's protocol: OAuth client
+//! credentials, B2C payment requests validated field by field (Daraja's
+//! error envelope for a bad one), a synchronous acceptance, and the result
+//! posted later to the request's `ResultURL`, the way Daraja does it —
+//! late, sometimes twice, sometimes not at all (then a Transaction Status
+//! query tells). A repeated `OriginatorConversationID` is the same payment.
+//!
+//! Outcomes by recipient MSISDN (the README lists them as magic values):
+//!
+//! | PartyB | result |
+//! |---|---|
+//! | `254700000001` | ResultCode 2001, the initiator information is invalid |
+//! | `254700000002` | ResultCode 1, the balance is insufficient |
+//! | `254700000017` | ResultCode 17, rule limited |
+//! | `254700002040` | ResultCode 2040, the recipient is not a registered customer |
+//! | `254700000007` | success, after the slow delay (a late result) |
+//! | `254700000008` | success, the result posted twice |
+//! | `254700000009` | success, but the result is never posted (a status query finds it) |
+//! | anything else | success after the result delay |
+
+use super::daraja::{B2cRequest, B2cResponse, ErrorResponse, KeyValue, OneOrMany, Parameters, ResultBody, ResultEnvelope, StatusQueryRequest, TokenResponse};
+use super::client::{B2C_PATH, STATUS_PATH, TOKEN_PATH};
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone)]
+pub struct SandboxDarajaConfig {
+    pub consumer_key: String,
+    pub consumer_secret: String,
+    pub shortcode: String,
+    /// Delay before an ordinary result is posted.
+    pub result_delay_ms: u64,
+    /// Delay before a late (`…0007`) result is posted.
+    pub slow_delay_ms: u64,
+}
+
+pub const MAGIC_INITIATOR_INVALID: &str = "254700000001";
+pub const MAGIC_BALANCE_INSUFFICIENT: &str = "254700000002";
+pub const MAGIC_RULE_LIMITED: &str = "254700000017";
+pub const MAGIC_NOT_REGISTERED: &str = "254700002040";
+pub const MAGIC_LATE: &str = "254700000007";
+pub const MAGIC_DUPLICATE: &str = "254700000008";
+pub const MAGIC_LOST: &str = "254700000009";
+/// Lifetime of a sandbox token.
+pub const TOKEN_LIFETIME_S: i64 = 3599;
+/// Times a callback is tried when the receiver does not answer 2xx.
+pub const CALLBACK_ATTEMPTS_MAX: u32 = 5;
+
+#[derive(Clone)]
+struct Payment {
+    request: B2cRequest,
+    answer: B2cResponse,
+    result: ResultEnvelope,
+}
+
+#[derive(Default)]
+struct Books {
+    tokens: HashMap<String, i64>,
+    payments: HashMap<String, Payment>,
+    next: u64,
+}
+
+#[derive(Clone)]
+struct Daraja {
+    config: SandboxDarajaConfig,
+    books: Arc<Mutex<Books>>,
+    client: reqwest::Client,
+}
+
+pub fn router(config: SandboxDarajaConfig) -> Router {
+    let daraja = Daraja {
+        config,
+        books: Arc::default(),
+        client: crate::providers::http_client(),
+    };
+    Router::new()
+        .route(TOKEN_PATH, get(token))
+        .route(B2C_PATH, post(b2c))
+        .route("/mpesa/b2c/v1/paymentrequest", post(b2c))
+        .route(STATUS_PATH, post(status_query))
+        .with_state(daraja)
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorResponse {
+        request_id: format!("{}-{}", rand::random::<u16>(), rand::random::<u32>()),
+        error_code: code.to_string(),
+        error_message: message.to_string(),
+    };
+    (status, Json(body)).into_response()
+}
+
+fn now_s() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn token(State(daraja): State<Daraja>, headers: HeaderMap) -> Response {
+    use base64::Engine as _;
+    let decode = |text: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+    };
+    let credentials = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(decode);
+    let expected = format!("{}:{}", daraja.config.consumer_key, daraja.config.consumer_secret);
+    if credentials.as_deref() != Some(expected.as_str()) {
+        return error(StatusCode::BAD_REQUEST, "400.008.01", "Invalid Authentication passed");
+    }
+    let token: String = (0..28).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
+    daraja
+        .books
+        .lock()
+        .expect("daraja books")
+        .tokens
+        .insert(token.clone(), now_s() + TOKEN_LIFETIME_S);
+    Json(TokenResponse {
+        access_token: token,
+        expires_in: Value::String(TOKEN_LIFETIME_S.to_string()),
+    })
+    .into_response()
+}
+
+fn authorised(daraja: &Daraja, headers: &HeaderMap) -> bool {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let books = daraja.books.lock().expect("daraja books");
+    token.and_then(|t| books.tokens.get(t)).is_some_and(|until| *until > now_s())
+}
+
+fn url_ok(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 2048
+}
+
+fn msisdn_ok(msisdn: &str) -> bool {
+    msisdn.len() == 12 && msisdn.starts_with("254") && msisdn.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Daraja's check of a B2C request, field by field.
+fn check(daraja: &Daraja, r: &B2cRequest) -> Result<(), &'static str> {
+    if r.initiator_name.is_empty() {
+        return Err("Bad Request - Invalid InitiatorName");
+    }
+    if r.security_credential.is_empty() {
+        return Err("Bad Request - Invalid SecurityCredential");
+    }
+    if !["BusinessPayment", "SalaryPayment", "PromotionPayment"].contains(&r.command_id.as_str()) {
+        return Err("Bad Request - Invalid CommandID");
+    }
+    if r.amount < 10 || r.amount > 250_000 {
+        return Err("Bad Request - Invalid Amount");
+    }
+    if r.party_a != daraja.config.shortcode {
+        return Err("Bad Request - Invalid PartyA");
+    }
+    if !msisdn_ok(&r.party_b) {
+        return Err("Bad Request - Invalid PartyB");
+    }
+    if !url_ok(&r.result_url) {
+        return Err("Bad Request - Invalid ResultURL");
+    }
+    if !url_ok(&r.queue_time_out_url) {
+        return Err("Bad Request - Invalid QueueTimeOutURL");
+    }
+    if r.originator_conversation_id.is_empty() || r.originator_conversation_id.len() > 64 {
+        return Err("Bad Request - Invalid OriginatorConversationID");
+    }
+    Ok(())
+}
+
+fn outcome(msisdn: &str) -> (i64, &'static str) {
+    match msisdn {
+        MAGIC_INITIATOR_INVALID => (2001, "The initiator information is invalid."),
+        MAGIC_BALANCE_INSUFFICIENT => (1, "The balance is insufficient for the transaction."),
+        MAGIC_RULE_LIMITED => (17, "Rule limited."),
+        MAGIC_NOT_REGISTERED => (
+            2040,
+            "Credit Party customer type (Unregistered or Registered Customer) can't be supported by the service.",
+        ),
+        _ => (0, "The service request is processed successfully."),
+    }
+}
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value,
+    }
+}
+
+fn result_for(r: &B2cRequest, conversation_id: &str, transaction_id: &str) -> ResultEnvelope {
+    let (code, description) = outcome(&r.party_b);
+    let parameters = (code == 0).then(|| Parameters {
+        items: OneOrMany::Many(vec![
+            kv("TransactionAmount", json!(r.amount)),
+            kv("TransactionReceipt", json!(transaction_id)),
+            kv("B2CRecipientIsRegisteredCustomer", json!("Y")),
+            kv("B2CChargesPaidAccountAvailableFunds", json!(0.0)),
+            kv("ReceiverPartyPublicName", json!(format!("{} - Sandbox Customer", r.party_b))),
+            kv(
+                "TransactionCompletedDateTime",
+                json!(chrono::Utc::now().format("%d.%m.%Y %H:%M:%S").to_string()),
+            ),
+        ]),
+    });
+    ResultEnvelope {
+        result: ResultBody {
+            result_type: json!(0),
+            result_code: json!(code),
+            result_desc: description.to_string(),
+            originator_conversation_id: r.originator_conversation_id.clone(),
+            conversation_id: conversation_id.to_string(),
+            transaction_id: Some(transaction_id.to_string()),
+            result_parameters: parameters,
+            reference_data: Some(json!({ "ReferenceItem": { "Key": "QueueTimeoutURL", "Value": r.queue_time_out_url } })),
+        },
+    }
+}
+
+/// Posts a callback, retrying a few times while the receiver fails.
+async fn deliver(client: reqwest::Client, url: String, body: Value, delay_ms: u64) {
+    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+    for attempt in 0..CALLBACK_ATTEMPTS_MAX {
+        match client.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => tracing::info!(status = %r.status(), attempt, "sandbox Daraja callback refused; retrying"),
+            Err(e) => tracing::info!(error = %e, attempt, "sandbox Daraja callback failed; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+    }
+}
+
+async fn b2c(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorised(&daraja, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "404.001.03", "Invalid Access Token");
+    }
+    let request: B2cRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid JSON"),
+    };
+    if let Err(message) = check(&daraja, &request) {
+        return error(StatusCode::BAD_REQUEST, "400.002.02", message);
+    }
+    let mut books = daraja.books.lock().expect("daraja books");
+    if let Some(seen) = books.payments.get(&request.originator_conversation_id) {
+        // The same request again: the same answer, no second payment.
+        return Json(seen.answer.clone()).into_response();
+    }
+    books.next += 1;
+    let n = books.next;
+    let conversation_id = format!("AG_{}_{:016x}", chrono::Utc::now().format("%Y%m%d"), n);
+    let transaction_id = format!("SBX{:07}", n);
+    let answer = B2cResponse {
+        conversation_id: conversation_id.clone(),
+        originator_conversation_id: request.originator_conversation_id.clone(),
+        response_code: "0".into(),
+        response_description: "Accept the service request successfully.".into(),
+    };
+    let result = result_for(&request, &conversation_id, &transaction_id);
+    books.payments.insert(
+        request.originator_conversation_id.clone(),
+        Payment {
+            request: request.clone(),
+            answer: answer.clone(),
+            result: result.clone(),
+        },
+    );
+    drop(books);
+    let body = serde_json::to_value(&result).expect("a result serialises");
+    let (delay, times) = match request.party_b.as_str() {
+        MAGIC_LOST => (0, 0),
+        MAGIC_LATE => (daraja.config.slow_delay_ms, 1),
+        MAGIC_DUPLICATE => (daraja.config.result_delay_ms, 2),
+        _ => (daraja.config.result_delay_ms, 1),
+    };
+    for _ in 0..times {
+        tokio::spawn(deliver(daraja.client.clone(), request.result_url.clone(), body.clone(), delay));
+    }
+    Json(answer).into_response()
+}
+
+/// The Transaction Status query: the payment's result, posted again to the
+/// query's `ResultURL` (Nixo reads it as the payment's result).
+async fn status_query(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorised(&daraja, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "404.001.03", "Invalid Access Token");
+    }
+    let query: StatusQueryRequest = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid JSON"),
+    };
+    if !url_ok(&query.result_url) || query.party_a != daraja.config.shortcode {
+        return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid ResultURL or PartyA");
+    }
+    let payment = daraja
+        .books
+        .lock()
+        .expect("daraja books")
+        .payments
+        .get(&query.original_conversation_id)
+        .cloned();
+    let Some(payment) = payment else {
+        return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid OriginalConversationID");
+    };
+    let _ = &payment.request;
+    let body = serde_json::to_value(&payment.result).expect("a result serialises");
+    tokio::spawn(deliver(daraja.client.clone(), query.result_url.clone(), body, daraja.config.result_delay_ms));
+    Json(B2cResponse {
+        conversation_id: payment.answer.conversation_id.clone(),
+        originator_conversation_id: query.original_conversation_id.clone(),
+        response_code: "0".into(),
+        response_description: "Accept the service request successfully.".into(),
+    })
+    .into_response()
+}
