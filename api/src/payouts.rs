@@ -135,18 +135,18 @@ fn recipient(value: Option<&Value>) -> Checked<(String, RecipientAccount)> {
             format!("Received unknown parameter: {field}"),
         ));
     }
-    let name = text(map, "full_name", "recipient.full_name")?
-        .ok_or_else(|| FieldError::missing("recipient.full_name"))?;
+    let name =
+        text(map, "full_name", "recipient.full_name")?.ok_or_else(|| FieldError::missing("recipient.full_name"))?;
     let name = bounded(name, "recipient.full_name", RECIPIENT_NAME_LEN_MAX)?;
     let iban = text(map, "account_iban", "recipient.account_iban")?;
     let phone = text(map, "phone_number", "recipient.phone_number")?;
     let account = match (iban, phone) {
-        (Some(iban), None) => RecipientAccount::Iban(bounded(iban, "recipient.account_iban", RECIPIENT_ACCOUNT_LEN_MAX)?),
-        (None, Some(phone)) => RecipientAccount::Phone(bounded(
-            phone,
-            "recipient.phone_number",
-            RECIPIENT_ACCOUNT_LEN_MAX,
-        )?),
+        (Some(iban), None) => {
+            RecipientAccount::Iban(bounded(iban, "recipient.account_iban", RECIPIENT_ACCOUNT_LEN_MAX)?)
+        }
+        (None, Some(phone)) => {
+            RecipientAccount::Phone(bounded(phone, "recipient.phone_number", RECIPIENT_ACCOUNT_LEN_MAX)?)
+        }
         (Some(_), Some(_)) => {
             return Err(FieldError::new(
                 "recipient.phone_number",
@@ -230,7 +230,10 @@ pub struct PayoutFilter {
 
 /// `created[gte]` arrives as is or percent-encoded (`created%5Bgte%5D`).
 fn decode_brackets(key: &str) -> String {
-    key.replace("%5B", "[").replace("%5b", "[").replace("%5D", "]").replace("%5d", "]")
+    key.replace("%5B", "[")
+        .replace("%5b", "[")
+        .replace("%5D", "]")
+        .replace("%5d", "]")
 }
 
 /// Parses the `GET /v1/payouts` query.
@@ -245,7 +248,10 @@ pub fn payouts_query(query: Option<&str>) -> Checked<(PayoutFilter, ListParams)>
         match key.as_str() {
             "status" => {
                 filter.status = Some(PAYOUT_STATUSES.into_iter().find(|s| *s == value).ok_or_else(|| {
-                    FieldError::new("status", format!("status must be one of {}", PAYOUT_STATUSES.join(", ")))
+                    FieldError::new(
+                        "status",
+                        format!("status must be one of {}", PAYOUT_STATUSES.join(", ")),
+                    )
                 })?);
             }
             "currency" => filter.currency = Some(schema::currency(Some(&Value::String(value.into())), "currency")?),
@@ -296,13 +302,22 @@ mod tests {
     fn bad_bodies_name_the_field() {
         let cases = [
             (r#"{"amount":1,"currency":"USD"}"#, "recipient"),
-            (r#"{"amount":1,"currency":"USD","recipient":{"account_iban":"x"}}"#, "recipient.full_name"),
-            (r#"{"amount":1,"currency":"USD","recipient":{"full_name":"A"}}"#, "recipient.account_iban"),
+            (
+                r#"{"amount":1,"currency":"USD","recipient":{"account_iban":"x"}}"#,
+                "recipient.full_name",
+            ),
+            (
+                r#"{"amount":1,"currency":"USD","recipient":{"full_name":"A"}}"#,
+                "recipient.account_iban",
+            ),
             (
                 r#"{"amount":1,"currency":"USD","recipient":{"full_name":"A","account_iban":"x","phone_number":"1"}}"#,
                 "recipient.phone_number",
             ),
-            (r#"{"amount":1,"currency":"USD","recipient":{"full_name":"A","iban":"x"}}"#, "recipient.iban"),
+            (
+                r#"{"amount":1,"currency":"USD","recipient":{"full_name":"A","iban":"x"}}"#,
+                "recipient.iban",
+            ),
             (
                 r#"{"amount":1,"currency":"USD","destination_country":"ma","recipient":{"full_name":"A","account_iban":"x"}}"#,
                 "destination_country",
@@ -311,9 +326,18 @@ mod tests {
                 r#"{"amount":1,"currency":"USD","method":"mpesa","recipient":{"full_name":"A","account_iban":"x"}}"#,
                 "method",
             ),
-            (r#"{"amount":1.001,"currency":"USD","recipient":{"full_name":"A","account_iban":"x"}}"#, "amount"),
-            (r#"{"amount":1,"currency":"USD","recipient":{"full_name":" ","account_iban":"x"}}"#, "recipient.full_name"),
-            (r#"{"amount":1,"currency":"USD","fee":1,"recipient":{"full_name":"A","account_iban":"x"}}"#, "fee"),
+            (
+                r#"{"amount":1.001,"currency":"USD","recipient":{"full_name":"A","account_iban":"x"}}"#,
+                "amount",
+            ),
+            (
+                r#"{"amount":1,"currency":"USD","recipient":{"full_name":" ","account_iban":"x"}}"#,
+                "recipient.full_name",
+            ),
+            (
+                r#"{"amount":1,"currency":"USD","fee":1,"recipient":{"full_name":"A","account_iban":"x"}}"#,
+                "fee",
+            ),
         ];
         for (body, field) in cases {
             let err = payout_request(body.as_bytes()).unwrap_err();
@@ -323,8 +347,10 @@ mod tests {
 
     #[test]
     fn list_filters() {
-        let (filter, page) =
-            payouts_query(Some("status=failed&currency=USD&created%5Bgte%5D=10&created[lte]=20&limit=3")).unwrap();
+        let (filter, page) = payouts_query(Some(
+            "status=failed&currency=USD&created%5Bgte%5D=10&created[lte]=20&limit=3",
+        ))
+        .unwrap();
         assert_eq!(filter.status, Some("failed"));
         assert_eq!(filter.currency.map(|c| c.code), Some("USD"));
         assert_eq!((filter.created_gte, filter.created_lte), (Some(10), Some(20)));

@@ -760,11 +760,18 @@ mod tests {
             find_route("DELETE", "/v1/payouts/pyt_1A2B/cancel").unwrap().id,
             RouteId::PayoutCancel
         );
-        assert_eq!(find_route("POST", "/v1/payouts/pyt_1A2B"), Err(RouteMiss::MethodNotAllowed));
+        assert_eq!(
+            find_route("POST", "/v1/payouts/pyt_1A2B"),
+            Err(RouteMiss::MethodNotAllowed)
+        );
         assert_eq!(find_route("GET", "/v1/payouts/a.b"), Err(RouteMiss::NotFound));
         assert_eq!(find_route("GET", "/v1/payouts//cancel"), Err(RouteMiss::NotFound));
         assert_eq!(allowed_methods("/v1/payouts"), "POST, GET");
-        assert!(find_route("POST", "/callbacks/mpesa/b2c/result/abc").unwrap().is_public());
+        assert!(
+            find_route("POST", "/callbacks/mpesa/b2c/result/abc")
+                .unwrap()
+                .is_public()
+        );
         let balances = find_route("GET", "/v1/balances").unwrap();
         assert_eq!(validate(balances, None, b"{}").unwrap_err().field, "body");
         assert_eq!(validate(balances, Some("wallet_id=101"), b""), Ok(()));

@@ -146,6 +146,7 @@ pub enum ObjectType {
     Balance,
     List,
     RuleDecision,
+    Payout,
 }
 
 /// Balances per currency (the Nixo document's shape).
@@ -261,6 +262,150 @@ pub struct RuleDecisionList {
     pub data: Vec<RuleDecision>,
 }
 
+/// Where a payout is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutStatus {
+    /// Accepted, funds held; not yet on its way (held for review when
+    /// `status_history` says `review`).
+    Pending,
+    /// On its way to the recipient through its rail.
+    Processing,
+    /// Delivered: the held funds were posted.
+    Succeeded,
+    /// Not delivered (`failure_code` says why): the held funds were released.
+    Failed,
+    /// Canceled before the rail accepted it: the held funds were released.
+    Canceled,
+}
+
+/// The recipient of a payout; the account number is masked but for its
+/// last four characters.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PayoutRecipient {
+    #[cfg_attr(feature = "openapi", schema(example = "Test User"))]
+    pub full_name: String,
+    /// Bank payouts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "************************4921"))]
+    pub account_iban: Option<String>,
+    /// M-Pesa payouts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "********5678"))]
+    pub phone_number: Option<String>,
+}
+
+/// One step of a payout's life.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PayoutStatusChange {
+    pub status: PayoutStatus,
+    /// Unix seconds.
+    pub at: i64,
+    /// Why (review, a rail's failure code, canceled_by_client …); null when plain.
+    pub reason: Option<String>,
+}
+
+/// A payout (the Nixo document's shape, with what a client needs to follow it).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "pyt_1A2B3C4D5E6F", "object": "payout", "amount": 250.00, "currency": "USD",
+    "status": "processing", "created": 1737849600, "destination_country": "MA",
+    "destination_currency": "USD", "destination_amount": 250.00, "exchange_rate": null,
+    "method": "bank", "recipient": {"full_name": "Test User", "account_iban": "************************4921"},
+    "fee": 1.25, "failure_code": null, "failure_message": null,
+    "status_history": [{"status": "pending", "at": 1737849600, "reason": null},
+                       {"status": "processing", "at": 1737849600, "reason": null}],
+    "description": null, "metadata": {}, "livemode": false
+})))]
+pub struct Payout {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^pyt_[A-Za-z0-9]+$"))]
+    pub id: String,
+    /// Always `payout`.
+    pub object: ObjectType,
+    /// In `currency`, as a JSON number with the currency's decimals.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 250.00))]
+    pub amount: Number,
+    pub currency: String,
+    pub status: PayoutStatus,
+    /// Unix seconds.
+    pub created: i64,
+    /// ISO 3166-1 alpha-2.
+    pub destination_country: String,
+    /// What the recipient receives.
+    pub destination_currency: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 250.00))]
+    pub destination_amount: Number,
+    /// Destination units per unit of `currency`, when the payout converts.
+    pub exchange_rate: Option<String>,
+    /// `bank` (ISO 20022 credit transfer) or `mpesa` (M-Pesa B2C).
+    pub method: String,
+    pub recipient: PayoutRecipient,
+    /// Nixo's fee, in `currency`, charged besides `amount`.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 1.25))]
+    pub fee: Number,
+    /// Why it failed: invalid_account_number, account_closed, insufficient_funds,
+    /// recipient_not_registered, risk_declined, rail_rejected, …
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub status_history: Vec<PayoutStatusChange>,
+    pub description: Option<String>,
+    pub metadata: serde_json::Map<String, Value>,
+    pub livemode: bool,
+}
+
+/// A page of payouts.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PayoutList {
+    /// Always `list`.
+    pub object: ObjectType,
+    pub url: String,
+    pub has_more: bool,
+    pub data: Vec<Payout>,
+}
+
+/// `POST /v1/payouts` body (its document schema is written out below).
+#[derive(Debug, Clone)]
+pub struct PayoutBody;
+
+/// `GET /v1/payouts` query.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct PayoutsQuery {
+    /// Only payouts in this status.
+    #[cfg_attr(feature = "openapi", param(inline, value_type = Option<PayoutStatus>))]
+    pub status: Option<String>,
+    /// Only payouts in this currency (ISO 4217).
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Z]{3}$", example = "USD"))]
+    pub currency: Option<String>,
+    /// Created at or after this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[gte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_gte: Option<i64>,
+    /// Created at or before this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[lte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_lte: Option<i64>,
+    /// Page size, 1 to 100 (default 10).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub limit: Option<i64>,
+    /// The id of the last payout of a page: the next (older) page.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub starting_after: Option<String>,
+    /// The id of the first payout of a page: the page before it (newer).
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub ending_before: Option<String>,
+}
+
 /// Document schemas that derives cannot express (the amount's decimals
 /// depend on the currency), as JSON Schema 2020-12. The OpenAPI generator
 /// puts them into `components.schemas` under these names.
@@ -356,12 +501,65 @@ pub mod document_schemas {
         })
     }
 
+    fn payout_body() -> Value {
+        use crate::payouts::{
+            DESCRIPTION_LEN_MAX, PAYOUT_FIELDS, PAYOUT_REQUIRED, RECIPIENT_ACCOUNT_LEN_MAX, RECIPIENT_NAME_LEN_MAX,
+        };
+        let mut body = transfer_body();
+        let text = |max: usize, example: &str| json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S", "example": example });
+        body["description"] = json!(
+            "A payout from your wallet in `currency` to a bank account (recipient.account_iban) or an M-Pesa \
+             number (recipient.phone_number, KES, whole shillings). The amount plus Nixo's fee is held at once \
+             and posted when the rail confirms delivery."
+        );
+        body["required"] = json!(PAYOUT_REQUIRED);
+        body["properties"] = json!({
+            "amount": { "$ref": "#/components/schemas/Amount" },
+            "currency": { "$ref": "#/components/schemas/CurrencyCode" },
+            "destination_country": { "type": ["string", "null"], "pattern": "^[A-Z]{2}$", "example": "MA",
+                "description": "ISO 3166-1 alpha-2; taken from the IBAN when left out" },
+            "destination_currency": { "anyOf": [{ "$ref": "#/components/schemas/CurrencyCode" }, { "type": "null" }],
+                "description": "What the recipient receives, when it is not `currency` (bank payouts): converted at the latest rate" },
+            "method": { "type": ["string", "null"], "enum": ["bank", "mpesa", null],
+                "description": "Chosen from the recipient when left out; must match it when given" },
+            "recipient": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["full_name"],
+                "properties": {
+                    "full_name": text(RECIPIENT_NAME_LEN_MAX, "Test User"),
+                    "account_iban": text(RECIPIENT_ACCOUNT_LEN_MAX, "MA64011519000001205000534921"),
+                    "phone_number": text(RECIPIENT_ACCOUNT_LEN_MAX, "254712345678"),
+                },
+                "oneOf": [
+                    { "required": ["account_iban"], "not": { "required": ["phone_number"] } },
+                    { "required": ["phone_number"], "not": { "required": ["account_iban"] } }
+                ]
+            },
+            "description": { "type": ["string", "null"], "minLength": 1, "maxLength": DESCRIPTION_LEN_MAX, "pattern": "\\S" },
+            "metadata": body["properties"]["metadata"].clone(),
+        });
+        let fields: Vec<&str> = body["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        debug_assert_eq!(fields.len(), PAYOUT_FIELDS.len());
+        body["example"] = json!({
+            "amount": 250.00, "currency": "USD", "destination_country": "MA",
+            "recipient": { "full_name": "Test User", "account_iban": "MA64011519000001205000534921" }
+        });
+        body
+    }
+
     /// (component name, schema)
     pub fn all() -> Vec<(&'static str, Value)> {
         vec![
             ("Amount", amount_any()),
             ("CurrencyCode", currency_code()),
             ("TransferBody", transfer_body()),
+            ("PayoutBody", payout_body()),
         ]
     }
 }
@@ -382,5 +580,10 @@ mod placeholders {
             impl utoipa::ToSchema for $ty {}
         )*};
     }
-    placeholder!(super::Amount, super::CurrencyCode, super::TransferBody);
+    placeholder!(
+        super::Amount,
+        super::CurrencyCode,
+        super::TransferBody,
+        super::PayoutBody
+    );
 }

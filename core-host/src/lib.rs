@@ -24,6 +24,7 @@ pub mod money;
 pub mod pagination;
 pub mod plugin_kit;
 pub mod providers;
+pub mod rail_wiring;
 pub mod resources;
 pub mod rules;
 pub mod server;

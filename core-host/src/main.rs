@@ -342,6 +342,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     ..RunnerConfig::default()
                 },
                 clock: nixo_core::clock::Clock::system(),
+                rails: nixo_core::rail_wiring::RailsConfig::from_env()?,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -594,7 +595,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     match &running.bootstrap {
         Some(first) => {
             println!(
-                "nixo: created sandbox account {} with KES wallets 101 and 102",
+                "nixo: created sandbox account {} with KES wallets 101 and 102 and USD wallet 103",
                 first.account_id
             );
             println!(

@@ -26,6 +26,9 @@ use tokio::task::JoinHandle;
 pub const SANDBOX_WALLETS: [i64; 2] = [101, 102];
 /// Sandbox funds credited to each of those wallets, in KES minor units.
 pub const SANDBOX_FUNDS_MINOR: i64 = 10_000_000; // 100,000.00 KES
+/// The sandbox USD wallet (the Nixo document's balance example: USD 12,500.50).
+pub const SANDBOX_USD_WALLET: i64 = 103;
+pub const SANDBOX_USD_FUNDS_MINOR: i64 = 1_250_050;
 /// Environment variable that overrides the gateway signing secret (to share
 /// it with a gateway deployed on Spin).
 pub const ENV_GATEWAY_SECRET: &str = "NIXO_GATEWAY_SIGNING_SECRET";
@@ -52,6 +55,8 @@ pub struct ServeConfig {
     pub jobs: RunnerConfig,
     /// The clock every service reads (tests move it).
     pub clock: Clock,
+    /// The payout rails: sandboxes in-process, or real endpoints.
+    pub rails: crate::rail_wiring::RailsConfig,
 }
 
 impl ServeConfig {
@@ -69,6 +74,7 @@ impl ServeConfig {
             edge_variables: BTreeMap::new(),
             jobs: RunnerConfig::default(),
             clock: Clock::system(),
+            rails: crate::rail_wiring::RailsConfig::default(),
         }
     }
 }
@@ -125,20 +131,26 @@ pub struct Bootstrap {
     pub sandbox_key: String,
 }
 
-/// Creates the sandbox account, its funded KES wallets 101 and 102 and a key.
+/// Creates the sandbox account, its funded KES wallets 101 and 102, its
+/// funded USD wallet 103 and a key.
 async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootstrap> {
     let kes = Currency::from_code("KES").expect("KES is ISO 4217");
     let env = Environment::Sandbox;
     let account_id = accounts::create(&ledger.db, env, "Sandbox account", 1).await?;
-    let funding = ledger.system_account(env, AccountKind::Funding, kes).await?;
-    for wallet in SANDBOX_WALLETS {
+    let usd = Currency::from_code("USD").expect("USD is ISO 4217");
+    let wallets = SANDBOX_WALLETS
+        .map(|w| (w, kes, SANDBOX_FUNDS_MINOR))
+        .into_iter()
+        .chain([(SANDBOX_USD_WALLET, usd, SANDBOX_USD_FUNDS_MINOR)]);
+    for (wallet, currency, funds) in wallets {
+        let funding = ledger.system_account(env, AccountKind::Funding, currency).await?;
         ledger
             .create_account(
                 Some(wallet),
                 Some(&account_id),
                 env,
                 AccountKind::Wallet,
-                kes,
+                currency,
                 ledger::FLAG_NO_OVERDRAFT,
             )
             .await?;
@@ -149,8 +161,8 @@ async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootst
                 account_id: account_id.clone(),
                 kind: "funding",
                 status: TxStatus::Settled,
-                amount_minor: SANDBOX_FUNDS_MINOR,
-                currency: kes,
+                amount_minor: funds,
+                currency,
                 fx: None,
                 from_wallet: None,
                 to_wallet: Some(wallet),
@@ -161,8 +173,8 @@ async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootst
                 legs: vec![Leg {
                     debit: funding,
                     credit: wallet,
-                    amount_minor: SANDBOX_FUNDS_MINOR,
-                    currency: kes,
+                    amount_minor: funds,
+                    currency,
                     pending_timeout_at_ms: None,
                 }],
                 effects: Vec::new(),
@@ -311,11 +323,21 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let rules_host = rules.clone();
     let decisions = crate::rules::decision_log::DecisionLog::spawn(db.clone());
     crate::metrics::handle();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (rails, rail_tasks) =
+        crate::rail_wiring::start(&config.rails, &gateway_secret, addr, shutdown_rx.clone()).await?;
+    let waker = runner::Waker::default();
     let services = Services {
         ledger: ledger.clone(),
         rules,
         decisions: decisions.clone(),
         clock: config.clock.clone(),
+        rails,
+        jobs: waker.clone(),
     };
     let state = AppState {
         services: services.clone(),
@@ -336,11 +358,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         },
     )?;
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let mut tasks = vec![
         tokio::spawn(edge::serve(gateway, listener, shutdown_rx.clone())),
         tokio::spawn(expire_holds(ledger.clone(), shutdown_rx.clone())),
@@ -350,10 +367,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             job_registry(&services, &idempotency),
             config.clock.clone(),
             config.jobs.clone(),
-            runner::Waker::default(),
+            waker,
             shutdown_rx.clone(),
         ),
     ];
+    tasks.extend(rail_tasks);
     let mut core_addr = None;
     if let Some(core_listen) = config.core_listen {
         let listener = TcpListener::bind(core_listen)
@@ -447,7 +465,30 @@ pub fn job_registry(services: &Services, idempotency: &crate::idempotency::Store
             }
         })
         .every(JOB_PURGE_JOB, JOB_PURGE_INTERVAL_MS);
+    register_payout_jobs(&mut registry, services);
     registry
+}
+
+/// The payout jobs: submission, the M-Pesa status check, the bank feed.
+fn register_payout_jobs(registry: &mut Registry, services: &Services) {
+    use crate::services::payouts::{SUBMIT_JOB, rails};
+    let s = services.clone();
+    registry.register(SUBMIT_JOB, move |job| {
+        let s = s.clone();
+        async move { rails::submit(&s, &s.rails, &job).await }
+    });
+    let s = services.clone();
+    registry.register(rails::MPESA_CHECK_JOB, move |job| {
+        let s = s.clone();
+        async move { rails::mpesa_check(&s, &s.rails, &job).await }
+    });
+    let s = services.clone();
+    registry
+        .register(rails::BANK_REPORTS_JOB, move |_job| {
+            let s = s.clone();
+            async move { rails::bank_reports(&s, &s.rails).await }
+        })
+        .every(rails::BANK_REPORTS_JOB, rails::BANK_REPORTS_INTERVAL_MS);
 }
 
 /// How often holds past their expiry are voided, and how many per round.

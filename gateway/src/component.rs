@@ -209,9 +209,12 @@ async fn gate_and_forward(
     forward(&req, route, &config, &record, body, resolved, request_id, now_ms).await
 }
 
-/// A route anyone may call (the API document): validated, then forwarded
-/// signed with no principal. No key, so no rate limit by key either.
+/// A route anyone may call (the API document, provider callbacks):
+/// validated, then forwarded signed with no principal. No key, so no rate limit by key either.
 async fn forward_public(req: &Request, route: &Route, request_id: &str) -> Result<Response, EdgeError> {
+    if req.body().len() > edge::BODY_LEN_MAX_BYTES {
+        return Err(edge::ERR_BODY_TOO_LARGE);
+    }
     let query = req.query();
     let query = (!query.is_empty()).then_some(query);
     schema::validate(route, query, req.body()).map_err(EdgeError::invalid)?;
@@ -222,19 +225,25 @@ async fn forward_public(req: &Request, route: &Route, request_id: &str) -> Resul
         &SignedParts {
             method: route.method,
             path_and_query: &path_and_query,
-            body: &[],
+            body: req.body(),
             principal: "",
             request_id,
         },
         unix_now_ms() / 1000,
     );
-    let out = Request::builder()
-        .method(Method::Get)
+    let method = match route.method {
+        "POST" => Method::Post,
+        _ => Method::Get,
+    };
+    let mut out = Request::builder();
+    out.method(method)
         .uri(edge::forward_url(&config.core_url, &path_and_query))
         .header(signing::REQUEST_ID_HEADER, request_id)
-        .header(signing::SIGNATURE_HEADER, signature)
-        .body(Vec::new())
-        .build();
+        .header(signing::SIGNATURE_HEADER, signature);
+    if !req.body().is_empty() {
+        out.header("content-type", "application/json");
+    }
+    let out = out.body(req.body().to_vec()).build();
     let core: Response = spin_sdk::http::send(out)
         .await
         .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;

@@ -8,11 +8,13 @@
 //! before any handler runs.
 
 mod balances;
+mod callbacks;
 mod decisions;
 pub mod idempotency;
 mod keys;
 pub mod openapi;
 mod ops;
+mod payouts;
 mod transfers;
 
 use crate::auth::{self, KeyHasher, Principal};
@@ -70,6 +72,8 @@ pub fn router(state: AppState) -> Router {
     let (documented, _) = documented_routes().split_for_parts();
     let api = documented
         .route(RESOLVE_PATH, post(keys::resolve))
+        .route(nixo_api::schema::MPESA_B2C_RESULT_PATH, post(callbacks::mpesa_result))
+        .route(nixo_api::schema::MPESA_B2C_TIMEOUT_PATH, post(callbacks::mpesa_timeout))
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), gatekeeper));
@@ -89,6 +93,9 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(balances::retrieve))
         .routes(routes!(decisions::list))
         .routes(routes!(openapi::serve))
+        .routes(routes!(payouts::create, payouts::list))
+        .routes(routes!(payouts::retrieve))
+        .routes(routes!(payouts::cancel))
 }
 
 /// The OpenAPI 3.1 document of the served API, generated from the routes

@@ -37,7 +37,7 @@ fn respond(caller: &Caller, recorded: &Recorded, reasons: &[String]) -> Response
     };
     let (http_status, envelope, status, error) = match recorded.status {
         TxStatus::Settled => (StatusCode::OK, EnvelopeStatus::Success, TransferStatus::Settled, None),
-        TxStatus::PendingReview => (
+        TxStatus::PendingReview | TxStatus::Pending => (
             StatusCode::ACCEPTED,
             EnvelopeStatus::Success,
             TransferStatus::PendingReview,

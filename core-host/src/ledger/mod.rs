@@ -112,6 +112,8 @@ pub struct Balance {
 /// Status of a client-visible transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxStatus {
+    /// Funds held while the money is on its way (a payout on its rail).
+    Pending,
     Settled,
     PendingReview,
     Declined,
@@ -122,6 +124,7 @@ pub enum TxStatus {
 impl TxStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            TxStatus::Pending => "PENDING",
             TxStatus::Settled => "SETTLED",
             TxStatus::PendingReview => "PENDING_REVIEW",
             TxStatus::Declined => "DECLINED",
@@ -132,6 +135,7 @@ impl TxStatus {
 
     pub fn parse(s: &str) -> Option<TxStatus> {
         [
+            Self::Pending,
             Self::Settled,
             Self::PendingReview,
             Self::Declined,

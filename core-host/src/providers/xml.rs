@@ -206,7 +206,9 @@ fn open(start: &quick_xml::events::BytesStart<'_>) -> Result<Element, XmlError> 
 }
 
 fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) -> Result<(), XmlError> {
-    let done = stack.pop().ok_or_else(|| XmlError("an end tag closes nothing".into()))?;
+    let done = stack
+        .pop()
+        .ok_or_else(|| XmlError("an end tag closes nothing".into()))?;
     match stack.last_mut() {
         Some(parent) => parent.children.push(done),
         None => *root = Some(done),

@@ -7,6 +7,7 @@
 
 pub mod balances;
 pub mod decisions;
+pub mod payouts;
 pub mod transfers;
 
 use crate::clock::Clock;
@@ -30,6 +31,10 @@ pub struct Services {
     pub rules: Arc<RuleHost>,
     pub decisions: DecisionLog,
     pub clock: Clock,
+    /// The rails payouts travel on.
+    pub rails: Arc<payouts::rails::PayoutRails>,
+    /// Wakes this process's job worker after an enqueue.
+    pub jobs: crate::jobs::runner::Waker,
 }
 
 type Text = Cow<'static, str>;

@@ -69,7 +69,10 @@ impl BankRail for HostToHost {
                     report.group_reason.as_deref().unwrap_or("RJCT"),
                     format!("the bank rejected the message (HTTP {status})"),
                 )),
-                (false, Err(_)) => Err(rejected(&format!("HTTP{}", status.as_u16()), text.chars().take(200).collect::<String>())),
+                (false, Err(_)) => Err(rejected(
+                    &format!("HTTP{}", status.as_u16()),
+                    text.chars().take(200).collect::<String>(),
+                )),
             }
         })
     }

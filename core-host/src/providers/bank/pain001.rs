@@ -25,7 +25,8 @@ pub fn render(t: &CreditTransfer) -> String {
         .child(Element::leaf("NbOfTxs", "1"))
         .child(Element::leaf("CtrlSum", &amount));
     if t.sepa {
-        payment = payment.child(Element::new("PmtTpInf").child(Element::new("SvcLvl").child(Element::leaf("Cd", "SEPA"))));
+        payment =
+            payment.child(Element::new("PmtTpInf").child(Element::new("SvcLvl").child(Element::leaf("Cd", "SEPA"))));
     }
     payment = payment
         .child(Element::new("ReqdExctnDt").child(Element::leaf("Dt", &t.execution_date)))
@@ -80,7 +81,10 @@ fn required<'a>(e: &'a Element, path: &[&str]) -> Result<&'a str, Invalid> {
 fn max_text<'a>(e: &'a Element, path: &[&str], max: usize) -> Result<&'a str, Invalid> {
     let text = required(e, path)?;
     if text.chars().count() > max {
-        return Err(invalid("CH16", format!("{} is longer than {max} characters", path.join("/"))));
+        return Err(invalid(
+            "CH16",
+            format!("{} is longer than {max} characters", path.join("/")),
+        ));
     }
     Ok(text)
 }
@@ -122,7 +126,10 @@ pub struct Parsed {
 pub fn parse(document: &str) -> Result<Parsed, Invalid> {
     let root = xml::parse(document).map_err(|e| invalid("FF01", e.to_string()))?;
     if root.name != "Document" || root.attribute("xmlns") != Some(NAMESPACE) {
-        return Err(invalid("FF01", format!("the root must be Document in the {NAMESPACE} namespace")));
+        return Err(invalid(
+            "FF01",
+            format!("the root must be Document in the {NAMESPACE} namespace"),
+        ));
     }
     let initiation = root
         .get("CstmrCdtTrfInitn")
@@ -163,7 +170,8 @@ pub fn parse(document: &str) -> Result<Parsed, Invalid> {
             .at(&["Amt", "InstdAmt"])
             .ok_or_else(|| invalid("FF01", "missing element Amt/InstdAmt"))?;
         let code = amount.attribute("Ccy").unwrap_or_default();
-        let currency = Currency::from_code(code).ok_or_else(|| invalid("AM11", format!("unknown currency '{code}'")))?;
+        let currency =
+            Currency::from_code(code).ok_or_else(|| invalid("AM11", format!("unknown currency '{code}'")))?;
         let text = amount.text.trim();
         if !decimal_ok(text) {
             return Err(invalid("AM12", format!("'{text}' is not a valid amount")));
@@ -257,7 +265,10 @@ mod tests {
         let good = render(&transfer());
         let cases = [
             (good.replace("pain.001.001.09", "pain.001.001.03"), "FF01"),
-            (good.replacen("<CtrlSum>250.00</CtrlSum>", "<CtrlSum>251.00</CtrlSum>", 1), "AM10"),
+            (
+                good.replacen("<CtrlSum>250.00</CtrlSum>", "<CtrlSum>251.00</CtrlSum>", 1),
+                "AM10",
+            ),
             (good.replace("DE89370400440532013000", "DE89370400440532013001"), "AC01"),
             (good.replace(">250.00</InstdAmt>", ">250.001</InstdAmt>"), "AM12"),
             (good.replace("<PmtMtd>TRF</PmtMtd>", "<PmtMtd>CHK</PmtMtd>"), "FF01"),

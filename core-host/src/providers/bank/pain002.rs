@@ -75,7 +75,9 @@ fn optional(e: &Element, path: &[&str]) -> Option<String> {
 pub fn parse(document: &str) -> Result<StatusReport, Unreadable> {
     let root = xml::parse(document).map_err(|e| Unreadable(e.to_string()))?;
     if root.name != "Document" || root.attribute("xmlns") != Some(NAMESPACE) {
-        return Err(Unreadable(format!("the root must be Document in the {NAMESPACE} namespace")));
+        return Err(Unreadable(format!(
+            "the root must be Document in the {NAMESPACE} namespace"
+        )));
     }
     let report = root
         .get("CstmrPmtStsRpt")

@@ -69,10 +69,15 @@ impl Daraja {
             .await
             .map_err(transient)?;
         if !response.status().is_success() {
-            return Err(transient(format!("Daraja refused the token request: HTTP {}", response.status())));
+            return Err(transient(format!(
+                "Daraja refused the token request: HTTP {}",
+                response.status()
+            )));
         }
         let token: TokenResponse = response.json().await.map_err(transient)?;
-        let lifetime = token.expires_in_s().ok_or_else(|| transient("Daraja's expires_in is not a number"))?;
+        let lifetime = token
+            .expires_in_s()
+            .ok_or_else(|| transient("Daraja's expires_in is not a number"))?;
         let until = now_s() + lifetime - TOKEN_RENEW_MARGIN_S;
         *self.token.lock().expect("token cache") = Some((token.access_token.clone(), until));
         Ok(token.access_token)
@@ -97,7 +102,9 @@ impl Daraja {
         let bytes = response.bytes().await.map_err(transient)?;
         if status.as_u16() == 401 {
             self.forget_token();
-            return Err(transient("Daraja refused the access token; a new one is fetched next time"));
+            return Err(transient(
+                "Daraja refused the access token; a new one is fetched next time",
+            ));
         }
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(transient(format!("Daraja answered HTTP {status}")));

@@ -180,8 +180,7 @@ pub fn whole_shillings(value: &Value) -> Option<i64> {
 
 /// A parsed result, or why it is not one.
 pub fn parse_result(body: &[u8]) -> Result<ResultBody, String> {
-    let envelope: ResultEnvelope =
-        serde_json::from_slice(body).map_err(|e| format!("not a Daraja result: {e}"))?;
+    let envelope: ResultEnvelope = serde_json::from_slice(body).map_err(|e| format!("not a Daraja result: {e}"))?;
     let result = envelope.result;
     if integer(&result.result_code).is_none() {
         return Err("ResultCode is not an integer".into());
@@ -218,7 +217,10 @@ mod tests {
         let ok = parse_result(SUCCESS.as_bytes()).unwrap();
         assert_eq!(integer(&ok.result_code), Some(0));
         assert_eq!(ok.parameter("TransactionAmount").and_then(whole_shillings), Some(2500));
-        assert_eq!(ok.parameter("TransactionReceipt").and_then(Value::as_str), Some("NLJ41HAY6Q"));
+        assert_eq!(
+            ok.parameter("TransactionReceipt").and_then(Value::as_str),
+            Some("NLJ41HAY6Q")
+        );
         let failed = parse_result(FAILURE.as_bytes()).unwrap();
         assert_eq!(integer(&failed.result_code), Some(2001));
         assert!(failed.parameter("TransactionAmount").is_none());
@@ -228,7 +230,13 @@ mod tests {
 
     #[test]
     fn amounts_are_whole_shillings() {
-        for (text, want) in [("100", Some(100)), ("100.0", Some(100)), ("\"100.00\"", Some(100)), ("100.5", None), ("-1", None)] {
+        for (text, want) in [
+            ("100", Some(100)),
+            ("100.0", Some(100)),
+            ("\"100.00\"", Some(100)),
+            ("100.5", None),
+            ("-1", None),
+        ] {
             let v: Value = serde_json::from_str(text).unwrap();
             assert_eq!(whole_shillings(&v), want, "{text}");
         }

@@ -18,8 +18,11 @@
 //! | `254700000009` | success, but the result is never posted (a status query finds it) |
 //! | anything else | success after the result delay |
 
-use super::daraja::{B2cRequest, B2cResponse, ErrorResponse, KeyValue, OneOrMany, Parameters, ResultBody, ResultEnvelope, StatusQueryRequest, TokenResponse};
 use super::client::{B2C_PATH, STATUS_PATH, TOKEN_PATH};
+use super::daraja::{
+    B2cRequest, B2cResponse, ErrorResponse, KeyValue, OneOrMany, Parameters, ResultBody, ResultEnvelope,
+    StatusQueryRequest, TokenResponse,
+};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -138,7 +141,9 @@ fn authorised(daraja: &Daraja, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let books = daraja.books.lock().expect("daraja books");
-    token.and_then(|t| books.tokens.get(t)).is_some_and(|until| *until > now_s())
+    token
+        .and_then(|t| books.tokens.get(t))
+        .is_some_and(|until| *until > now_s())
 }
 
 fn url_ok(url: &str) -> bool {
@@ -209,7 +214,10 @@ fn result_for(r: &B2cRequest, conversation_id: &str, transaction_id: &str) -> Re
             kv("TransactionReceipt", json!(transaction_id)),
             kv("B2CRecipientIsRegisteredCustomer", json!("Y")),
             kv("B2CChargesPaidAccountAvailableFunds", json!(0.0)),
-            kv("ReceiverPartyPublicName", json!(format!("{} - Sandbox Customer", r.party_b))),
+            kv(
+                "ReceiverPartyPublicName",
+                json!(format!("{} - Sandbox Customer", r.party_b)),
+            ),
             kv(
                 "TransactionCompletedDateTime",
                 json!(chrono::Utc::now().format("%d.%m.%Y %H:%M:%S").to_string()),
@@ -225,7 +233,9 @@ fn result_for(r: &B2cRequest, conversation_id: &str, transaction_id: &str) -> Re
             conversation_id: conversation_id.to_string(),
             transaction_id: Some(transaction_id.to_string()),
             result_parameters: parameters,
-            reference_data: Some(json!({ "ReferenceItem": { "Key": "QueueTimeoutURL", "Value": r.queue_time_out_url } })),
+            reference_data: Some(
+                json!({ "ReferenceItem": { "Key": "QueueTimeoutURL", "Value": r.queue_time_out_url } }),
+            ),
         },
     }
 }
@@ -287,7 +297,12 @@ async fn b2c(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::body:
         _ => (daraja.config.result_delay_ms, 1),
     };
     for _ in 0..times {
-        tokio::spawn(deliver(daraja.client.clone(), request.result_url.clone(), body.clone(), delay));
+        tokio::spawn(deliver(
+            daraja.client.clone(),
+            request.result_url.clone(),
+            body.clone(),
+            delay,
+        ));
     }
     Json(answer).into_response()
 }
@@ -303,7 +318,11 @@ async fn status_query(State(daraja): State<Daraja>, headers: HeaderMap, body: ax
         Err(_) => return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid JSON"),
     };
     if !url_ok(&query.result_url) || query.party_a != daraja.config.shortcode {
-        return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid ResultURL or PartyA");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "400.002.02",
+            "Bad Request - Invalid ResultURL or PartyA",
+        );
     }
     let payment = daraja
         .books
@@ -313,11 +332,20 @@ async fn status_query(State(daraja): State<Daraja>, headers: HeaderMap, body: ax
         .get(&query.original_conversation_id)
         .cloned();
     let Some(payment) = payment else {
-        return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid OriginalConversationID");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "400.002.02",
+            "Bad Request - Invalid OriginalConversationID",
+        );
     };
     let _ = &payment.request;
     let body = serde_json::to_value(&payment.result).expect("a result serialises");
-    tokio::spawn(deliver(daraja.client.clone(), query.result_url.clone(), body, daraja.config.result_delay_ms));
+    tokio::spawn(deliver(
+        daraja.client.clone(),
+        query.result_url.clone(),
+        body,
+        daraja.config.result_delay_ms,
+    ));
     Json(B2cResponse {
         conversation_id: payment.answer.conversation_id.clone(),
         originator_conversation_id: query.original_conversation_id.clone(),

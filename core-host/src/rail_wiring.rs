@@ -1,0 +1,211 @@
+//! Which rails a server pays out on: the sandbox bank and the sandbox
+//! Daraja (started in-process on loopback, the default), or real endpoints
+//! named by configuration. The clients are the same code either way.
+
+use crate::providers::bank::Debtor;
+use crate::providers::bank::host_to_host::HostToHost;
+use crate::providers::bank::sandbox::{self as bank_sandbox, SandboxBankConfig};
+use crate::providers::mpesa::client::{Daraja, DarajaConfig};
+use crate::providers::mpesa::sandbox::{self as daraja_sandbox, SandboxDarajaConfig};
+use crate::services::payouts::rails::{MPESA_RESULT_WAIT_MS, PayoutRails};
+use anyhow::Context;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Timings of the sandbox rails.
+#[derive(Debug, Clone)]
+pub struct SandboxTimings {
+    pub bank_settle_delay_ms: u64,
+    pub bank_slow_delay_ms: u64,
+    pub mpesa_result_delay_ms: u64,
+    pub mpesa_slow_delay_ms: u64,
+    /// How long Nixo waits for a Daraja result before asking.
+    pub mpesa_result_wait_ms: i64,
+}
+
+impl Default for SandboxTimings {
+    fn default() -> Self {
+        SandboxTimings {
+            bank_settle_delay_ms: 500,
+            bank_slow_delay_ms: 120_000,
+            mpesa_result_delay_ms: 300,
+            mpesa_slow_delay_ms: 20_000,
+            mpesa_result_wait_ms: MPESA_RESULT_WAIT_MS,
+        }
+    }
+}
+
+/// Real rail endpoints and credentials.
+#[derive(Debug, Clone)]
+pub struct LiveRails {
+    pub bank_url: String,
+    pub bank_token: String,
+    pub debtor: Debtor,
+    pub daraja: DarajaConfig,
+    /// The public base URL of the gateway (Daraja posts results there).
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum RailsConfig {
+    Sandbox(SandboxTimings),
+    Live(Box<LiveRails>),
+}
+
+impl Default for RailsConfig {
+    fn default() -> Self {
+        RailsConfig::Sandbox(SandboxTimings::default())
+    }
+}
+
+/// Environment variables of the live rails.
+pub const ENV_BANK_URL: &str = "NIXO_BANK_URL";
+const LIVE_VARIABLES: [&str; 12] = [
+    ENV_BANK_URL,
+    "NIXO_BANK_TOKEN",
+    "NIXO_BANK_DEBTOR_NAME",
+    "NIXO_BANK_DEBTOR_IBAN",
+    "NIXO_BANK_DEBTOR_BIC",
+    "NIXO_DARAJA_URL",
+    "NIXO_DARAJA_CONSUMER_KEY",
+    "NIXO_DARAJA_CONSUMER_SECRET",
+    "NIXO_DARAJA_SHORTCODE",
+    "NIXO_DARAJA_INITIATOR",
+    "NIXO_DARAJA_SECURITY_CREDENTIAL",
+    "NIXO_PUBLIC_URL",
+];
+
+impl RailsConfig {
+    /// Live rails when `NIXO_BANK_URL` is set (then every live variable
+    /// must be), the sandboxes otherwise.
+    pub fn from_env() -> anyhow::Result<RailsConfig> {
+        if std::env::var(ENV_BANK_URL).is_err() {
+            return Ok(RailsConfig::default());
+        }
+        let var = |name: &str| std::env::var(name).with_context(|| format!("{name} must be set for live rails"));
+        for name in LIVE_VARIABLES {
+            var(name)?;
+        }
+        Ok(RailsConfig::Live(Box::new(LiveRails {
+            bank_url: var("NIXO_BANK_URL")?,
+            bank_token: var("NIXO_BANK_TOKEN")?,
+            debtor: Debtor {
+                name: var("NIXO_BANK_DEBTOR_NAME")?,
+                iban: var("NIXO_BANK_DEBTOR_IBAN")?,
+                bic: var("NIXO_BANK_DEBTOR_BIC")?,
+            },
+            daraja: DarajaConfig {
+                base_url: var("NIXO_DARAJA_URL")?,
+                consumer_key: var("NIXO_DARAJA_CONSUMER_KEY")?,
+                consumer_secret: var("NIXO_DARAJA_CONSUMER_SECRET")?,
+                shortcode: var("NIXO_DARAJA_SHORTCODE")?,
+                initiator_name: var("NIXO_DARAJA_INITIATOR")?,
+                security_credential: var("NIXO_DARAJA_SECURITY_CREDENTIAL")?,
+                command_id: std::env::var("NIXO_DARAJA_COMMAND_ID").unwrap_or_else(|_| "BusinessPayment".into()),
+            },
+            public_url: var("NIXO_PUBLIC_URL")?,
+        })))
+    }
+}
+
+/// The secret path token of the M-Pesa callback URLs, derived from the
+/// gateway secret (stable across restarts and replicas, never stored).
+pub fn callback_token(gateway_secret: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(gateway_secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(b"nixo m-pesa callback path token");
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+async fn serve_on_loopback(
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await?;
+        Ok(())
+    });
+    Ok((addr, task))
+}
+
+fn random_secret() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The rails, and the sandbox servers started for them.
+pub async fn start(
+    config: &RailsConfig,
+    gateway_secret: &str,
+    public_addr: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<PayoutRails>, Vec<JoinHandle<anyhow::Result<()>>>)> {
+    let token = callback_token(gateway_secret);
+    match config {
+        RailsConfig::Live(live) => {
+            let rails = PayoutRails {
+                bank: Arc::new(HostToHost::new(&live.bank_url, &live.bank_token)),
+                mpesa: Arc::new(Daraja::new(live.daraja.clone())),
+                debtor: live.debtor.clone(),
+                initiating_party: live.debtor.name.clone(),
+                callback_base_url: live.public_url.clone(),
+                callback_token: token,
+                mpesa_result_wait_ms: MPESA_RESULT_WAIT_MS,
+            };
+            Ok((Arc::new(rails), Vec::new()))
+        }
+        RailsConfig::Sandbox(timings) => {
+            let bank_token = random_secret();
+            let (bank_addr, bank_task) = serve_on_loopback(
+                bank_sandbox::router(SandboxBankConfig {
+                    token: bank_token.clone(),
+                    settle_delay_ms: timings.bank_settle_delay_ms,
+                    slow_delay_ms: timings.bank_slow_delay_ms,
+                }),
+                shutdown.clone(),
+            )
+            .await?;
+            let daraja = SandboxDarajaConfig {
+                consumer_key: random_secret(),
+                consumer_secret: random_secret(),
+                shortcode: "600996".into(),
+                result_delay_ms: timings.mpesa_result_delay_ms,
+                slow_delay_ms: timings.mpesa_slow_delay_ms,
+            };
+            let (daraja_addr, daraja_task) =
+                serve_on_loopback(daraja_sandbox::router(daraja.clone()), shutdown).await?;
+            tracing::info!(bank = %bank_addr, daraja = %daraja_addr, "sandbox rails started");
+            let rails = PayoutRails {
+                bank: Arc::new(HostToHost::new(&format!("http://{bank_addr}"), &bank_token)),
+                mpesa: Arc::new(Daraja::new(DarajaConfig {
+                    base_url: format!("http://{daraja_addr}"),
+                    consumer_key: daraja.consumer_key,
+                    consumer_secret: daraja.consumer_secret,
+                    shortcode: daraja.shortcode,
+                    initiator_name: "nixo-sandbox".into(),
+                    security_credential: random_secret(),
+                    command_id: "BusinessPayment".into(),
+                })),
+                debtor: Debtor {
+                    name: "Nixo Finance Ltd".into(),
+                    iban: "GB82WEST12345698765432".into(),
+                    bic: "WESTGB2L".into(),
+                },
+                initiating_party: "Nixo Finance".into(),
+                callback_base_url: format!("http://{public_addr}"),
+                callback_token: token,
+                mpesa_result_wait_ms: timings.mpesa_result_wait_ms,
+            };
+            Ok((Arc::new(rails), vec![bank_task, daraja_task]))
+        }
+    }
+}
