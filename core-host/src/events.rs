@@ -15,13 +15,19 @@ use sqlx::{AnyConnection, Row};
 /// Event types emitted today.
 pub const BALANCE_UPDATED: &str = "balance.updated";
 
+/// An event id: `evt_`, a per-process sequence number (so that events of
+/// one millisecond list in the order they were emitted: lists order by
+/// creation time, then id) and 14 random base-62 characters.
 fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let suffix: String = rand::random::<[u8; 24]>()
+    let n = SEQUENCE.fetch_add(1, Ordering::Relaxed) % 10_000_000_000;
+    let suffix: String = rand::random::<[u8; 14]>()
         .iter()
         .map(|b| BASE62[usize::from(*b) % BASE62.len()] as char)
         .collect();
-    format!("evt_{suffix}")
+    format!("evt_{n:010}{suffix}")
 }
 
 /// Writes one event on `conn` (the transaction of the change).

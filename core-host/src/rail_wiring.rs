@@ -40,6 +40,32 @@ impl Default for SandboxTimings {
     }
 }
 
+impl SandboxTimings {
+    /// The defaults, with `NIXO_SANDBOX_BANK_SETTLE_MS`,
+    /// `NIXO_SANDBOX_BANK_SLOW_MS`, `NIXO_SANDBOX_MPESA_RESULT_MS`,
+    /// `NIXO_SANDBOX_MPESA_SLOW_MS` and `NIXO_MPESA_RESULT_WAIT_MS` overriding.
+    pub fn from_env() -> anyhow::Result<SandboxTimings> {
+        let mut t = SandboxTimings::default();
+        let read = |name: &str, slot: &mut u64| -> anyhow::Result<()> {
+            if let Ok(v) = std::env::var(name) {
+                *slot = v
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{name} must be milliseconds"))?;
+            }
+            Ok(())
+        };
+        read("NIXO_SANDBOX_BANK_SETTLE_MS", &mut t.bank_settle_delay_ms)?;
+        read("NIXO_SANDBOX_BANK_SLOW_MS", &mut t.bank_slow_delay_ms)?;
+        read("NIXO_SANDBOX_MPESA_RESULT_MS", &mut t.mpesa_result_delay_ms)?;
+        read("NIXO_SANDBOX_MPESA_SLOW_MS", &mut t.mpesa_slow_delay_ms)?;
+        let mut wait = t.mpesa_result_wait_ms as u64;
+        read("NIXO_MPESA_RESULT_WAIT_MS", &mut wait)?;
+        t.mpesa_result_wait_ms = i64::try_from(wait).context("NIXO_MPESA_RESULT_WAIT_MS is too large")?;
+        Ok(t)
+    }
+}
+
 /// Real rail endpoints and credentials.
 #[derive(Debug, Clone)]
 pub struct LiveRails {
@@ -85,7 +111,7 @@ impl RailsConfig {
     /// must be), the sandboxes otherwise.
     pub fn from_env() -> anyhow::Result<RailsConfig> {
         if std::env::var(ENV_BANK_URL).is_err() {
-            return Ok(RailsConfig::default());
+            return SandboxTimings::from_env().map(RailsConfig::Sandbox);
         }
         let var = |name: &str| std::env::var(name).with_context(|| format!("{name} must be set for live rails"));
         for name in LIVE_VARIABLES {
@@ -145,6 +171,7 @@ fn random_secret() -> String {
 /// The rails, and the sandbox servers started for them.
 pub async fn start(
     config: &RailsConfig,
+    data_dir: &std::path::Path,
     gateway_secret: &str,
     public_addr: SocketAddr,
     shutdown: watch::Receiver<bool>,
@@ -170,6 +197,7 @@ pub async fn start(
                     token: bank_token.clone(),
                     settle_delay_ms: timings.bank_settle_delay_ms,
                     slow_delay_ms: timings.bank_slow_delay_ms,
+                    state_file: Some(data_dir.join("sandbox-bank.json")),
                 }),
                 shutdown.clone(),
             )
@@ -180,6 +208,7 @@ pub async fn start(
                 shortcode: "600996".into(),
                 result_delay_ms: timings.mpesa_result_delay_ms,
                 slow_delay_ms: timings.mpesa_slow_delay_ms,
+                state_file: Some(data_dir.join("sandbox-daraja.json")),
             };
             let (daraja_addr, daraja_task) =
                 serve_on_loopback(daraja_sandbox::router(daraja.clone()), shutdown).await?;

@@ -328,8 +328,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (rails, rail_tasks) =
-        crate::rail_wiring::start(&config.rails, &gateway_secret, addr, shutdown_rx.clone()).await?;
+    let (rails, rail_tasks) = crate::rail_wiring::start(
+        &config.rails,
+        &config.data_dir,
+        &gateway_secret,
+        addr,
+        shutdown_rx.clone(),
+    )
+    .await?;
     let waker = runner::Waker::default();
     let services = Services {
         ledger: ledger.clone(),

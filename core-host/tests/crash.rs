@@ -3,70 +3,15 @@
 //! acknowledged is there exactly once, nothing is half-applied, and
 //! `nixo ledger verify` passes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-const NIXO: &str = env!("CARGO_BIN_EXE_nixo");
+mod common;
+
+use common::{spawn, verify};
+
 const CLIENTS: usize = 8;
-
-struct Server {
-    child: Child,
-    base: String,
-    key: Option<String>,
-}
-
-fn spawn(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(NIXO)
-        // A crash test, not a rate-limit test: lift the sandbox default.
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit-sandbox",
-            "1000000/1",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("NIXO_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nixo starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut base, mut key) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("nixo: API listening on ") {
-            base = Some(addr.to_string());
-        }
-        if let Some(k) = line.split("hash): ").nth(1) {
-            key = Some(k.to_string());
-        }
-        if line.contains("sandbox API key") || line.contains("existing installation") {
-            break;
-        }
-    }
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base: base.expect("listening line"),
-        key,
-    }
-}
-
-fn verify(data_dir: &std::path::Path) -> (bool, String) {
-    let out = Command::new(NIXO)
-        .args(["ledger", "verify", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_transfers_survive_sigkill() {

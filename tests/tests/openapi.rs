@@ -48,6 +48,7 @@ fn documented_requests_follow_the_gateways_rules() {
     let mut documented = openapi::operations(&doc);
     let mut known: Vec<(String, String)> = ROUTES
         .iter()
+        .filter(|r| r.documented)
         .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
     documented.sort();
@@ -77,7 +78,7 @@ fn documented_requests_follow_the_gateways_rules() {
 
     // Query parameters: each documented one is known to the parser, and an
     // undocumented one is refused.
-    for route in ROUTES.iter().filter(|r| r.method == "GET") {
+    for route in ROUTES.iter().filter(|r| r.method == "GET" && r.documented) {
         let op = &doc["paths"][route.path]["get"];
         let params: Vec<&str> = op["parameters"]
             .as_array()
@@ -89,10 +90,11 @@ fn documented_requests_follow_the_gateways_rules() {
             })
             .unwrap_or_default();
         for name in &params {
-            let sample = if name.contains("_after") || name.contains("_before") {
-                "x1"
-            } else {
-                "1"
+            let sample = match *name {
+                n if n.contains("_after") || n.contains("_before") => "x1",
+                "status" => "failed",
+                "currency" => "USD",
+                _ => "1",
             };
             let outcome = schema::validate(route, Some(&format!("{name}={sample}")), b"");
             assert!(

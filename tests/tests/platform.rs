@@ -181,8 +181,8 @@ async fn events_exist_exactly_when_their_change_committed(server: &TestServer) {
     let before = events::for_account(server.db(), &account).await.unwrap();
     assert_eq!(
         before.len(),
-        2,
-        "one balance.updated per funding of wallets 101 and 102"
+        3,
+        "one balance.updated per funding of wallets 101, 102 and 103"
     );
     let transactions = || count(server, "SELECT COUNT(*) FROM transactions");
     let tx_before = transactions().await;
@@ -190,7 +190,7 @@ async fn events_exist_exactly_when_their_change_committed(server: &TestServer) {
     let reply = server.post("/v1/payments/transfer", &transfer("10.00")).await;
     assert_eq!(reply.status, 200);
     let after = events::for_account(server.db(), &account).await.unwrap();
-    assert_eq!(after.len(), 3);
+    assert_eq!(after.len(), 4);
     let event = events::render(after.last().unwrap());
     assert_eq!(event["type"], "balance.updated");
     assert_eq!(event["object"], "event");
@@ -209,13 +209,13 @@ async fn events_exist_exactly_when_their_change_committed(server: &TestServer) {
     let failed = server.post("/v1/payments/transfer", &transfer("20.00")).await;
     assert_eq!(failed.status, 500, "{}", failed.body);
     assert_eq!(failed.error().0, "internal_error");
-    assert_eq!(events::for_account(server.db(), &account).await.unwrap().len(), 3);
+    assert_eq!(events::for_account(server.db(), &account).await.unwrap().len(), 4);
     assert_eq!(transactions().await, tx_before + 1);
     assert_eq!(server.wallet_balance(101).await.0, "99990.00");
 
     let reply = server.post("/v1/payments/transfer", &transfer("20.00")).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(events::for_account(server.db(), &account).await.unwrap().len(), 4);
+    assert_eq!(events::for_account(server.db(), &account).await.unwrap().len(), 5);
     assert_eq!(transactions().await, tx_before + 2);
 }
 

@@ -35,6 +35,8 @@ CREATE TABLE transactions (
     created_at_ms   INTEGER NOT NULL
 );
 INSERT INTO transactions SELECT * FROM transactions_before_0007;
+-- Ids keep starting above 10000.
+UPDATE sqlite_sequence SET seq = MAX(seq, 10000) WHERE name = 'transactions';
 INSERT INTO sqlite_sequence (name, seq)
     SELECT 'transactions', 10000 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'transactions');
 CREATE INDEX transactions_velocity ON transactions (from_wallet, created_at_ms);

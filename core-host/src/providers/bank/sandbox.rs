@@ -37,6 +37,9 @@ pub struct SandboxBankConfig {
     pub settle_delay_ms: u64,
     /// Delay before a `…0009` transfer settles.
     pub slow_delay_ms: u64,
+    /// Where the bank keeps its books across restarts (a real bank does not
+    /// forget a transfer when Nixo crashes); in memory only when `None`.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// Magic endings of creditor IBANs.
@@ -45,7 +48,7 @@ pub const MAGIC_AC04: &str = "0004";
 pub const MAGIC_AM04: &str = "0404";
 pub const MAGIC_SLOW: &str = "0009";
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Books {
     /// MsgId → (sha256 of the message, the answer given).
     messages: HashMap<String, (String, String)>,
@@ -72,9 +75,10 @@ fn now_text() -> String {
 
 /// The bank's HTTP interface.
 pub fn router(config: SandboxBankConfig) -> Router {
+    let books: Books = crate::providers::load_state(config.state_file.as_deref());
     let bank = Bank {
         config,
-        books: Arc::default(),
+        books: Arc::new(Mutex::new(books)),
     };
     Router::new()
         .route("/pain.001", post(submit))
@@ -95,6 +99,10 @@ fn xml(status: StatusCode, body: String) -> Response {
 }
 
 impl Books {
+    fn persist(&self, config: &SandboxBankConfig) {
+        crate::providers::save_state(config.state_file.as_deref(), self, "bank");
+    }
+
     fn report_id(&mut self) -> String {
         self.next_report += 1;
         format!("SBX-STS-{:08}", self.next_report)
@@ -204,6 +212,7 @@ async fn submit(State(bank): State<Bank>, headers: HeaderMap, body: String) -> R
         );
         books.scheduled.push((now + delay as i64, last));
     }
+    books.persist(&bank.config);
     xml(StatusCode::OK, accepted)
 }
 
@@ -222,7 +231,10 @@ async fn next_report(State(bank): State<Bank>, headers: HeaderMap, Query(query):
     books.scheduled.sort_by_key(|(due, _)| *due);
     let due = books.scheduled.iter().take_while(|(at, _)| *at <= now).count();
     let published: Vec<String> = books.scheduled.drain(..due).map(|(_, doc)| doc).collect();
-    books.feed.extend(published);
+    if !published.is_empty() {
+        books.feed.extend(published);
+        books.persist(&bank.config);
+    }
     let position = query.after.unwrap_or(0);
     match books.feed.get(position) {
         None => StatusCode::NO_CONTENT.into_response(),

@@ -42,6 +42,8 @@ pub struct SandboxDarajaConfig {
     pub result_delay_ms: u64,
     /// Delay before a late (`…0007`) result is posted.
     pub slow_delay_ms: u64,
+    /// Where Daraja keeps its payments across restarts; in memory when `None`.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 pub const MAGIC_INITIATOR_INVALID: &str = "254700000001";
@@ -56,15 +58,16 @@ pub const TOKEN_LIFETIME_S: i64 = 3599;
 /// Times a callback is tried when the receiver does not answer 2xx.
 pub const CALLBACK_ATTEMPTS_MAX: u32 = 5;
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Payment {
     request: B2cRequest,
     answer: B2cResponse,
     result: ResultEnvelope,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Books {
+    #[serde(skip)]
     tokens: HashMap<String, i64>,
     payments: HashMap<String, Payment>,
     next: u64,
@@ -78,9 +81,10 @@ struct Daraja {
 }
 
 pub fn router(config: SandboxDarajaConfig) -> Router {
+    let books: Books = crate::providers::load_state(config.state_file.as_deref());
     let daraja = Daraja {
         config,
-        books: Arc::default(),
+        books: Arc::new(Mutex::new(books)),
         client: crate::providers::http_client(),
     };
     Router::new()
@@ -288,6 +292,7 @@ async fn b2c(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::body:
             result: result.clone(),
         },
     );
+    crate::providers::save_state(daraja.config.state_file.as_deref(), &*books, "daraja");
     drop(books);
     let body = serde_json::to_value(&result).expect("a result serialises");
     let (delay, times) = match request.party_b.as_str() {

@@ -1,0 +1,68 @@
+//! A real `nixo serve` process for crash tests: started on an ephemeral
+//! port, its key and address read from its output, killed with SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+pub const NIXO: &str = env!("CARGO_BIN_EXE_nixo");
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub key: Option<String>,
+}
+
+pub fn spawn(data_dir: &std::path::Path) -> Server {
+    spawn_with(data_dir, &[])
+}
+
+/// Like [`spawn`], with extra environment variables.
+pub fn spawn_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
+    let mut child = Command::new(NIXO)
+        // A crash test, not a rate-limit test: lift the sandbox default.
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit-sandbox",
+            "1000000/1",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("NIXO_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nixo starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut base, mut key) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(addr) = line.strip_prefix("nixo: API listening on ") {
+            base = Some(addr.to_string());
+        }
+        if let Some(k) = line.split("hash): ").nth(1) {
+            key = Some(k.to_string());
+        }
+        if line.contains("sandbox API key") || line.contains("existing installation") {
+            break;
+        }
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        base: base.expect("listening line"),
+        key,
+    }
+}
+
+pub fn verify(data_dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(NIXO)
+        .args(["ledger", "verify", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
