@@ -9,14 +9,14 @@ use std::time::Duration;
 
 mod common;
 
-use common::{spawn, verify};
+use common::{spawn_with, verify};
 
 const CLIENTS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_transfers_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn(dir.path());
+    let mut server = spawn_with(dir.path(), &[]);
     let key = server.key.clone().expect("first start prints the key");
     let client = reqwest::Client::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -67,7 +67,7 @@ async fn acknowledged_transfers_survive_sigkill() {
     // Restart on the same directory: the ledger is whole.
     let (sound, report) = verify(dir.path());
     assert!(sound, "{report}");
-    let mut server = spawn(dir.path());
+    let mut server = spawn_with(dir.path(), &[]);
     assert!(server.key.is_none(), "a restart does not bootstrap again");
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("nixo.db").display()))
         .await

@@ -24,7 +24,7 @@ const ENV: [(&str, &str); 3] = [
 ];
 
 fn body(n: usize) -> String {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         json!({"amount": "10.00", "currency": "USD",
                "recipient": {"full_name": "Jane Doe", "account_iban": "MA64011519000001205000534921"}})
     } else {

@@ -11,11 +11,7 @@ pub struct Server {
     pub key: Option<String>,
 }
 
-pub fn spawn(data_dir: &std::path::Path) -> Server {
-    spawn_with(data_dir, &[])
-}
-
-/// Like [`spawn`], with extra environment variables.
+/// Starts `nixo serve` on `data_dir` with extra environment variables.
 pub fn spawn_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(NIXO)
         // A crash test, not a rate-limit test: lift the sandbox default.
