@@ -381,7 +381,7 @@ pub struct PayoutsQuery {
     #[cfg_attr(feature = "openapi", param(inline, value_type = Option<PayoutStatus>))]
     pub status: Option<String>,
     /// Only payouts in this currency (ISO 4217).
-    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Z]{3}$", example = "USD"))]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<CurrencyCode>))]
     pub currency: Option<String>,
     /// Created at or after this Unix time (seconds).
     #[cfg_attr(
