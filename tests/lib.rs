@@ -18,6 +18,38 @@ pub const SEED_TRANSFER: &str = r#"{
   }
 }"#;
 
+/// Runs `async fn $name(&TestServer)` as two tests, `$name::sqlite` and
+/// `$name::postgres`, each on a fresh server made by `$start(dir, database_url)`
+/// (default: [`start_on`] without an exposed core).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident) => {
+        $crate::on_both_databases!($name, $crate::start_on_database);
+    };
+    ($name:ident, $start:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let server = $start(dir.path(), None).await;
+                super::$name(&server).await;
+                server.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(pg) = $crate::PgDatabase::create(stringify!($name)).await else {
+                    return;
+                };
+                let dir = tempfile::tempdir().unwrap();
+                let server = $start(dir.path(), Some(pg.url.clone())).await;
+                super::$name(&server).await;
+                server.stop().await;
+            }
+        }
+    };
+}
+
 /// Compiled components are shared between tests (keyed by content hash).
 fn shared_cache_dir() -> PathBuf {
     std::env::temp_dir().join("nixo-test-compile-cache")
@@ -52,6 +84,11 @@ pub async fn start_on(
         key,
     )
     .await
+}
+
+/// A server on `database_url` (SQLite in `dir` when `None`), core not exposed.
+pub async fn start_on_database(dir: &Path, database_url: Option<String>) -> TestServer {
+    start_on(dir, None, false, database_url).await
 }
 
 /// Starts a server with `config` (the shared compile cache is filled in);

@@ -65,7 +65,7 @@ async fn acknowledged_transfers_survive_sigkill() {
     );
 
     // Restart on the same directory: the ledger is whole.
-    let (sound, report) = verify(dir.path());
+    let (sound, report) = verify(dir.path(), &[]);
     assert!(sound, "{report}");
     let mut server = spawn_with(dir.path(), &[]);
     assert!(server.key.is_none(), "a restart does not bootstrap again");

@@ -63,9 +63,27 @@ async fn get(client: &reqwest::Client, base: &str, key: &str, path: &str) -> Val
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payouts_survive_sigkill_at_every_step() {
+async fn payouts_survive_sigkill_at_every_step_on_sqlite() {
+    payouts_survive_sigkill_at_every_step(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payouts_survive_sigkill_at_every_step_on_postgres() {
+    let Some(url) = common::postgres_database("payout_crash").await else {
+        return;
+    };
+    payouts_survive_sigkill_at_every_step(Some(url.clone())).await;
+    common::drop_postgres_database(&url).await;
+}
+
+async fn payouts_survive_sigkill_at_every_step(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_with(dir.path(), &ENV);
+    let mut env: Vec<(&str, &str)> = ENV.to_vec();
+    if let Some(url) = &database_url {
+        env.push(("NIXO_DATABASE_URL", url.as_str()));
+    }
+    let database: Vec<(&str, &str)> = env.iter().filter(|(k, _)| *k == "NIXO_DATABASE_URL").copied().collect();
+    let mut server = spawn_with(dir.path(), &env);
     let key = server.key.clone().expect("first start prints the key");
     let client = reqwest::Client::new();
     // idempotency key → payout id, for every acknowledged payout.
@@ -90,9 +108,9 @@ async fn payouts_survive_sigkill_at_every_step() {
         tokio::time::sleep(Duration::from_millis(*wait)).await;
         server.child.kill().expect("SIGKILL");
         server.child.wait().unwrap();
-        let (sound, report) = verify(dir.path());
+        let (sound, report) = verify(dir.path(), &database);
         assert!(sound, "after kill {round}: {report}");
-        server = spawn_with(dir.path(), &ENV);
+        server = spawn_with(dir.path(), &env);
         assert!(server.key.is_none(), "a restart does not bootstrap again");
     }
     assert_eq!(
@@ -185,6 +203,6 @@ async fn payouts_survive_sigkill_at_every_step() {
     assert_eq!(amount("reserved", "KES"), "0.00");
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let (sound, report) = verify(dir.path());
+    let (sound, report) = verify(dir.path(), &database);
     assert!(sound, "{report}");
 }

@@ -7,7 +7,7 @@
 use nixo_core::events;
 use nixo_core::rail_wiring::{RailsConfig, SandboxTimings};
 use nixo_core::server::ServeConfig;
-use nixo_tests::{PgDatabase, Reply, TestServer, start_with};
+use nixo_tests::{Reply, TestServer, on_both_databases, start_with};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -49,31 +49,6 @@ async fn start(dir: &std::path::Path, database_url: Option<String>) -> TestServe
         None,
     )
     .await
-}
-
-macro_rules! on_both_databases {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let dir = tempfile::tempdir().unwrap();
-                let server = super::start(dir.path(), None).await;
-                super::$name(&server).await;
-                server.stop().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(pg) = super::PgDatabase::create(stringify!($name)).await else {
-                    return;
-                };
-                let dir = tempfile::tempdir().unwrap();
-                let server = super::start(dir.path(), Some(pg.url.clone())).await;
-                super::$name(&server).await;
-                server.stop().await;
-            }
-        }
-    };
 }
 
 /// Waits until the payout's rail state is `state` (submitted: the rail has it).
@@ -223,7 +198,7 @@ async fn the_documented_example_then_a_real_iban_pays_out(server: &TestServer) {
         .count();
     assert!(balance_events >= 4, "funding ×3, hold, post: {balance_events}");
 }
-on_both_databases!(the_documented_example_then_a_real_iban_pays_out);
+on_both_databases!(the_documented_example_then_a_real_iban_pays_out, super::start);
 
 async fn each_failure_reason_releases_the_hold(server: &TestServer) {
     let cases = [
@@ -249,7 +224,7 @@ async fn each_failure_reason_releases_the_hold(server: &TestServer) {
     assert_eq!(balance(server, "USD").await, ("12500.50".into(), "0.00".into()));
     assert_eq!(balance(server, "KES").await, ("200000.00".into(), "0.00".into()));
 }
-on_both_databases!(each_failure_reason_releases_the_hold);
+on_both_databases!(each_failure_reason_releases_the_hold, super::start);
 
 async fn cancel_is_allowed_until_the_rail_has_it(server: &TestServer) {
     // USD 10,000 is at the fraud rule's review threshold: held, pending.
@@ -300,7 +275,7 @@ async fn cancel_is_allowed_until_the_rail_has_it(server: &TestServer) {
         .await;
     assert_eq!(missing.status, 404);
 }
-on_both_databases!(cancel_is_allowed_until_the_rail_has_it);
+on_both_databases!(cancel_is_allowed_until_the_rail_has_it, super::start);
 
 async fn lists_filter_and_page(server: &TestServer) {
     let mut ids = Vec::new();
@@ -364,7 +339,7 @@ async fn lists_filter_and_page(server: &TestServer) {
         assert_eq!(bad.error().1, Some(field), "{query}");
     }
 }
-on_both_databases!(lists_filter_and_page);
+on_both_databases!(lists_filter_and_page, super::start);
 
 fn ids_created(list: &Reply) -> i64 {
     list.body["data"][0]["created"].as_i64().unwrap()
@@ -393,7 +368,7 @@ async fn create_is_idempotent(server: &TestServer) {
     assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
     assert_eq!(balance(server, "USD").await, ("12400.00".into(), "100.50".into()));
 }
-on_both_databases!(create_is_idempotent);
+on_both_databases!(create_is_idempotent, super::start);
 
 async fn mpesa_duplicate_late_and_lost_results(server: &TestServer) {
     let ok = create(server, &mpesa_body("2500", "0712 345 678")).await;
@@ -443,7 +418,7 @@ async fn mpesa_duplicate_late_and_lost_results(server: &TestServer) {
     assert_eq!(bad_number.status, 400);
     assert_eq!(bad_number.error().1, Some("recipient.phone_number"));
 }
-on_both_databases!(mpesa_duplicate_late_and_lost_results);
+on_both_databases!(mpesa_duplicate_late_and_lost_results, super::start);
 
 /// The callback URL's secret token, as the server derives it.
 fn callback_token(server: &TestServer) -> String {

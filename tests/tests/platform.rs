@@ -7,36 +7,11 @@ use futures_util::future::join_all;
 use nixo_core::events;
 use nixo_core::idempotency::{Begin, Scope, request_hash};
 use nixo_core::ledger::Environment;
-use nixo_tests::{PgDatabase, Reply, SEED_TRANSFER, TestServer, start_on};
+use nixo_tests::{PgDatabase, Reply, SEED_TRANSFER, TestServer, on_both_databases, start_on};
 use sqlx::Row;
 use std::time::{Duration, Instant};
 
 const HOUR_MS: i64 = 3_600_000;
-
-macro_rules! on_both_databases {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let dir = tempfile::tempdir().unwrap();
-                let server = nixo_tests::start_on(dir.path(), None, false, None).await;
-                super::$name(&server).await;
-                server.stop().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(pg) = nixo_tests::PgDatabase::create(stringify!($name)).await else {
-                    return;
-                };
-                let dir = tempfile::tempdir().unwrap();
-                let server = nixo_tests::start_on(dir.path(), None, false, Some(pg.url.clone())).await;
-                super::$name(&server).await;
-                server.stop().await;
-            }
-        }
-    };
-}
 
 fn transfer(amount: &str) -> String {
     format!(r#"{{"from_wallet":101,"to_wallet":102,"amount":"{amount}","currency":"KES"}}"#)

@@ -44,18 +44,9 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req = nixo_api::payouts::payout_request(&body)?;
     let command = CreatePayout {
         actor: caller.actor(),
-        amount_minor: req.amount_minor,
-        currency: req.currency,
-        destination_country: req.destination_country,
-        destination_currency: req.destination_currency,
-        method: req.method,
-        full_name: req.full_name,
-        account: req.account,
-        description: req.description,
-        metadata: req.metadata,
+        request: nixo_api::payouts::payout_request(&body)?,
         idempotency_key: super::idempotency_key(&headers)?,
     };
     let payout = payouts::create(&state.services, command).await?;

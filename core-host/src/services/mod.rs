@@ -8,6 +8,7 @@
 pub mod balances;
 pub mod decisions;
 pub mod payouts;
+pub mod risk;
 pub mod transfers;
 
 use crate::clock::Clock;

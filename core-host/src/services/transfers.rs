@@ -4,10 +4,10 @@
 
 use super::{Actor, ServiceError, ServiceResult, Services};
 use crate::ledger::fx::{self, FxError};
-use crate::ledger::{self, AccountKind, FxApplied, LedgerError, Leg, Movement, Recorded, TxStatus, Wallet};
-use crate::money::{Currency, MinorUnits};
-use crate::{accounts, rules};
-use serde_json::{Map, Value, json};
+use crate::ledger::{AccountKind, FxApplied, LedgerError, Leg, Movement, Recorded, TxStatus, Wallet};
+use crate::money::Currency;
+use crate::rules;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -137,46 +137,22 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
 
     let now_ms = services.clock.now_ms();
     let ledger = &services.ledger;
-    let account = accounts::facts(&ledger.db, &actor.account_id, now_ms).await?;
-    let last_hour = ledger.velocity(from.id, now_ms - HOUR_MS).await?;
-    let last_day = ledger.velocity(from.id, now_ms - 24 * HOUR_MS).await?;
-    let facts = rules::Transaction {
-        kind: rules::TransactionKind::Transfer,
-        amount: rules::Money {
-            amount: cmd.currency.to_decimal(cmd.amount_minor).to_string(),
-            currency: cmd.currency.code.to_string(),
+    // Wallet ids are not personal data: the log keeps the destination as is.
+    let (verdicts, logged_input) = super::risk::assess(
+        services,
+        actor,
+        super::risk::Subject {
+            kind: rules::TransactionKind::Transfer,
+            wallet: from.id,
+            amount_minor: cmd.amount_minor,
+            currency: cmd.currency,
+            destination: to.id.to_string(),
+            logged_destination: to.id.to_string(),
+            destination_country: None,
+            metadata: &cmd.metadata,
         },
-        source: from.id.to_string(),
-        destination: to.id.to_string(),
-        destination_country: None,
-        account: rules::AccountFacts {
-            kyc_level: account.kyc_level,
-            age_days: account.age_days,
-            sandbox: actor.environment == ledger::Environment::Sandbox,
-        },
-        velocity: rules::VelocityFacts {
-            count_last_hour: last_hour.count,
-            sum_last_hour: cmd.currency.to_decimal(last_hour.sum_minor).to_string(),
-            count_last_day: last_day.count,
-            sum_last_day: cmd.currency.to_decimal(last_day.sum_minor).to_string(),
-        },
-        metadata: cmd
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect(),
-    };
-    let verdicts = services.rules.check_fraud(&facts);
-    // What the rules saw, for the decision log (wallet ids are not personal data).
-    let logged_input = json!({
-        "kind": "transfer",
-        "amount": facts.amount.amount,
-        "currency": facts.amount.currency,
-        "source": facts.source,
-        "destination": facts.destination,
-        "account": { "kyc_level": account.kyc_level, "age_days": account.age_days },
-        "velocity": { "count_last_hour": last_hour.count, "count_last_day": last_day.count },
-    });
+    )
+    .await?;
 
     let status = match verdicts.verdict {
         rules::Verdict::Allow => TxStatus::Settled,

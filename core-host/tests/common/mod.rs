@@ -1,5 +1,7 @@
 //! A real `nixo serve` process for crash tests: started on an ephemeral
-//! port, its key and address read from its output, killed with SIGKILL.
+//! port, its key and address read from its output, killed with SIGKILL;
+//! and a throw-away PostgreSQL database. Each test crate uses part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -54,11 +56,51 @@ pub fn spawn_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
     }
 }
 
-pub fn verify(data_dir: &std::path::Path) -> (bool, String) {
+pub fn verify(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
     let out = Command::new(NIXO)
         .args(["ledger", "verify", "--data-dir"])
         .arg(data_dir)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A fresh PostgreSQL database on the local server, or `None` (said
+/// loudly) when there is none; in CI it must be there.
+const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Drops a database made by [`postgres_database`].
+pub async fn drop_postgres_database(url: &str) {
+    use sqlx::Connection;
+    let name = url.rsplit('/').next().unwrap_or_default();
+    if let Ok(mut admin) = sqlx::PgConnection::connect(ADMIN).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+    }
+}
+
+pub async fn postgres_database(label: &str) -> Option<String> {
+    use sqlx::Connection;
+    let mut admin = match sqlx::PgConnection::connect(ADMIN).await {
+        Ok(conn) => conn,
+        Err(err) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL is required in CI but not reachable at {ADMIN}: {err}")
+        }
+        Err(err) => {
+            eprintln!("\n*** SKIPPED: PostgreSQL is not reachable at {ADMIN}: {err}\n");
+            return None;
+        }
+    };
+    let name = format!("nixo_{label}_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .await
+        .ok()?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
 }

@@ -19,11 +19,11 @@ use crate::ledger::fx::{self, FxError};
 use crate::ledger::{AccountKind, Effect, FxApplied, LedgerError, Leg, Movement, Resolution, TxStatus};
 use crate::money::{Currency, MinorUnits};
 use crate::pagination::{self, Bind, Listing};
-use crate::{accounts, rules};
+use crate::rules;
 use nixo_api::pagination::ListParams;
-use nixo_api::payouts::{PayoutFilter, PayoutMethod, RecipientAccount};
+use nixo_api::payouts::{PayoutFilter, PayoutMethod, PayoutRequest, RecipientAccount};
 use nixo_api::types::PayoutStatus;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use store::Payout;
@@ -43,15 +43,7 @@ pub const SUBMIT_JOB: &str = "payout.submit";
 #[derive(Debug, Clone)]
 pub struct CreatePayout {
     pub actor: Actor,
-    pub amount_minor: i64,
-    pub currency: Currency,
-    pub destination_country: Option<String>,
-    pub destination_currency: Option<Currency>,
-    pub method: PayoutMethod,
-    pub full_name: String,
-    pub account: RecipientAccount,
-    pub description: Option<String>,
-    pub metadata: Map<String, Value>,
+    pub request: PayoutRequest,
     pub idempotency_key: Option<String>,
 }
 
@@ -119,49 +111,62 @@ async fn plan(services: &Services, cmd: &CreatePayout, wallet: i64, fee: i64, no
         currency,
         pending_timeout_at_ms: hold,
     };
-    let clearing_kind = match cmd.method {
+    let clearing_kind = match cmd.request.method {
         PayoutMethod::Bank => AccountKind::BankClearing,
         PayoutMethod::Mpesa => AccountKind::MpesaClearing,
     };
-    let to = cmd.destination_currency.unwrap_or(cmd.currency);
+    let to = cmd.request.destination_currency.unwrap_or(cmd.request.currency);
     let mut legs = Vec::new();
     if fee > 0 {
-        let fees = ledger.system_account(env, AccountKind::Fees, cmd.currency).await?;
-        legs.push(leg(wallet, fees, fee, cmd.currency));
+        let fees = ledger
+            .system_account(env, AccountKind::Fees, cmd.request.currency)
+            .await?;
+        legs.push(leg(wallet, fees, fee, cmd.request.currency));
     }
-    if to == cmd.currency {
+    if to == cmd.request.currency {
         let clearing = ledger.system_account(env, clearing_kind, to).await?;
-        legs.push(leg(wallet, clearing, cmd.amount_minor, to));
+        legs.push(leg(wallet, clearing, cmd.request.amount_minor, to));
         return Ok(Plan {
             destination_currency: to,
-            destination_amount_minor: cmd.amount_minor,
+            destination_amount_minor: cmd.request.amount_minor,
             fx: None,
             legs,
         });
     }
-    let rate = fx::latest_rate(&ledger.db, cmd.currency, to).await?.ok_or_else(|| {
-        ServiceError::invalid(
-            "destination_currency",
-            format!(
-                "No exchange rate from {} to {} is available",
-                cmd.currency.code, to.code
-            ),
-        )
-    })?;
-    let conversion = fx::convert(cmd.amount_minor, cmd.currency, to, rate.rate, rate.fee_bp).map_err(|e| match e {
+    let rate = fx::latest_rate(&ledger.db, cmd.request.currency, to)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                "destination_currency",
+                format!(
+                    "No exchange rate from {} to {} is available",
+                    cmd.request.currency.code, to.code
+                ),
+            )
+        })?;
+    let conversion = fx::convert(
+        cmd.request.amount_minor,
+        cmd.request.currency,
+        to,
+        rate.rate,
+        rate.fee_bp,
+    )
+    .map_err(|e| match e {
         FxError::TooSmall => ServiceError::invalid("amount", "Amount is too small to convert"),
         other => ServiceError::invalid("amount", other.to_string()),
     })?;
     let source_pool = ledger
-        .system_account(env, AccountKind::FxLiquidity, cmd.currency)
+        .system_account(env, AccountKind::FxLiquidity, cmd.request.currency)
         .await?;
     let destination_pool = ledger.system_account(env, AccountKind::FxLiquidity, to).await?;
     let clearing = ledger.system_account(env, clearing_kind, to).await?;
-    legs.push(leg(wallet, source_pool, conversion.net_minor, cmd.currency));
+    legs.push(leg(wallet, source_pool, conversion.net_minor, cmd.request.currency));
     legs.push(leg(destination_pool, clearing, conversion.to_amount_minor, to));
     if conversion.fee_minor > 0 {
-        let fees = ledger.system_account(env, AccountKind::Fees, cmd.currency).await?;
-        legs.push(leg(wallet, fees, conversion.fee_minor, cmd.currency));
+        let fees = ledger
+            .system_account(env, AccountKind::Fees, cmd.request.currency)
+            .await?;
+        legs.push(leg(wallet, fees, conversion.fee_minor, cmd.request.currency));
     }
     Ok(Plan {
         destination_currency: to,
@@ -189,103 +194,84 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
     {
         return Ok(existing);
     }
-    if cmd.method == PayoutMethod::Mpesa && cmd.destination_currency.is_some_and(|c| c.code != "KES") {
+    if cmd.request.method == PayoutMethod::Mpesa && cmd.request.destination_currency.is_some_and(|c| c.code != "KES") {
         return Err(ServiceError::invalid(
             "destination_currency",
             "M-Pesa payouts are received in KES",
         ));
     }
-    if cmd.method == PayoutMethod::Mpesa && cmd.currency.code != "KES" {
+    if cmd.request.method == PayoutMethod::Mpesa && cmd.request.currency.code != "KES" {
         return Err(ServiceError::invalid(
             "currency",
             "M-Pesa payouts are paid from a KES wallet: currency must be KES",
         ));
     }
     let now_ms = services.clock.now_ms();
-    let wallet = source_wallet(services, actor, cmd.currency).await?;
-    let sent_today = store::sent_since(&services.ledger.db, wallet, cmd.method.as_str(), now_ms - DAY_MS).await?;
+    let wallet = source_wallet(services, actor, cmd.request.currency).await?;
+    let sent_today = store::sent_since(
+        &services.ledger.db,
+        wallet,
+        cmd.request.method.as_str(),
+        now_ms - DAY_MS,
+    )
+    .await?;
 
     // The payout rule of the rail: validates and normalises (fail closed).
     let request = rules::PayoutRequest {
-        rail: match cmd.method {
+        rail: match cmd.request.method {
             PayoutMethod::Bank => rules::Rail::Bank,
             PayoutMethod::Mpesa => rules::Rail::Mpesa,
         },
-        destination: cmd.account.text().to_string(),
+        destination: cmd.request.account.text().to_string(),
         amount: rules::PayoutMoney {
-            amount: cmd.currency.to_decimal(cmd.amount_minor).to_string(),
-            currency: cmd.currency.code.to_string(),
+            amount: cmd.request.currency.to_decimal(cmd.request.amount_minor).to_string(),
+            currency: cmd.request.currency.code.to_string(),
         },
-        destination_country: cmd.destination_country.clone(),
-        sent_today: cmd.currency.to_decimal(sent_today).to_string(),
+        destination_country: cmd.request.destination_country.clone(),
+        sent_today: cmd.request.currency.to_decimal(sent_today).to_string(),
     };
     let rule_host = services.rules.clone();
     let routing = tokio::task::spawn_blocking(move || rule_host.check_payout(&request))
         .await
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!("payout rule task: {e}")))?
         .map_err(|refusal| {
-            let field = request_field(&refusal.field, &cmd.account);
+            let field = request_field(&refusal.field, &cmd.request.account);
             ServiceError::invalid(field, format!("{} ({})", refusal.message, refusal.code))
         })?;
     let fact = |key: &str| routing.facts.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let destination_country = cmd
+        .request
         .destination_country
         .clone()
         .or_else(|| fact("country"))
-        .or_else(|| (cmd.method == PayoutMethod::Mpesa).then(|| "KE".to_string()))
+        .or_else(|| (cmd.request.method == PayoutMethod::Mpesa).then(|| "KE".to_string()))
         .ok_or_else(|| ServiceError::invalid("destination_country", "destination_country is required"))?;
 
     let fee = fee_minor(
-        cmd.amount_minor,
-        match cmd.method {
+        cmd.request.amount_minor,
+        match cmd.request.method {
             PayoutMethod::Bank => FEE_BANK_BP,
             PayoutMethod::Mpesa => FEE_MPESA_BP,
         },
     );
     let plan = plan(services, &cmd, wallet, fee, now_ms).await?;
 
-    // The fraud rules.
+    let (verdicts, logged_input) = super::risk::assess(
+        services,
+        actor,
+        super::risk::Subject {
+            kind: rules::TransactionKind::Payout,
+            wallet,
+            amount_minor: cmd.request.amount_minor,
+            currency: cmd.request.currency,
+            destination: routing.destination.clone(),
+            logged_destination: store::mask(&routing.destination),
+            destination_country: Some(destination_country.clone()),
+            metadata: &cmd.request.metadata,
+        },
+    )
+    .await?;
     let ledger = &services.ledger;
-    let account = accounts::facts(&ledger.db, &actor.account_id, now_ms).await?;
-    let last_hour = ledger.velocity(wallet, now_ms - 3_600_000).await?;
-    let last_day = ledger.velocity(wallet, now_ms - DAY_MS).await?;
-    let facts = rules::Transaction {
-        kind: rules::TransactionKind::Payout,
-        amount: rules::Money {
-            amount: cmd.currency.to_decimal(cmd.amount_minor).to_string(),
-            currency: cmd.currency.code.to_string(),
-        },
-        source: wallet.to_string(),
-        destination: routing.destination.clone(),
-        destination_country: Some(destination_country.clone()),
-        account: rules::AccountFacts {
-            kyc_level: account.kyc_level,
-            age_days: account.age_days,
-            sandbox: actor.environment == crate::ledger::Environment::Sandbox,
-        },
-        velocity: rules::VelocityFacts {
-            count_last_hour: last_hour.count,
-            sum_last_hour: cmd.currency.to_decimal(last_hour.sum_minor).to_string(),
-            count_last_day: last_day.count,
-            sum_last_day: cmd.currency.to_decimal(last_day.sum_minor).to_string(),
-        },
-        metadata: cmd
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect(),
-    };
-    let verdicts = services.rules.check_fraud(&facts);
-    let logged_input = json!({
-        "kind": "payout",
-        "amount": facts.amount.amount,
-        "currency": facts.amount.currency,
-        "source": facts.source,
-        "destination": store::mask(&routing.destination),
-        "destination_country": destination_country,
-        "account": { "kyc_level": account.kyc_level, "age_days": account.age_days },
-        "velocity": { "count_last_hour": last_hour.count, "count_last_day": last_day.count },
-    });
 
     let id = new_id();
     let created = Payout {
@@ -294,19 +280,19 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
         account_id: actor.account_id.clone(),
         status: PayoutStatus::Pending,
         status_reason: None,
-        method: cmd.method,
+        method: cmd.request.method,
         wallet_id: wallet,
-        amount_minor: cmd.amount_minor,
-        currency: cmd.currency,
+        amount_minor: cmd.request.amount_minor,
+        currency: cmd.request.currency,
         fee_minor: fee,
         destination_country,
         destination_amount_minor: plan.destination_amount_minor,
         destination_currency: plan.destination_currency,
         fx_rate: plan.fx.as_ref().map(|f| f.rate.clone()),
-        recipient_name: cmd.full_name.clone(),
+        recipient_name: cmd.request.full_name.clone(),
         recipient_account: routing.destination.clone(),
-        description: cmd.description.clone(),
-        metadata: cmd.metadata.clone(),
+        description: cmd.request.description.clone(),
+        metadata: cmd.request.metadata.clone(),
         transaction_id: None,
         rail_state: store::RAIL_UNSUBMITTED,
         rail_reference: None,
@@ -361,8 +347,8 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
                 } else {
                     TxStatus::Pending
                 },
-                amount_minor: cmd.amount_minor,
-                currency: cmd.currency,
+                amount_minor: cmd.request.amount_minor,
+                currency: cmd.request.currency,
                 fx: plan.fx.clone(),
                 from_wallet: Some(wallet),
                 to_wallet: None,
@@ -397,8 +383,8 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
                 field: "amount".into(),
                 message: format!(
                     "Wallet {wallet} has insufficient available funds for this payout and its fee ({} {})",
-                    cmd.currency.minor_to_text(cmd.amount_minor + fee),
-                    cmd.currency.code
+                    cmd.request.currency.minor_to_text(cmd.request.amount_minor + fee),
+                    cmd.request.currency.code
                 )
                 .into(),
             });
