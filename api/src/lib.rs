@@ -15,3 +15,4 @@ pub mod schema;
 pub mod signing;
 pub mod types;
 pub mod versions;
+pub mod webhooks;

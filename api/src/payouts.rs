@@ -229,11 +229,23 @@ pub struct PayoutFilter {
 }
 
 /// `created[gte]` arrives as is or percent-encoded (`created%5Bgte%5D`).
-fn decode_brackets(key: &str) -> String {
+pub fn decode_brackets(key: &str) -> String {
     key.replace("%5B", "[")
         .replace("%5b", "[")
         .replace("%5D", "]")
         .replace("%5d", "]")
+}
+
+/// Latest Unix time a filter takes (9999-12-31T23:59:59Z).
+pub const UNIX_SECONDS_MAX: i64 = 253_402_300_799;
+
+/// A `created[…]` filter value: Unix seconds.
+pub fn unix_seconds(key: &str, value: &str) -> Checked<i64> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|s| (0..=UNIX_SECONDS_MAX).contains(s))
+        .ok_or_else(|| FieldError::new(key, format!("{key} must be a Unix time in seconds")))
 }
 
 /// Parses the `GET /v1/payouts` query.
@@ -256,11 +268,7 @@ pub fn payouts_query(query: Option<&str>) -> Checked<(PayoutFilter, ListParams)>
             }
             "currency" => filter.currency = Some(schema::currency(Some(&Value::String(value.into())), "currency")?),
             "created[gte]" | "created[lte]" => {
-                let seconds = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|s| (0..=253_402_300_799).contains(s))
-                    .ok_or_else(|| FieldError::new(key.clone(), format!("{key} must be a Unix time in seconds")))?;
+                let seconds = unix_seconds(&key, value)?;
                 if key == "created[gte]" {
                     filter.created_gte = Some(seconds);
                 } else {

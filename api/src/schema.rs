@@ -391,6 +391,17 @@ pub enum RouteId {
     MpesaB2cResult,
     /// Daraja's queue time-out notice for a B2C request.
     MpesaB2cTimeout,
+    WebhookEndpointCreate,
+    WebhookEndpointList,
+    WebhookEndpointRetrieve,
+    WebhookEndpointUpdate,
+    WebhookEndpointReplace,
+    WebhookEndpointDelete,
+    WebhookEndpointRotate,
+    WebhookAttempts,
+    EventList,
+    EventRetrieve,
+    EventResend,
 }
 
 /// A route: method, path and the key scope it needs.
@@ -408,7 +419,7 @@ pub struct Route {
 pub const PUBLIC: &str = "";
 
 /// Every public route. A key's scopes are a subset of the scopes named here.
-pub const ROUTES: [Route; 10] = [
+pub const ROUTES: [Route; 21] = [
     Route {
         id: RouteId::Transfer,
         method: "POST",
@@ -478,6 +489,83 @@ pub const ROUTES: [Route; 10] = [
         path: MPESA_B2C_TIMEOUT_PATH,
         scope: PUBLIC,
         documented: false,
+    },
+    Route {
+        id: RouteId::WebhookEndpointCreate,
+        method: "POST",
+        path: "/v1/webhook_endpoints",
+        scope: "webhooks:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::WebhookEndpointList,
+        method: "GET",
+        path: "/v1/webhook_endpoints",
+        scope: "webhooks:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::WebhookEndpointRetrieve,
+        method: "GET",
+        path: "/v1/webhook_endpoints/{id}",
+        scope: "webhooks:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::WebhookEndpointUpdate,
+        method: "POST",
+        path: "/v1/webhook_endpoints/{id}",
+        scope: "webhooks:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::WebhookEndpointReplace,
+        method: "PUT",
+        path: "/v1/webhook_endpoints/{id}",
+        scope: "webhooks:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::WebhookEndpointDelete,
+        method: "DELETE",
+        path: "/v1/webhook_endpoints/{id}",
+        scope: "webhooks:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::WebhookEndpointRotate,
+        method: "POST",
+        path: "/v1/webhook_endpoints/{id}/rotate_secret",
+        scope: "webhooks:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::WebhookAttempts,
+        method: "GET",
+        path: "/v1/webhook_endpoints/{id}/attempts",
+        scope: "webhooks:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::EventList,
+        method: "GET",
+        path: "/v1/events",
+        scope: "events:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::EventRetrieve,
+        method: "GET",
+        path: "/v1/events/{id}",
+        scope: "events:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::EventResend,
+        method: "POST",
+        path: "/v1/events/{id}/resend",
+        scope: "webhooks:write",
+        documented: true,
     },
 ];
 
@@ -572,7 +660,12 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         }
         RouteId::Balances => balances_query(query).map(drop).and_then(|_| no_body(body)),
         RouteId::Decisions => decisions_query(query).map(drop).and_then(|_| no_body(body)),
-        RouteId::OpenApi | RouteId::PayoutRetrieve | RouteId::PayoutCancel => match query_pairs(query).next() {
+        RouteId::OpenApi
+        | RouteId::PayoutRetrieve
+        | RouteId::PayoutCancel
+        | RouteId::WebhookEndpointRetrieve
+        | RouteId::WebhookEndpointDelete
+        | RouteId::EventRetrieve => match query_pairs(query).next() {
             Some((name, _)) => Err(unknown_parameter(name)),
             None => no_body(body),
         },
@@ -583,6 +676,28 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
             crate::payouts::payout_request(body).map(drop)
         }
         RouteId::PayoutList => crate::payouts::payouts_query(query)
+            .map(drop)
+            .and_then(|_| no_body(body)),
+        RouteId::WebhookEndpointCreate
+        | RouteId::WebhookEndpointUpdate
+        | RouteId::WebhookEndpointReplace
+        | RouteId::WebhookEndpointRotate
+        | RouteId::EventResend => {
+            if let Some((name, _)) = query_pairs(query).next() {
+                return Err(unknown_parameter(name));
+            }
+            use crate::webhooks;
+            match route.id {
+                RouteId::WebhookEndpointCreate => webhooks::endpoint_request(body, false).map(drop),
+                RouteId::WebhookEndpointRotate => webhooks::rotate_request(body).map(drop),
+                RouteId::EventResend => webhooks::resend_request(body).map(drop),
+                _ => webhooks::endpoint_request(body, true).map(drop),
+            }
+        }
+        RouteId::WebhookEndpointList | RouteId::WebhookAttempts => {
+            crate::webhooks::list_query(query).map(drop).and_then(|_| no_body(body))
+        }
+        RouteId::EventList => crate::webhooks::events_query(query)
             .map(drop)
             .and_then(|_| no_body(body)),
         RouteId::MpesaB2cResult | RouteId::MpesaB2cTimeout => match query_pairs(query).next() {
@@ -753,7 +868,7 @@ mod tests {
             Err(RouteMiss::MethodNotAllowed)
         );
         assert_eq!(find_route("GET", "/v1/nothing"), Err(RouteMiss::NotFound));
-        assert_eq!(all_scopes().count(), 5);
+        assert_eq!(all_scopes().count(), 8);
         let one = find_route("GET", "/v1/payouts/pyt_1A2B").unwrap();
         assert_eq!((one.id, one.scope), (RouteId::PayoutRetrieve, "payouts:read"));
         assert_eq!(

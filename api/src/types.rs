@@ -147,6 +147,9 @@ pub enum ObjectType {
     List,
     RuleDecision,
     Payout,
+    WebhookEndpoint,
+    WebhookAttempt,
+    Event,
 }
 
 /// Balances per currency (the Nixo document's shape).
@@ -402,6 +405,250 @@ pub struct PayoutsQuery {
     #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
     pub starting_after: Option<String>,
     /// The id of the first payout of a page: the page before it (newer).
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub ending_before: Option<String>,
+}
+
+/// An event type an endpoint can subscribe to, or `*` for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, ToSchema))]
+pub enum EventTypeName {
+    #[serde(rename = "*")]
+    All,
+    #[serde(rename = "payout.created")]
+    PayoutCreated,
+    #[serde(rename = "payout.processing")]
+    PayoutProcessing,
+    #[serde(rename = "payout.succeeded")]
+    PayoutSucceeded,
+    #[serde(rename = "payout.failed")]
+    PayoutFailed,
+    #[serde(rename = "payout.canceled")]
+    PayoutCanceled,
+    #[serde(rename = "balance.updated")]
+    BalanceUpdated,
+    #[serde(rename = "account.verified")]
+    AccountVerified,
+    #[serde(rename = "webhook_endpoint.disabled")]
+    WebhookEndpointDisabled,
+}
+
+/// Whether an endpoint receives deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointStatus {
+    Enabled,
+    Disabled,
+}
+
+/// `POST /v1/webhook_endpoints`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, ToSchema))]
+#[cfg_attr(feature = "openapi", serde(deny_unknown_fields))]
+pub struct WebhookEndpointCreateBody {
+    /// Where deliveries are posted: https (http and local addresses only in sandbox mode).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2048,
+            pattern = "^https?://[^@#/?]+([/?][!-~]*)?$",
+            example = "https://example.com/nixo/webhooks"
+        )
+    )]
+    pub url: String,
+    /// `["*"]` or event types.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 8))]
+    pub enabled_events: Vec<EventTypeName>,
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
+    pub description: Option<String>,
+    /// The API version events are rendered in (default: the current one).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(2025-01-01|2024-06-01)$"))]
+    pub api_version: Option<String>,
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `POST`/`PUT /v1/webhook_endpoints/{id}`: what to change.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, ToSchema))]
+#[cfg_attr(feature = "openapi", serde(deny_unknown_fields))]
+pub struct WebhookEndpointUpdateBody {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 2048, pattern = "^https?://[^@#/?]+([/?][!-~]*)?$")
+    )]
+    pub url: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 8))]
+    pub enabled_events: Option<Vec<EventTypeName>>,
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
+    pub description: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(2025-01-01|2024-06-01)$"))]
+    pub api_version: Option<String>,
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// `true` stops deliveries, `false` resumes them (and clears a disable).
+    pub disabled: Option<bool>,
+}
+
+/// `POST /v1/webhook_endpoints/{id}/rotate_secret`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, ToSchema))]
+#[cfg_attr(feature = "openapi", serde(deny_unknown_fields))]
+pub struct RotateSecretBody {
+    /// Seconds the old secret keeps signing (default 86400; 0 ends it now).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 604_800))]
+    pub expires_in: Option<i64>,
+}
+
+/// `POST /v1/events/{id}/resend`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, ToSchema))]
+#[cfg_attr(feature = "openapi", serde(deny_unknown_fields))]
+pub struct ResendBody {
+    /// The endpoint to send the event to.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^we_[A-Za-z0-9]+$"))]
+    pub endpoint: String,
+}
+
+/// A webhook endpoint. `secret` appears only in the answers that make one
+/// (create, rotate_secret): keep it, Nixo shows it once.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookEndpoint {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^we_[A-Za-z0-9]+$"))]
+    pub id: String,
+    pub object: ObjectType,
+    pub url: String,
+    pub description: Option<String>,
+    pub enabled_events: Vec<String>,
+    pub api_version: Option<String>,
+    pub status: EndpointStatus,
+    pub disabled_reason: Option<String>,
+    pub metadata: serde_json::Map<String, Value>,
+    pub livemode: bool,
+    pub created: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^whsec_[A-Za-z0-9]+$"))]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookEndpointList {
+    pub object: ObjectType,
+    pub url: String,
+    pub has_more: bool,
+    pub data: Vec<WebhookEndpoint>,
+}
+
+/// The answer to a delete.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeletedWebhookEndpoint {
+    pub id: String,
+    pub object: ObjectType,
+    pub deleted: bool,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookAttempt {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^wha_[A-Za-z0-9]+$"))]
+    pub id: String,
+    pub object: ObjectType,
+    pub event: String,
+    pub endpoint: String,
+    /// 1 for the first try.
+    pub attempt: i64,
+    /// The receiver's status; null when none came (timeout, refused connection, refused address).
+    pub http_status: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    /// When the next attempt is due (Unix seconds); null when none is.
+    pub next_retry_at: Option<i64>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookAttemptList {
+    pub object: ObjectType,
+    pub url: String,
+    pub has_more: bool,
+    pub data: Vec<WebhookAttempt>,
+}
+
+/// `data` of an event: the object after the change.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventData {
+    pub object: Value,
+}
+
+/// An event (kept 30 days).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Event {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^evt_[A-Za-z0-9]+$"))]
+    pub id: String,
+    pub object: ObjectType,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created: i64,
+    pub api_version: String,
+    pub livemode: bool,
+    pub data: EventData,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EventList {
+    pub object: ObjectType,
+    pub url: String,
+    pub has_more: bool,
+    pub data: Vec<Event>,
+}
+
+/// `GET /v1/events` query.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct EventsQuery {
+    /// Only events of this type.
+    #[cfg_attr(feature = "openapi", param(rename = "type", inline, value_type = Option<EventTypeName>))]
+    pub event_type: Option<String>,
+    /// Created at or after this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[gte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_gte: Option<i64>,
+    /// Created at or before this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[lte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_lte: Option<i64>,
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub limit: Option<i64>,
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub starting_after: Option<String>,
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub ending_before: Option<String>,
+}
+
+/// The list parameters alone.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct PageQuery {
+    /// Page size, 1 to 100 (default 10).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub limit: Option<i64>,
+    /// The id of the last object of a page: the next (older) page.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub starting_after: Option<String>,
+    /// The id of the first object of a page: the page before it (newer).
     #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
     pub ending_before: Option<String>,
 }

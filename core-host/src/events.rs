@@ -80,6 +80,19 @@ pub struct EventRow {
     pub created_at_ms: i64,
 }
 
+/// A row of `SELECT id, type, account_id, environment, api_version, data, created_at_ms`.
+pub fn from_row(r: &sqlx::any::AnyRow) -> Result<EventRow, sqlx::Error> {
+    Ok(EventRow {
+        id: r.try_get(0)?,
+        event_type: r.try_get(1)?,
+        account_id: r.try_get(2)?,
+        environment: r.try_get(3)?,
+        api_version: r.try_get(4)?,
+        data: r.try_get(5)?,
+        created_at_ms: r.try_get(6)?,
+    })
+}
+
 /// An account's events, oldest first (for delivery and tests).
 pub async fn for_account(db: &Db, account_id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
     let rows = sqlx::query(
@@ -89,17 +102,5 @@ pub async fn for_account(db: &Db, account_id: &str) -> Result<Vec<EventRow>, sql
     .bind(account_id)
     .fetch_all(&db.pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(EventRow {
-                id: r.try_get(0)?,
-                event_type: r.try_get(1)?,
-                account_id: r.try_get(2)?,
-                environment: r.try_get(3)?,
-                api_version: r.try_get(4)?,
-                data: r.try_get(5)?,
-                created_at_ms: r.try_get(6)?,
-            })
-        })
-        .collect()
+    rows.iter().map(from_row).collect()
 }

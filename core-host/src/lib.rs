@@ -30,3 +30,4 @@ pub mod rules;
 pub mod server;
 pub mod services;
 pub mod wasm_cache;
+pub mod webhooks;

@@ -343,6 +343,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 },
                 clock: nixo_core::clock::Clock::system(),
                 rails: nixo_core::rail_wiring::RailsConfig::from_env()?,
+                webhooks: Default::default(),
             })
             .await?;
             Ok(ExitCode::SUCCESS)

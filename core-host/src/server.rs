@@ -57,6 +57,8 @@ pub struct ServeConfig {
     pub clock: Clock,
     /// The payout rails: sandboxes in-process, or real endpoints.
     pub rails: crate::rail_wiring::RailsConfig,
+    /// How webhooks are delivered.
+    pub webhooks: crate::webhooks::delivery::WebhookConfig,
 }
 
 impl ServeConfig {
@@ -75,6 +77,7 @@ impl ServeConfig {
             jobs: RunnerConfig::default(),
             clock: Clock::system(),
             rails: crate::rail_wiring::RailsConfig::default(),
+            webhooks: crate::webhooks::delivery::WebhookConfig::default(),
         }
     }
 }
@@ -344,6 +347,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         clock: config.clock.clone(),
         rails,
         jobs: waker.clone(),
+        webhooks: Arc::new(crate::webhooks::delivery::Delivery::new(
+            config.webhooks.clone(),
+            crate::webhooks::Sealer::from_pepper(&pepper),
+        )),
     };
     let state = AppState {
         services: services.clone(),
@@ -472,7 +479,36 @@ pub fn job_registry(services: &Services, idempotency: &crate::idempotency::Store
         })
         .every(JOB_PURGE_JOB, JOB_PURGE_INTERVAL_MS);
     register_payout_jobs(&mut registry, services);
+    register_webhook_jobs(&mut registry, services);
     registry
+}
+
+/// Webhook jobs: fan events out to endpoints, deliver, purge old events.
+fn register_webhook_jobs(registry: &mut Registry, services: &Services) {
+    use crate::services::webhooks::{EVENT_PURGE_INTERVAL_MS, EVENT_PURGE_JOB, purge_events};
+    use crate::webhooks::delivery::{self, DELIVER_JOB, FANOUT_INTERVAL_MS, FANOUT_JOB};
+    let s = services.clone();
+    registry
+        .register(FANOUT_JOB, move |_job| {
+            let s = s.clone();
+            async move { delivery::fanout(&s).await }
+        })
+        .every(FANOUT_JOB, FANOUT_INTERVAL_MS);
+    let s = services.clone();
+    registry.register(DELIVER_JOB, move |job| {
+        let s = s.clone();
+        async move { delivery::deliver(&s, &s.webhooks, &job).await }
+    });
+    let s = services.clone();
+    registry
+        .register(EVENT_PURGE_JOB, move |_job| {
+            let s = s.clone();
+            async move {
+                purge_events(&s).await?;
+                Ok(())
+            }
+        })
+        .every(EVENT_PURGE_JOB, EVENT_PURGE_INTERVAL_MS);
 }
 
 /// The payout jobs: submission, the M-Pesa status check, the bank feed.

@@ -10,12 +10,14 @@
 mod balances;
 mod callbacks;
 mod decisions;
+mod events;
 pub mod idempotency;
 mod keys;
 pub mod openapi;
 mod ops;
 mod payouts;
 mod transfers;
+mod webhooks;
 
 use crate::auth::{self, KeyHasher, Principal};
 use crate::error::ApiError;
@@ -96,6 +98,18 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payouts::create, payouts::list))
         .routes(routes!(payouts::retrieve))
         .routes(routes!(payouts::cancel))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(
+            webhooks::retrieve,
+            webhooks::update,
+            webhooks::replace,
+            webhooks::delete
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::attempts))
+        .routes(routes!(events::list))
+        .routes(routes!(events::retrieve))
+        .routes(routes!(events::resend))
 }
 
 /// The OpenAPI 3.1 document of the served API, generated from the routes

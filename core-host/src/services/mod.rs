@@ -10,6 +10,7 @@ pub mod decisions;
 pub mod payouts;
 pub mod risk;
 pub mod transfers;
+pub mod webhooks;
 
 use crate::clock::Clock;
 use crate::ledger::{Environment, Ledger, LedgerError};
@@ -36,6 +37,8 @@ pub struct Services {
     pub rails: Arc<payouts::rails::PayoutRails>,
     /// Wakes this process's job worker after an enqueue.
     pub jobs: crate::jobs::runner::Waker,
+    /// Webhook delivery (configuration, client, sealed secrets).
+    pub webhooks: Arc<crate::webhooks::delivery::Delivery>,
 }
 
 type Text = Cow<'static, str>;

@@ -1,0 +1,422 @@
+//! Webhooks end to end: endpoints over HTTP through the gateway, events
+//! delivered from the outbox to a real receiver in this test, signatures
+//! checked by an implementation written here from the documented scheme
+//! (not the sender's code), retries, rotation, resend, live-mode address
+//! rules, and an endpoint disabled after continuous failure.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use nixo_core::rail_wiring::{RailsConfig, SandboxTimings};
+use nixo_core::server::ServeConfig;
+use nixo_core::webhooks::delivery::WebhookConfig;
+use nixo_tests::{TestServer, start_with};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the receiver got: (Nixo-Signature, raw body).
+#[derive(Default)]
+struct Inbox {
+    received: Mutex<Vec<(String, Vec<u8>)>>,
+    /// Answer 500 to this many requests first.
+    fail_first: AtomicUsize,
+    /// Answer 500 to everything.
+    always_fail: std::sync::atomic::AtomicBool,
+}
+
+async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+    let signature = headers
+        .get("nixo-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    inbox.received.lock().unwrap().push((signature, body.to_vec()));
+    if inbox.always_fail.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let failing = inbox
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn receiver() -> (String, Arc<Inbox>) {
+    let inbox = Arc::new(Inbox::default());
+    let app = Router::new().route("/hook", post(receive)).with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), inbox)
+}
+
+/// The receiver's check, from the documented scheme: `t=…,v1=…[,v1=…]`,
+/// HMAC-SHA256(secret, "{t}.{body}") in hex, 300 s tolerance.
+fn signed_by(secret: &str, header: &str, body: &[u8]) -> bool {
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for part in header.split(',') {
+        if let Some(v) = part.strip_prefix("t=") {
+            t = v.parse::<i64>().ok();
+        } else if let Some(v) = part.strip_prefix("v1=") {
+            v1.push(v.to_string());
+        }
+    }
+    let Some(t) = t else { return false };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    if (now - t).abs() > 300 {
+        return false;
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    v1.iter().filter_map(|v| hex::decode(v).ok()).any(|given| {
+        given.len() == expected.len() && given.iter().zip(expected.iter()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
+    })
+}
+
+fn config(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        rails: RailsConfig::Sandbox(SandboxTimings {
+            bank_settle_delay_ms: 100,
+            ..SandboxTimings::default()
+        }),
+        webhooks: WebhookConfig {
+            timeout_ms: 2_000,
+            retry_base_ms: 100,
+            retry_max_ms: 300,
+            attempts_max: 6,
+            disable_after_ms: 3 * 86_400_000,
+        },
+        ..ServeConfig::ephemeral(dir)
+    }
+}
+
+async fn endpoint(server: &TestServer, url: &str, events: Value) -> (String, String) {
+    let reply = server
+        .post(
+            "/v1/webhook_endpoints",
+            &json!({ "url": url, "enabled_events": events }).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["object"], "webhook_endpoint");
+    let secret = reply.body["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    (reply.body["id"].as_str().unwrap().to_string(), secret)
+}
+
+async fn pay_out(server: &TestServer) -> String {
+    let body = json!({ "amount": "10.00", "currency": "USD",
+        "recipient": { "full_name": "Jane", "account_iban": "MA64011519000001205000534921" } });
+    let reply = server.post("/v1/payouts", &body.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body["id"].as_str().unwrap().to_string()
+}
+
+/// Waits until `done` holds for what the receiver got.
+async fn wait_until(inbox: &Inbox, what: &str, done: impl Fn(&[(String, Vec<u8>)]) -> bool) -> Vec<(String, Vec<u8>)> {
+    let started = Instant::now();
+    loop {
+        let got = inbox.received.lock().unwrap().clone();
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waiting for {what}; got {} deliveries",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn types(got: &[(String, Vec<u8>)]) -> Vec<String> {
+    got.iter()
+        .map(|(_, body)| {
+            serde_json::from_slice::<Value>(body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payout_events_arrive_signed_and_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), None).await;
+    let (url, inbox) = receiver().await;
+    let (_, secret) = endpoint(&server, &url, json!(["*"])).await;
+    let payout = pay_out(&server).await;
+    let got = wait_until(&inbox, "the payout's events", |got| {
+        types(got).contains(&"payout.succeeded".to_string())
+    })
+    .await;
+    let kinds = types(&got);
+    for kind in [
+        "payout.created",
+        "payout.processing",
+        "payout.succeeded",
+        "balance.updated",
+    ] {
+        assert!(kinds.contains(&kind.to_string()), "{kind} in {kinds:?}");
+    }
+    for (signature, body) in &got {
+        assert!(signed_by(&secret, signature, body), "signed: {signature}");
+        assert!(!signed_by("whsec_other", signature, body));
+        let event: Value = serde_json::from_slice(body).unwrap();
+        assert!(event["id"].as_str().unwrap().starts_with("evt_"));
+        assert_eq!(event["object"], "event");
+        assert_eq!(event["api_version"], "2025-01-01");
+    }
+    let succeeded = got
+        .iter()
+        .map(|(_, b)| serde_json::from_slice::<Value>(b).unwrap())
+        .find(|e| e["type"] == "payout.succeeded")
+        .unwrap();
+    assert_eq!(succeeded["data"]["object"]["id"], payout.as_str());
+    assert_eq!(succeeded["data"]["object"]["status"], "succeeded");
+
+    // The event log over the API.
+    let listed = server.get("/v1/events?type=payout.succeeded").await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.body["data"][0]["id"], succeeded["id"]);
+    let one = server
+        .get(&format!("/v1/events/{}", succeeded["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(one.body["data"]["object"]["id"], payout.as_str());
+    assert_eq!(server.get("/v1/events/evt_nothing").await.status, 404);
+    assert_eq!(server.get("/v1/events?type=nothing").await.error().1, Some("type"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_gets_retries_until_it_succeeds_then_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), None).await;
+    let (url, inbox) = receiver().await;
+    inbox.fail_first.store(2, Ordering::SeqCst);
+    let (id, secret) = endpoint(&server, &url, json!(["payout.created"])).await;
+    pay_out(&server).await;
+    let got = wait_until(&inbox, "three tries", |got| got.len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let got_later = inbox.received.lock().unwrap().clone();
+    assert_eq!(got_later.len(), 3, "nothing after the success");
+    assert!(got.iter().all(|(s, b)| signed_by(&secret, s, b)));
+    let ids: Vec<Value> = got
+        .iter()
+        .map(|(_, b)| serde_json::from_slice::<Value>(b).unwrap()["id"].clone())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "the same event each time");
+
+    let attempts = server.get(&format!("/v1/webhook_endpoints/{id}/attempts")).await;
+    assert_eq!(attempts.status, 200, "{}", attempts.body);
+    let data = attempts.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    // Newest first: the success, then the two failures with their next retry.
+    assert_eq!(data[0]["http_status"], 200);
+    assert!(data[0]["next_retry_at"].is_null());
+    for failed in &data[1..] {
+        assert_eq!(failed["http_status"], 500);
+        assert!(failed["next_retry_at"].is_i64(), "{failed}");
+        assert!(failed["error"].as_str().unwrap().contains("500"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_signs_with_both_secrets_during_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), None).await;
+    let (url, inbox) = receiver().await;
+    let (id, old) = endpoint(&server, &url, json!(["payout.created"])).await;
+    let rotated = server
+        .post(
+            &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+            r#"{"expires_in":3600}"#,
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let new = rotated.body["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    pay_out(&server).await;
+    let got = wait_until(&inbox, "one delivery", |got| !got.is_empty()).await;
+    let (signature, body) = &got[0];
+    assert_eq!(signature.matches("v1=").count(), 2, "{signature}");
+    assert!(signed_by(&old, signature, body) && signed_by(&new, signature, body));
+
+    // The secret is never shown again.
+    let read = server.get(&format!("/v1/webhook_endpoints/{id}")).await;
+    assert!(read.body.get("secret").is_none());
+    assert!(!read.text.contains(&new));
+
+    // No grace: only the newest secret signs.
+    let now = server
+        .post(
+            &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+            r#"{"expires_in":0}"#,
+        )
+        .await;
+    let newest = now.body["secret"].as_str().unwrap().to_string();
+    pay_out(&server).await;
+    let got = wait_until(&inbox, "a second delivery", |got| got.len() >= 2).await;
+    let (signature, body) = &got[1];
+    assert_eq!(signature.matches("v1=").count(), 1);
+    assert!(signed_by(&newest, signature, body) && !signed_by(&new, signature, body));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_managed_and_resend_delivers_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), None).await;
+    let (url, inbox) = receiver().await;
+    let (id, _) = endpoint(&server, &url, json!(["payout.created"])).await;
+    let list = server.get("/v1/webhook_endpoints").await;
+    assert_eq!(list.body["data"][0]["id"], id.as_str());
+    assert!(list.body["data"][0].get("secret").is_none());
+
+    // Off: nothing is delivered.
+    let off = server
+        .post(&format!("/v1/webhook_endpoints/{id}"), r#"{"disabled":true}"#)
+        .await;
+    assert_eq!(off.body["status"], "disabled", "{}", off.body);
+    pay_out(&server).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(inbox.received.lock().unwrap().is_empty());
+    // Resend to a disabled endpoint is refused; back on, resend delivers.
+    let created = server.get("/v1/events?type=payout.created").await;
+    let event = created.body["data"][0]["id"].as_str().unwrap().to_string();
+    let refused = server
+        .post(
+            &format!("/v1/events/{event}/resend"),
+            &json!({ "endpoint": id }).to_string(),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let on = server
+        .send_with(
+            "PUT",
+            &format!("/v1/webhook_endpoints/{id}"),
+            &[],
+            Some(r#"{"disabled":false}"#),
+        )
+        .await;
+    assert_eq!(on.body["status"], "enabled");
+    let resent = server
+        .post(
+            &format!("/v1/events/{event}/resend"),
+            &json!({ "endpoint": id }).to_string(),
+        )
+        .await;
+    assert_eq!(resent.status, 200, "{}", resent.body);
+    let got = wait_until(&inbox, "the resent event", |got| !got.is_empty()).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&got[0].1).unwrap()["id"],
+        event.as_str()
+    );
+
+    // Bad bodies name the field; delete makes it gone.
+    let bad = server
+        .post("/v1/webhook_endpoints", r#"{"url":"ftp://x","enabled_events":["*"]}"#)
+        .await;
+    assert_eq!(bad.error(), ("invalid_request", Some("url")));
+    let bad = server
+        .post(
+            "/v1/webhook_endpoints",
+            &json!({"url": url, "enabled_events": ["payout.lost"]}).to_string(),
+        )
+        .await;
+    assert_eq!(bad.error().1, Some("enabled_events"));
+    let deleted = server
+        .send_with("DELETE", &format!("/v1/webhook_endpoints/{id}"), &[], None)
+        .await;
+    assert_eq!(deleted.body["deleted"], true);
+    assert_eq!(server.get(&format!("/v1/webhook_endpoints/{id}")).await.status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_days_is_disabled_with_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), None).await;
+    let (url, inbox) = receiver().await;
+    inbox.always_fail.store(true, Ordering::SeqCst);
+    let (id, _) = endpoint(&server, &url, json!(["payout.created"])).await;
+    let (witness_url, witness) = receiver().await;
+    endpoint(&server, &witness_url, json!(["webhook_endpoint.disabled"])).await;
+    pay_out(&server).await;
+    wait_until(&inbox, "a first failure", |got| !got.is_empty()).await;
+    // Three days pass (the injected clock) while it keeps failing.
+    server.running().clock.advance(3 * 86_400_000 + 1_000);
+    let started = Instant::now();
+    let disabled = loop {
+        let read = server.get(&format!("/v1/webhook_endpoints/{id}")).await;
+        if read.body["status"] == "disabled" {
+            break read;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "still {}", read.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(disabled.body["disabled_reason"].as_str().unwrap().contains("days"));
+    let told = wait_until(&witness, "webhook_endpoint.disabled", |got| !got.is_empty()).await;
+    let event: Value = serde_json::from_slice(&told[0].1).unwrap();
+    assert_eq!(event["type"], "webhook_endpoint.disabled");
+    assert_eq!(event["data"]["object"]["id"], id.as_str());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_endpoints_must_be_https_and_public() {
+    use nixo_core::auth::{self, KeyAccess};
+    use nixo_core::ledger::Environment;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), None).await;
+    let account = nixo_core::accounts::create(server.db(), Environment::Live, "Live account", 2)
+        .await
+        .unwrap();
+    let hasher = nixo_core::server::key_hasher(dir.path()).unwrap();
+    let key = auth::create_key(server.db(), &hasher, &account, Environment::Live, &KeyAccess::default())
+        .await
+        .unwrap()
+        .key;
+    let create = |url: &str| json!({ "url": url, "enabled_events": ["*"] }).to_string();
+    for (url, why) in [
+        ("http://example.com/hook", "https"),
+        ("https://127.0.0.1/hook", "private"),
+        ("https://10.1.2.3/hook", "private"),
+        ("https://[::1]/hook", "private"),
+        ("https://169.254.169.254/latest", "private"),
+    ] {
+        let reply = server
+            .send("POST", "/v1/webhook_endpoints", Some(&key), Some(&create(url)))
+            .await;
+        assert_eq!(reply.status, 400, "{url}: {}", reply.body);
+        assert_eq!(reply.error().1, Some("url"));
+        assert!(
+            reply.body["error"]["message"].as_str().unwrap().contains(why),
+            "{url}: {}",
+            reply.body
+        );
+    }
+    // Sandbox may use http on this machine, for development.
+    let sandbox = server
+        .post("/v1/webhook_endpoints", &create("http://127.0.0.1:9/hook"))
+        .await;
+    assert_eq!(sandbox.status, 200, "{}", sandbox.body);
+    server.stop().await;
+}
