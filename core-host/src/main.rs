@@ -1,5 +1,7 @@
 //! The `nixo` command.
 
+mod webhooks_cli;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use nixo_api::access::RateLimit;
@@ -101,6 +103,11 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Webhooks: verify a signature; forward events to a local receiver.
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks_cli::WebhooksCommand,
     },
     /// Tools for rule-plugin authors.
     Plugin {
@@ -350,6 +357,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command } => keys(command).await,
         Command::Jobs { command } => jobs(command).await,
+        Command::Webhooks { command } => webhooks_cli::run(command).await,
         Command::Openapi => {
             print!(
                 "{}",
