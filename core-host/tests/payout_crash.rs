@@ -3,14 +3,18 @@
 //! the sandbox bank and Daraja, and while results are coming back), three
 //! times, and restarted on the same data directory. In the end every
 //! acknowledged payout exists once and succeeded, each was paid once by its
-//! rail, the money adds up and `nixo ledger verify` passes.
+//! rail, the money adds up and `nixo ledger verify` passes; and a webhook
+//! endpoint registered before the first kill receives every payout's
+//! `payout.succeeded` (deliveries are jobs: they resume after a restart).
 
 mod common;
 
+use axum::extract::State;
 use common::{spawn_with, verify};
 use nixo_core::providers::bank::pain002;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 3;
@@ -76,8 +80,31 @@ async fn payouts_survive_sigkill_at_every_step_on_postgres() {
     common::drop_postgres_database(&url).await;
 }
 
+/// A receiver that records the ids of the events posted to it.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let inbox: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |State(inbox): State<Arc<Mutex<Vec<Value>>>>, body: axum::body::Bytes| async move {
+                    if let Ok(event) = serde_json::from_slice::<Value>(&body) {
+                        inbox.lock().unwrap().push(event);
+                    }
+                    "ok"
+                },
+            ),
+        )
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, inbox)
+}
+
 async fn payouts_survive_sigkill_at_every_step(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
+    let (hook, inbox) = receiver().await;
     let mut env: Vec<(&str, &str)> = ENV.to_vec();
     if let Some(url) = &database_url {
         env.push(("NIXO_DATABASE_URL", url.as_str()));
@@ -86,6 +113,15 @@ async fn payouts_survive_sigkill_at_every_step(database_url: Option<String>) {
     let mut server = spawn_with(dir.path(), &env);
     let key = server.key.clone().expect("first start prints the key");
     let client = reqwest::Client::new();
+    let endpoint = client
+        .post(format!("{}/v1/webhook_endpoints", server.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(json!({ "url": hook, "enabled_events": ["payout.succeeded"] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(endpoint.status(), 200);
     // idempotency key → payout id, for every acknowledged payout.
     let mut acknowledged: BTreeMap<String, String> = BTreeMap::new();
     let kill_after_ms = [0_u64, 250, 900];
@@ -155,6 +191,26 @@ async fn payouts_survive_sigkill_at_every_step(database_url: Option<String>) {
             .map(|h| h["status"].as_str().unwrap())
             .collect();
         assert_eq!(history, ["pending", "processing", "succeeded"], "{}", p["id"]);
+    }
+
+    // Every payout's success reached the webhook receiver (at least once).
+    let started = Instant::now();
+    loop {
+        let delivered: Vec<String> = inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["object"]["id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let missing: Vec<&&str> = ids.iter().filter(|id| !delivered.iter().any(|d| d == **id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not delivered: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Each was paid once by its rail.
