@@ -228,14 +228,6 @@ pub struct PayoutFilter {
     pub created_lte: Option<i64>,
 }
 
-/// `created[gte]` arrives as is or percent-encoded (`created%5Bgte%5D`).
-pub fn decode_brackets(key: &str) -> String {
-    key.replace("%5B", "[")
-        .replace("%5b", "[")
-        .replace("%5D", "]")
-        .replace("%5d", "]")
-}
-
 /// Latest Unix time a filter takes (9999-12-31T23:59:59Z).
 pub const UNIX_SECONDS_MAX: i64 = 253_402_300_799;
 
@@ -252,23 +244,27 @@ pub fn unix_seconds(key: &str, value: &str) -> Checked<i64> {
 pub fn payouts_query(query: Option<&str>) -> Checked<(PayoutFilter, ListParams)> {
     let (mut filter, mut page) = (PayoutFilter::default(), ListParams::default());
     for (key, value) in schema::query_pairs(query) {
-        if let Some(taken) = page.take(key, value) {
+        if let Some(taken) = page.take(&key, &value) {
             taken?;
             continue;
         }
-        let key = decode_brackets(key);
         match key.as_str() {
             "status" => {
-                filter.status = Some(PAYOUT_STATUSES.into_iter().find(|s| *s == value).ok_or_else(|| {
-                    FieldError::new(
-                        "status",
-                        format!("status must be one of {}", PAYOUT_STATUSES.join(", ")),
-                    )
-                })?);
+                filter.status = Some(
+                    PAYOUT_STATUSES
+                        .into_iter()
+                        .find(|s| *s == value.as_str())
+                        .ok_or_else(|| {
+                            FieldError::new(
+                                "status",
+                                format!("status must be one of {}", PAYOUT_STATUSES.join(", ")),
+                            )
+                        })?,
+                );
             }
-            "currency" => filter.currency = Some(schema::currency(Some(&Value::String(value.into())), "currency")?),
+            "currency" => filter.currency = Some(schema::currency(Some(&Value::String(value.clone())), "currency")?),
             "created[gte]" | "created[lte]" => {
-                let seconds = unix_seconds(&key, value)?;
+                let seconds = unix_seconds(&key, &value)?;
                 if key == "created[gte]" {
                     filter.created_gte = Some(seconds);
                 } else {

@@ -319,14 +319,46 @@ pub fn transfer_request(body: &[u8]) -> Checked<TransferRequest> {
     })
 }
 
-/// `key=value` pairs of a query string (values are not percent-decoded:
-/// every parameter the API knows is plain ASCII).
-pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+/// `key=value` pairs of a query string, percent-decoded (`+` is a space;
+/// an invalid escape or non-UTF-8 bytes stay as they were sent).
+pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
     query
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1)) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
 }
 
 fn unknown_parameter(name: &str) -> FieldError {
@@ -337,7 +369,7 @@ fn unknown_parameter(name: &str) -> FieldError {
 pub fn balances_query(query: Option<&str>) -> Checked<Option<i64>> {
     let mut wallet_id = None;
     for (key, value) in query_pairs(query) {
-        match key {
+        match key.as_str() {
             "wallet_id" => {
                 let id = value.parse::<i64>().ok().filter(|id| *id > 0);
                 wallet_id =
@@ -356,11 +388,11 @@ pub fn balances_query(query: Option<&str>) -> Checked<Option<i64>> {
 pub fn decisions_query(query: Option<&str>) -> Checked<(Option<i64>, ListParams)> {
     let (mut transaction_id, mut page) = (None, ListParams::default());
     for (key, value) in query_pairs(query) {
-        if let Some(taken) = page.take(key, value) {
+        if let Some(taken) = page.take(&key, &value) {
             taken?;
             continue;
         }
-        match key {
+        match key.as_str() {
             "transaction_id" => {
                 let id = value.parse::<i64>().ok().filter(|id| *id > 0);
                 transaction_id = Some(id.ok_or_else(|| {
@@ -654,7 +686,7 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
     match route.id {
         RouteId::Transfer => {
             if let Some((name, _)) = query_pairs(query).next() {
-                return Err(unknown_parameter(name));
+                return Err(unknown_parameter(&name));
             }
             transfer_request(body).map(drop)
         }
@@ -666,12 +698,12 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         | RouteId::WebhookEndpointRetrieve
         | RouteId::WebhookEndpointDelete
         | RouteId::EventRetrieve => match query_pairs(query).next() {
-            Some((name, _)) => Err(unknown_parameter(name)),
+            Some((name, _)) => Err(unknown_parameter(&name)),
             None => no_body(body),
         },
         RouteId::PayoutCreate => {
             if let Some((name, _)) = query_pairs(query).next() {
-                return Err(unknown_parameter(name));
+                return Err(unknown_parameter(&name));
             }
             crate::payouts::payout_request(body).map(drop)
         }
@@ -684,7 +716,7 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         | RouteId::WebhookEndpointRotate
         | RouteId::EventResend => {
             if let Some((name, _)) = query_pairs(query).next() {
-                return Err(unknown_parameter(name));
+                return Err(unknown_parameter(&name));
             }
             use crate::webhooks;
             match route.id {
@@ -701,7 +733,7 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
             .map(drop)
             .and_then(|_| no_body(body)),
         RouteId::MpesaB2cResult | RouteId::MpesaB2cTimeout => match query_pairs(query).next() {
-            Some((name, _)) => Err(unknown_parameter(name)),
+            Some((name, _)) => Err(unknown_parameter(&name)),
             None => parse_object(body).map(drop),
         },
     }
@@ -854,6 +886,23 @@ mod tests {
         assert_eq!(
             decisions_query(Some("transaction_id=0")).unwrap_err().field,
             "transaction_id"
+        );
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let pairs: Vec<(String, String)> =
+            query_pairs(Some("type=%2A&created%5Bgte%5D=1&q=a+b&bad=%zz&x=%4")).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("type", "*"),
+                ("created[gte]", "1"),
+                ("q", "a b"),
+                ("bad", "%zz"),
+                ("x", "%4")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
         );
     }
 

@@ -53,6 +53,10 @@ pub struct Amount;
 #[derive(Debug, Clone)]
 pub struct CurrencyCode;
 
+/// Your own key-value pairs (the document's `Metadata`).
+#[derive(Debug, Clone)]
+pub struct Metadata;
+
 /// The Nexbit envelope's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -452,7 +456,7 @@ pub struct WebhookEndpointCreateBody {
         feature = "openapi",
         schema(
             max_length = 2048,
-            pattern = "^https?://[^@#/?]+([/?][!-~]*)?$",
+            pattern = "^https?://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:[0-9]{1,5})?([/?][!-\"$-~]*)?$",
             example = "https://example.com/nixo/webhooks"
         )
     )]
@@ -465,6 +469,7 @@ pub struct WebhookEndpointCreateBody {
     /// The API version events are rendered in (default: the current one).
     #[cfg_attr(feature = "openapi", schema(pattern = "^(2025-01-01|2024-06-01)$"))]
     pub api_version: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Metadata>))]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -475,7 +480,10 @@ pub struct WebhookEndpointCreateBody {
 pub struct WebhookEndpointUpdateBody {
     #[cfg_attr(
         feature = "openapi",
-        schema(max_length = 2048, pattern = "^https?://[^@#/?]+([/?][!-~]*)?$")
+        schema(
+            max_length = 2048,
+            pattern = "^https?://[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:[0-9]{1,5})?([/?][!-\"$-~]*)?$"
+        )
     )]
     pub url: Option<String>,
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 8))]
@@ -484,6 +492,7 @@ pub struct WebhookEndpointUpdateBody {
     pub description: Option<String>,
     #[cfg_attr(feature = "openapi", schema(pattern = "^(2025-01-01|2024-06-01)$"))]
     pub api_version: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Metadata>))]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
     /// `true` stops deliveries, `false` resumes them (and clears a disable).
     pub disabled: Option<bool>,
@@ -710,6 +719,16 @@ pub mod document_schemas {
         json!({ "type": "string", "description": "ISO 4217 currency code", "enum": codes, "example": "KES" })
     }
 
+    fn metadata() -> Value {
+        json!({
+            "type": ["object", "null"],
+            "description": "Your own key-value pairs, kept with the object",
+            "maxProperties": METADATA_KEYS_MAX,
+            "propertyNames": { "minLength": 1, "maxLength": METADATA_KEY_LEN_MAX },
+            "additionalProperties": { "type": "string", "maxLength": METADATA_VALUE_LEN_MAX }
+        })
+    }
+
     fn transfer_body() -> Value {
         let by_currency: Vec<Value> = [(EXPONENT_0, 0), (EXPONENT_2, 2), (EXPONENT_3, 3), (EXPONENT_4, 4)]
             .into_iter()
@@ -807,6 +826,7 @@ pub mod document_schemas {
             ("CurrencyCode", currency_code()),
             ("TransferBody", transfer_body()),
             ("PayoutBody", payout_body()),
+            ("Metadata", metadata()),
         ]
     }
 }
@@ -831,6 +851,7 @@ mod placeholders {
         super::Amount,
         super::CurrencyCode,
         super::TransferBody,
-        super::PayoutBody
+        super::PayoutBody,
+        super::Metadata
     );
 }

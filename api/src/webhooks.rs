@@ -128,18 +128,29 @@ pub const UPDATE_FIELDS: [&str; 6] = [
     "disabled",
 ];
 
-/// The URL's shape: http(s), a host, no credentials, no fragment. Whether
-/// it may be called (https, public addresses in live mode) is decided by
-/// the core.
+/// The URL's shape: http(s), a host name (dot-separated labels of letters,
+/// digits and inner hyphens) or an IPv4 address, an optional port, then a
+/// path or query of visible ASCII; no credentials, no fragment, no IPv6
+/// literal. Whether it may be called (https, public addresses in live
+/// mode) is decided by the core.
 pub fn url_ok(url: &str) -> bool {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     let Some(rest) = rest else { return false };
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    url.len() <= URL_LEN_MAX
-        && !authority.is_empty()
-        && !authority.contains('@')
-        && !url.contains('#')
-        && url.chars().all(|c| c.is_ascii_graphic())
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let host_ok = host.len() <= 253 && host.split('.').all(label_ok);
+    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    url.len() <= URL_LEN_MAX && host_ok && port_ok && tail.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
 }
 
 fn events(value: &Value) -> Checked<Vec<String>> {
@@ -247,7 +258,7 @@ pub fn endpoint_request(body: &[u8], update: bool) -> Checked<EndpointRequest> {
 /// `POST /v1/webhook_endpoints/{id}/rotate_secret`: the old secret's grace
 /// period in seconds (default 24 h; 0 ends it at once).
 pub fn rotate_request(body: &[u8]) -> Checked<i64> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(86_400);
     }
     let map = schema::parse_object(body)?;
@@ -301,23 +312,23 @@ pub struct EventFilter {
 pub fn events_query(query: Option<&str>) -> Checked<(EventFilter, ListParams)> {
     let (mut filter, mut page) = (EventFilter::default(), ListParams::default());
     for (key, value) in schema::query_pairs(query) {
-        if let Some(taken) = page.take(key, value) {
+        if let Some(taken) = page.take(&key, &value) {
             taken?;
             continue;
         }
-        let key = crate::payouts::decode_brackets(key);
         match key.as_str() {
+            "type" if value == "*" => filter.event_type = None,
             "type" => {
-                if !EVENT_TYPES.contains(&value) {
+                if !EVENT_TYPES.contains(&value.as_str()) {
                     return Err(FieldError::new(
                         "type",
                         format!("type must be one of {}", EVENT_TYPES.join(", ")),
                     ));
                 }
-                filter.event_type = Some(value.to_string());
+                filter.event_type = Some(value);
             }
             "created[gte]" | "created[lte]" => {
-                let seconds = crate::payouts::unix_seconds(&key, value)?;
+                let seconds = crate::payouts::unix_seconds(&key, &value)?;
                 if key == "created[gte]" {
                     filter.created_gte = Some(seconds);
                 } else {
@@ -334,9 +345,14 @@ pub fn events_query(query: Option<&str>) -> Checked<(EventFilter, ListParams)> {
 pub fn list_query(query: Option<&str>) -> Checked<ListParams> {
     let mut page = ListParams::default();
     for (key, value) in schema::query_pairs(query) {
-        match page.take(key, value) {
+        match page.take(&key, &value) {
             Some(taken) => taken?,
-            None => return Err(FieldError::new(key, format!("Received unknown parameter: {key}"))),
+            None => {
+                return Err(FieldError::new(
+                    key.clone(),
+                    format!("Received unknown parameter: {key}"),
+                ));
+            }
         }
     }
     Ok(page)
@@ -382,6 +398,9 @@ mod tests {
             (r#"{"enabled_events":["*"]}"#, "url"),
             (r#"{"url":"ftp://x","enabled_events":["*"]}"#, "url"),
             (r#"{"url":"https://u:p@x/","enabled_events":["*"]}"#, "url"),
+            (r#"{"url":"http://[","enabled_events":["*"]}"#, "url"),
+            (r#"{"url":"http://x:80a/","enabled_events":["*"]}"#, "url"),
+            (r#"{"url":"http://x/#top","enabled_events":["*"]}"#, "url"),
             (r#"{"url":"https://x/"}"#, "enabled_events"),
             (
                 r#"{"url":"https://x/","enabled_events":["payout.lost"]}"#,

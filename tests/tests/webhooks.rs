@@ -399,7 +399,7 @@ async fn live_endpoints_must_be_https_and_public() {
         ("http://example.com/hook", "https"),
         ("https://127.0.0.1/hook", "private"),
         ("https://10.1.2.3/hook", "private"),
-        ("https://[::1]/hook", "private"),
+        ("https://[::1]/hook", "http(s) URL"),
         ("https://169.254.169.254/latest", "private"),
     ] {
         let reply = server

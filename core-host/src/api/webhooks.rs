@@ -133,7 +133,7 @@ pub async fn delete(
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/rotate_secret", tag = "Webhooks",
     operation_id = "rotate_webhook_secret",
     params(("id" = String, Path, pattern = "^we_[A-Za-z0-9]+$")),
-    request_body = RotateSecretBody,
+    request_body = Option<RotateSecretBody>,
     responses((status = 200, description = "The endpoint, with its new secret", body = WebhookEndpoint),
               (status = 404, description = "resource_not_found", body = ErrorBody)))]
 pub async fn rotate_secret(
