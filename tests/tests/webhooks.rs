@@ -420,3 +420,31 @@ async fn live_endpoints_must_be_https_and_public() {
     assert_eq!(sandbox.status, 200, "{}", sandbox.body);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_rendered_in_the_endpoints_api_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(config(dir.path()), None).await;
+    let (url, inbox) = receiver().await;
+    let reply = server
+        .post(
+            "/v1/webhook_endpoints",
+            &json!({ "url": url, "enabled_events": ["balance.updated"], "api_version": "2024-06-01" }).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    pay_out(&server).await;
+    let got = wait_until(&inbox, "a balance.updated", |got| !got.is_empty()).await;
+    let event: Value = serde_json::from_slice(&got[0].1).unwrap();
+    assert_eq!(event["api_version"], "2024-06-01");
+    let usd = event["data"]["object"]["available"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["currency"] == "USD")
+        .unwrap()
+        .clone();
+    // 12,500.50 − 10.00 − 0.05 fee, in the old version's integer minor units.
+    assert_eq!(usd["amount"].to_string(), "1249045");
+    server.stop().await;
+}

@@ -23,7 +23,7 @@ use nixo_api::versions;
 use serde_json::{Value, json};
 use sqlx::Row;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Semaphore;
@@ -84,12 +84,21 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    pub fn new(config: WebhookConfig, sealer: super::Sealer) -> Delivery {
-        let client = reqwest::Client::builder()
+    fn client_builder(config: &WebhookConfig) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(config.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Nixo-Webhooks/1.0")
             .tcp_nodelay(true)
+    }
+
+    /// A client configured like the shared one (to pin an address).
+    fn builder(&self) -> reqwest::ClientBuilder {
+        Self::client_builder(&self.config)
+    }
+
+    pub fn new(config: WebhookConfig, sealer: super::Sealer) -> Delivery {
+        let client = Self::client_builder(&config)
             .build()
             .expect("the webhook client builds");
         Delivery {
@@ -229,30 +238,41 @@ pub fn private_address(ip: IpAddr) -> bool {
     }
 }
 
-/// Why a live endpoint may not be called, checked at delivery time (DNS
-/// may have changed since the endpoint was made). Sandbox endpoints may use
-/// http and local addresses, for development.
-pub async fn refusal(environment: Environment, url: &str) -> Option<String> {
+/// Whether a live endpoint may be called, checked at creation and again at
+/// delivery time (DNS may have changed since): `Err` says why not; `Ok`
+/// gives the checked address to connect to (pinned, so the request cannot
+/// be sent to another address a second lookup returns). Sandbox endpoints
+/// may use http and local addresses, for development.
+pub async fn check_target(environment: Environment, url: &str) -> Result<Option<(String, SocketAddr)>, String> {
     if environment == Environment::Sandbox {
-        return None;
+        return Ok(None);
     }
-    let parsed = reqwest::Url::parse(url).ok()?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("the URL does not parse: {e}"))?;
     if parsed.scheme() != "https" {
-        return Some("live endpoints must use https".into());
+        return Err("live endpoints must use https".into());
     }
-    let host = parsed.host_str()?.trim_matches(['[', ']']).to_string();
+    let host = parsed.host_str().unwrap_or_default().to_string();
     let port = parsed.port_or_known_default().unwrap_or(443);
-    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
-            Ok(found) => found.map(|a| a.ip()).collect(),
-            Err(err) => return Some(format!("the host does not resolve: {err}")),
-        },
+    let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|err| format!("the host does not resolve: {err}"))?
+            .collect(),
     };
-    addresses
-        .iter()
-        .find(|ip| private_address(**ip))
-        .map(|ip| format!("live endpoints may not resolve to a private, loopback or link-local address ({ip})"))
+    if let Some(bad) = addresses.iter().find(|a| private_address(a.ip())) {
+        return Err(format!(
+            "live endpoints may not resolve to a private, loopback or link-local address ({})",
+            bad.ip()
+        ));
+    }
+    let first = *addresses.first().ok_or("the host has no address")?;
+    Ok(Some((host, first)))
+}
+
+/// Why a live endpoint may not be called (see [`check_target`]).
+pub async fn refusal(environment: Environment, url: &str) -> Option<String> {
+    check_target(environment, url).await.err()
 }
 
 /// What one attempt came to.
@@ -268,10 +288,30 @@ impl Attempt {
     }
 }
 
-async fn post(delivery: &Delivery, url: &str, signature: &str, event_id: &str, body: Vec<u8>) -> Attempt {
+async fn post(
+    delivery: &Delivery,
+    pinned: Option<(String, SocketAddr)>,
+    url: &str,
+    signature: &str,
+    event_id: &str,
+    body: Vec<u8>,
+) -> Attempt {
     let started = Instant::now();
-    let sent = delivery
-        .client
+    // A live endpoint connects to the address that was checked.
+    let client = match pinned {
+        Some((host, addr)) => match delivery.builder().resolve(&host, addr).build() {
+            Ok(client) => client,
+            Err(err) => {
+                return Attempt {
+                    http_status: None,
+                    latency_ms: 0,
+                    error: Some(format!("client: {err}")),
+                };
+            }
+        },
+        None => delivery.client.clone(),
+    };
+    let sent = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(nixo_api::webhooks::SIGNATURE_HEADER, signature)
@@ -359,17 +399,22 @@ pub async fn deliver(services: &Services, delivery: &Delivery, job: &ClaimedJob)
         secrets.push(previous);
     }
     anyhow::ensure!(!secrets.is_empty(), "endpoint {} has no secret that opens", endpoint.id);
-    let attempt = match refusal(endpoint.environment, &endpoint.url).await {
-        Some(why) => Attempt {
+    let attempt = match check_target(endpoint.environment, &endpoint.url).await {
+        Err(why) => Attempt {
             http_status: None,
             latency_ms: 0,
             error: Some(why),
         },
-        None => {
-            let body = payload(&event, endpoint.api_version.as_deref());
+        Ok(pinned) => {
+            // The endpoint's version, else the account's pinned one.
+            let version = match &endpoint.api_version {
+                Some(v) => Some(v.clone()),
+                None => crate::auth::pinned_version(db, &endpoint.account_id).await?,
+            };
+            let body = payload(&event, version.as_deref());
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
             let signature = nixo_api::webhooks::sign(&refs, now_ms / 1000, &body);
-            post(delivery, &endpoint.url, &signature, &event.id, body).await
+            post(delivery, pinned, &endpoint.url, &signature, &event.id, body).await
         }
     };
     let after_ms = services.clock.now_ms();
