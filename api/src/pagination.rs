@@ -36,6 +36,25 @@ pub fn cursor_id_ok(id: &str) -> bool {
         && !id.starts_with('_')
 }
 
+/// A `created[gte]` / `created[lte]` filter, Unix seconds, both inclusive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreatedRange {
+    pub gte: Option<i64>,
+    pub lte: Option<i64>,
+}
+
+impl CreatedRange {
+    /// Consumes one query pair if it is `created[gte]` or `created[lte]`.
+    pub fn take(&mut self, key: &str, value: &str) -> Option<Checked<()>> {
+        let slot = match key {
+            "created[gte]" => &mut self.gte,
+            "created[lte]" => &mut self.lte,
+            _ => return None,
+        };
+        Some(crate::payouts::unix_seconds(key, value).map(|seconds| *slot = Some(seconds)))
+    }
+}
+
 impl ListParams {
     /// Consumes one query pair if it is a list parameter: `None` when the
     /// key is not one (the route's own parser decides).

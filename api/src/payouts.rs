@@ -4,7 +4,7 @@
 //! the payout rule plugins' call (in the core); here only the shape is
 //! checked.
 
-use crate::pagination::ListParams;
+use crate::pagination::{CreatedRange, ListParams};
 use crate::schema::{self, Checked, Currency, FieldError};
 use serde_json::{Map, Value};
 
@@ -223,9 +223,7 @@ pub const PAYOUT_STATUSES: [&str; 5] = ["pending", "processing", "succeeded", "f
 pub struct PayoutFilter {
     pub status: Option<&'static str>,
     pub currency: Option<Currency>,
-    /// Unix seconds, inclusive.
-    pub created_gte: Option<i64>,
-    pub created_lte: Option<i64>,
+    pub created: CreatedRange,
 }
 
 /// Latest Unix time a filter takes (9999-12-31T23:59:59Z).
@@ -244,7 +242,7 @@ pub fn unix_seconds(key: &str, value: &str) -> Checked<i64> {
 pub fn payouts_query(query: Option<&str>) -> Checked<(PayoutFilter, ListParams)> {
     let (mut filter, mut page) = (PayoutFilter::default(), ListParams::default());
     for (key, value) in schema::query_pairs(query) {
-        if let Some(taken) = page.take(&key, &value) {
+        if let Some(taken) = page.take(&key, &value).or_else(|| filter.created.take(&key, &value)) {
             taken?;
             continue;
         }
@@ -263,14 +261,6 @@ pub fn payouts_query(query: Option<&str>) -> Checked<(PayoutFilter, ListParams)>
                 );
             }
             "currency" => filter.currency = Some(schema::currency(Some(&Value::String(value.clone())), "currency")?),
-            "created[gte]" | "created[lte]" => {
-                let seconds = unix_seconds(&key, &value)?;
-                if key == "created[gte]" {
-                    filter.created_gte = Some(seconds);
-                } else {
-                    filter.created_lte = Some(seconds);
-                }
-            }
             other => return Err(FieldError::new(other, format!("Received unknown parameter: {other}"))),
         }
     }
@@ -357,7 +347,7 @@ mod tests {
         .unwrap();
         assert_eq!(filter.status, Some("failed"));
         assert_eq!(filter.currency.map(|c| c.code), Some("USD"));
-        assert_eq!((filter.created_gte, filter.created_lte), (Some(10), Some(20)));
+        assert_eq!((filter.created.gte, filter.created.lte), (Some(10), Some(20)));
         assert_eq!(page.limit, 3);
         assert_eq!(payouts_query(Some("status=done")).unwrap_err().field, "status");
         assert_eq!(payouts_query(Some("created[gt]=1")).unwrap_err().field, "created[gt]");

@@ -11,7 +11,7 @@
 //! compares it in constant time with each `v1`, and refuses a `t` more than
 //! [`SIGNATURE_TOLERANCE_SECS`] from its own clock (replays).
 
-use crate::pagination::ListParams;
+use crate::pagination::{CreatedRange, ListParams};
 use crate::schema::{self, Checked, FieldError};
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -304,15 +304,14 @@ pub fn id_ok(id: &str, prefix: &str) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     pub event_type: Option<String>,
-    pub created_gte: Option<i64>,
-    pub created_lte: Option<i64>,
+    pub created: CreatedRange,
 }
 
 /// Parses the `GET /v1/events` query.
 pub fn events_query(query: Option<&str>) -> Checked<(EventFilter, ListParams)> {
     let (mut filter, mut page) = (EventFilter::default(), ListParams::default());
     for (key, value) in schema::query_pairs(query) {
-        if let Some(taken) = page.take(&key, &value) {
+        if let Some(taken) = page.take(&key, &value).or_else(|| filter.created.take(&key, &value)) {
             taken?;
             continue;
         }
@@ -326,14 +325,6 @@ pub fn events_query(query: Option<&str>) -> Checked<(EventFilter, ListParams)> {
                     ));
                 }
                 filter.event_type = Some(value);
-            }
-            "created[gte]" | "created[lte]" => {
-                let seconds = crate::payouts::unix_seconds(&key, &value)?;
-                if key == "created[gte]" {
-                    filter.created_gte = Some(seconds);
-                } else {
-                    filter.created_lte = Some(seconds);
-                }
             }
             other => return Err(FieldError::new(other, format!("Received unknown parameter: {other}"))),
         }

@@ -16,6 +16,47 @@ use sqlx::any::AnyRow;
 pub use crate::db::Bind;
 use crate::db::bind_all;
 
+/// A list's `WHERE`: the actor's rows, then each filter asked for.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub filter: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Scope {
+    /// Rows of this account and environment (`account_id`, `environment` columns).
+    pub fn owned_by(actor: &crate::services::Actor) -> Scope {
+        Scope {
+            filter: "account_id = $1 AND environment = $2".into(),
+            binds: vec![
+                Bind::Text(actor.account_id.clone()),
+                Bind::Text(actor.environment.as_str().into()),
+            ],
+        }
+    }
+
+    /// Adds `AND {clause} $n` with `bind` as `$n` (`clause` like `"status ="`).
+    pub fn and(&mut self, clause: &str, bind: Bind) -> &mut Self {
+        self.binds.push(bind);
+        self.filter.push_str(&format!(" AND {clause} ${}", self.binds.len()));
+        self
+    }
+
+    /// Adds a `created[gte]`/`created[lte]` range (seconds) on `created_at_ms`.
+    pub fn created(&mut self, range: nixo_api::pagination::CreatedRange) -> &mut Self {
+        if let Some(gte) = range.gte {
+            self.and("created_at_ms >=", Bind::Int(gte.saturating_mul(1000)));
+        }
+        if let Some(lte) = range.lte {
+            self.and(
+                "created_at_ms <=",
+                Bind::Int(lte.saturating_mul(1000).saturating_add(999)),
+            );
+        }
+        self
+    }
+}
+
 /// What to list: `SELECT {columns} FROM {from} WHERE {filter}`, where the
 /// filter uses `$1…$n` for `binds`.
 #[derive(Debug, Clone)]

@@ -85,14 +85,12 @@ pub async fn retrieve(services: &Services, actor: &Actor, id: &str) -> ServiceRe
 
 /// A page of the actor's endpoints.
 pub async fn list(services: &Services, actor: &Actor, page: &ListParams) -> ServiceResult<(Vec<Endpoint>, bool)> {
+    let scope = pagination::Scope::owned_by(actor);
     let listing = Listing {
         columns: webhooks::COLUMNS,
         from: "webhook_endpoints",
-        filter: "account_id = $1 AND environment = $2 AND deleted_at_ms IS NULL".into(),
-        binds: vec![
-            Bind::Text(actor.account_id.clone()),
-            Bind::Text(actor.environment.as_str().into()),
-        ],
+        filter: format!("{} AND deleted_at_ms IS NULL", scope.filter),
+        binds: scope.binds,
         created_column: "created_at_ms",
         id_column: "id",
         id_is_integer: false,
@@ -231,32 +229,16 @@ pub async fn list_events(
     filter: &EventFilter,
     page: &ListParams,
 ) -> ServiceResult<(Vec<Event>, bool)> {
-    let mut where_sql = String::from("account_id = $1 AND environment = $2");
-    let mut binds = vec![
-        Bind::Text(actor.account_id.clone()),
-        Bind::Text(actor.environment.as_str().into()),
-    ];
-    let mut add = |clause: &str, bind: Bind| {
-        binds.push(bind);
-        where_sql.push_str(&format!(" AND {clause} ${}", binds.len()));
-    };
+    let mut scope = pagination::Scope::owned_by(actor);
     if let Some(t) = &filter.event_type {
-        add("type =", Bind::Text(t.clone()));
+        scope.and("type =", Bind::Text(t.clone()));
     }
-    if let Some(gte) = filter.created_gte {
-        add("created_at_ms >=", Bind::Int(gte.saturating_mul(1000)));
-    }
-    if let Some(lte) = filter.created_lte {
-        add(
-            "created_at_ms <=",
-            Bind::Int(lte.saturating_mul(1000).saturating_add(999)),
-        );
-    }
+    scope.created(filter.created);
     let listing = Listing {
         columns: EVENT_COLUMNS,
         from: "events",
-        filter: where_sql,
-        binds,
+        filter: scope.filter,
+        binds: scope.binds,
         created_column: "created_at_ms",
         id_column: "id",
         id_is_integer: false,

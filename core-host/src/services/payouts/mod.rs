@@ -439,35 +439,19 @@ pub async fn list(
     filter: &PayoutFilter,
     page: &ListParams,
 ) -> ServiceResult<(Vec<Payout>, bool)> {
-    let mut where_sql = String::from("account_id = $1 AND environment = $2");
-    let mut binds = vec![
-        Bind::Text(actor.account_id.clone()),
-        Bind::Text(actor.environment.as_str().into()),
-    ];
-    let mut add = |clause: &str, bind: Bind| {
-        binds.push(bind);
-        where_sql.push_str(&format!(" AND {clause} ${}", binds.len()));
-    };
+    let mut scope = pagination::Scope::owned_by(actor);
     if let Some(status) = filter.status {
-        add("status =", Bind::Text(status.into()));
+        scope.and("status =", Bind::Text(status.into()));
     }
     if let Some(currency) = filter.currency {
-        add("currency =", Bind::Text(currency.code.into()));
+        scope.and("currency =", Bind::Text(currency.code.into()));
     }
-    if let Some(gte) = filter.created_gte {
-        add("created_at_ms >=", Bind::Int(gte.saturating_mul(1000)));
-    }
-    if let Some(lte) = filter.created_lte {
-        add(
-            "created_at_ms <=",
-            Bind::Int(lte.saturating_mul(1000).saturating_add(999)),
-        );
-    }
+    scope.created(filter.created);
     let listing = Listing {
         columns: store::COLUMNS,
         from: "payouts",
-        filter: where_sql,
-        binds,
+        filter: scope.filter,
+        binds: scope.binds,
         created_column: "created_at_ms",
         id_column: "id",
         id_is_integer: false,
