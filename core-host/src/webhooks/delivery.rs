@@ -35,10 +35,20 @@ pub const FANOUT_BATCH_MAX: i64 = 500;
 pub const DELIVER_JOB: &str = "webhook.deliver";
 /// Response bytes read at most (the rest is dropped).
 pub const RESPONSE_READ_MAX_BYTES: usize = 4 * 1024;
-/// Deliveries in flight to one endpoint at most; more wait their turn.
-pub const CONCURRENCY_PER_ENDPOINT: usize = 4;
-/// How long a delivery waiting for its endpoint's turn is put back.
-pub const BUSY_RETRY_MS: i64 = 200;
+/// Deliveries in flight to one endpoint at most.
+pub const IN_FLIGHT_PER_ENDPOINT: usize = 8;
+/// How long a delivery waits for its endpoint's turn before it is put back
+/// (only for an endpoint that answers fast; a slow one's deliveries step
+/// aside at once).
+pub const TURN_WAIT_MS: u64 = 20;
+/// An endpoint whose last answer took longer than this is slow.
+pub const SLOW_ENDPOINT_MS: u64 = 200;
+/// How long a delivery that found its endpoint busy is put back the first
+/// time; doubling each time it finds the endpoint still busy, up to
+/// [`BUSY_RETRY_MAX_MS`] (a slow endpoint's backlog settles down instead of
+/// churning the job table).
+pub const BUSY_RETRY_MS: i64 = 100;
+pub const BUSY_RETRY_MAX_MS: i64 = 30_000;
 /// Error text kept per attempt at most.
 pub const ERROR_LEN_MAX: usize = 300;
 
@@ -69,12 +79,19 @@ impl Default for WebhookConfig {
     }
 }
 
+/// One endpoint's share of the deliveries of this process.
+struct Slot {
+    in_flight: Arc<Semaphore>,
+    last_latency_ms: std::sync::atomic::AtomicU64,
+}
+
 /// The delivery side: configuration, the HTTP client, per-endpoint slots.
 pub struct Delivery {
     pub config: WebhookConfig,
     pub sealer: super::Sealer,
     client: reqwest::Client,
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Per endpoint: its deliveries in flight, and how long its last answer took.
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -109,12 +126,17 @@ impl Delivery {
         }
     }
 
-    fn slot(&self, endpoint_id: &str) -> Arc<Semaphore> {
+    fn slot(&self, endpoint_id: &str) -> Arc<Slot> {
         self.slots
             .lock()
             .expect("slots")
             .entry(endpoint_id.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(CONCURRENCY_PER_ENDPOINT)))
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_ENDPOINT)),
+                    last_latency_ms: std::sync::atomic::AtomicU64::new(0),
+                })
+            })
             .clone()
     }
 
@@ -133,9 +155,13 @@ impl Delivery {
 
 /// The job that delivers one event to one endpoint.
 pub fn deliver_job(event_id: &str, endpoint_id: &str, attempt: i64, run_at_ms: i64, now_ms: i64) -> NewJob {
+    waiting_job(event_id, endpoint_id, attempt, 0, run_at_ms, now_ms)
+}
+
+fn waiting_job(event_id: &str, endpoint_id: &str, attempt: i64, waits: i64, run_at_ms: i64, now_ms: i64) -> NewJob {
     NewJob::new(
         DELIVER_JOB,
-        json!({ "event_id": event_id, "endpoint_id": endpoint_id, "attempt": attempt }),
+        json!({ "event_id": event_id, "endpoint_id": endpoint_id, "attempt": attempt, "waits": waits }),
         now_ms,
     )
     .run_at(run_at_ms)
@@ -378,11 +404,20 @@ pub async fn deliver(services: &Services, delivery: &Delivery, job: &ClaimedJob)
     let Some(event) = load_event(services, &event_id).await? else {
         return Ok(());
     };
-    // A slow endpoint holds at most its own slots, never the worker pool.
+    // A busy endpoint's deliveries wait a little for a turn, then step
+    // aside (backing off), so a slow endpoint cannot hold the worker pool.
     let slot = delivery.slot(&endpoint.id);
-    let Ok(_permit) = slot.try_acquire() else {
+    let slow = slot.last_latency_ms.load(std::sync::atomic::Ordering::Relaxed) > SLOW_ENDPOINT_MS;
+    let wait = std::time::Duration::from_millis(if slow { 0 } else { TURN_WAIT_MS });
+    let turn = match slot.in_flight.clone().try_acquire_owned() {
+        Ok(permit) => Ok(Ok(permit)),
+        Err(_) => tokio::time::timeout(wait, slot.in_flight.clone().acquire_owned()).await,
+    };
+    let Ok(Ok(_turn)) = turn else {
         let now_ms = services.clock.now_ms();
-        let again = deliver_job(&event_id, &endpoint_id, attempt_no, now_ms + BUSY_RETRY_MS, now_ms);
+        let waits = job.payload["waits"].as_i64().unwrap_or(0).clamp(0, 20);
+        let delay = BUSY_RETRY_MS.saturating_mul(1 << waits).min(BUSY_RETRY_MAX_MS);
+        let again = waiting_job(&event_id, &endpoint_id, attempt_no, waits + 1, now_ms + delay, now_ms);
         crate::jobs::enqueue_now(db, &again, now_ms).await?;
         return Ok(());
     };
@@ -417,6 +452,10 @@ pub async fn deliver(services: &Services, delivery: &Delivery, job: &ClaimedJob)
             post(delivery, pinned, &endpoint.url, &signature, &event.id, body).await
         }
     };
+    slot.last_latency_ms.store(
+        u64::try_from(attempt.latency_ms).unwrap_or(0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let after_ms = services.clock.now_ms();
     let mut endpoint = endpoint;
     let was_failing = endpoint.failing_since_ms.is_some();
@@ -440,28 +479,28 @@ pub async fn deliver(services: &Services, delivery: &Delivery, job: &ClaimedJob)
             (attempt_no < delivery.config.attempts_max).then(|| after_ms + delivery.retry_delay_ms(attempt_no + 1))
         }
     };
-    sqlx::query(
-        "INSERT INTO webhook_attempts (id, endpoint_id, event_id, attempt, http_status, latency_ms, error,
-             next_retry_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(super::new_attempt_id())
-    .bind(endpoint.id.as_str())
-    .bind(event.id.as_str())
-    .bind(attempt_no)
-    .bind(attempt.http_status)
-    .bind(attempt.latency_ms)
-    .bind(
-        attempt
-            .error
-            .as_deref()
-            .map(|e| e.chars().take(ERROR_LEN_MAX).collect::<String>()),
-    )
-    .bind(next_retry_at_ms)
-    .bind(after_ms)
-    .execute(&db.pool)
-    .await?;
-    metrics::counter!("nixo_webhook_attempts_total", "outcome" => if attempt.ok() { "delivered" } else { "failed" })
-        .increment(1);
+    // The attempt and the next one's job, through the ledger's writer (on
+    // SQLite, committed with other writes in one fsync).
+    let mut effects = vec![Effect::Sql {
+        sql: "INSERT INTO webhook_attempts (id, endpoint_id, event_id, attempt, http_status, latency_ms, error,
+                 next_retry_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        binds: vec![
+            super::new_attempt_id().into(),
+            endpoint.id.clone().into(),
+            event.id.clone().into(),
+            attempt_no.into(),
+            attempt.http_status.into(),
+            attempt.latency_ms.into(),
+            attempt
+                .error
+                .as_deref()
+                .map(|e| e.chars().take(ERROR_LEN_MAX).collect::<String>())
+                .into(),
+            next_retry_at_ms.into(),
+            after_ms.into(),
+        ],
+        must_change: None,
+    }];
     if let Some(at) = next_retry_at_ms {
         let retry = deliver_job(&event.id, &endpoint.id, attempt_no + 1, at, after_ms).unique(format!(
             "{DELIVER_JOB}:{}:{}:{}",
@@ -469,8 +508,22 @@ pub async fn deliver(services: &Services, delivery: &Delivery, job: &ClaimedJob)
             endpoint.id,
             attempt_no + 1
         ));
-        crate::jobs::enqueue_now(db, &retry, after_ms).await?;
+        effects.push(Effect::Job(retry));
     }
+    if next_retry_at_ms.is_none() && attempt.ok() {
+        // A success needs nothing after it: its record is written in the
+        // background (the job's own completion is what makes it final).
+        let ledger = services.ledger.clone();
+        tokio::spawn(async move {
+            if let Err(err) = ledger.apply_effects(effects, after_ms).await {
+                tracing::warn!(error = %err, "a webhook attempt record was not written");
+            }
+        });
+    } else {
+        services.ledger.apply_effects(effects, after_ms).await?;
+    }
+    metrics::counter!("nixo_webhook_attempts_total", "outcome" => if attempt.ok() { "delivered" } else { "failed" })
+        .increment(1);
     Ok(())
 }
 
