@@ -94,6 +94,7 @@ fn documented_requests_follow_the_gateways_rules() {
                 n if n.contains("_after") || n.contains("_before") => "x1",
                 "status" => "failed",
                 "currency" => "USD",
+                "type" => "payout.created",
                 _ => "1",
             };
             let outcome = schema::validate(route, Some(&format!("{name}={sample}")), b"");
