@@ -721,7 +721,7 @@ pub mod document_schemas {
 
     fn metadata() -> Value {
         json!({
-            "type": ["object", "null"],
+            "type": "object",
             "description": "Your own key-value pairs, kept with the object",
             "maxProperties": METADATA_KEYS_MAX,
             "propertyNames": { "minLength": 1, "maxLength": METADATA_KEY_LEN_MAX },

@@ -180,8 +180,9 @@ fn events(value: &Value) -> Checked<Vec<String>> {
             out.push(name.to_string());
         }
     }
-    if out.len() > 1 && out.iter().any(|o| o == "*") {
-        return Err(bad());
+    // `*` covers every type: a list naming it too is just `*`.
+    if out.iter().any(|o| o == "*") {
+        return Ok(vec!["*".to_string()]);
     }
     Ok(out)
 }
@@ -395,10 +396,6 @@ mod tests {
             (r#"{"url":"https://x/"}"#, "enabled_events"),
             (
                 r#"{"url":"https://x/","enabled_events":["payout.lost"]}"#,
-                "enabled_events",
-            ),
-            (
-                r#"{"url":"https://x/","enabled_events":["*","payout.failed"]}"#,
                 "enabled_events",
             ),
             (
