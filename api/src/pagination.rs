@@ -36,6 +36,18 @@ pub fn cursor_id_ok(id: &str) -> bool {
         && !id.starts_with('_')
 }
 
+/// Latest Unix time a filter takes (9999-12-31T23:59:59Z).
+pub const UNIX_SECONDS_MAX: i64 = 253_402_300_799;
+
+/// A `created[…]` filter value: Unix seconds.
+pub fn unix_seconds(key: &str, value: &str) -> Checked<i64> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|s| (0..=UNIX_SECONDS_MAX).contains(s))
+        .ok_or_else(|| FieldError::new(key, format!("{key} must be a Unix time in seconds")))
+}
+
 /// A `created[gte]` / `created[lte]` filter, Unix seconds, both inclusive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CreatedRange {
@@ -51,7 +63,7 @@ impl CreatedRange {
             "created[lte]" => &mut self.lte,
             _ => return None,
         };
-        Some(crate::payouts::unix_seconds(key, value).map(|seconds| *slot = Some(seconds)))
+        Some(unix_seconds(key, value).map(|seconds| *slot = Some(seconds)))
     }
 }
 

@@ -226,18 +226,6 @@ pub struct PayoutFilter {
     pub created: CreatedRange,
 }
 
-/// Latest Unix time a filter takes (9999-12-31T23:59:59Z).
-pub const UNIX_SECONDS_MAX: i64 = 253_402_300_799;
-
-/// A `created[…]` filter value: Unix seconds.
-pub fn unix_seconds(key: &str, value: &str) -> Checked<i64> {
-    value
-        .parse::<i64>()
-        .ok()
-        .filter(|s| (0..=UNIX_SECONDS_MAX).contains(s))
-        .ok_or_else(|| FieldError::new(key, format!("{key} must be a Unix time in seconds")))
-}
-
 /// Parses the `GET /v1/payouts` query.
 pub fn payouts_query(query: Option<&str>) -> Checked<(PayoutFilter, ListParams)> {
     let (mut filter, mut page) = (PayoutFilter::default(), ListParams::default());

@@ -21,7 +21,6 @@ use crate::services::Services;
 use nixo_api::schema::RouteId;
 use nixo_api::versions;
 use serde_json::{Value, json};
-use sqlx::Row;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -550,15 +549,6 @@ async fn disable(services: &Services, endpoint: &mut Endpoint, now_ms: i64) -> a
     services.ledger.apply_effects(vec![event], now_ms).await?;
     tracing::warn!(endpoint = %endpoint.id, "webhook endpoint disabled after continuous failure");
     Ok(())
-}
-
-/// Counts an account's attempts (tests, operators).
-pub async fn attempts_count(services: &Services, endpoint_id: &str) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query("SELECT COUNT(*) FROM webhook_attempts WHERE endpoint_id = $1")
-        .bind(endpoint_id)
-        .fetch_one(&services.ledger.db.pool)
-        .await?;
-    row.try_get(0)
 }
 
 #[cfg(test)]

@@ -343,7 +343,6 @@ async fn status_query(State(daraja): State<Daraja>, headers: HeaderMap, body: ax
             "Bad Request - Invalid OriginalConversationID",
         );
     };
-    let _ = &payment.request;
     let body = serde_json::to_value(&payment.result).expect("a result serialises");
     tokio::spawn(deliver(
         daraja.client.clone(),

@@ -63,14 +63,7 @@ impl PayoutRails {
 
     /// Whether a callback's path token is ours (constant time).
     pub fn token_ok(&self, token: &str) -> bool {
-        use subtle_eq::eq;
-        eq(token.as_bytes(), self.callback_token.as_bytes())
-    }
-}
-
-mod subtle_eq {
-    /// Compares without stopping at the first difference.
-    pub fn eq(a: &[u8], b: &[u8]) -> bool {
+        let (a, b) = (token.as_bytes(), self.callback_token.as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
@@ -255,17 +248,19 @@ pub async fn submit(services: &Services, rails: &PayoutRails, job: &ClaimedJob) 
                     Ok(())
                 }
                 Err(RailError::Rejected { code, message }) => {
-                    let code_text = code.clone();
+                    // Account and amount reasons map like the report's; a
+                    // refused file (FF01, DU01 …) is the rail's refusal.
+                    let failure = if code.starts_with("AC") || code.starts_with("AM") {
+                        bank_failure_code(Some(&code))
+                    } else {
+                        "rail_rejected"
+                    };
                     conclude(
                         services,
                         &p.id,
                         Outcome::Failed {
                             rail_status: "RJCT".into(),
-                            code: if code_text.starts_with("AC") || code_text.starts_with("AM") {
-                                bank_failure_code(Some(&code_text)).into()
-                            } else {
-                                "rail_rejected".into()
-                            },
+                            code: failure.into(),
                             message: format!("The bank refused the transfer ({code}): {message}"),
                         },
                     )
