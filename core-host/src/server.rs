@@ -486,7 +486,7 @@ pub fn job_registry(services: &Services, idempotency: &crate::idempotency::Store
 /// Webhook jobs: fan events out to endpoints, deliver, purge old events.
 fn register_webhook_jobs(registry: &mut Registry, services: &Services) {
     use crate::services::webhooks::{EVENT_PURGE_INTERVAL_MS, EVENT_PURGE_JOB, purge_events};
-    use crate::webhooks::delivery::{self, DELIVER_JOB, FANOUT_INTERVAL_MS, FANOUT_JOB};
+    use crate::webhooks::delivery::{self, FANOUT_INTERVAL_MS, FANOUT_JOB, PUMP_JOB};
     let s = services.clone();
     registry
         .register(FANOUT_JOB, move |_job| {
@@ -495,9 +495,12 @@ fn register_webhook_jobs(registry: &mut Registry, services: &Services) {
         })
         .every(FANOUT_JOB, FANOUT_INTERVAL_MS);
     let s = services.clone();
-    registry.register(DELIVER_JOB, move |job| {
+    registry.register(PUMP_JOB, move |job: crate::jobs::runner::ClaimedJob| {
         let s = s.clone();
-        async move { delivery::deliver(&s, &s.webhooks, &job).await }
+        async move {
+            let endpoint_id = job.payload["endpoint_id"].as_str().unwrap_or_default().to_string();
+            delivery::pump(&s, &endpoint_id).await
+        }
     });
     let s = services.clone();
     registry

@@ -284,18 +284,27 @@ pub async fn resend(services: &Services, actor: &Actor, event_id: &str, endpoint
         });
     }
     let now_ms = services.clock.now_ms();
-    let job = delivery::deliver_job(&event.id, &endpoint.id, 1, now_ms, now_ms);
-    crate::jobs::enqueue_now(&services.ledger.db, &job, now_ms).await?;
+    let effects = vec![
+        delivery::queue_effect(&event.id, &endpoint.id, now_ms),
+        delivery::pump_effect(&endpoint.id, now_ms),
+    ];
+    services.ledger.apply_effects(effects, now_ms).await?;
     services.jobs.wake();
     Ok(event)
 }
 
-/// Deletes events past retention (the `events.purge` job).
+/// Deletes events past retention, and their delivery rows (the
+/// `events.purge` job; retries end long before).
 pub async fn purge_events(services: &Services) -> ServiceResult<u64> {
     let before = services.clock.now_ms() - EVENT_RETENTION_MS;
-    let done = sqlx::query("DELETE FROM events WHERE created_at_ms < $1 AND dispatched_at_ms IS NOT NULL")
+    let pool = &services.ledger.db.pool;
+    let events = sqlx::query("DELETE FROM events WHERE created_at_ms < $1 AND dispatched_at_ms IS NOT NULL")
         .bind(before)
-        .execute(&services.ledger.db.pool)
+        .execute(pool)
         .await?;
-    Ok(done.rows_affected())
+    sqlx::query("DELETE FROM webhook_deliveries WHERE created_at_ms < $1")
+        .bind(before)
+        .execute(pool)
+        .await?;
+    Ok(events.rows_affected())
 }

@@ -1,53 +1,51 @@
 //! Webhook delivery from the events outbox.
 //!
 //! `webhooks.fanout` (a periodic job) takes events not yet dispatched and,
-//! in one transaction, enqueues a `webhook.deliver` job per (event,
-//! subscribed endpoint) and marks the events dispatched: every committed
-//! event, and only those, is delivered, at least once. A delivery signs the
-//! event (`Nixo-Signature`, every live secret of the endpoint), posts it
-//! with a timeout and without following redirects, records the attempt,
-//! and on failure schedules the next attempt itself (exponential backoff
-//! with jitter, capped, for about three days). An endpoint that has failed
-//! without a success for [`WebhookConfig::disable_after_ms`] is disabled,
-//! with a reason and a `webhook_endpoint.disabled` event. Per-endpoint
-//! ordering is not promised; receivers dedupe on the event id.
+//! in one transaction, queues a delivery row per (event, subscribed
+//! endpoint), makes sure each of those endpoints has its pump job, and
+//! marks the events dispatched: every committed event, and only those, is
+//! delivered, at least once. An endpoint's pump (one live job per endpoint,
+//! across replicas) delivers its due rows with at most
+//! [`IN_FLIGHT_PER_ENDPOINT`] requests in flight: a slow or dead endpoint
+//! holds one worker and its own rows, never the pool or the others' rows.
+//! A delivery signs the event (`Nixo-Signature`, every live secret of the
+//! endpoint), posts it with a timeout and without following redirects,
+//! records the attempt, and on failure sets the row's next attempt
+//! (exponential backoff with jitter, capped, for about three days). An
+//! endpoint that has failed without a success for
+//! [`WebhookConfig::disable_after_ms`] is disabled, with a reason and a
+//! `webhook_endpoint.disabled` event. Per-endpoint ordering is not
+//! promised; receivers dedupe on the event id.
 
 use super::Endpoint;
 use crate::events::{self, EventRow};
 use crate::jobs::NewJob;
-use crate::jobs::runner::ClaimedJob;
 use crate::ledger::{Effect, Environment};
 use crate::services::Services;
 use nixo_api::schema::RouteId;
 use nixo_api::versions;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use sqlx::Row;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
-use tokio::sync::Semaphore;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub const FANOUT_JOB: &str = "webhooks.fanout";
 pub const FANOUT_INTERVAL_MS: i64 = 250;
 /// Events dispatched per fanout run at most.
 pub const FANOUT_BATCH_MAX: i64 = 500;
-pub const DELIVER_JOB: &str = "webhook.deliver";
-/// Response bytes read at most (the rest is dropped).
-pub const RESPONSE_READ_MAX_BYTES: usize = 4 * 1024;
+/// The job that delivers one endpoint's due rows.
+pub const PUMP_JOB: &str = "webhook.pump";
+/// Due rows a pump reads at once.
+pub const PUMP_BATCH_MAX: i64 = 64;
+/// How long one pump run keeps starting deliveries before it gives its
+/// worker back (the next fanout starts it again if rows are still due).
+pub const PUMP_RUN_MS: u64 = 30_000;
 /// Deliveries in flight to one endpoint at most.
 pub const IN_FLIGHT_PER_ENDPOINT: usize = 8;
-/// How long a delivery waits for its endpoint's turn before it is put back
-/// (only for an endpoint that answers fast; a slow one's deliveries step
-/// aside at once).
-pub const TURN_WAIT_MS: u64 = 20;
-/// An endpoint whose last answer took longer than this is slow.
-pub const SLOW_ENDPOINT_MS: u64 = 200;
-/// How long a delivery that found its endpoint busy is put back the first
-/// time; doubling each time it finds the endpoint still busy, up to
-/// [`BUSY_RETRY_MAX_MS`] (a slow endpoint's backlog settles down instead of
-/// churning the job table).
-pub const BUSY_RETRY_MS: i64 = 100;
-pub const BUSY_RETRY_MAX_MS: i64 = 30_000;
+/// Response bytes read at most (the rest is dropped).
+pub const RESPONSE_READ_MAX_BYTES: usize = 4 * 1024;
 /// Error text kept per attempt at most.
 pub const ERROR_LEN_MAX: usize = 300;
 
@@ -78,19 +76,11 @@ impl Default for WebhookConfig {
     }
 }
 
-/// One endpoint's share of the deliveries of this process.
-struct Slot {
-    in_flight: Arc<Semaphore>,
-    last_latency_ms: std::sync::atomic::AtomicU64,
-}
-
-/// The delivery side: configuration, the HTTP client, per-endpoint slots.
+/// The delivery side: configuration, the HTTP client, sealed secrets.
 pub struct Delivery {
     pub config: WebhookConfig,
     pub sealer: super::Sealer,
     client: reqwest::Client,
-    /// Per endpoint: its deliveries in flight, and how long its last answer took.
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -102,41 +92,29 @@ impl std::fmt::Debug for Delivery {
 impl Delivery {
     fn client_builder(config: &WebhookConfig) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
-            .timeout(std::time::Duration::from_millis(config.timeout_ms))
+            .timeout(Duration::from_millis(config.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Nixo-Webhooks/1.0")
             .tcp_nodelay(true)
-    }
-
-    /// A client configured like the shared one (to pin an address).
-    fn builder(&self) -> reqwest::ClientBuilder {
-        Self::client_builder(&self.config)
     }
 
     pub fn new(config: WebhookConfig, sealer: super::Sealer) -> Delivery {
         let client = Self::client_builder(&config)
             .build()
             .expect("the webhook client builds");
-        Delivery {
-            config,
-            sealer,
-            client,
-            slots: Mutex::new(HashMap::new()),
-        }
+        Delivery { config, sealer, client }
     }
 
-    fn slot(&self, endpoint_id: &str) -> Arc<Slot> {
-        self.slots
-            .lock()
-            .expect("slots")
-            .entry(endpoint_id.to_string())
-            .or_insert_with(|| {
-                Arc::new(Slot {
-                    in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_ENDPOINT)),
-                    last_latency_ms: std::sync::atomic::AtomicU64::new(0),
-                })
-            })
-            .clone()
+    /// The client for one endpoint: a live one connects to the address
+    /// that was checked (pinned, so a second DNS answer cannot redirect it).
+    fn client_for(&self, pinned: Option<&(String, SocketAddr)>) -> Result<reqwest::Client, String> {
+        match pinned {
+            Some((host, addr)) => Self::client_builder(&self.config)
+                .resolve(host, *addr)
+                .build()
+                .map_err(|err| format!("client: {err}")),
+            None => Ok(self.client.clone()),
+        }
     }
 
     /// The delay before attempt `next` (2, 3, …), with jitter.
@@ -152,19 +130,28 @@ impl Delivery {
     }
 }
 
-/// The job that delivers one event to one endpoint.
-pub fn deliver_job(event_id: &str, endpoint_id: &str, attempt: i64, run_at_ms: i64, now_ms: i64) -> NewJob {
-    waiting_job(event_id, endpoint_id, attempt, 0, run_at_ms, now_ms)
+/// An endpoint's pump job (one live per endpoint: enqueuing it again while
+/// it waits or runs is a no-op).
+fn pump_job(endpoint_id: &str, now_ms: i64) -> NewJob {
+    NewJob::new(PUMP_JOB, json!({ "endpoint_id": endpoint_id }), now_ms)
+        .unique(format!("{PUMP_JOB}:{endpoint_id}"))
+        .max_attempts(5)
 }
 
-fn waiting_job(event_id: &str, endpoint_id: &str, attempt: i64, waits: i64, run_at_ms: i64, now_ms: i64) -> NewJob {
-    NewJob::new(
-        DELIVER_JOB,
-        json!({ "event_id": event_id, "endpoint_id": endpoint_id, "attempt": attempt, "waits": waits }),
-        now_ms,
-    )
-    .run_at(run_at_ms)
-    .max_attempts(3)
+/// The row of a new delivery series of an event to an endpoint (its pump
+/// job is [`pump_effect`]).
+pub fn queue_effect(event_id: &str, endpoint_id: &str, now_ms: i64) -> Effect {
+    Effect::Sql {
+        sql: "INSERT INTO webhook_deliveries (endpoint_id, event_id, attempt, state, run_at_ms, created_at_ms,
+                 updated_at_ms) VALUES ($1, $2, 1, 'pending', $3, $3, $3)",
+        binds: vec![endpoint_id.to_string().into(), event_id.to_string().into(), now_ms.into()],
+        must_change: None,
+    }
+}
+
+/// Makes sure the endpoint's pump runs.
+pub fn pump_effect(endpoint_id: &str, now_ms: i64) -> Effect {
+    Effect::Job(pump_job(endpoint_id, now_ms))
 }
 
 async fn undispatched(services: &Services) -> Result<Vec<EventRow>, sqlx::Error> {
@@ -178,14 +165,35 @@ async fn undispatched(services: &Services) -> Result<Vec<EventRow>, sqlx::Error>
     rows.iter().map(events::from_row).collect()
 }
 
+/// Enabled endpoints with rows due and perhaps no pump (a pump that was
+/// finishing when rows arrived, or retries that came due).
+async fn due_endpoints(services: &Services, now_ms: i64) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT e.id FROM webhook_endpoints e
+         WHERE e.status = 'enabled' AND e.deleted_at_ms IS NULL
+           AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                       WHERE d.endpoint_id = e.id AND d.state = 'pending' AND d.run_at_ms <= $1)",
+    )
+    .bind(now_ms)
+    .fetch_all(&services.ledger.db.pool)
+    .await?;
+    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+}
+
 /// The `webhooks.fanout` job.
 pub async fn fanout(services: &Services) -> anyhow::Result<()> {
+    let mut first = true;
     loop {
         let batch = undispatched(services).await?;
-        if batch.is_empty() {
+        let now_ms = services.clock.now_ms();
+        let mut pumps: BTreeSet<String> = BTreeSet::new();
+        if first {
+            pumps.extend(due_endpoints(services, now_ms).await?);
+            first = false;
+        }
+        if batch.is_empty() && pumps.is_empty() {
             return Ok(());
         }
-        let now_ms = services.clock.now_ms();
         let mut effects = Vec::new();
         let mut cache: HashMap<(String, String, String), Vec<Endpoint>> = HashMap::new();
         for event in &batch {
@@ -206,9 +214,8 @@ pub async fn fanout(services: &Services) -> anyhow::Result<()> {
                 cache.insert(key.clone(), found);
             }
             for endpoint in cache[&key].iter().filter(|e| e.created_at_ms <= event.created_at_ms) {
-                let job = deliver_job(&event.id, &endpoint.id, 1, now_ms, now_ms)
-                    .unique(format!("{DELIVER_JOB}:{}:{}:1", event.id, endpoint.id));
-                effects.push(Effect::Job(job));
+                effects.push(queue_effect(&event.id, &endpoint.id, now_ms));
+                pumps.insert(endpoint.id.clone());
             }
             effects.push(Effect::Sql {
                 sql: "UPDATE events SET dispatched_at_ms = $1 WHERE id = $2 AND dispatched_at_ms IS NULL",
@@ -216,6 +223,7 @@ pub async fn fanout(services: &Services) -> anyhow::Result<()> {
                 must_change: None,
             });
         }
+        effects.extend(pumps.iter().map(|id| pump_effect(id, now_ms)));
         services.ledger.apply_effects(effects, now_ms).await?;
         services.jobs.wake();
         if (batch.len() as i64) < FANOUT_BATCH_MAX {
@@ -313,29 +321,8 @@ impl Attempt {
     }
 }
 
-async fn post(
-    delivery: &Delivery,
-    pinned: Option<(String, SocketAddr)>,
-    url: &str,
-    signature: &str,
-    event_id: &str,
-    body: Vec<u8>,
-) -> Attempt {
+async fn post(client: reqwest::Client, timeout_ms: u64, url: &str, signature: &str, event_id: &str, body: Vec<u8>) -> Attempt {
     let started = Instant::now();
-    // A live endpoint connects to the address that was checked.
-    let client = match pinned {
-        Some((host, addr)) => match delivery.builder().resolve(&host, addr).build() {
-            Ok(client) => client,
-            Err(err) => {
-                return Attempt {
-                    http_status: None,
-                    latency_ms: 0,
-                    error: Some(format!("client: {err}")),
-                };
-            }
-        },
-        None => delivery.client.clone(),
-    };
     let sent = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -345,10 +332,9 @@ async fn post(
         .send()
         .await;
     let mut attempt = match sent {
-        Ok(response) => {
+        Ok(mut response) => {
             let status = i64::from(response.status().as_u16());
             // Read a little of the answer, and no more.
-            let mut response = response;
             let mut read = 0usize;
             while read < RESPONSE_READ_MAX_BYTES {
                 match response.chunk().await {
@@ -366,7 +352,7 @@ async fn post(
             http_status: None,
             latency_ms: 0,
             error: Some(if err.is_timeout() {
-                format!("no answer within {} ms", delivery.config.timeout_ms)
+                format!("no answer within {timeout_ms} ms")
             } else if err.is_connect() {
                 "could not connect".to_string()
             } else {
@@ -376,6 +362,35 @@ async fn post(
     };
     attempt.latency_ms = started.elapsed().as_millis() as i64;
     attempt
+}
+
+/// A due delivery row.
+struct Due {
+    id: i64,
+    event_id: String,
+    attempt: i64,
+}
+
+async fn due_rows(services: &Services, endpoint_id: &str, now_ms: i64) -> Result<Vec<Due>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, event_id, attempt FROM webhook_deliveries
+         WHERE endpoint_id = $1 AND state = 'pending' AND run_at_ms <= $2
+         ORDER BY run_at_ms, id LIMIT $3",
+    )
+    .bind(endpoint_id)
+    .bind(now_ms)
+    .bind(PUMP_BATCH_MAX)
+    .fetch_all(&services.ledger.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Due {
+                id: r.try_get(0)?,
+                event_id: r.try_get(1)?,
+                attempt: r.try_get(2)?,
+            })
+        })
+        .collect()
 }
 
 async fn load_event(services: &Services, id: &str) -> Result<Option<EventRow>, sqlx::Error> {
@@ -388,40 +403,21 @@ async fn load_event(services: &Services, id: &str) -> Result<Option<EventRow>, s
     row.as_ref().map(events::from_row).transpose()
 }
 
-/// The `webhook.deliver` job.
-pub async fn deliver(services: &Services, delivery: &Delivery, job: &ClaimedJob) -> anyhow::Result<()> {
-    let event_id = job.payload["event_id"].as_str().unwrap_or_default().to_string();
-    let endpoint_id = job.payload["endpoint_id"].as_str().unwrap_or_default().to_string();
-    let attempt_no = job.payload["attempt"].as_i64().unwrap_or(1);
-    let db = &services.ledger.db;
-    let Some(endpoint) = super::load(db, &endpoint_id).await? else {
-        return Ok(());
-    };
-    if endpoint.deleted || !endpoint.enabled {
-        return Ok(());
-    }
-    let Some(event) = load_event(services, &event_id).await? else {
-        return Ok(());
-    };
-    // A busy endpoint's deliveries wait a little for a turn, then step
-    // aside (backing off), so a slow endpoint cannot hold the worker pool.
-    let slot = delivery.slot(&endpoint.id);
-    let slow = slot.last_latency_ms.load(std::sync::atomic::Ordering::Relaxed) > SLOW_ENDPOINT_MS;
-    let wait = std::time::Duration::from_millis(if slow { 0 } else { TURN_WAIT_MS });
-    let turn = match slot.in_flight.clone().try_acquire_owned() {
-        Ok(permit) => Ok(Ok(permit)),
-        Err(_) => tokio::time::timeout(wait, slot.in_flight.clone().acquire_owned()).await,
-    };
-    let Ok(Ok(_turn)) = turn else {
-        let now_ms = services.clock.now_ms();
-        let waits = job.payload["waits"].as_i64().unwrap_or(0).clamp(0, 20);
-        let delay = BUSY_RETRY_MS.saturating_mul(1 << waits).min(BUSY_RETRY_MAX_MS);
-        let again = waiting_job(&event_id, &endpoint_id, attempt_no, waits + 1, now_ms + delay, now_ms);
-        crate::jobs::enqueue_now(db, &again, now_ms).await?;
-        return Ok(());
-    };
+/// What a pump needs to send to one endpoint, read once per batch.
+struct Target {
+    url: String,
+    /// Every live signing secret.
+    secrets: Vec<String>,
+    /// The endpoint's version, else the account's pinned one.
+    api_version: Option<String>,
+    /// A client that connects to the checked address, or why the endpoint
+    /// may not be called.
+    client: Result<reqwest::Client, String>,
+    timeout_ms: u64,
+}
 
-    let now_ms = services.clock.now_ms();
+async fn target(services: &Services, endpoint: &Endpoint, now_ms: i64) -> anyhow::Result<Target> {
+    let delivery = &services.webhooks;
     let mut secrets = Vec::new();
     if let Some(current) = delivery.sealer.open(&endpoint.id, &endpoint.secret_sealed) {
         secrets.push(current);
@@ -433,96 +429,169 @@ pub async fn deliver(services: &Services, delivery: &Delivery, job: &ClaimedJob)
         secrets.push(previous);
     }
     anyhow::ensure!(!secrets.is_empty(), "endpoint {} has no secret that opens", endpoint.id);
-    let attempt = match check_target(endpoint.environment, &endpoint.url).await {
+    let api_version = match &endpoint.api_version {
+        Some(v) => Some(v.clone()),
+        None => crate::auth::pinned_version(&services.ledger.db, &endpoint.account_id).await?,
+    };
+    // Checked again at delivery time: DNS may have changed since creation.
+    let client = check_target(endpoint.environment, &endpoint.url)
+        .await
+        .and_then(|pinned| delivery.client_for(pinned.as_ref()));
+    Ok(Target {
+        url: endpoint.url.clone(),
+        secrets,
+        api_version,
+        client,
+        timeout_ms: delivery.config.timeout_ms,
+    })
+}
+
+/// One attempt of one row.
+async fn attempt_one(services: Services, target: Arc<Target>, due: Due) -> (Due, Attempt) {
+    let event = match load_event(&services, &due.event_id).await {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            let gone = Attempt {
+                http_status: None,
+                latency_ms: 0,
+                error: Some("the event is past retention".into()),
+            };
+            return (due, gone);
+        }
+        Err(err) => {
+            let failed = Attempt {
+                http_status: None,
+                latency_ms: 0,
+                error: Some(format!("the event could not be read: {err}")),
+            };
+            return (due, failed);
+        }
+    };
+    let attempt = match &target.client {
         Err(why) => Attempt {
             http_status: None,
             latency_ms: 0,
-            error: Some(why),
+            error: Some(why.clone()),
         },
-        Ok(pinned) => {
-            // The endpoint's version, else the account's pinned one.
-            let version = match &endpoint.api_version {
-                Some(v) => Some(v.clone()),
-                None => crate::auth::pinned_version(db, &endpoint.account_id).await?,
-            };
-            let body = payload(&event, version.as_deref());
-            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-            let signature = nixo_api::webhooks::sign(&refs, now_ms / 1000, &body);
-            post(delivery, pinned, &endpoint.url, &signature, &event.id, body).await
+        Ok(client) => {
+            let body = payload(&event, target.api_version.as_deref());
+            let refs: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
+            let signature = nixo_api::webhooks::sign(&refs, services.clock.now_ms() / 1000, &body);
+            post(client.clone(), target.timeout_ms, &target.url, &signature, &event.id, body).await
         }
     };
-    slot.last_latency_ms.store(
-        u64::try_from(attempt.latency_ms).unwrap_or(0),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    (due, attempt)
+}
+
+/// The `webhook.pump` job: delivers one endpoint's due rows, a batch at a
+/// time, [`IN_FLIGHT_PER_ENDPOINT`] at most in flight, for up to
+/// [`PUMP_RUN_MS`].
+pub async fn pump(services: &Services, endpoint_id: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let run_for = Duration::from_millis(PUMP_RUN_MS);
+    while started.elapsed() < run_for {
+        let Some(mut endpoint) = super::load(&services.ledger.db, endpoint_id).await? else {
+            return Ok(());
+        };
+        if endpoint.deleted || !endpoint.enabled {
+            return Ok(());
+        }
+        let now_ms = services.clock.now_ms();
+        let due = due_rows(services, endpoint_id, now_ms).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let target = Arc::new(target(services, &endpoint, now_ms).await?);
+        let mut waiting = due.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        let mut done = Vec::new();
+        loop {
+            while running.len() < IN_FLIGHT_PER_ENDPOINT && started.elapsed() < run_for {
+                let Some(row) = waiting.next() else { break };
+                running.spawn(attempt_one(services.clone(), target.clone(), row));
+            }
+            match running.join_next().await {
+                Some(finished) => done.push(finished?),
+                None => break,
+            }
+        }
+        settle(services, &mut endpoint, done).await?;
+        if !endpoint.enabled {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Records a batch's attempts, sets each row's next step, and keeps the
+/// endpoint's failure streak (disabling it after a long one).
+async fn settle(services: &Services, endpoint: &mut Endpoint, done: Vec<(Due, Attempt)>) -> anyhow::Result<()> {
+    let config = &services.webhooks.config;
     let after_ms = services.clock.now_ms();
-    let mut endpoint = endpoint;
-    let was_failing = endpoint.failing_since_ms.is_some();
-    let next_retry_at_ms = if attempt.ok() {
-        if was_failing {
+    let failing_before = endpoint.failing_since_ms;
+    let mut effects = Vec::with_capacity(done.len() * 2);
+    let mut outcomes = (0u64, 0u64);
+    for (due, attempt) in &done {
+        let (state, next_attempt, run_at_ms) = if attempt.ok() {
             endpoint.failing_since_ms = None;
-            endpoint.updated_at_ms = after_ms;
-            super::save(db, &endpoint).await?;
-        }
-        None
-    } else {
-        let failing_since = *endpoint.failing_since_ms.get_or_insert(after_ms);
-        if after_ms - failing_since >= delivery.config.disable_after_ms {
-            disable(services, &mut endpoint, after_ms).await?;
-            None
+            outcomes.0 += 1;
+            ("delivered", due.attempt, after_ms)
         } else {
-            if !was_failing {
-                endpoint.updated_at_ms = after_ms;
-                super::save(db, &endpoint).await?;
+            endpoint.failing_since_ms.get_or_insert(after_ms);
+            outcomes.1 += 1;
+            if due.attempt < config.attempts_max {
+                let next = due.attempt + 1;
+                ("pending", next, after_ms + services.webhooks.retry_delay_ms(next))
+            } else {
+                ("failed", due.attempt, after_ms)
             }
-            (attempt_no < delivery.config.attempts_max).then(|| after_ms + delivery.retry_delay_ms(attempt_no + 1))
-        }
-    };
-    // The attempt and the next one's job, through the ledger's writer (on
-    // SQLite, committed with other writes in one fsync).
-    let mut effects = vec![Effect::Sql {
-        sql: "INSERT INTO webhook_attempts (id, endpoint_id, event_id, attempt, http_status, latency_ms, error,
-                 next_retry_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        binds: vec![
-            super::new_attempt_id().into(),
-            endpoint.id.clone().into(),
-            event.id.clone().into(),
-            attempt_no.into(),
-            attempt.http_status.into(),
-            attempt.latency_ms.into(),
-            attempt
-                .error
-                .as_deref()
-                .map(|e| e.chars().take(ERROR_LEN_MAX).collect::<String>())
-                .into(),
-            next_retry_at_ms.into(),
-            after_ms.into(),
-        ],
-        must_change: None,
-    }];
-    if let Some(at) = next_retry_at_ms {
-        let retry = deliver_job(&event.id, &endpoint.id, attempt_no + 1, at, after_ms).unique(format!(
-            "{DELIVER_JOB}:{}:{}:{}",
-            event.id,
-            endpoint.id,
-            attempt_no + 1
-        ));
-        effects.push(Effect::Job(retry));
-    }
-    if next_retry_at_ms.is_none() && attempt.ok() {
-        // A success needs nothing after it: its record is written in the
-        // background (the job's own completion is what makes it final).
-        let ledger = services.ledger.clone();
-        tokio::spawn(async move {
-            if let Err(err) = ledger.apply_effects(effects, after_ms).await {
-                tracing::warn!(error = %err, "a webhook attempt record was not written");
-            }
+        };
+        let next_retry_at_ms = (state == "pending").then_some(run_at_ms);
+        effects.push(Effect::Sql {
+            sql: "INSERT INTO webhook_attempts (id, endpoint_id, event_id, attempt, http_status, latency_ms, error,
+                     next_retry_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            binds: vec![
+                super::new_attempt_id().into(),
+                endpoint.id.clone().into(),
+                due.event_id.clone().into(),
+                due.attempt.into(),
+                attempt.http_status.into(),
+                attempt.latency_ms.into(),
+                attempt
+                    .error
+                    .as_deref()
+                    .map(|e| e.chars().take(ERROR_LEN_MAX).collect::<String>())
+                    .into(),
+                next_retry_at_ms.into(),
+                after_ms.into(),
+            ],
+            must_change: None,
         });
-    } else {
-        services.ledger.apply_effects(effects, after_ms).await?;
+        effects.push(Effect::Sql {
+            sql: "UPDATE webhook_deliveries SET state = $1, attempt = $2, run_at_ms = $3, updated_at_ms = $4
+                  WHERE id = $5 AND state = 'pending'",
+            binds: vec![
+                state.into(),
+                next_attempt.into(),
+                run_at_ms.into(),
+                after_ms.into(),
+                due.id.into(),
+            ],
+            must_change: None,
+        });
     }
-    metrics::counter!("nixo_webhook_attempts_total", "outcome" => if attempt.ok() { "delivered" } else { "failed" })
-        .increment(1);
+    services.ledger.apply_effects(effects, after_ms).await?;
+    metrics::counter!("nixo_webhook_attempts_total", "outcome" => "delivered").increment(outcomes.0);
+    metrics::counter!("nixo_webhook_attempts_total", "outcome" => "failed").increment(outcomes.1);
+    let failing_long = endpoint
+        .failing_since_ms
+        .is_some_and(|since| after_ms - since >= config.disable_after_ms);
+    if failing_long {
+        disable(services, endpoint, after_ms).await?;
+    } else if endpoint.failing_since_ms != failing_before {
+        endpoint.updated_at_ms = after_ms;
+        super::save(&services.ledger.db, endpoint).await?;
+    }
     Ok(())
 }
 
