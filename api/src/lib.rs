@@ -8,6 +8,7 @@
 //! (inside the gateway) and natively (inside the core).
 
 pub mod access;
+pub mod accounts;
 pub mod headers;
 pub mod pagination;
 pub mod payouts;

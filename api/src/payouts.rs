@@ -5,7 +5,7 @@
 //! checked.
 
 use crate::pagination::{CreatedRange, ListParams};
-use crate::schema::{self, Checked, Currency, FieldError};
+use crate::schema::{self, Checked, Currency, FieldError, bounded, text};
 use serde_json::{Map, Value};
 
 /// Fields of the body, and the required ones.
@@ -90,25 +90,6 @@ pub struct PayoutRequest {
     pub account: RecipientAccount,
     pub description: Option<String>,
     pub metadata: Map<String, Value>,
-}
-
-fn text<'a>(map: &'a Map<String, Value>, key: &str, field: &str) -> Checked<Option<&'a str>> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(FieldError::new(field, format!("{field} must be a string"))),
-    }
-}
-
-fn bounded(value: &str, field: &str, max: usize) -> Checked<String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > max || trimmed.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            field,
-            format!("{field} must be 1 to {max} printable characters"),
-        ));
-    }
-    Ok(trimmed.to_string())
 }
 
 fn country(value: &str) -> Checked<String> {

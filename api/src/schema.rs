@@ -159,6 +159,27 @@ pub fn parse_object(body: &[u8]) -> Checked<Map<String, Value>> {
     }
 }
 
+/// An optional string field (`None` when absent or null).
+pub fn text<'a>(map: &'a Map<String, Value>, key: &str, field: &str) -> Checked<Option<&'a str>> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(FieldError::new(field, format!("{field} must be a string"))),
+    }
+}
+
+/// Trimmed text of 1 to `max` printable characters.
+pub fn bounded(value: &str, field: &str, max: usize) -> Checked<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > max || trimmed.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            format!("{field} must be 1 to {max} printable characters"),
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
 /// Refuses parameters the route does not know (typos must not pass silently).
 pub fn reject_unknown(map: &Map<String, Value>, known: &[&str]) -> Checked<()> {
     match map.keys().find(|k| !known.contains(&k.as_str())) {
@@ -434,6 +455,11 @@ pub enum RouteId {
     EventList,
     EventRetrieve,
     EventResend,
+    AccountCreate,
+    AccountList,
+    AccountMe,
+    AccountRetrieve,
+    AccountUpdate,
 }
 
 /// A route: method, path and the key scope it needs.
@@ -451,7 +477,7 @@ pub struct Route {
 pub const PUBLIC: &str = "";
 
 /// Every public route. A key's scopes are a subset of the scopes named here.
-pub const ROUTES: [Route; 21] = [
+pub const ROUTES: [Route; 26] = [
     Route {
         id: RouteId::Transfer,
         method: "POST",
@@ -599,6 +625,42 @@ pub const ROUTES: [Route; 21] = [
         scope: "webhooks:write",
         documented: true,
     },
+    Route {
+        id: RouteId::AccountCreate,
+        method: "POST",
+        path: "/v1/accounts",
+        scope: "accounts:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::AccountList,
+        method: "GET",
+        path: "/v1/accounts",
+        scope: "accounts:read",
+        documented: true,
+    },
+    // Before `{id}`: `me` is the key's own account, not an id.
+    Route {
+        id: RouteId::AccountMe,
+        method: "GET",
+        path: "/v1/accounts/me",
+        scope: "accounts:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::AccountRetrieve,
+        method: "GET",
+        path: "/v1/accounts/{id}",
+        scope: "accounts:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::AccountUpdate,
+        method: "PUT",
+        path: "/v1/accounts/{id}",
+        scope: "accounts:write",
+        documented: true,
+    },
 ];
 
 /// Where Daraja posts B2C results and queue time-outs; `{token}` is a
@@ -697,7 +759,9 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         | RouteId::PayoutCancel
         | RouteId::WebhookEndpointRetrieve
         | RouteId::WebhookEndpointDelete
-        | RouteId::EventRetrieve => match query_pairs(query).next() {
+        | RouteId::EventRetrieve
+        | RouteId::AccountMe
+        | RouteId::AccountRetrieve => match query_pairs(query).next() {
             Some((name, _)) => Err(unknown_parameter(&name)),
             None => no_body(body),
         },
@@ -730,6 +794,19 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
             crate::webhooks::list_query(query).map(drop).and_then(|_| no_body(body))
         }
         RouteId::EventList => crate::webhooks::events_query(query)
+            .map(drop)
+            .and_then(|_| no_body(body)),
+        RouteId::AccountCreate | RouteId::AccountUpdate => {
+            if let Some((name, _)) = query_pairs(query).next() {
+                return Err(unknown_parameter(&name));
+            }
+            if route.id == RouteId::AccountCreate {
+                crate::accounts::create_request(body).map(drop)
+            } else {
+                crate::accounts::update_request(body).map(drop)
+            }
+        }
+        RouteId::AccountList => crate::accounts::accounts_query(query)
             .map(drop)
             .and_then(|_| no_body(body)),
         RouteId::MpesaB2cResult | RouteId::MpesaB2cTimeout => match query_pairs(query).next() {
@@ -917,7 +994,9 @@ mod tests {
             Err(RouteMiss::MethodNotAllowed)
         );
         assert_eq!(find_route("GET", "/v1/nothing"), Err(RouteMiss::NotFound));
-        assert_eq!(all_scopes().count(), 8);
+        assert_eq!(all_scopes().count(), 10);
+        assert_eq!(find_route("GET", "/v1/accounts/me").unwrap().id, RouteId::AccountMe);
+        assert_eq!(find_route("PUT", "/v1/accounts/acct_1").unwrap().id, RouteId::AccountUpdate);
         let one = find_route("GET", "/v1/payouts/pyt_1A2B").unwrap();
         assert_eq!((one.id, one.scope), (RouteId::PayoutRetrieve, "payouts:read"));
         assert_eq!(
