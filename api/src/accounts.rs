@@ -181,7 +181,10 @@ fn object<'a>(value: &'a Value, field: &str, known: &[&str]) -> Checked<&'a Map<
         .ok_or_else(|| FieldError::new(field, format!("{field} must be an object")))?;
     if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
         let name = format!("{field}.{unknown}");
-        return Err(FieldError::new(name.clone(), format!("Received unknown parameter: {name}")));
+        return Err(FieldError::new(
+            name.clone(),
+            format!("Received unknown parameter: {name}"),
+        ));
     }
     Ok(map)
 }
@@ -201,7 +204,12 @@ pub fn date_ok(text: &str) -> bool {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
     }
-    let number = |r: std::ops::Range<usize>| text.get(r).filter(|s| s.bytes().all(|c| c.is_ascii_digit()))?.parse::<u32>().ok();
+    let number = |r: std::ops::Range<usize>| {
+        text.get(r)
+            .filter(|s| s.bytes().all(|c| c.is_ascii_digit()))?
+            .parse::<u32>()
+            .ok()
+    };
     let (Some(y), Some(m), Some(d)) = (number(0..4), number(5..7), number(8..10)) else {
         return false;
     };
@@ -216,19 +224,22 @@ pub fn date_ok(text: &str) -> bool {
     y >= 1900 && (1..=days).contains(&d)
 }
 
-/// `local@domain.tld`, printable, no spaces.
+/// `local@domain.tld`: the local part of letters, digits and `._%+-` (1 to
+/// 64), the domain of two or more labels of letters, digits and `-`.
 pub fn email_ok(text: &str) -> bool {
     let Some((local, domain)) = text.split_once('@') else {
         return false;
     };
+    let labels: Vec<&str> = domain.split('.').collect();
     text.len() <= EMAIL_LEN_MAX
-        && !local.is_empty()
-        && local.len() <= 64
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains('@')
-        && text.bytes().all(|b| b.is_ascii_graphic())
+        && (1..=64).contains(&local.len())
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b))
+        && labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// E.164: `+` and 8 to 15 digits.
@@ -243,7 +254,13 @@ pub fn id_number_ok(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-fn checked_text(map: &Map<String, Value>, key: &str, field: &str, ok: fn(&str) -> bool, rule: &str) -> Checked<Option<String>> {
+fn checked_text(
+    map: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    ok: fn(&str) -> bool,
+    rule: &str,
+) -> Checked<Option<String>> {
     match text(map, key, field)? {
         None => Ok(None),
         Some(t) if ok(t) => Ok(Some(t.to_string())),
@@ -268,8 +285,14 @@ fn address(value: &Value, field: &str) -> Checked<Value> {
             return Err(FieldError::missing(&format!("{field}.{required}")));
         }
     }
-    let country = checked_text(map, "country", &format!("{field}.country"), country_ok, "an ISO 3166-1 alpha-2 code such as \"KE\"")?
-        .ok_or_else(|| FieldError::missing(&format!("{field}.country")))?;
+    let country = checked_text(
+        map,
+        "country",
+        &format!("{field}.country"),
+        country_ok,
+        "an ISO 3166-1 alpha-2 code such as \"KE\"",
+    )?
+    .ok_or_else(|| FieldError::missing(&format!("{field}.country")))?;
     out.insert("country".into(), country.into());
     Ok(Value::Object(out))
 }
@@ -292,13 +315,21 @@ fn individual(value: &Value) -> Checked<(Map<String, Value>, Option<Personal>)> 
         out.insert("address".into(), address(a, "individual.address")?);
     }
     if let Some(t) = text(map, "id_type", "individual.id_type")? {
-        let kind = ID_TYPES
-            .into_iter()
-            .find(|k| *k == t)
-            .ok_or_else(|| FieldError::new("individual.id_type", "individual.id_type must be national_id or passport"))?;
+        let kind = ID_TYPES.into_iter().find(|k| *k == t).ok_or_else(|| {
+            FieldError::new(
+                "individual.id_type",
+                "individual.id_type must be national_id or passport",
+            )
+        })?;
         out.insert("id_type".into(), kind.into());
     }
-    if let Some(n) = checked_text(map, "nationality", "individual.nationality", country_ok, "an ISO 3166-1 alpha-2 code")? {
+    if let Some(n) = checked_text(
+        map,
+        "nationality",
+        "individual.nationality",
+        country_ok,
+        "an ISO 3166-1 alpha-2 code",
+    )? {
         out.insert("nationality".into(), n.into());
     }
     let id_number = checked_text(
@@ -327,7 +358,13 @@ fn business(value: &Value) -> Checked<Map<String, Value>> {
     )? {
         out.insert("registration_number".into(), t.into());
     }
-    if let Some(c) = checked_text(map, "country", "business.country", country_ok, "an ISO 3166-1 alpha-2 code")? {
+    if let Some(c) = checked_text(
+        map,
+        "country",
+        "business.country",
+        country_ok,
+        "an ISO 3166-1 alpha-2 code",
+    )? {
         out.insert("country".into(), c.into());
     }
     if let Some(a) = present(map, "address") {
@@ -359,7 +396,13 @@ fn business(value: &Value) -> Checked<Map<String, Value>> {
                     (None, _) => return Err(FieldError::missing(&f)),
                 }
             }
-            if let Some(d) = checked_text(map, "date_of_birth", &format!("{field}.date_of_birth"), date_ok, DATE_RULE)? {
+            if let Some(d) = checked_text(
+                map,
+                "date_of_birth",
+                &format!("{field}.date_of_birth"),
+                date_ok,
+                DATE_RULE,
+            )? {
                 person.insert("date_of_birth".into(), d.into());
             }
             people.push(Value::Object(person));
@@ -370,10 +413,12 @@ fn business(value: &Value) -> Checked<Map<String, Value>> {
 }
 
 fn documents(value: &Value) -> Checked<Vec<Document>> {
-    let items = value
-        .as_array()
-        .filter(|l| l.len() <= DOCUMENTS_MAX)
-        .ok_or_else(|| FieldError::new("documents", format!("documents must be a list of at most {DOCUMENTS_MAX}")))?;
+    let items = value.as_array().filter(|l| l.len() <= DOCUMENTS_MAX).ok_or_else(|| {
+        FieldError::new(
+            "documents",
+            format!("documents must be a list of at most {DOCUMENTS_MAX}"),
+        )
+    })?;
     items
         .iter()
         .enumerate()
@@ -383,10 +428,14 @@ fn documents(value: &Value) -> Checked<Vec<Document>> {
             let kind_field = format!("{field}.type");
             let kind = text(map, "type", &kind_field)?.ok_or_else(|| FieldError::missing(&kind_field))?;
             let kind = DOCUMENT_TYPES.into_iter().find(|k| *k == kind).ok_or_else(|| {
-                FieldError::new(kind_field.clone(), format!("{kind_field} must be one of {}", DOCUMENT_TYPES.join(", ")))
+                FieldError::new(
+                    kind_field.clone(),
+                    format!("{kind_field} must be one of {}", DOCUMENT_TYPES.join(", ")),
+                )
             })?;
             let reference_field = format!("{field}.reference");
-            let reference = text(map, "reference", &reference_field)?.ok_or_else(|| FieldError::missing(&reference_field))?;
+            let reference =
+                text(map, "reference", &reference_field)?.ok_or_else(|| FieldError::missing(&reference_field))?;
             Ok(Document {
                 kind,
                 reference: bounded(reference, &reference_field, DOCUMENT_REFERENCE_LEN_MAX)?,
@@ -397,10 +446,22 @@ fn documents(value: &Value) -> Checked<Vec<Document>> {
 
 fn kyc_input(map: &Map<String, Value>) -> Checked<KycInput> {
     let mut kyc = KycInput {
-        email: checked_text(map, "email", "email", email_ok, "an email address such as \"ama@example.com\"")?
-            .map(Personal::new),
-        phone: checked_text(map, "phone", "phone", phone_ok, "an E.164 number such as \"+254708374149\"")?
-            .map(Personal::new),
+        email: checked_text(
+            map,
+            "email",
+            "email",
+            email_ok,
+            "an email address such as \"ama@example.com\"",
+        )?
+        .map(Personal::new),
+        phone: checked_text(
+            map,
+            "phone",
+            "phone",
+            phone_ok,
+            "an E.164 number such as \"+254708374149\"",
+        )?
+        .map(Personal::new),
         ..KycInput::default()
     };
     if let Some(v) = present(map, "individual") {
@@ -425,10 +486,16 @@ pub fn create_request(body: &[u8]) -> Checked<CreateAccount> {
     let kyc = kyc_input(&map)?;
     match account_type {
         AccountType::Individual if kyc.business.is_some() => {
-            return Err(FieldError::new("business", "An individual account takes individual, not business"));
+            return Err(FieldError::new(
+                "business",
+                "An individual account takes individual, not business",
+            ));
         }
         AccountType::Business if kyc.individual.is_some() => {
-            return Err(FieldError::new("individual", "A business account takes business, not individual"));
+            return Err(FieldError::new(
+                "individual",
+                "A business account takes business, not individual",
+            ));
         }
         _ => {}
     }
@@ -462,12 +529,11 @@ pub fn create_request(body: &[u8]) -> Checked<CreateAccount> {
 pub fn update_request(body: &[u8]) -> Checked<UpdateAccount> {
     let map = schema::parse_object(body)?;
     schema::reject_unknown(&map, &UPDATE_FIELDS)?;
-    if map.values().all(Value::is_null) {
-        return Err(FieldError::new("body", "Give at least one field to update"));
-    }
     Ok(UpdateAccount {
         kyc: kyc_input(&map)?,
-        metadata: present(&map, "metadata").map(|m| schema::metadata(Some(m))).transpose()?,
+        metadata: present(&map, "metadata")
+            .map(|m| schema::metadata(Some(m)))
+            .transpose()?,
     })
 }
 
@@ -492,7 +558,10 @@ pub fn accounts_query(query: Option<&str>) -> Checked<(AccountFilter, ListParams
                     Some(VERIFICATION_STATUSES.into_iter().find(|s| *s == value).ok_or_else(|| {
                         FieldError::new(
                             "verification_status",
-                            format!("verification_status must be one of {}", VERIFICATION_STATUSES.join(", ")),
+                            format!(
+                                "verification_status must be one of {}",
+                                VERIFICATION_STATUSES.join(", ")
+                            ),
                         )
                     })?);
             }
@@ -529,8 +598,8 @@ mod tests {
         let p = Personal::new("A1234567");
         assert_eq!(format!("{p} {p:?}"), "[redacted] [redacted]");
         assert_eq!(p.masked(), "••••4567");
-        let kyc = create_request(br#"{"type":"individual","individual":{"id_number":"A1234567"},"email":"a@b.co"}"#)
-            .unwrap();
+        let kyc =
+            create_request(br#"{"type":"individual","individual":{"id_number":"A1234567"},"email":"a@b.co"}"#).unwrap();
         let shown = format!("{kyc:?}");
         assert!(!shown.contains("A1234567") && !shown.contains("a@b.co"), "{shown}");
     }
@@ -540,19 +609,29 @@ mod tests {
         for ok in ["1990-02-28", "2000-02-29", "1900-01-01"] {
             assert!(date_ok(ok), "{ok}");
         }
-        for bad in ["1990-02-30", "1899-12-31", "1990-13-01", "1990-1-01", "2001-02-29", "abcd-ef-gh"] {
+        for bad in [
+            "1990-02-30",
+            "1899-12-31",
+            "1990-13-01",
+            "1990-1-01",
+            "2001-02-29",
+            "abcd-ef-gh",
+        ] {
             assert!(!date_ok(bad), "{bad}");
         }
     }
 
     #[test]
     fn bodies_name_the_field_at_fault() {
-        let err = create_request(br#"{"type":"individual","individual":{"address":{"line1":"x","city":"y","country":"kenya"}}}"#)
-            .unwrap_err();
+        let err = create_request(
+            br#"{"type":"individual","individual":{"address":{"line1":"x","city":"y","country":"kenya"}}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.field, "individual.address.country");
         let err = create_request(br#"{"type":"business","individual":{}}"#).unwrap_err();
         assert_eq!(err.field, "individual");
-        let err = create_request(br#"{"type":"individual","documents":[{"type":"selfie","reference":"f"}]}"#).unwrap_err();
+        let err =
+            create_request(br#"{"type":"individual","documents":[{"type":"selfie","reference":"f"}]}"#).unwrap_err();
         assert_eq!(err.field, "documents[0].type");
         let err = update_request(br#"{"phone":"0712345678"}"#).unwrap_err();
         assert_eq!(err.field, "phone");

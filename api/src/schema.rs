@@ -996,7 +996,10 @@ mod tests {
         assert_eq!(find_route("GET", "/v1/nothing"), Err(RouteMiss::NotFound));
         assert_eq!(all_scopes().count(), 10);
         assert_eq!(find_route("GET", "/v1/accounts/me").unwrap().id, RouteId::AccountMe);
-        assert_eq!(find_route("PUT", "/v1/accounts/acct_1").unwrap().id, RouteId::AccountUpdate);
+        assert_eq!(
+            find_route("PUT", "/v1/accounts/acct_1").unwrap().id,
+            RouteId::AccountUpdate
+        );
         let one = find_route("GET", "/v1/payouts/pyt_1A2B").unwrap();
         assert_eq!((one.id, one.scope), (RouteId::PayoutRetrieve, "payouts:read"));
         assert_eq!(

@@ -154,6 +154,7 @@ pub enum ObjectType {
     WebhookEndpoint,
     WebhookAttempt,
     Event,
+    Account,
 }
 
 /// Balances per currency (the Nixo document's shape).
@@ -409,6 +410,198 @@ pub struct PayoutsQuery {
     #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
     pub starting_after: Option<String>,
     /// The id of the first payout of a page: the page before it (newer).
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub ending_before: Option<String>,
+}
+
+/// A postal address.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Address {
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+/// An individual's profile. `id_number` is shown masked (all but the last 4).
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccountIndividual {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// YYYY-MM-DD.
+    pub date_of_birth: Option<String>,
+    pub address: Option<Address>,
+    /// `national_id` or `passport`.
+    pub id_type: Option<String>,
+    /// Masked: `•••••6789`.
+    pub id_number: Option<String>,
+    pub nationality: Option<String>,
+}
+
+/// A person who represents a business.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Representative {
+    pub first_name: String,
+    pub last_name: String,
+    pub date_of_birth: Option<String>,
+    pub role: Option<String>,
+}
+
+/// A business's profile.
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccountBusiness {
+    pub legal_name: Option<String>,
+    pub registration_number: Option<String>,
+    pub country: Option<String>,
+    pub address: Option<Address>,
+    pub representatives: Vec<Representative>,
+}
+
+/// A verification document the platform collected.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccountDocument {
+    /// passport, national_id, driving_license, certificate_of_incorporation, proof_of_address.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its id in your file store.
+    pub reference: String,
+}
+
+/// One step of an account's verification.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VerificationChange {
+    /// unverified, pending, verified, rejected.
+    pub status: String,
+    /// Codes: document_missing, identity_mismatch, watchlist_match, …
+    pub reasons: Vec<String>,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// Limits in one currency at the account's level, in that currency's units.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CurrencyLimits {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$", example = "USD"))]
+    pub currency: String,
+    /// Most one transaction may send; null: no limit.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 1000.00))]
+    pub per_transaction: Option<Value>,
+    /// Most that may be sent in a UTC day; null: no limit.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 2500.00))]
+    pub daily: Option<Value>,
+    /// Sent today (UTC), held for review or on its way included.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 0.00))]
+    pub used_today: Value,
+}
+
+/// What the account may send, by its KYC level.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccountLimits {
+    /// KYC level: 0 none, 1 basic, 2 verified, 3 enhanced.
+    pub level: u8,
+    /// False at level 0: the account receives but cannot send.
+    pub outgoing_enabled: bool,
+    pub currencies: Vec<CurrencyLimits>,
+}
+
+/// A wallet of the account (its integer id addresses it in transfers).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WalletRef {
+    pub id: i64,
+    pub currency: String,
+}
+
+/// An account: a platform (the key's owner) or a customer account under it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Account {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^acct_[A-Za-z0-9]+$", example = "acct_1A2B3C4D5E6F7G8H")
+    )]
+    pub id: String,
+    /// Always `account`.
+    pub object: ObjectType,
+    /// `platform`, `individual` or `business`.
+    #[serde(rename = "type")]
+    pub account_type: String,
+    /// The platform a customer account belongs to (null for a platform).
+    pub platform: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub individual: Option<AccountIndividual>,
+    pub business: Option<AccountBusiness>,
+    pub documents: Vec<AccountDocument>,
+    /// unverified, pending, verified, rejected.
+    pub verification_status: String,
+    /// Why it was rejected, or what the provider still needs.
+    pub verification_reasons: Vec<String>,
+    pub verification_history: Vec<VerificationChange>,
+    /// What is still missing for verification (`individual.id_number`, `documents`, …).
+    pub requirements: Vec<String>,
+    pub limits: AccountLimits,
+    pub wallets: Vec<WalletRef>,
+    pub balances: BalanceObject,
+    pub metadata: serde_json::Map<String, Value>,
+    pub livemode: bool,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccountList {
+    pub object: ObjectType,
+    pub url: String,
+    pub has_more: bool,
+    pub data: Vec<Account>,
+}
+
+/// `POST /v1/accounts` body (its document schema is written out below).
+#[derive(Debug, Clone)]
+pub struct AccountCreateBody;
+
+/// `PUT /v1/accounts/{id}` body (written out below).
+#[derive(Debug, Clone)]
+pub struct AccountUpdateBody;
+
+/// `GET /v1/accounts` query.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct AccountsQuery {
+    /// Only accounts in this verification status.
+    #[cfg_attr(feature = "openapi", param(pattern = "^(unverified|pending|verified|rejected)$"))]
+    pub verification_status: Option<String>,
+    /// Created at or after this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[gte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_gte: Option<i64>,
+    /// Created at or before this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[lte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_lte: Option<i64>,
+    /// Page size, 1 to 100 (default 10).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub limit: Option<i64>,
+    /// The id of the last account of a page: the next (older) page.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub starting_after: Option<String>,
+    /// The id of the first account of a page: the page before it (newer).
     #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
     pub ending_before: Option<String>,
 }
@@ -819,6 +1012,126 @@ pub mod document_schemas {
         body
     }
 
+    /// Printable text of 1 to `max` characters with something besides spaces.
+    fn plain_text(max: usize, example: &str) -> Value {
+        json!({ "type": "string", "minLength": 1, "maxLength": max,
+                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+                "example": example })
+    }
+
+    fn nullable(mut schema: Value) -> Value {
+        if let Some(t) = schema.get("type").and_then(Value::as_str) {
+            schema["type"] = json!([t, "null"]);
+        }
+        schema
+    }
+
+    fn account_schemas() -> (Value, Value) {
+        use crate::accounts::{
+            ADDRESS_LEN_MAX, CURRENCIES_MAX, DOCUMENT_REFERENCE_LEN_MAX, DOCUMENT_TYPES, DOCUMENTS_MAX, EMAIL_LEN_MAX,
+            ID_TYPES, NAME_LEN_MAX, REPRESENTATIVES_MAX,
+        };
+        let country = json!({ "type": "string", "pattern": "^[A-Z]{2}$", "example": "KE" });
+        let date = json!({ "type": "string", "format": "date",
+            "pattern": "^(19[0-9]{2}|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$", "example": "1990-04-12",
+            "description": "A calendar date, YYYY-MM-DD, from 1900 on" });
+        let id_number = json!({ "type": "string", "pattern": "^[A-Za-z0-9-]{4,32}$", "example": "A1234567" });
+        let address = json!({
+            "type": ["object", "null"], "additionalProperties": false, "required": ["line1", "city", "country"],
+            "properties": {
+                "line1": plain_text(ADDRESS_LEN_MAX, "12 Moi Avenue"),
+                "line2": nullable(plain_text(ADDRESS_LEN_MAX, "Floor 3")),
+                "city": plain_text(ADDRESS_LEN_MAX, "Nairobi"),
+                "postal_code": nullable(plain_text(ADDRESS_LEN_MAX, "00100")),
+                "country": country.clone()
+            }
+        });
+        let individual = json!({
+            "type": ["object", "null"], "additionalProperties": false,
+            "description": "An individual's KYC data; id_number is stored encrypted and shown masked",
+            "properties": {
+                "first_name": nullable(plain_text(NAME_LEN_MAX, "Ama")),
+                "last_name": nullable(plain_text(NAME_LEN_MAX, "Mensah")),
+                "date_of_birth": nullable(date.clone()),
+                "address": address.clone(),
+                "id_type": { "type": ["string", "null"], "enum": [ID_TYPES[0], ID_TYPES[1], null] },
+                "id_number": nullable(id_number.clone()),
+                "nationality": nullable(country.clone())
+            }
+        });
+        let business = json!({
+            "type": ["object", "null"], "additionalProperties": false,
+            "properties": {
+                "legal_name": nullable(plain_text(ADDRESS_LEN_MAX, "Mensah Traders Ltd")),
+                "registration_number": nullable(id_number.clone()),
+                "country": nullable(country.clone()),
+                "address": address,
+                "representatives": {
+                    "type": ["array", "null"], "maxItems": REPRESENTATIVES_MAX,
+                    "items": {
+                        "type": "object", "additionalProperties": false, "required": ["first_name", "last_name"],
+                        "properties": {
+                            "first_name": plain_text(NAME_LEN_MAX, "Ama"),
+                            "last_name": plain_text(NAME_LEN_MAX, "Mensah"),
+                            "date_of_birth": nullable(date),
+                            "role": nullable(plain_text(NAME_LEN_MAX, "director"))
+                        }
+                    }
+                }
+            }
+        });
+        let documents = json!({
+            "type": ["array", "null"], "maxItems": DOCUMENTS_MAX,
+            "description": "Documents you collected (the files stay in your store); a new list restarts verification",
+            "items": {
+                "type": "object", "additionalProperties": false, "required": ["type", "reference"],
+                "properties": {
+                    "type": { "type": "string", "enum": DOCUMENT_TYPES },
+                    "reference": plain_text(DOCUMENT_REFERENCE_LEN_MAX, "file_8Hc2")
+                }
+            }
+        });
+        let email = json!({ "type": ["string", "null"], "maxLength": EMAIL_LEN_MAX,
+            "pattern": "^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$", "example": "ama@example.com" });
+        let phone =
+            json!({ "type": ["string", "null"], "pattern": "^\\+[1-9][0-9]{7,14}$", "example": "+254708374149" });
+        let metadata = json!({ "anyOf": [{ "$ref": "#/components/schemas/Metadata" }, { "type": "null" }] });
+        let create = json!({
+            "type": "object", "additionalProperties": false, "required": ["type"],
+            "description": "A customer account under your platform. KYC data given here starts verification at once; \
+                            the account can receive money at once and send it once verified.",
+            "properties": {
+                "type": { "type": "string", "enum": ["individual", "business"] },
+                "email": email, "phone": phone,
+                "individual": individual, "business": business, "documents": documents,
+                "currencies": { "type": ["array", "null"], "minItems": 1, "maxItems": CURRENCIES_MAX,
+                    "items": { "$ref": "#/components/schemas/CurrencyCode" },
+                    "description": "Wallets to open, one per currency (default USD)" },
+                "metadata": metadata
+            },
+            "oneOf": [
+                { "properties": { "type": { "const": "individual" }, "business": { "type": "null" } } },
+                { "properties": { "type": { "const": "business" }, "individual": { "type": "null" } } }
+            ],
+            "example": { "type": "individual", "email": "ama@example.com",
+                "individual": { "first_name": "Ama", "last_name": "Mensah", "date_of_birth": "1990-04-12",
+                    "address": { "line1": "12 Moi Avenue", "city": "Nairobi", "country": "KE" },
+                    "id_type": "national_id", "id_number": "A1234567" },
+                "documents": [{ "type": "national_id", "reference": "file_8Hc2" }], "currencies": ["KES", "USD"] }
+        });
+        let mut update = create.clone();
+        update["required"] = json!([]);
+        update["description"] =
+            json!("What you give replaces what was there; KYC data or documents restart verification (pending).");
+        for gone in ["type", "currencies"] {
+            update["properties"].as_object_mut().expect("properties").remove(gone);
+        }
+        update.as_object_mut().expect("object").remove("oneOf");
+        update["example"] =
+            json!({ "phone": "+254708374149", "documents": [{ "type": "passport", "reference": "file_9Jd3" }] });
+        (create, update)
+    }
+
     /// (component name, schema)
     pub fn all() -> Vec<(&'static str, Value)> {
         vec![
@@ -827,6 +1140,8 @@ pub mod document_schemas {
             ("TransferBody", transfer_body()),
             ("PayoutBody", payout_body()),
             ("Metadata", metadata()),
+            ("AccountCreateBody", account_schemas().0),
+            ("AccountUpdateBody", account_schemas().1),
         ]
     }
 }
@@ -852,6 +1167,8 @@ mod placeholders {
         super::CurrencyCode,
         super::TransferBody,
         super::PayoutBody,
-        super::Metadata
+        super::Metadata,
+        super::AccountCreateBody,
+        super::AccountUpdateBody
     );
 }

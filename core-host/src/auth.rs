@@ -29,6 +29,9 @@ pub struct Principal {
     pub account_id: String,
     pub environment: Environment,
     pub key_id: String,
+    /// A customer account of the key's platform the request acts for (the
+    /// `Nixo-Account` header); the core checks it belongs to the platform.
+    pub on_behalf: Option<String>,
 }
 
 /// Computes keyed hashes of API keys.
@@ -228,17 +231,19 @@ pub async fn pin_version(db: &Db, account_id: &str, version: &str) -> anyhow::Re
 }
 
 /// The principal the edge vouches for in its signed `nixo-principal`
-/// header: `key_id account_id environment`.
+/// header: `key_id account_id environment [on_behalf_account_id]`.
 pub fn parse_principal(header: &str) -> Option<Principal> {
     let mut parts = header.split(' ');
     let (key_id, account_id, environment) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || key_id.is_empty() || account_id.is_empty() {
+    let on_behalf = parts.next().map(str::to_string);
+    if parts.next().is_some() || key_id.is_empty() || account_id.is_empty() || on_behalf.as_deref() == Some("") {
         return None;
     }
     Some(Principal {
         key_id: key_id.to_string(),
         account_id: account_id.to_string(),
         environment: Environment::parse(environment)?,
+        on_behalf,
     })
 }
 

@@ -108,6 +108,13 @@ impl From<crate::services::ServiceError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
                     .with_field("Idempotency-Key")
             }
+            E::Forbidden { code, field, message } => {
+                let err = ApiError::new(StatusCode::FORBIDDEN, code, message);
+                match field {
+                    Some(field) => err.with_field(field),
+                    None => err,
+                }
+            }
             E::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
             E::Internal(cause) => ApiError::internal(&cause),
         }

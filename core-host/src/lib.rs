@@ -19,6 +19,7 @@ pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod ledger;
+pub mod limits;
 pub mod metrics;
 pub mod money;
 pub mod pagination;

@@ -74,6 +74,9 @@ enum Command {
         /// Background jobs this process runs at once.
         #[arg(long, env = "NIXO_JOB_CONCURRENCY", default_value_t = runner::CONCURRENCY_DEFAULT)]
         job_concurrency: usize,
+        /// Transaction limits by KYC level (JSON; the built-in table when unset).
+        #[arg(long, env = "NIXO_LIMITS_FILE")]
+        limits_file: Option<PathBuf>,
         /// How long a claimed job stays with this process without a
         /// heartbeat before another replica may take it over, in milliseconds.
         #[arg(long, env = "NIXO_JOB_LEASE_MS", default_value_t = runner::LEASE_MS_DEFAULT)]
@@ -318,6 +321,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             rule_deadline_ms,
             rule_memory_mib,
             job_concurrency,
+            limits_file,
             job_lease_ms,
             edge,
         } => {
@@ -351,6 +355,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 clock: nixo_core::clock::Clock::system(),
                 rails: nixo_core::rail_wiring::RailsConfig::from_env()?,
                 webhooks: Default::default(),
+                kyc: nixo_core::rail_wiring::KycConfig::from_env()?,
+                limits: match &limits_file {
+                    Some(path) => nixo_core::limits::Limits::load(path)?,
+                    None => nixo_core::limits::Limits::default(),
+                },
             })
             .await?;
             Ok(ExitCode::SUCCESS)

@@ -1,10 +1,14 @@
-//! Which rails a server pays out on: the sandbox bank and the sandbox
-//! Daraja (started in-process on loopback, the default), or real endpoints
-//! named by configuration. The clients are the same code either way.
+//! Which rails a server pays out on, and which KYC provider it verifies
+//! accounts with: the sandboxes (started in-process on loopback, the
+//! default), or real endpoints named by configuration. The clients are the
+//! same code either way.
 
 use crate::providers::bank::Debtor;
 use crate::providers::bank::host_to_host::HostToHost;
 use crate::providers::bank::sandbox::{self as bank_sandbox, SandboxBankConfig};
+use crate::providers::kyc::KycProvider;
+use crate::providers::kyc::client::IdvClient;
+use crate::providers::kyc::sandbox::{self as kyc_sandbox, SandboxKycConfig};
 use crate::providers::mpesa::client::{Daraja, DarajaConfig};
 use crate::providers::mpesa::sandbox::{self as daraja_sandbox, SandboxDarajaConfig};
 use crate::services::payouts::rails::{MPESA_RESULT_WAIT_MS, PayoutRails};
@@ -235,6 +239,72 @@ pub async fn start(
                 mpesa_result_wait_ms: timings.mpesa_result_wait_ms,
             };
             Ok((Arc::new(rails), vec![bank_task, daraja_task]))
+        }
+    }
+}
+
+/// Where KYC checks go: the in-process sandbox provider (default), or a
+/// real one (`NIXO_KYC_URL` and `NIXO_KYC_TOKEN`).
+#[derive(Debug, Clone)]
+pub enum KycConfig {
+    Sandbox {
+        /// How long a sandbox check stays in progress.
+        complete_delay_ms: u64,
+    },
+    Live {
+        url: String,
+        token: String,
+    },
+}
+
+/// How long a sandbox check stays in progress by default.
+pub const SANDBOX_KYC_DELAY_MS: u64 = 300;
+
+impl Default for KycConfig {
+    fn default() -> Self {
+        KycConfig::Sandbox {
+            complete_delay_ms: SANDBOX_KYC_DELAY_MS,
+        }
+    }
+}
+
+impl KycConfig {
+    /// A live provider when `NIXO_KYC_URL` is set (then `NIXO_KYC_TOKEN`
+    /// must be), the sandbox otherwise (`NIXO_SANDBOX_KYC_MS` its delay).
+    pub fn from_env() -> anyhow::Result<KycConfig> {
+        if let Ok(url) = std::env::var("NIXO_KYC_URL") {
+            let token = std::env::var("NIXO_KYC_TOKEN").context("NIXO_KYC_TOKEN must be set with NIXO_KYC_URL")?;
+            return Ok(KycConfig::Live { url, token });
+        }
+        let complete_delay_ms = match std::env::var("NIXO_SANDBOX_KYC_MS") {
+            Ok(v) => v.trim().parse().context("NIXO_SANDBOX_KYC_MS must be milliseconds")?,
+            Err(_) => SANDBOX_KYC_DELAY_MS,
+        };
+        Ok(KycConfig::Sandbox { complete_delay_ms })
+    }
+}
+
+/// The KYC provider client, and the sandbox server started for it.
+pub async fn start_kyc(
+    config: &KycConfig,
+    data_dir: &std::path::Path,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<dyn KycProvider>, Vec<JoinHandle<anyhow::Result<()>>>)> {
+    match config {
+        KycConfig::Live { url, token } => Ok((Arc::new(IdvClient::new(url, token)), Vec::new())),
+        KycConfig::Sandbox { complete_delay_ms } => {
+            let token = random_secret();
+            let (addr, task) = serve_on_loopback(
+                kyc_sandbox::router(SandboxKycConfig {
+                    token: token.clone(),
+                    complete_delay_ms: *complete_delay_ms,
+                    state_file: Some(data_dir.join("sandbox-kyc.json")),
+                }),
+                shutdown,
+            )
+            .await?;
+            tracing::info!(kyc = %addr, "sandbox KYC provider started");
+            Ok((Arc::new(IdvClient::new(&format!("http://{addr}"), &token)), vec![task]))
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct ServeConfig {
     pub rails: crate::rail_wiring::RailsConfig,
     /// How webhooks are delivered.
     pub webhooks: crate::webhooks::delivery::WebhookConfig,
+    /// Where KYC checks go.
+    pub kyc: crate::rail_wiring::KycConfig,
+    /// Transaction limits by KYC level.
+    pub limits: crate::limits::Limits,
 }
 
 impl ServeConfig {
@@ -78,6 +82,8 @@ impl ServeConfig {
             clock: Clock::system(),
             rails: crate::rail_wiring::RailsConfig::default(),
             webhooks: crate::webhooks::delivery::WebhookConfig::default(),
+            kyc: crate::rail_wiring::KycConfig::default(),
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -139,7 +145,8 @@ pub struct Bootstrap {
 async fn bootstrap(ledger: &Ledger, hasher: &KeyHasher) -> anyhow::Result<Bootstrap> {
     let kes = Currency::from_code("KES").expect("KES is ISO 4217");
     let env = Environment::Sandbox;
-    let account_id = accounts::create(&ledger.db, env, "Sandbox account", 1).await?;
+    // A platform, verified at onboarding: level 3 (enhanced).
+    let account_id = accounts::create(&ledger.db, env, "Sandbox account", 3).await?;
     let usd = Currency::from_code("USD").expect("USD is ISO 4217");
     let wallets = SANDBOX_WALLETS
         .map(|w| (w, kes, SANDBOX_FUNDS_MINOR))
@@ -339,6 +346,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         shutdown_rx.clone(),
     )
     .await?;
+    let (kyc, kyc_tasks) = crate::rail_wiring::start_kyc(&config.kyc, &config.data_dir, shutdown_rx.clone()).await?;
     let waker = runner::Waker::default();
     let services = Services {
         ledger: ledger.clone(),
@@ -351,6 +359,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             config.webhooks.clone(),
             crate::webhooks::Sealer::from_pepper(&pepper),
         )),
+        limits: Arc::new(config.limits.clone()),
+        kyc,
+        personal: crate::webhooks::Sealer::for_purpose(&pepper, crate::services::accounts::ID_NUMBER_SEALING),
     };
     let state = AppState {
         services: services.clone(),
@@ -385,6 +396,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         ),
     ];
     tasks.extend(rail_tasks);
+    tasks.extend(kyc_tasks);
     let mut core_addr = None;
     if let Some(core_listen) = config.core_listen {
         let listener = TcpListener::bind(core_listen)
@@ -480,6 +492,14 @@ pub fn job_registry(services: &Services, idempotency: &crate::idempotency::Store
         .every(JOB_PURGE_JOB, JOB_PURGE_INTERVAL_MS);
     register_payout_jobs(&mut registry, services);
     register_webhook_jobs(&mut registry, services);
+    let s = services.clone();
+    registry.register(
+        crate::services::kyc::CHECK_JOB,
+        move |job: crate::jobs::runner::ClaimedJob| {
+            let s = s.clone();
+            async move { crate::services::kyc::run_check(&s, &job).await }
+        },
+    );
     registry
 }
 

@@ -205,8 +205,19 @@ async fn gate_and_forward(
     let query = (!query.is_empty()).then_some(query);
     let body = versions::upgrade_request(resolved, route.id, req.body()).map_err(EdgeError::invalid)?;
     schema::validate(route, query, &body).map_err(EdgeError::invalid)?;
+    // Acting for a customer account: the core checks it is the key's
+    // platform's; the edge checks its shape and signs it with the principal.
+    let mut principal = record.principal();
+    if let Some(value) = req.header(nixo_api::accounts::ACCOUNT_HEADER) {
+        let account = value
+            .as_str()
+            .ok_or_else(|| nixo_api::schema::FieldError::new("Nixo-Account", "Nixo-Account must be an account id"))
+            .and_then(nixo_api::accounts::account_header)
+            .map_err(EdgeError::invalid)?;
+        principal = format!("{principal} {account}");
+    }
 
-    forward(&req, route, &config, &record, body, resolved, request_id, now_ms).await
+    forward(&req, route, &config, principal, body, resolved, request_id, now_ms).await
 }
 
 /// A route anyone may call (the API document, provider callbacks):
@@ -334,14 +345,13 @@ async fn forward(
     req: &Request,
     route: &Route,
     config: &Config,
-    record: &KeyRecord,
+    principal: String,
     body: Vec<u8>,
     version: &'static str,
     request_id: &str,
     now_ms: i64,
 ) -> Result<Response, EdgeError> {
     let path_and_query = req.path_and_query().unwrap_or(req.path()).to_string();
-    let principal = record.principal();
     let signature = signing::sign(
         config.secret.as_bytes(),
         &SignedParts {

@@ -71,7 +71,8 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     let hash = request_hash(parts.method.as_str(), path_and_query, &body);
     let scope = Scope {
         environment: caller.principal.environment,
-        account_id: caller.principal.account_id.clone(),
+        // Keys are the acting account's: a platform's and each customer's apart.
+        account_id: caller.actor().account_id,
         key,
     };
     let store = &state.idempotency;

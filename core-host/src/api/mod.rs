@@ -7,6 +7,7 @@
 //! from the core's key resolution route. Both are checked in [`gatekeeper`]
 //! before any handler runs.
 
+mod accounts;
 mod balances;
 mod callbacks;
 mod decisions;
@@ -58,12 +59,27 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The account and environment services act for.
+    /// The account and environment services act for: the customer account
+    /// named by `Nixo-Account`, else the key's own.
     pub fn actor(&self) -> Actor {
         Actor {
-            account_id: self.principal.account_id.clone(),
+            account_id: self
+                .principal
+                .on_behalf
+                .clone()
+                .unwrap_or_else(|| self.principal.account_id.clone()),
             environment: self.principal.environment,
         }
+    }
+
+    /// The key's own account (the platform), and whether the request acts
+    /// for one of its customers instead.
+    pub fn platform(&self) -> (Actor, bool) {
+        let platform = Actor {
+            account_id: self.principal.account_id.clone(),
+            environment: self.principal.environment,
+        };
+        (platform, self.principal.on_behalf.is_some())
     }
 }
 
@@ -110,6 +126,9 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list))
         .routes(routes!(events::retrieve))
         .routes(routes!(events::resend))
+        .routes(routes!(accounts::create, accounts::list))
+        .routes(routes!(accounts::me))
+        .routes(routes!(accounts::retrieve, accounts::update))
 }
 
 /// The OpenAPI 3.1 document of the served API, generated from the routes
@@ -233,6 +252,22 @@ async fn admit(state: &AppState, request: Request) -> Result<Request, ApiError> 
         return Ok(Request::from_parts(parts, Body::from(body)));
     }
     let principal = auth::parse_principal(principal).ok_or_else(not_through_gateway)?;
+    if let Some(customer) = &principal.on_behalf
+        && !crate::accounts::belongs_to(
+            &state.services.ledger.db,
+            customer,
+            &principal.account_id,
+            principal.environment,
+        )
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            format!("Nixo-Account: {customer} is not an account of your platform"),
+        )
+        .with_field("Nixo-Account"));
+    }
     let version = resolve_version(&parts.headers)?;
     parts.extensions.insert(Caller { principal, version });
     Ok(Request::from_parts(parts, Body::from(body)))

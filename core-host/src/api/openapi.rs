@@ -109,16 +109,26 @@ fn components_headers() -> Value {
 }
 
 fn parameters(method: &str) -> Vec<Value> {
-    let mut list = vec![json!({
-        "name": "Nixo-Version",
-        "in": "header",
-        "required": false,
-        "description": "API version of this request; this document describes the current one. Without the \
-                        header the account's pinned version applies (accounts are pinned to the current version \
-                        at their first request). The older 2024-06-01 is still served: in it amounts are \
-                        integers in minor units, and the gateway translates both ways.",
-        "schema": { "type": "string", "enum": [versions::CURRENT] }
-    })];
+    let mut list = vec![
+        json!({
+            "name": "Nixo-Version",
+            "in": "header",
+            "required": false,
+            "description": "API version of this request; this document describes the current one. Without the \
+                            header the account's pinned version applies (accounts are pinned to the current version \
+                            at their first request). The older 2024-06-01 is still served: in it amounts are \
+                            integers in minor units, and the gateway translates both ways.",
+            "schema": { "type": "string", "enum": [versions::CURRENT] }
+        }),
+        json!({
+            "name": "Nixo-Account",
+            "in": "header",
+            "required": false,
+            "description": "Act for one of your platform's customer accounts: the request reads and moves that \
+                            account's data as if it were the key's. Any other account: 403 permission_denied.",
+            "schema": { "type": "string", "pattern": "^acct_[A-Za-z0-9]{1,59}$" }
+        }),
+    ];
     if method == "post" || method == "delete" {
         list.push(json!({
             "name": "Idempotency-Key",

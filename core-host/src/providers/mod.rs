@@ -5,8 +5,10 @@
 //!
 //! - [`bank`]: ISO 20022 credit transfers (`pain.001` out, `pain.002` back).
 //! - [`mpesa`]: Safaricom Daraja B2C (OAuth, payment request, async result).
+//! - [`kyc`]: an identity-verification provider (checks, polled to completion).
 
 pub mod bank;
+pub mod kyc;
 pub mod mpesa;
 pub mod xml;
 

@@ -5,8 +5,10 @@
 //! [`ServiceError`]. It never sees an HTTP type: `api/` parses and renders,
 //! and maps [`ServiceError`] to a status in one place (`error.rs`).
 
+pub mod accounts;
 pub mod balances;
 pub mod decisions;
+pub mod kyc;
 pub mod payouts;
 pub mod risk;
 pub mod transfers;
@@ -39,6 +41,12 @@ pub struct Services {
     pub jobs: crate::jobs::runner::Waker,
     /// Webhook delivery (configuration, client, sealed secrets).
     pub webhooks: Arc<crate::webhooks::delivery::Delivery>,
+    /// Transaction limits by KYC level.
+    pub limits: Arc<crate::limits::Limits>,
+    /// The KYC provider verification calls.
+    pub kyc: Arc<dyn crate::providers::kyc::KycProvider>,
+    /// Seals identity numbers at rest.
+    pub personal: crate::webhooks::Sealer,
 }
 
 type Text = Cow<'static, str>;
@@ -58,6 +66,14 @@ pub enum ServiceError {
     /// An idempotency key was used before for a different operation.
     #[error("{message}")]
     IdempotencyKeyReused { message: Text },
+    /// The actor may not do this (`code` says why; `field` names the
+    /// parameter at fault, such as `amount` for a limit).
+    #[error("{message}")]
+    Forbidden {
+        code: &'static str,
+        field: Option<Text>,
+        message: Text,
+    },
     /// The operation conflicts with the resource's state (`code` says how).
     #[error("{message}")]
     Conflict { code: &'static str, message: Text },

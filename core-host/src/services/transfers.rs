@@ -136,6 +136,15 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
     }
 
     let now_ms = services.clock.now_ms();
+    crate::limits::check_outgoing(
+        &services.ledger.db,
+        &services.limits,
+        &actor.account_id,
+        cmd.currency,
+        cmd.amount_minor,
+        now_ms,
+    )
+    .await?;
     let ledger = &services.ledger;
     // Wallet ids are not personal data: the log keeps the destination as is.
     let (verdicts, logged_input) = super::risk::assess(

@@ -144,7 +144,11 @@ pub fn queue_effect(event_id: &str, endpoint_id: &str, now_ms: i64) -> Effect {
     Effect::Sql {
         sql: "INSERT INTO webhook_deliveries (endpoint_id, event_id, attempt, state, run_at_ms, created_at_ms,
                  updated_at_ms) VALUES ($1, $2, 1, 'pending', $3, $3, $3)",
-        binds: vec![endpoint_id.to_string().into(), event_id.to_string().into(), now_ms.into()],
+        binds: vec![
+            endpoint_id.to_string().into(),
+            event_id.to_string().into(),
+            now_ms.into(),
+        ],
         must_change: None,
     }
 }
@@ -321,7 +325,14 @@ impl Attempt {
     }
 }
 
-async fn post(client: reqwest::Client, timeout_ms: u64, url: &str, signature: &str, event_id: &str, body: Vec<u8>) -> Attempt {
+async fn post(
+    client: reqwest::Client,
+    timeout_ms: u64,
+    url: &str,
+    signature: &str,
+    event_id: &str,
+    body: Vec<u8>,
+) -> Attempt {
     let started = Instant::now();
     let sent = client
         .post(url)
@@ -477,7 +488,15 @@ async fn attempt_one(services: Services, target: Arc<Target>, due: Due) -> (Due,
             let body = payload(&event, target.api_version.as_deref());
             let refs: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
             let signature = nixo_api::webhooks::sign(&refs, services.clock.now_ms() / 1000, &body);
-            post(client.clone(), target.timeout_ms, &target.url, &signature, &event.id, body).await
+            post(
+                client.clone(),
+                target.timeout_ms,
+                &target.url,
+                &signature,
+                &event.id,
+                body,
+            )
+            .await
         }
     };
     (due, attempt)

@@ -15,9 +15,9 @@ use sha2::Sha256;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-/// Seals webhook signing secrets at rest (ChaCha20-Poly1305, a fresh
-/// random nonce per seal, the endpoint id as associated data so a sealed
-/// secret cannot be moved to another endpoint).
+/// Seals secrets at rest — webhook signing secrets, identity numbers —
+/// (ChaCha20-Poly1305, a fresh random nonce per seal, the owner's id as
+/// associated data so a sealed value cannot be moved to another row).
 #[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
@@ -30,10 +30,17 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// The key is derived from the installation's pepper (never stored).
+    /// The webhook secrets' sealer: its key is derived from the
+    /// installation's pepper (never stored).
     pub fn from_pepper(pepper: &[u8; 32]) -> Sealer {
+        Sealer::for_purpose(pepper, "nixo webhook secret sealing key v1")
+    }
+
+    /// A sealer whose key is derived from the pepper for one purpose (each
+    /// purpose its own key: identity numbers, webhook secrets, …).
+    pub fn for_purpose(pepper: &[u8; 32], purpose: &str) -> Sealer {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper).expect("any key length");
-        mac.update(b"nixo webhook secret sealing key v1");
+        mac.update(purpose.as_bytes());
         let key = mac.finalize().into_bytes();
         Sealer {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),

@@ -208,6 +208,15 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
     }
     let now_ms = services.clock.now_ms();
     let wallet = source_wallet(services, actor, cmd.request.currency).await?;
+    crate::limits::check_outgoing(
+        &services.ledger.db,
+        &services.limits,
+        &actor.account_id,
+        cmd.request.currency,
+        cmd.request.amount_minor,
+        now_ms,
+    )
+    .await?;
     let sent_today = store::sent_since(
         &services.ledger.db,
         wallet,
