@@ -156,25 +156,37 @@ fn types(got: &[(String, Vec<u8>)]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payout_events_arrive_signed_and_are_listed() {
+async fn the_six_documented_events_arrive_signed_and_are_listed() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_with(config(dir.path()), None).await;
     let (url, inbox) = receiver().await;
     let (_, secret) = endpoint(&server, &url, json!(["*"])).await;
     let payout = pay_out(&server).await;
-    let got = wait_until(&inbox, "the payout's events", |got| {
-        types(got).contains(&"payout.succeeded".to_string())
-    })
-    .await;
-    let kinds = types(&got);
-    for kind in [
+    // An M-Pesa payout Daraja's sandbox fails (ResultCode 1), and a customer
+    // account the KYC sandbox verifies.
+    let failing = json!({ "amount": "100", "currency": "KES",
+        "recipient": { "full_name": "Wanjiru", "phone_number": "254700000002" } });
+    let reply = server.post("/v1/payouts", &failing.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let customer = json!({ "type": "individual",
+        "individual": { "first_name": "Ama", "last_name": "Mensah", "date_of_birth": "1990-04-12",
+            "address": { "line1": "12 Moi Avenue", "city": "Nairobi", "country": "KE" }, "id_number": "A1234567" },
+        "documents": [{ "type": "national_id", "reference": "file_8Hc2" }] });
+    let reply = server.post("/v1/accounts", &customer.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let six = [
         "payout.created",
         "payout.processing",
         "payout.succeeded",
+        "payout.failed",
         "balance.updated",
-    ] {
-        assert!(kinds.contains(&kind.to_string()), "{kind} in {kinds:?}");
-    }
+        "account.verified",
+    ];
+    let got = wait_until(&inbox, "the six events", |got| {
+        let kinds = types(got);
+        six.iter().all(|k| kinds.contains(&k.to_string()))
+    })
+    .await;
     for (signature, body) in &got {
         assert!(signed_by(&secret, signature, body), "signed: {signature}");
         assert!(!signed_by("whsec_other", signature, body));
