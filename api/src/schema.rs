@@ -717,6 +717,14 @@ pub enum RouteMiss {
 }
 
 pub fn find_route(method: &str, path: &str) -> Result<&'static Route, RouteMiss> {
+    // A literal path (`/v1/accounts/me`) is never an instance of a template
+    // beside it (`/v1/accounts/{id}`): only its own methods.
+    if ROUTES.iter().any(|r| r.path == path) {
+        return ROUTES
+            .iter()
+            .find(|r| r.path == path && r.method == method)
+            .ok_or(RouteMiss::MethodNotAllowed);
+    }
     let mut path_known = false;
     for route in &ROUTES {
         if path_matches(route.path, path) {
@@ -735,9 +743,16 @@ pub fn find_route(method: &str, path: &str) -> Result<&'static Route, RouteMiss>
 
 /// The methods a path allows, for an `Allow` header (`"GET, POST"`).
 pub fn allowed_methods(path: &str) -> String {
+    let literal = ROUTES.iter().any(|r| r.path == path);
     let methods: Vec<&str> = ROUTES
         .iter()
-        .filter(|r| path_matches(r.path, path))
+        .filter(|r| {
+            if literal {
+                r.path == path
+            } else {
+                path_matches(r.path, path)
+            }
+        })
         .map(|r| r.method)
         .collect();
     methods.join(", ")

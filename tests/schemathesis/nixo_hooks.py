@@ -9,13 +9,9 @@ everything else the document says:
 - two different generated bodies under one `Idempotency-Key`: generated
   requests are meant to be independent, and the server rightly answers the
   second with 422 `idempotency_key_reused`. A well-formed key is made unique
-  per request; badly formed keys are left alone for the negative checks;
-- a well-formed `Nixo-Account`: a generated id is never one of the
-  platform's customer accounts (the server rightly answers 403), so it is
-  dropped; badly formed ones stay for the negative checks.
+  per request; badly formed keys are left alone for the negative checks.
 """
 
-import re
 import uuid
 
 import schemathesis
@@ -23,10 +19,6 @@ import schemathesis
 
 def _key_ok(key):
     return isinstance(key, str) and 0 < len(key.strip()) <= 255 and all("!" <= c <= "~" for c in key.strip())
-
-
-def _account_ok(value):
-    return isinstance(value, str) and re.fullmatch(r"acct_[A-Za-z0-9]{1,59}", value.strip()) is not None
 
 
 @schemathesis.hook
@@ -39,8 +31,5 @@ def before_call(ctx, case, **kwargs):
             body["to_wallet"] = int(source) + 1
     headers = case.headers or {}
     for name in list(headers):
-        if name.lower() == "nixo-account" and _account_ok(headers[name]):
-            del headers[name]
-            continue
         if name.lower() == "idempotency-key" and _key_ok(headers[name]):
             headers[name] = "st-" + uuid.uuid4().hex

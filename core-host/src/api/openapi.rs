@@ -109,26 +109,16 @@ fn components_headers() -> Value {
 }
 
 fn parameters(method: &str) -> Vec<Value> {
-    let mut list = vec![
-        json!({
-            "name": "Nixo-Version",
-            "in": "header",
-            "required": false,
-            "description": "API version of this request; this document describes the current one. Without the \
-                            header the account's pinned version applies (accounts are pinned to the current version \
-                            at their first request). The older 2024-06-01 is still served: in it amounts are \
-                            integers in minor units, and the gateway translates both ways.",
-            "schema": { "type": "string", "enum": [versions::CURRENT] }
-        }),
-        json!({
-            "name": "Nixo-Account",
-            "in": "header",
-            "required": false,
-            "description": "Act for one of your platform's customer accounts: the request reads and moves that \
-                            account's data as if it were the key's. Any other account: 403 permission_denied.",
-            "schema": { "type": "string", "pattern": "^acct_[A-Za-z0-9]{1,59}$" }
-        }),
-    ];
+    let mut list = vec![json!({
+        "name": "Nixo-Version",
+        "in": "header",
+        "required": false,
+        "description": "API version of this request; this document describes the current one. Without the \
+                        header the account's pinned version applies (accounts are pinned to the current version \
+                        at their first request). The older 2024-06-01 is still served: in it amounts are \
+                        integers in minor units, and the gateway translates both ways.",
+        "schema": { "type": "string", "enum": [versions::CURRENT] }
+    })];
     if method == "post" || method == "delete" {
         list.push(json!({
             "name": "Idempotency-Key",
@@ -154,7 +144,9 @@ pub fn finish(openapi: utoipa::openapi::OpenApi) -> Value {
         "description": "Payments API for cross-border payouts and mobile money. Authenticate with \
                         `Authorization: Bearer sk_sandbox_…` (or `sk_live_…`). Versions are dates sent in \
                         `Nixo-Version`. Money is exact: amounts are read from their JSON text, never through a \
-                        float. Errors are `{\"error\":{\"code\",\"message\",\"field\"}}` with a `Request-Id` header.",
+                        float. Errors are `{\"error\":{\"code\",\"message\",\"field\"}}` with a `Request-Id` header. \
+                        A platform acts for one of its customer accounts by sending `Nixo-Account: acct_…` \
+                        on any request (another platform's account: 403 permission_denied).",
         "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
     });
     doc["servers"] = json!([{ "url": "http://127.0.0.1:8080", "description": "nixo serve (embedded gateway)" }]);
