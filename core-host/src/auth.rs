@@ -236,7 +236,8 @@ pub fn parse_principal(header: &str) -> Option<Principal> {
     let mut parts = header.split(' ');
     let (key_id, account_id, environment) = (parts.next()?, parts.next()?, parts.next()?);
     let on_behalf = parts.next().map(str::to_string);
-    if parts.next().is_some() || key_id.is_empty() || account_id.is_empty() || on_behalf.as_deref() == Some("") {
+    let on_behalf_ok = on_behalf.as_deref().is_none_or(nixo_api::accounts::account_id_ok);
+    if parts.next().is_some() || key_id.is_empty() || account_id.is_empty() || !on_behalf_ok {
         return None;
     }
     Some(Principal {
@@ -271,10 +272,13 @@ mod tests {
             "key_1 acct_1",
             "key_1 acct_1 test",
             "key_1 acct_1 live x",
+            "key_1 acct_1 live acct_2 acct_3",
             " acct_1 live",
         ] {
             assert_eq!(parse_principal(bad), None, "{bad:?}");
         }
+        let acting = parse_principal("key_1 acct_1 live acct_2").unwrap();
+        assert_eq!(acting.on_behalf.as_deref(), Some("acct_2"));
     }
 
     #[test]

@@ -72,6 +72,21 @@ pub struct Listing<'a> {
     pub id_is_integer: bool,
 }
 
+impl<'a> Listing<'a> {
+    /// `columns` of `from` within `scope`, keyed on (`created_at_ms`, a text `id`).
+    pub fn by_created(columns: &'a str, from: &'a str, scope: Scope) -> Listing<'a> {
+        Listing {
+            columns,
+            from,
+            filter: scope.filter,
+            binds: scope.binds,
+            created_column: "created_at_ms",
+            id_column: "id",
+            id_is_integer: false,
+        }
+    }
+}
+
 /// One page of rows, in list order (newest first).
 pub struct PageRows {
     pub rows: Vec<AnyRow>,

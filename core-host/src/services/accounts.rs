@@ -381,15 +381,7 @@ pub async fn list(
         scope.and("verification_status =", status.into());
     }
     scope.created(filter.created);
-    let listing = Listing {
-        columns: accounts::COLUMNS,
-        from: "accounts",
-        filter: scope.filter,
-        binds: scope.binds,
-        created_column: "created_at_ms",
-        id_column: "id",
-        id_is_integer: false,
-    };
+    let listing = Listing::by_created(accounts::COLUMNS, "accounts", scope);
     let rows = pagination::fetch(&services.ledger.db, &listing, page).await?;
     let accounts = rows
         .rows

@@ -85,16 +85,9 @@ pub async fn retrieve(services: &Services, actor: &Actor, id: &str) -> ServiceRe
 
 /// A page of the actor's endpoints.
 pub async fn list(services: &Services, actor: &Actor, page: &ListParams) -> ServiceResult<(Vec<Endpoint>, bool)> {
-    let scope = pagination::Scope::owned_by(actor);
-    let listing = Listing {
-        columns: webhooks::COLUMNS,
-        from: "webhook_endpoints",
-        filter: format!("{} AND deleted_at_ms IS NULL", scope.filter),
-        binds: scope.binds,
-        created_column: "created_at_ms",
-        id_column: "id",
-        id_is_integer: false,
-    };
+    let mut scope = pagination::Scope::owned_by(actor);
+    scope.filter.push_str(" AND deleted_at_ms IS NULL");
+    let listing = Listing::by_created(webhooks::COLUMNS, "webhook_endpoints", scope);
     let rows = pagination::fetch(&services.ledger.db, &listing, page).await?;
     let endpoints = rows.rows.iter().map(Endpoint::from_row).collect::<Result<_, _>>()?;
     Ok((endpoints, rows.has_more))
@@ -173,15 +166,15 @@ pub async fn attempts(
     page: &ListParams,
 ) -> ServiceResult<(Vec<WebhookAttempt>, bool)> {
     let endpoint = retrieve(services, actor, id).await?;
-    let listing = Listing {
-        columns: "id, endpoint_id, event_id, attempt, http_status, latency_ms, error, next_retry_at_ms, created_at_ms",
-        from: "webhook_attempts",
+    let scope = pagination::Scope {
         filter: "endpoint_id = $1".into(),
         binds: vec![Bind::Text(endpoint.id)],
-        created_column: "created_at_ms",
-        id_column: "id",
-        id_is_integer: false,
     };
+    let listing = Listing::by_created(
+        "id, endpoint_id, event_id, attempt, http_status, latency_ms, error, next_retry_at_ms, created_at_ms",
+        "webhook_attempts",
+        scope,
+    );
     let rows = pagination::fetch(&services.ledger.db, &listing, page).await?;
     let attempts = rows
         .rows
@@ -234,15 +227,7 @@ pub async fn list_events(
         scope.and("type =", Bind::Text(t.clone()));
     }
     scope.created(filter.created);
-    let listing = Listing {
-        columns: EVENT_COLUMNS,
-        from: "events",
-        filter: scope.filter,
-        binds: scope.binds,
-        created_column: "created_at_ms",
-        id_column: "id",
-        id_is_integer: false,
-    };
+    let listing = Listing::by_created(EVENT_COLUMNS, "events", scope);
     let rows = pagination::fetch(&services.ledger.db, &listing, page).await?;
     let list = rows
         .rows

@@ -456,15 +456,7 @@ pub async fn list(
         scope.and("currency =", Bind::Text(currency.code.into()));
     }
     scope.created(filter.created);
-    let listing = Listing {
-        columns: store::COLUMNS,
-        from: "payouts",
-        filter: scope.filter,
-        binds: scope.binds,
-        created_column: "created_at_ms",
-        id_column: "id",
-        id_is_integer: false,
-    };
+    let listing = Listing::by_created(store::COLUMNS, "payouts", scope);
     let rows = pagination::fetch(&services.ledger.db, &listing, page).await?;
     let payouts = rows.rows.iter().map(store::from_row).collect::<Result<Vec<_>, _>>()?;
     let payouts = store::with_history(&services.ledger.db, payouts).await?;
