@@ -14,6 +14,7 @@ pub mod pagination;
 pub mod payouts;
 pub mod schema;
 pub mod signing;
+pub mod transactions;
 pub mod types;
 pub mod versions;
 pub mod webhooks;

@@ -460,6 +460,9 @@ pub enum RouteId {
     AccountMe,
     AccountRetrieve,
     AccountUpdate,
+    TransactionList,
+    TransactionExport,
+    TransactionRetrieve,
 }
 
 /// A route: method, path and the key scope it needs.
@@ -477,7 +480,7 @@ pub struct Route {
 pub const PUBLIC: &str = "";
 
 /// Every public route. A key's scopes are a subset of the scopes named here.
-pub const ROUTES: [Route; 26] = [
+pub const ROUTES: [Route; 29] = [
     Route {
         id: RouteId::Transfer,
         method: "POST",
@@ -661,6 +664,27 @@ pub const ROUTES: [Route; 26] = [
         scope: "accounts:write",
         documented: true,
     },
+    Route {
+        id: RouteId::TransactionList,
+        method: "GET",
+        path: "/v1/transactions",
+        scope: "transactions:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::TransactionExport,
+        method: "GET",
+        path: "/v1/transactions/export",
+        scope: "transactions:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::TransactionRetrieve,
+        method: "GET",
+        path: "/v1/transactions/{id}",
+        scope: "transactions:read",
+        documented: true,
+    },
 ];
 
 /// Where Daraja posts B2C results and queue time-outs; `{token}` is a
@@ -776,7 +800,8 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         | RouteId::WebhookEndpointDelete
         | RouteId::EventRetrieve
         | RouteId::AccountMe
-        | RouteId::AccountRetrieve => match query_pairs(query).next() {
+        | RouteId::AccountRetrieve
+        | RouteId::TransactionRetrieve => match query_pairs(query).next() {
             Some((name, _)) => Err(unknown_parameter(&name)),
             None => no_body(body),
         },
@@ -821,6 +846,12 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
                 crate::accounts::update_request(body).map(drop)
             }
         }
+        RouteId::TransactionList => crate::transactions::transactions_query(query)
+            .map(drop)
+            .and_then(|_| no_body(body)),
+        RouteId::TransactionExport => crate::transactions::export_query(query)
+            .map(drop)
+            .and_then(|_| no_body(body)),
         RouteId::AccountList => crate::accounts::accounts_query(query)
             .map(drop)
             .and_then(|_| no_body(body)),
@@ -1009,7 +1040,15 @@ mod tests {
             Err(RouteMiss::MethodNotAllowed)
         );
         assert_eq!(find_route("GET", "/v1/nothing"), Err(RouteMiss::NotFound));
-        assert_eq!(all_scopes().count(), 10);
+        assert_eq!(all_scopes().count(), 11);
+        assert_eq!(
+            find_route("GET", "/v1/transactions/export").unwrap().id,
+            RouteId::TransactionExport
+        );
+        assert_eq!(
+            find_route("GET", "/v1/transactions/10001").unwrap().id,
+            RouteId::TransactionRetrieve
+        );
         assert_eq!(find_route("GET", "/v1/accounts/me").unwrap().id, RouteId::AccountMe);
         assert_eq!(
             find_route("PUT", "/v1/accounts/acct_1").unwrap().id,

@@ -155,6 +155,7 @@ pub enum ObjectType {
     WebhookAttempt,
     Event,
     Account,
+    Transaction,
 }
 
 /// Balances per currency (the Nixo document's shape).
@@ -602,6 +603,136 @@ pub struct AccountsQuery {
     #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
     pub starting_after: Option<String>,
     /// The id of the first account of a page: the page before it (newer).
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub ending_before: Option<String>,
+}
+
+/// A conversion a transaction made.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TransactionExchange {
+    /// Target units per source unit, exact decimal text, fixed when the transaction was made.
+    #[cfg_attr(feature = "openapi", schema(example = "10.05"))]
+    pub rate: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 250.00))]
+    pub source_amount: Number,
+    pub source_currency: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 2512.50))]
+    pub target_amount: Number,
+    pub target_currency: String,
+}
+
+/// One double-entry leg of a transaction.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TransactionLeg {
+    /// `posted`, `pending` (a hold), `post_pending` or `void_pending` (its resolution).
+    pub kind: String,
+    /// Ledger account debited: a wallet id, or a system account (`fees`, `fx_liquidity`, …).
+    pub debit: String,
+    pub credit: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 50.00))]
+    pub amount: Number,
+    pub currency: String,
+}
+
+/// A movement of money an account sees.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Transaction {
+    #[cfg_attr(feature = "openapi", schema(example = 10001))]
+    pub id: i64,
+    /// Always `transaction`.
+    pub object: ObjectType,
+    /// transfer, payout, deposit, withdrawal, funding.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// pending, settled, pending_review, declined, voided, expired.
+    pub status: String,
+    /// `out` when the account made it, `in` when it received it.
+    pub direction: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 50.00))]
+    pub amount: Number,
+    pub currency: String,
+    /// Nixo's fees on it, in `currency`.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 0.00))]
+    pub fee: Number,
+    pub exchange: Option<TransactionExchange>,
+    pub from_wallet: Option<i64>,
+    pub to_wallet: Option<i64>,
+    pub metadata: serde_json::Map<String, Value>,
+    /// Only when retrieving one transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legs: Option<Vec<TransactionLeg>>,
+    pub livemode: bool,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TransactionList {
+    pub object: ObjectType,
+    pub url: String,
+    pub has_more: bool,
+    pub data: Vec<Transaction>,
+}
+
+/// `GET /v1/transactions` query (the export takes the same filters and `format`).
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct TransactionsQuery {
+    /// Only this kind.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(transfer|payout|deposit|withdrawal|funding)$")
+    )]
+    #[cfg_attr(feature = "openapi", serde(rename = "type"))]
+    pub kind: Option<String>,
+    /// Only this status.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(pending|settled|pending_review|declined|voided|expired)$")
+    )]
+    pub status: Option<String>,
+    /// Only this currency (ISO 4217); needed by the amount filters.
+    #[cfg_attr(feature = "openapi", param(value_type = Option<CurrencyCode>))]
+    pub currency: Option<String>,
+    /// Only transactions from or to this wallet of yours.
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64))]
+    pub wallet: Option<i64>,
+    /// At least this amount, in `currency` (decimal text).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "amount[gte]", pattern = "^[0-9]{1,15}(\\.[0-9]{1,4})?$")
+    )]
+    pub amount_gte: Option<String>,
+    /// At most this amount, in `currency`.
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "amount[lte]", pattern = "^[0-9]{1,15}(\\.[0-9]{1,4})?$")
+    )]
+    pub amount_lte: Option<String>,
+    /// Created at or after this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[gte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_gte: Option<i64>,
+    /// Created at or before this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[lte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_lte: Option<i64>,
+    /// Page size, 1 to 100 (default 10).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub limit: Option<i64>,
+    /// The id of the last transaction of a page: the next (older) page.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub starting_after: Option<String>,
+    /// The id of the first transaction of a page: the page before it (newer).
     #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
     pub ending_before: Option<String>,
 }

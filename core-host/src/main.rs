@@ -107,6 +107,12 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Transactions: export an account's as CSV (what
+    /// `GET /v1/transactions/export` serves), from the database.
+    Transactions {
+        #[command(subcommand)]
+        command: TransactionsCommand,
+    },
     /// Webhooks: verify a signature; forward events to a local receiver.
     Webhooks {
         #[command(subcommand)]
@@ -222,6 +228,24 @@ enum JobsCommand {
         #[command(flatten)]
         storage: Storage,
         id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TransactionsCommand {
+    /// Write an account's transactions as CSV to standard output.
+    Export {
+        #[command(flatten)]
+        storage: Storage,
+        /// The account (acct_…).
+        #[arg(long)]
+        account: String,
+        #[arg(long, default_value = "sandbox", value_parser = ["sandbox", "live"])]
+        environment: String,
+        /// The list's filters as a query string, e.g.
+        /// `type=payout&currency=USD&created[gte]=1796100000`.
+        #[arg(long, default_value = "")]
+        filter: String,
     },
 }
 
@@ -366,6 +390,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command } => keys(command).await,
         Command::Jobs { command } => jobs(command).await,
+        Command::Transactions { command } => transactions(command).await,
         Command::Webhooks { command } => webhooks_cli::run(command).await,
         Command::Openapi => {
             print!(
@@ -494,6 +519,44 @@ async fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     };
     db.close().await;
     Ok(code)
+}
+
+async fn transactions(command: TransactionsCommand) -> anyhow::Result<ExitCode> {
+    use nixo_core::services::{Actor, transactions};
+    use std::io::Write;
+    let TransactionsCommand::Export {
+        storage,
+        account,
+        environment,
+        filter,
+    } = command;
+    let query = if filter.is_empty() {
+        "format=csv".to_string()
+    } else {
+        format!("format=csv&{filter}")
+    };
+    let filter = nixo_api::transactions::export_query(Some(&query))
+        .map_err(|e| anyhow::anyhow!("--filter: {} ({})", e.message, e.field))?;
+    let actor = Actor {
+        account_id: account,
+        environment: nixo_core::ledger::Environment::parse(&environment).expect("checked by clap"),
+    };
+    let db = Db::open(&storage.url()).await?;
+    let plan = transactions::plan_export(&db, &actor, &filter)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (sink, mut chunks) = tokio::sync::mpsc::channel(4);
+    let writer_db = db.clone();
+    let task = tokio::spawn(async move { transactions::export(&writer_db, plan, sink).await });
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = chunks.recv().await {
+        out.write_all(&chunk?)?;
+    }
+    out.flush()?;
+    let rows = task.await?;
+    eprintln!("nixo: {rows} transactions exported");
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn jobs(command: JobsCommand) -> anyhow::Result<ExitCode> {

@@ -17,6 +17,7 @@ mod keys;
 pub mod openapi;
 mod ops;
 mod payouts;
+mod transactions;
 mod transfers;
 mod webhooks;
 
@@ -129,6 +130,9 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::retrieve, accounts::update))
+        .routes(routes!(transactions::list))
+        .routes(routes!(transactions::export))
+        .routes(routes!(transactions::retrieve))
 }
 
 /// The OpenAPI 3.1 document of the served API, generated from the routes

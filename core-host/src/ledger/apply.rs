@@ -240,6 +240,25 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
     }
     let owners = apply_deltas(conn, &deltas).await?;
     emit_balance_events(conn, &owners, m.now_ms).await?;
+    // Who sees it: its maker and every account whose wallet it touched.
+    let seen_by = std::iter::once(m.account_id.as_str())
+        .chain(owners.iter().map(|(owner, _)| owner.as_str()))
+        .collect::<std::collections::BTreeSet<_>>();
+    for account in seen_by {
+        sqlx::query(
+            "INSERT INTO account_transactions (account_id, environment, transaction_id, kind, currency, amount_minor,
+                 created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(account)
+        .bind(m.environment.as_str())
+        .bind(tx_id)
+        .bind(m.kind)
+        .bind(m.currency.code)
+        .bind(m.amount_minor)
+        .bind(m.now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
     apply_effects(conn, &m.effects, m.now_ms).await?;
     Ok(Recorded {
         tx_id,

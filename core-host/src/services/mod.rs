@@ -11,6 +11,7 @@ pub mod decisions;
 pub mod kyc;
 pub mod payouts;
 pub mod risk;
+pub mod transactions;
 pub mod transfers;
 pub mod webhooks;
 
