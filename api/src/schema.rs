@@ -716,6 +716,12 @@ pub fn path_matches(template: &str, path: &str) -> bool {
 }
 
 impl Route {
+    /// Whether the answer is relayed as it streams (an export of any size)
+    /// instead of read whole.
+    pub fn streams_response(&self) -> bool {
+        self.id == RouteId::TransactionExport
+    }
+
     /// Callable without a key.
     pub fn is_public(&self) -> bool {
         self.scope == PUBLIC

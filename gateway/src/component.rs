@@ -6,7 +6,11 @@ use crate::edge::{self, EdgeError, KeyEnvironment};
 use crate::schema::{self, Route};
 use crate::signing::{self, SignedParts};
 use crate::versions;
-use spin_sdk::http::{IntoResponse, Method, Request, Response};
+use futures::{SinkExt, StreamExt};
+use spin_sdk::http::conversions::TryFromIncomingRequest;
+use spin_sdk::http::{
+    Fields, IncomingRequest, IncomingResponse, Method, OutgoingResponse, Request, Response, ResponseOutparam,
+};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
@@ -69,31 +73,78 @@ struct Answer {
     version: Option<&'static str>,
 }
 
+/// The core's answer: whole, or (an export) a head whose body streams from
+/// the core as it comes.
+type Forwarded = (Response, Option<IncomingResponse>);
+
 #[http_component]
-async fn handle(req: Request) -> impl IntoResponse {
+async fn handle(incoming: IncomingRequest, response_out: ResponseOutparam) {
     let request_id = new_request_id();
+    let Ok(req) = Request::try_from_incoming_request(incoming).await else {
+        let body = br#"{"error":{"code":"invalid_request","message":"The request could not be read","field":"body"}}"#;
+        emit(respond(400, &request_id, body.to_vec()), None, response_out).await;
+        return;
+    };
+    let (answer, stream) = answer(req, &request_id).await;
+    emit(finish(answer), stream, response_out).await;
+}
+
+/// Writes the response: its body, or the core's body as it streams in.
+async fn emit(response: Response, stream: Option<IncomingResponse>, out: ResponseOutparam) {
+    let headers: Vec<(String, Vec<u8>)> = response
+        .headers()
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect();
+    let Ok(fields) = Fields::from_list(&headers) else {
+        return;
+    };
+    let outgoing = OutgoingResponse::new(fields);
+    let _ = outgoing.set_status_code(*response.status());
+    let mut sink = outgoing.take_body();
+    out.set(outgoing);
+    match stream {
+        None => {
+            let _ = sink.send(response.into_body()).await;
+        }
+        Some(core) => {
+            let mut chunks = core.take_body_stream();
+            while let Some(Ok(chunk)) = chunks.next().await {
+                if sink.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn answer(req: Request, request_id: &str) -> (Answer, Option<IncomingResponse>) {
     let mut rate = None;
     let mut version = None;
     let path = req.path().to_string();
-    let answer = match gate_and_forward(req, &request_id, &mut rate, &mut version).await {
-        Ok(response) => Answer {
-            response,
-            rate,
-            version,
-        },
-        Err(err) => {
-            let mut response = respond(err.status, &request_id, err.body().into_bytes());
-            if err.status == 405 {
-                response.set_header("allow", schema::allowed_methods(&path));
-            }
+    match gate_and_forward(req, request_id, &mut rate, &mut version).await {
+        Ok((response, stream)) => (
             Answer {
                 response,
                 rate,
                 version,
+            },
+            stream,
+        ),
+        Err(err) => {
+            let mut response = respond(err.status, request_id, err.body().into_bytes());
+            if err.status == 405 {
+                response.set_header("allow", schema::allowed_methods(&path));
             }
+            (
+                Answer {
+                    response,
+                    rate,
+                    version,
+                },
+                None,
+            )
         }
-    };
-    finish(answer)
+    }
 }
 
 /// Adds the rate-limit and version headers to a response.
@@ -149,11 +200,11 @@ async fn gate_and_forward(
     request_id: &str,
     rate: &mut Option<RateDecision>,
     version: &mut Option<&'static str>,
-) -> Result<Response, EdgeError> {
+) -> Result<Forwarded, EdgeError> {
     let method = method_name(req.method());
     let route = schema::find_route(&method, req.path()).map_err(edge::route_error)?;
     if route.is_public() {
-        return forward_public(&req, route, request_id).await;
+        return forward_public(&req, route, request_id).await.map(|r| (r, None));
     }
     let authorization = req.header("authorization").and_then(|v| v.as_str());
     let (claimed, key) = edge::check_key_format(authorization)?;
@@ -350,7 +401,7 @@ async fn forward(
     version: &'static str,
     request_id: &str,
     now_ms: i64,
-) -> Result<Response, EdgeError> {
+) -> Result<Forwarded, EdgeError> {
     let path_and_query = req.path_and_query().unwrap_or(req.path()).to_string();
     let signature = signing::sign(
         config.secret.as_bytes(),
@@ -377,24 +428,30 @@ async fn forward(
     out.header(signing::SIGNATURE_HEADER, signature);
     let out = out.body(body).build();
 
-    let core: Response = spin_sdk::http::send(out)
+    let core: IncomingResponse = spin_sdk::http::send(out)
         .await
         .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
-    let status = *core.status();
+    let status = core.status();
     let mut resp = Response::builder();
     resp.status(status);
-    for (name, value) in core.headers() {
-        if edge::relay_response_header(name)
-            && let Some(value) = value.as_str()
+    for (name, value) in core.headers().entries() {
+        if edge::relay_response_header(&name)
+            && let Ok(value) = std::str::from_utf8(&value)
         {
             resp.header(name, value);
         }
     }
     resp.header(signing::REQUEST_ID_HEADER, request_id);
+    // An export is relayed as it streams (any size, flat memory); every
+    // other answer is read whole, to translate it for older versions.
+    if route.streams_response() && (200..300).contains(&status) {
+        return Ok((resp.body(Vec::new()).build(), Some(core)));
+    }
+    let body = core.into_body().await.map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
     let body = if (200..300).contains(&status) {
-        versions::downgrade_response(version, route.id, core.body())
+        versions::downgrade_response(version, route.id, &body)
     } else {
-        core.into_body()
+        body
     };
-    Ok(resp.body(body).build())
+    Ok((resp.body(body).build(), None))
 }

@@ -59,7 +59,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, 
 
 /// Authority the gateway uses for the core in embedded mode.
 pub const CORE_AUTHORITY: &str = "nixo-core.internal";
-/// Largest body relayed between the gateway and the core, either way.
+/// Largest request body relayed from the gateway to the core (answers stream).
 pub const RELAY_BODY_LEN_MAX_BYTES: usize = 1 << 20;
 /// Most of an oversized request body read and dropped after answering 413.
 pub const DRAIN_LEN_MAX_BYTES: usize = 16 << 20;
@@ -150,11 +150,12 @@ impl WasiHttpHooks for CoreDispatch {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
+            // The core's answer streams to the component as it is made
+            // (an export of any size keeps memory flat).
             let (parts, body) = response.into_parts();
-            let body = axum::body::to_bytes(body, RELAY_BODY_LEN_MAX_BYTES)
-                .await
-                .map_err(|_| wasmtime_wasi_http::Error::HttpResponseBodySize(None))?;
-            let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
+            let body = body
+                .map_err(|err| wasmtime_wasi_http::Error::InternalError(Some(err.to_string())))
+                .boxed_unsync();
             let done: Pending<Result<(), wasmtime_wasi_http::Error>> = Box::new(async { Ok(()) });
             Ok((http::Response::from_parts(parts, body), done))
         })

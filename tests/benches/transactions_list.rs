@@ -1,0 +1,158 @@
+//! The transactions list and export with a long history, on SQLite and
+//! PostgreSQL, over HTTP through the gateway: p50/p99 of a 100-row page at
+//! the start and 1,000 pages in (keyset: the same cost), of a filtered page,
+//! and the CSV export's rows per second.
+//!
+//! `cargo bench -p nixo-tests --bench transactions_list`
+//! (NIXO_BENCH_TRANSACTIONS to change the history, default 1,000,000).
+
+use nixo_core::db::Backend;
+use nixo_core::server::ServeConfig;
+use nixo_tests::{PgDatabase, TestServer, env_count, start_with};
+use std::time::{Duration, Instant};
+
+const SAMPLES: usize = 200;
+const PAGE: usize = 100;
+
+/// Writes `n` settled KES transfers of the sandbox account, one a millisecond.
+async fn seed(server: &TestServer, n: i64) {
+    let db = server.db();
+    let account = server
+        .running()
+        .bootstrap
+        .as_ref()
+        .expect("first start")
+        .account_id
+        .clone();
+    let rows = match db.backend {
+        Backend::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) SELECT i FROM n"
+        }
+        Backend::Postgres => "SELECT i FROM generate_series(1, $1) AS n(i)",
+    };
+    let started = Instant::now();
+    let before: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM transactions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let sql = format!(
+        "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, from_wallet,
+             to_wallet, created_at_ms)
+         SELECT 'sandbox', $2, 'transfer', 'SETTLED', (i % 100000) + 1, 'KES', 101, 102, $3 + i FROM ({rows}) AS s"
+    );
+    sqlx::query(&sql)
+        .bind(n)
+        .bind(account.as_str())
+        .bind(1_700_000_000_000_i64)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO account_transactions (account_id, environment, transaction_id, kind, currency, amount_minor,
+             created_at_ms)
+         SELECT account_id, environment, id, kind, currency, amount_minor, created_at_ms FROM transactions WHERE id > $1",
+    )
+    .bind(before)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    if db.backend == Backend::Postgres {
+        sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
+    }
+    println!("  seeded {n} transactions in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+async fn timed_page(server: &TestServer, query: &str) -> (Duration, serde_json::Value) {
+    let started = Instant::now();
+    let reply = server.get(&format!("/v1/transactions?{query}")).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    (took, reply.body)
+}
+
+async fn measure(server: &TestServer, label: &str, query: &str) {
+    let mut times = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let (took, body) = timed_page(server, query).await;
+        assert_eq!(body["data"].as_array().unwrap().len(), PAGE, "{query}");
+        times.push(took);
+    }
+    times.sort();
+    println!(
+        "  {label:<34} p50 {:>6.2} ms  p99 {:>6.2} ms",
+        times[SAMPLES / 2].as_secs_f64() * 1e3,
+        times[SAMPLES * 99 / 100].as_secs_f64() * 1e3
+    );
+}
+
+async fn run(label: &str, server: TestServer, n: i64) {
+    println!("{label}:");
+    seed(&server, n).await;
+    measure(&server, "page 1", &format!("limit={PAGE}")).await;
+    // The id 1,000 pages in (fewer with a short history): walk there once,
+    // then time the page after it.
+    let pages = (usize::try_from(n).unwrap_or(0) / PAGE).saturating_sub(2).min(1_000);
+    let mut cursor = String::new();
+    for _ in 0..pages {
+        let query = if cursor.is_empty() {
+            format!("limit={PAGE}")
+        } else {
+            format!("limit={PAGE}&starting_after={cursor}")
+        };
+        let (_, body) = timed_page(&server, &query).await;
+        cursor = body["data"][PAGE - 1]["id"].to_string();
+    }
+    let label = format!("page {}", pages + 1);
+    measure(&server, &label, &format!("limit={PAGE}&starting_after={cursor}")).await;
+    measure(
+        &server,
+        "filtered (type, currency, amount)",
+        &format!("limit={PAGE}&type=transfer&currency=KES&amount[gte]=100.00&amount[lte]=900.00"),
+    )
+    .await;
+
+    let started = Instant::now();
+    let response = server
+        .client
+        .get(format!("{}/v1/transactions/export?format=csv", server.base))
+        .header("authorization", format!("Bearer {}", server.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the export answers");
+    let mut response = response;
+    let mut lines = 0usize;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "  export: {} rows in {secs:.2} s = {:.0} rows/s",
+        lines - 1,
+        (lines - 1) as f64 / secs
+    );
+    server.stop().await;
+}
+
+/// A server whose sandbox rate limit does not get in the way.
+async fn server(dir: &std::path::Path, database_url: Option<String>) -> TestServer {
+    let mut config = ServeConfig {
+        database_url,
+        ..ServeConfig::ephemeral(dir)
+    };
+    config
+        .edge_variables
+        .insert("rate_limit_sandbox".into(), "1000000/1".into());
+    start_with(config, None).await
+}
+
+#[tokio::main]
+async fn main() {
+    let n: i64 = env_count("NIXO_BENCH_TRANSACTIONS", 1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    run("SQLite", server(dir.path(), None).await, n).await;
+    if let Some(pg) = PgDatabase::create("bench_transactions").await {
+        let dir = tempfile::tempdir().unwrap();
+        run("PostgreSQL", server(dir.path(), Some(pg.url.clone())).await, n).await;
+    }
+}
