@@ -45,6 +45,11 @@ pub async fn create(db: &Db, environment: Environment, name: &str, kyc_level: u8
     .bind(now_ms)
     .execute(&db.pool)
     .await?;
+    sqlx::query("INSERT INTO account_verifications (account_id, status, created_at_ms) VALUES ($1, 'verified', $2)")
+        .bind(&id)
+        .bind(now_ms)
+        .execute(&db.pool)
+        .await?;
     Ok(id)
 }
 

@@ -48,7 +48,8 @@ pub struct TxRow {
     pub to_wallet: Option<i64>,
     pub metadata: serde_json::Map<String, Value>,
     pub livemode: bool,
-    /// Whether the reading account made it.
+    /// Money leaving the reading account (it made it, and it is not a
+    /// funding or deposit to itself).
     pub outgoing: bool,
     pub created_at_ms: i64,
     pub fee_minor: i64,
@@ -60,9 +61,12 @@ fn from_row(row: &AnyRow, reader: &str) -> Result<TxRow, sqlx::Error> {
     let environment: String = row.try_get(11)?;
     let maker: String = row.try_get(12)?;
     let charged = matches!(status.as_str(), "SETTLED" | "PENDING" | "PENDING_REVIEW");
+    let kind: String = row.try_get(1)?;
+    // Money in: what someone else made, and funding or deposits to one's own wallets.
+    let incoming = maker != reader || matches!(kind.as_str(), "funding" | "deposit");
     Ok(TxRow {
         id: row.try_get(0)?,
-        kind: row.try_get(1)?,
+        kind,
         status: status.to_ascii_lowercase(),
         amount_minor: row.try_get(3)?,
         currency: row.try_get(4)?,
@@ -73,7 +77,7 @@ fn from_row(row: &AnyRow, reader: &str) -> Result<TxRow, sqlx::Error> {
         to_wallet: row.try_get(9)?,
         metadata: serde_json::from_str(&metadata).unwrap_or_default(),
         livemode: environment == Environment::Live.as_str(),
-        outgoing: maker == reader,
+        outgoing: !incoming,
         created_at_ms: row.try_get(13)?,
         fee_minor: if charged { row.try_get(14)? } else { 0 },
     })
