@@ -460,3 +460,67 @@ async fn events_are_rendered_in_the_endpoints_api_version() {
     assert_eq!(usd["amount"].to_string(), "1249045");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_endpoint_trips_the_breaker_instead_of_trying_every_event() {
+    use nixo_core::webhooks::delivery::{BREAKER_FAILURES, IN_FLIGHT_PER_ENDPOINT};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    // Retries a minute away: within this test nothing is retried.
+    config.webhooks.retry_base_ms = 60_000;
+    config.webhooks.retry_max_ms = 60_000;
+    let server = start_with(config, None).await;
+    let (url, inbox) = receiver().await;
+    inbox.always_fail.store(true, Ordering::SeqCst);
+    let (id, _) = endpoint(&server, &url, json!(["balance.updated"])).await;
+    for _ in 0..60 {
+        let body = json!({ "from_wallet": 101, "to_wallet": 102, "amount": "1.00", "currency": "KES" });
+        let status = server.post("/v1/payments/transfer", &body.to_string()).await.status;
+        assert!(status == 200 || status == 202, "{status}");
+    }
+    let db = &server.db().pool;
+    let count = |sql: &'static str| {
+        let id = id.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(db).await.unwrap() }
+    };
+    let events = count(
+        "SELECT COUNT(*) FROM events e JOIN webhook_endpoints w ON w.id = $1
+         WHERE e.type = 'balance.updated' AND e.created_at_ms >= w.created_at_ms",
+    )
+    .await;
+    assert!(events >= 60, "{events}");
+    // Wait until every event has its delivery row and the pump has settled.
+    let started = Instant::now();
+    loop {
+        let rows = count("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1").await;
+        let waiting = count(
+            "SELECT COUNT(*) FROM webhook_deliveries d WHERE endpoint_id = $1 AND state = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.endpoint_id = d.endpoint_id AND a.event_id = d.event_id)
+             AND run_at_ms <= (SELECT MAX(created_at_ms) FROM webhook_attempts WHERE endpoint_id = $1)",
+        )
+        .await;
+        if rows == events && waiting == 0 && started.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "rows {rows}, due and untried {waiting}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let attempts = count("SELECT COUNT(*) FROM webhook_attempts WHERE endpoint_id = $1").await;
+    let untried = count(
+        "SELECT COUNT(*) FROM webhook_deliveries d WHERE endpoint_id = $1
+         AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.endpoint_id = d.endpoint_id AND a.event_id = d.event_id)",
+    )
+    .await;
+    // Each round stops after BREAKER_FAILURES failures (with the others in
+    // flight finishing): far fewer attempts than events, the rest deferred.
+    assert!(attempts >= BREAKER_FAILURES as i64, "{attempts}");
+    assert!(attempts < events, "every event was tried: {attempts}");
+    assert_eq!(attempts + untried, events);
+    let per_round = (BREAKER_FAILURES + IN_FLIGHT_PER_ENDPOINT) as i64;
+    assert!(untried >= events - 3 * per_round, "untried {untried}");
+    assert_eq!(inbox.received.lock().unwrap().len() as i64, attempts);
+    server.stop().await;
+}

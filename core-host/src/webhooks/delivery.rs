@@ -7,7 +7,9 @@
 //! delivered, at least once. An endpoint's pump (one live job per endpoint,
 //! across replicas) delivers its due rows with at most
 //! [`IN_FLIGHT_PER_ENDPOINT`] requests in flight: a slow or dead endpoint
-//! holds one worker and its own rows, never the pool or the others' rows.
+//! holds one worker and its own rows, never the pool or the others' rows;
+//! one that fails [`BREAKER_FAILURES`] times in a row has its other due rows
+//! deferred to the next retry round in one statement.
 //! A delivery signs the event (`Nixo-Signature`, every live secret of the
 //! endpoint), posts it with a timeout and without following redirects,
 //! records the attempt, and on failure sets the row's next attempt
@@ -44,6 +46,11 @@ pub const PUMP_BATCH_MAX: i64 = 64;
 pub const PUMP_RUN_MS: u64 = 30_000;
 /// Deliveries in flight to one endpoint at most.
 pub const IN_FLIGHT_PER_ENDPOINT: usize = 8;
+/// Failed attempts in a row, with no success, after which a pump stops
+/// trying the endpoint's other due rows and defers them all at once (one
+/// statement, no attempt each): a dead endpoint costs a few attempts per
+/// retry round, not one per queued event.
+pub const BREAKER_FAILURES: usize = 8;
 /// Response bytes read at most (the rest is dropped).
 pub const RESPONSE_READ_MAX_BYTES: usize = 4 * 1024;
 /// Error text kept per attempt at most.
@@ -523,14 +530,20 @@ pub async fn pump(services: &Services, endpoint_id: &str) -> anyhow::Result<()> 
         let target = Arc::new(target(services, &endpoint, now_ms).await?);
         let mut waiting = due.into_iter();
         let mut running = tokio::task::JoinSet::new();
-        let mut done = Vec::new();
+        let mut done: Vec<(Due, Attempt)> = Vec::new();
+        let mut failing = 0usize;
         loop {
-            while running.len() < IN_FLIGHT_PER_ENDPOINT && started.elapsed() < run_for {
+            let tripped = failing >= BREAKER_FAILURES;
+            while !tripped && running.len() < IN_FLIGHT_PER_ENDPOINT && started.elapsed() < run_for {
                 let Some(row) = waiting.next() else { break };
                 running.spawn(attempt_one(services.clone(), target.clone(), row));
             }
             match running.join_next().await {
-                Some(finished) => done.push(finished?),
+                Some(finished) => {
+                    let finished = finished?;
+                    failing = if finished.1.ok() { 0 } else { failing + 1 };
+                    done.push(finished);
+                }
                 None => break,
             }
         }
@@ -538,7 +551,31 @@ pub async fn pump(services: &Services, endpoint_id: &str) -> anyhow::Result<()> 
         if !endpoint.enabled {
             return Ok(());
         }
+        if failing >= BREAKER_FAILURES {
+            defer_due(services, endpoint_id).await?;
+            return Ok(());
+        }
     }
+    Ok(())
+}
+
+/// Moves every due row of an endpoint that keeps failing to the next retry
+/// round, in one statement (the breaker).
+async fn defer_due(services: &Services, endpoint_id: &str) -> anyhow::Result<()> {
+    let now_ms = services.clock.now_ms();
+    let until_ms = now_ms + services.webhooks.retry_delay_ms(2);
+    let effects = vec![Effect::Sql {
+        sql: "UPDATE webhook_deliveries SET run_at_ms = $1, updated_at_ms = $2
+              WHERE endpoint_id = $3 AND state = 'pending' AND run_at_ms <= $2",
+        binds: vec![until_ms.into(), now_ms.into(), endpoint_id.to_string().into()],
+        must_change: None,
+    }];
+    services.ledger.apply_effects(effects, now_ms).await?;
+    tracing::info!(
+        endpoint = endpoint_id,
+        until_ms,
+        "webhook endpoint keeps failing; its due deliveries wait"
+    );
     Ok(())
 }
 
