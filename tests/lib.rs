@@ -412,3 +412,50 @@ pub async fn redis_url() -> Option<String> {
 pub fn env_count<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+/// Writes `n` settled KES transfers (101 → 102, amounts 0.01, 0.02, …) of
+/// the sandbox account straight to the database, `per_ms` to a millisecond
+/// (ties the keyset must break by id): a long history without the API.
+pub async fn seed_transfers(server: &TestServer, n: i64, per_ms: i64) {
+    let db = server.db();
+    let account = server
+        .running()
+        .bootstrap
+        .as_ref()
+        .expect("a first start")
+        .account_id
+        .clone();
+    let numbers = match db.backend {
+        nixo_core::db::Backend::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) SELECT i FROM n"
+        }
+        nixo_core::db::Backend::Postgres => "SELECT i FROM generate_series(1, $1) AS n(i)",
+    };
+    let before: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM transactions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let sql = format!(
+        "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, from_wallet,
+             to_wallet, created_at_ms)
+         SELECT 'sandbox', $2, 'transfer', 'SETTLED', (i % 100000) + 1, 'KES', 101, 102, $3 + i / $4
+         FROM ({numbers}) AS s"
+    );
+    sqlx::query(&sql)
+        .bind(n)
+        .bind(account.as_str())
+        .bind(1_700_000_000_000_i64)
+        .bind(per_ms.max(1))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO account_transactions (account_id, environment, transaction_id, kind, currency, amount_minor,
+             created_at_ms)
+         SELECT account_id, environment, id, kind, currency, amount_minor, created_at_ms FROM transactions WHERE id > $1",
+    )
+    .bind(before)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+}

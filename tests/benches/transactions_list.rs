@@ -14,50 +14,11 @@ use std::time::{Duration, Instant};
 const SAMPLES: usize = 200;
 const PAGE: usize = 100;
 
-/// Writes `n` settled KES transfers of the sandbox account, one a millisecond.
 async fn seed(server: &TestServer, n: i64) {
-    let db = server.db();
-    let account = server
-        .running()
-        .bootstrap
-        .as_ref()
-        .expect("first start")
-        .account_id
-        .clone();
-    let rows = match db.backend {
-        Backend::Sqlite => {
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) SELECT i FROM n"
-        }
-        Backend::Postgres => "SELECT i FROM generate_series(1, $1) AS n(i)",
-    };
     let started = Instant::now();
-    let before: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM transactions")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let sql = format!(
-        "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, from_wallet,
-             to_wallet, created_at_ms)
-         SELECT 'sandbox', $2, 'transfer', 'SETTLED', (i % 100000) + 1, 'KES', 101, 102, $3 + i FROM ({rows}) AS s"
-    );
-    sqlx::query(&sql)
-        .bind(n)
-        .bind(account.as_str())
-        .bind(1_700_000_000_000_i64)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO account_transactions (account_id, environment, transaction_id, kind, currency, amount_minor,
-             created_at_ms)
-         SELECT account_id, environment, id, kind, currency, amount_minor, created_at_ms FROM transactions WHERE id > $1",
-    )
-    .bind(before)
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    if db.backend == Backend::Postgres {
-        sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
+    nixo_tests::seed_transfers(server, n, 1).await;
+    if server.db().backend == Backend::Postgres {
+        sqlx::query("ANALYZE").execute(&server.db().pool).await.unwrap();
     }
     println!("  seeded {n} transactions in {:.1} s", started.elapsed().as_secs_f64());
 }
