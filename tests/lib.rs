@@ -451,8 +451,9 @@ pub async fn seed_transfers(server: &TestServer, n: i64, per_ms: i64) {
         .unwrap();
     sqlx::query(
         "INSERT INTO account_transactions (account_id, environment, transaction_id, kind, currency, amount_minor,
-             created_at_ms)
-         SELECT account_id, environment, id, kind, currency, amount_minor, created_at_ms FROM transactions WHERE id > $1",
+             created_at_ms, status)
+         SELECT account_id, environment, id, kind, currency, amount_minor, created_at_ms, status FROM transactions
+         WHERE id > $1",
     )
     .bind(before)
     .execute(&db.pool)

@@ -397,8 +397,14 @@ async fn nixo_account_is_the_platforms_own_customers_only_on_every_route() {
         } else {
             path
         };
+        // The export's one required parameter.
+        let query = if route.id == nixo_api::schema::RouteId::TransactionExport {
+            "?format=csv"
+        } else {
+            ""
+        };
         let mut req = reqwest::Client::new()
-            .request(route.method.parse().unwrap(), format!("{}{path}", server.base))
+            .request(route.method.parse().unwrap(), format!("{}{path}{query}", server.base))
             .header("authorization", format!("Bearer {other_key}"))
             .header("Nixo-Account", customer_id.as_str());
         if let Some(body) = valid_body(route.path).filter(|_| matches!(route.method, "POST" | "PUT")) {

@@ -205,6 +205,24 @@ async fn filters_pages_details_and_export() {
     }
     let fees: Vec<&str> = rows.iter().filter(|r| r[2] == "payout").map(|r| r[7]).collect();
     assert_eq!(fees, ["1.00"], "the payout's fee");
+    // A status filter follows a status as it changes: a payout held for
+    // review, then canceled.
+    let held = json!({ "amount": "10000.00", "currency": "USD",
+        "recipient": { "full_name": "Big", "account_iban": "MA64011519000001205000534921" } });
+    let held = server.post("/v1/payouts", &held.to_string()).await;
+    assert_eq!(held.body["status"], "pending", "{}", held.body);
+    assert_eq!(ids(&list(&server, "status=pending_review").await).len(), 1);
+    let canceled = server
+        .send(
+            "DELETE",
+            &format!("/v1/payouts/{}/cancel", held.body["id"].as_str().unwrap()),
+            Some(&server.key.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(canceled.status, 200, "{}", canceled.body);
+    assert_eq!(ids(&list(&server, "status=pending_review").await).len(), 0);
+    assert_eq!(ids(&list(&server, "status=voided&type=payout").await).len(), 1);
     let missing = server.get("/v1/transactions/export?currency=KES").await;
     assert_eq!(missing.error(), ("invalid_request", Some("format")));
     server.stop().await;

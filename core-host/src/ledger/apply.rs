@@ -247,7 +247,7 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
     for account in seen_by {
         sqlx::query(
             "INSERT INTO account_transactions (account_id, environment, transaction_id, kind, currency, amount_minor,
-                 created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                 created_at_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(account)
         .bind(m.environment.as_str())
@@ -256,6 +256,7 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
         .bind(m.currency.code)
         .bind(m.amount_minor)
         .bind(m.now_ms)
+        .bind(m.status.as_str())
         .execute(&mut *conn)
         .await?;
     }
@@ -383,6 +384,11 @@ async fn resolve(
     let owners = apply_deltas(conn, &deltas).await?;
     emit_balance_events(conn, &owners, now_ms).await?;
     sqlx::query("UPDATE transactions SET status = $1 WHERE id = $2")
+        .bind(status.as_str())
+        .bind(tx_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE account_transactions SET status = $1 WHERE transaction_id = $2")
         .bind(status.as_str())
         .bind(tx_id)
         .execute(&mut *conn)

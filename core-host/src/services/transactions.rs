@@ -4,8 +4,8 @@
 //! stays flat however many rows).
 //!
 //! Reads go through `account_transactions` (a row per account that sees a
-//! transaction, written with it), keyed on (created, id) with an index per
-//! filter of kind and currency; the status comes from `transactions`.
+//! transaction, written with it, its status kept in step), keyed on
+//! (created, id) with an index per filter of kind, currency and status.
 
 use super::{Actor, ServiceError, ServiceResult};
 use crate::db::{Bind, Db};
@@ -115,7 +115,7 @@ async fn listing(db: &Db, actor: &Actor, filter: &TransactionFilter) -> ServiceR
         scope.and("a.currency =", currency.code.into());
     }
     if let Some(status) = filter.status {
-        scope.and("t.status =", status.to_ascii_uppercase().into());
+        scope.and("a.status =", status.to_ascii_uppercase().into());
     }
     if let Some(gte) = filter.amount_gte_minor {
         scope.and("a.amount_minor >=", gte.into());
