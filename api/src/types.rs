@@ -737,6 +737,59 @@ pub struct TransactionsQuery {
     pub ending_before: Option<String>,
 }
 
+/// `GET /v1/transactions/export` query: `format` and the list's filters.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct TransactionsExportQuery {
+    /// Only `csv`.
+    #[cfg_attr(feature = "openapi", param(pattern = "^csv$"))]
+    pub format: String,
+    /// Only this kind.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(transfer|payout|deposit|withdrawal|funding)$")
+    )]
+    #[cfg_attr(feature = "openapi", serde(rename = "type"))]
+    pub kind: Option<String>,
+    /// Only this status.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(pending|settled|pending_review|declined|voided|expired)$")
+    )]
+    pub status: Option<String>,
+    /// Only this currency (ISO 4217); needed by the amount filters.
+    #[cfg_attr(feature = "openapi", param(value_type = Option<CurrencyCode>))]
+    pub currency: Option<String>,
+    /// Only transactions from or to this wallet of yours.
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64))]
+    pub wallet: Option<i64>,
+    /// At least this amount, in `currency` (decimal text).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "amount[gte]", pattern = "^[0-9]{1,15}(\\.[0-9]{1,4})?$")
+    )]
+    pub amount_gte: Option<String>,
+    /// At most this amount, in `currency`.
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "amount[lte]", pattern = "^[0-9]{1,15}(\\.[0-9]{1,4})?$")
+    )]
+    pub amount_lte: Option<String>,
+    /// Created at or after this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[gte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_gte: Option<i64>,
+    /// Created at or before this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[lte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_lte: Option<i64>,
+}
+
 /// An event type an endpoint can subscribe to, or `*` for all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(serde::Deserialize, ToSchema))]

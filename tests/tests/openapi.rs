@@ -106,16 +106,28 @@ fn documented_requests_follow_the_gateways_rules() {
                     .collect()
             })
             .unwrap_or_default();
+        let transactions = route.path.starts_with("/v1/transactions");
         for name in &params {
             let sample = match *name {
                 n if n.contains("_after") || n.contains("_before") => "x1",
+                "status" if transactions => "settled",
                 "status" => "failed",
                 "currency" => "USD",
+                "type" if transactions => "transfer",
                 "type" => "payout.created",
                 "verification_status" => "verified",
+                "format" => "csv",
+                // Amounts are read in a currency's units.
+                n if n.starts_with("amount[") => "1.00&currency=USD",
                 _ => "1",
             };
-            let outcome = schema::validate(route, Some(&format!("{name}={sample}")), b"");
+            // The export's one required parameter.
+            let required = if route.path.ends_with("/export") && *name != "format" {
+                "&format=csv"
+            } else {
+                ""
+            };
+            let outcome = schema::validate(route, Some(&format!("{name}={sample}{required}")), b"");
             assert!(
                 outcome.is_ok(),
                 "{} documents {name}, the gateway refuses it: {outcome:?}",

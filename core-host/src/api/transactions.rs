@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use nixo_api::types::{ErrorBody, ObjectType, Transaction, TransactionList, TransactionsQuery};
+use nixo_api::types::{
+    ErrorBody, ObjectType, Transaction, TransactionList, TransactionsExportQuery, TransactionsQuery,
+};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -93,10 +95,7 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
     path = "/v1/transactions/export",
     tag = "Transactions",
     operation_id = "export_transactions",
-    params(
-        ("format" = String, Query, description = "Only `csv`", pattern = "^csv$"),
-        TransactionsQuery
-    ),
+    params(TransactionsExportQuery),
     responses(
         (status = 200, description = "The CSV file", content_type = "text/csv", body = String),
         (status = 404, description = "resource_not_found: a wallet that is not yours", body = ErrorBody),
