@@ -620,6 +620,8 @@ pub struct TransactionExchange {
     #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 2512.50))]
     pub target_amount: Number,
     pub target_currency: String,
+    /// When the rate was fixed (the transaction's creation), Unix seconds.
+    pub fixed_at: i64,
 }
 
 /// One double-entry leg of a transaction.

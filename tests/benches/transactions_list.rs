@@ -72,6 +72,7 @@ async fn run(label: &str, server: TestServer, n: i64) {
     )
     .await;
 
+    let peak_before = peak_rss_kib();
     let started = Instant::now();
     let response = server
         .client
@@ -92,7 +93,25 @@ async fn run(label: &str, server: TestServer, n: i64) {
         lines - 1,
         (lines - 1) as f64 / secs
     );
+    // The server runs in this process: its peak memory must not grow with the rows.
+    println!(
+        "  peak RSS of the process: {} MiB before the export, {} MiB after",
+        peak_before / 1024,
+        peak_rss_kib() / 1024
+    );
     server.stop().await;
+}
+
+/// The process's peak resident memory (VmHWM), KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A server whose sandbox rate limit does not get in the way.

@@ -223,6 +223,25 @@ async fn filters_pages_details_and_export() {
     assert_eq!(canceled.status, 200, "{}", canceled.body);
     assert_eq!(ids(&list(&server, "status=pending_review").await).len(), 0);
     assert_eq!(ids(&list(&server, "status=voided&type=payout").await).len(), 1);
+    // The wallet filter walks its own index, in the list and the export alike.
+    let by_wallet = server
+        .client
+        .get(format!("{}/v1/transactions/export?format=csv&wallet=103", server.base))
+        .header("authorization", format!("Bearer {}", server.key))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: Vec<i64> = by_wallet
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    let listed = ids(&list(&server, "wallet=103&limit=100").await);
+    assert_eq!(exported, listed);
+    assert!(listed.contains(&dollars) && listed.contains(&converted) && !listed.contains(&small));
     let missing = server.get("/v1/transactions/export?currency=KES").await;
     assert_eq!(missing.error(), ("invalid_request", Some("format")));
     server.stop().await;
@@ -251,6 +270,15 @@ async fn the_receiver_sees_an_incoming_transfer_and_others_see_nothing() {
     assert_eq!(ids(&theirs.body), vec![paid]);
     assert_eq!(theirs.body["data"][0]["direction"], "in");
     assert_eq!(theirs.body["data"][0]["amount"].to_string(), "7.25");
+    let by_wallet = server
+        .send_with(
+            "GET",
+            &format!("/v1/transactions?wallet={wallet}"),
+            &[("Nixo-Account", customer_id.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(ids(&by_wallet.body), vec![paid]);
     let one = server
         .send_with(
             "GET",

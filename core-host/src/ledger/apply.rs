@@ -260,6 +260,18 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
         .execute(&mut *conn)
         .await?;
     }
+    // And every wallet its legs touch, for the wallet filter.
+    sqlx::query(
+        "INSERT INTO wallet_transactions (wallet_id, transaction_id, account_id, created_at_ms)
+         SELECT DISTINCT w.id, $1, w.owner_account_id, $2 FROM transfers tr
+         JOIN ledger_accounts w ON w.id = tr.debit_account_id OR w.id = tr.credit_account_id
+         WHERE tr.transaction_id = $1 AND w.kind = 'wallet' AND w.owner_account_id IS NOT NULL
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tx_id)
+    .bind(m.now_ms)
+    .execute(&mut *conn)
+    .await?;
     apply_effects(conn, &m.effects, m.now_ms).await?;
     Ok(Recorded {
         tx_id,

@@ -5,7 +5,9 @@
 //!
 //! Reads go through `account_transactions` (a row per account that sees a
 //! transaction, written with it, its status kept in step), keyed on
-//! (created, id) with an index per filter of kind, currency and status.
+//! (created, id) with an index per filter of kind, currency and status; a
+//! wallet filter walks `wallet_transactions` (a row per wallet a
+//! transaction's legs touch) on its own index.
 
 use super::{Actor, ServiceError, ServiceResult};
 use crate::db::{Bind, Db};
@@ -43,6 +45,10 @@ const RAW_LINE: &str = "CAST(p.i AS TEXT) || ',' || CAST(p.c AS TEXT) || ',' || 
     || COALESCE(p.to_currency, '') || ',' || COALESCE(CAST(p.from_wallet AS TEXT), '') || ','
     || COALESCE(CAST(p.to_wallet AS TEXT), '')";
 const FROM: &str = "account_transactions a JOIN transactions t ON t.id = a.transaction_id";
+/// With a wallet filter: that wallet's rows lead (their own index).
+const FROM_WALLET: &str = "wallet_transactions w
+    JOIN account_transactions a ON a.account_id = w.account_id AND a.transaction_id = w.transaction_id
+    JOIN transactions t ON t.id = a.transaction_id";
 
 /// A transaction row as read.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,11 +150,16 @@ async fn listing(db: &Db, actor: &Actor, filter: &TransactionFilter) -> ServiceR
         if owned.is_none() {
             return Err(ServiceError::not_found("wallet", format!("No such wallet: {wallet}")));
         }
-        scope.binds.push(Bind::Int(wallet));
-        let n = scope.binds.len();
-        scope
-            .filter
-            .push_str(&format!(" AND (t.from_wallet = ${n} OR t.to_wallet = ${n})"));
+        scope.and("w.wallet_id =", Bind::Int(wallet));
+        return Ok(Listing {
+            columns: COLUMNS,
+            from: FROM_WALLET,
+            filter: scope.filter,
+            binds: scope.binds,
+            created_column: "w.created_at_ms",
+            id_column: "w.transaction_id",
+            id_is_integer: true,
+        });
     }
     Ok(Listing {
         columns: COLUMNS,
@@ -239,6 +250,7 @@ pub fn render(tx: &TxRow, legs: Option<Vec<TransactionLeg>>) -> Transaction {
             source_currency: tx.currency.clone(),
             target_amount: number(target_currency, target),
             target_currency: target_currency.clone(),
+            fixed_at: tx.created_at_ms / 1000,
         }),
         _ => None,
     };
@@ -366,7 +378,9 @@ async fn export_batch(
         binds.push(Bind::Int(created));
         binds.push(Bind::Int(id));
         filter.push_str(&format!(
-            " AND (a.created_at_ms, a.transaction_id) < (${}, ${})",
+            " AND ({}, {}) < (${}, ${})",
+            plan.listing.created_column,
+            plan.listing.id_column,
             binds.len() - 1,
             binds.len()
         ));
@@ -378,8 +392,8 @@ async fn export_batch(
     // The page first, then the fees of just its transactions in one grouped
     // join (a lookup per row costs PostgreSQL more than the rest together).
     let sql = format!(
-        "WITH p AS (SELECT {EXPORT_PAGE_COLUMNS} FROM {FROM}
-                    WHERE {filter} ORDER BY a.created_at_ms DESC, a.transaction_id DESC LIMIT ${limit}),
+        "WITH p AS (SELECT {EXPORT_PAGE_COLUMNS} FROM {from}
+                    WHERE {filter} ORDER BY {created} DESC, {id} DESC LIMIT ${limit}),
               fees AS (SELECT tr.transaction_id AS i, CAST(SUM(tr.amount_minor) AS BIGINT) AS fee FROM transfers tr
                        JOIN ledger_accounts f ON f.id = tr.credit_account_id
                        WHERE tr.transaction_id IN (SELECT i FROM p) AND f.kind = 'fees'
@@ -387,7 +401,10 @@ async fn export_batch(
                        GROUP BY tr.transaction_id)
          SELECT string_agg({RAW_LINE}, ${separator} ORDER BY p.c DESC, p.i DESC), COUNT(*),
                 (SELECT MIN(c) FROM p), (SELECT MIN(i) FROM p WHERE c = (SELECT MIN(c) FROM p))
-         FROM p LEFT JOIN fees ON fees.i = p.i"
+         FROM p LEFT JOIN fees ON fees.i = p.i",
+        from = plan.listing.from,
+        created = plan.listing.created_column,
+        id = plan.listing.id_column,
     );
     let row = crate::db::bind_all(sqlx::query(&sql), &binds)
         .fetch_one(&db.pool)
