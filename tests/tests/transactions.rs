@@ -35,6 +35,25 @@ async fn list(server: &TestServer, query: &str) -> Value {
     reply.body
 }
 
+/// The CSV export for `query` (after `format=csv`), and the ids of its rows.
+async fn export(server: &TestServer, query: &str) -> (String, Vec<i64>) {
+    let reply = server
+        .client
+        .get(format!("{}/v1/transactions/export?format=csv&{query}", server.base))
+        .header("authorization", format!("Bearer {}", server.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let text = reply.text().await.unwrap();
+    let ids = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    (text, ids)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_pages_details_and_export() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,7 +187,7 @@ async fn filters_pages_details_and_export() {
     assert_eq!(paid.status, 200, "{}", paid.body);
 
     // The export, parsed back, is the list.
-    let export = server
+    let response = server
         .client
         .get(format!(
             "{}/v1/transactions/export?format=csv&currency=KES",
@@ -178,14 +197,14 @@ async fn filters_pages_details_and_export() {
         .send()
         .await
         .unwrap();
-    assert_eq!(export.status(), 200);
+    assert_eq!(response.status(), 200);
     assert!(
-        export.headers()["content-type"]
+        response.headers()["content-type"]
             .to_str()
             .unwrap()
             .starts_with("text/csv")
     );
-    let text = export.text().await.unwrap();
+    let text = response.text().await.unwrap();
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
@@ -224,21 +243,7 @@ async fn filters_pages_details_and_export() {
     assert_eq!(ids(&list(&server, "status=pending_review").await).len(), 0);
     assert_eq!(ids(&list(&server, "status=voided&type=payout").await).len(), 1);
     // The wallet filter walks its own index, in the list and the export alike.
-    let by_wallet = server
-        .client
-        .get(format!("{}/v1/transactions/export?format=csv&wallet=103", server.base))
-        .header("authorization", format!("Bearer {}", server.key))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let exported: Vec<i64> = by_wallet
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
-        .collect();
+    let (_, exported) = export(&server, "wallet=103").await;
     let listed = ids(&list(&server, "wallet=103&limit=100").await);
     assert_eq!(exported, listed);
     assert!(listed.contains(&dollars) && listed.contains(&converted) && !listed.contains(&small));
@@ -299,24 +304,7 @@ async fn the_receiver_sees_an_incoming_transfer_and_others_see_nothing() {
 async fn export_in_batches_equals_the_list(server: &TestServer) {
     let n = 2_345;
     nixo_tests::seed_transfers(server, n, 3).await;
-    let text = server
-        .client
-        .get(format!(
-            "{}/v1/transactions/export?format=csv&type=transfer",
-            server.base
-        ))
-        .header("authorization", format!("Bearer {}", server.key))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let exported: Vec<i64> = text
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
-        .collect();
+    let (text, exported) = export(server, "type=transfer").await;
     assert_eq!(exported.len() as i64, n, "every row once");
     assert_eq!(exported.iter().collect::<BTreeSet<_>>().len() as i64, n);
     let amounts: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(5).unwrap()).collect();
