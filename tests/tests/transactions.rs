@@ -6,7 +6,8 @@
 
 use nixo_core::ledger::fx;
 use nixo_core::money::Currency;
-use nixo_tests::{TestServer, start};
+use nixo_core::server::ServeConfig;
+use nixo_tests::{TestServer, start_with};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -35,6 +36,18 @@ async fn list(server: &TestServer, query: &str) -> Value {
     reply.body
 }
 
+/// A server whose sandbox rate limit leaves these tests' bursts alone.
+async fn server_on(dir: &std::path::Path, database_url: Option<String>) -> TestServer {
+    let mut config = ServeConfig {
+        database_url,
+        ..ServeConfig::ephemeral(dir)
+    };
+    config
+        .edge_variables
+        .insert("rate_limit_sandbox".into(), "100000/1".into());
+    start_with(config, None).await
+}
+
 /// The CSV export for `query` (after `format=csv`), and the ids of its rows.
 async fn export(server: &TestServer, query: &str) -> (String, Vec<i64>) {
     let reply = server
@@ -57,7 +70,7 @@ async fn export(server: &TestServer, query: &str) -> (String, Vec<i64>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_pages_details_and_export() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), None, false).await;
+    let server = server_on(dir.path(), None).await;
     let (kes, usd) = (Currency::from_code("KES").unwrap(), Currency::from_code("USD").unwrap());
     fx::set_rate(server.db(), kes, usd, "0.0077".parse().unwrap(), 0)
         .await
@@ -255,7 +268,7 @@ async fn filters_pages_details_and_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receiver_sees_an_incoming_transfer_and_others_see_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), None, false).await;
+    let server = server_on(dir.path(), None).await;
     let customer = server
         .post("/v1/accounts", r#"{"type":"individual","currencies":["USD"]}"#)
         .await;
@@ -326,4 +339,4 @@ async fn export_in_batches_equals_the_list(server: &TestServer) {
     assert_eq!(exported, listed);
 }
 
-nixo_tests::on_both_databases!(export_in_batches_equals_the_list);
+nixo_tests::on_both_databases!(export_in_batches_equals_the_list, super::server_on);

@@ -466,7 +466,11 @@ async fn a_failing_endpoint_trips_the_breaker_instead_of_trying_every_event() {
     use nixo_core::webhooks::delivery::{BREAKER_FAILURES, IN_FLIGHT_PER_ENDPOINT};
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    // Retries a minute away: within this test nothing is retried.
+    // Retries a minute away: within this test nothing is retried; and its
+    // burst of transfers is not what the rate limit is for.
+    config
+        .edge_variables
+        .insert("rate_limit_sandbox".into(), "100000/1".into());
     config.webhooks.retry_base_ms = 60_000;
     config.webhooks.retry_max_ms = 60_000;
     let server = start_with(config, None).await;
