@@ -85,10 +85,7 @@ async fn accounts_me_answers_the_documents_authentication_example() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_customer_is_verified_and_the_platform_gets_account_verified() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), None, false).await;
+async fn a_customer_is_verified_and_the_platform_gets_account_verified(server: &TestServer) {
     let created = server.post("/v1/accounts", &person("A1234567", "Mensah", true)).await;
     assert_eq!(created.status, 200, "{}", created.body);
     let id = created.body["id"].as_str().unwrap().to_string();
@@ -98,7 +95,7 @@ async fn a_customer_is_verified_and_the_platform_gets_account_verified() {
     assert_eq!(created.body["limits"]["outgoing_enabled"], false);
     assert_eq!(created.body["wallets"].as_array().unwrap().len(), 2);
 
-    let verified = until_status(&server, &id, "verified").await;
+    let verified = until_status(server, &id, "verified").await;
     let steps: Vec<&str> = verified["verification_history"]
         .as_array()
         .unwrap()
@@ -133,8 +130,9 @@ async fn a_customer_is_verified_and_the_platform_gets_account_verified() {
     assert_eq!(listed.body["data"][0]["id"], id.as_str());
     let none = server.get("/v1/accounts?verification_status=rejected").await;
     assert_eq!(none.body["data"], json!([]));
-    server.stop().await;
 }
+
+nixo_tests::on_both_databases!(a_customer_is_verified_and_the_platform_gets_account_verified);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_and_missing_documents_then_verified_on_update() {
