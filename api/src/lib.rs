@@ -11,6 +11,7 @@ pub mod access;
 pub mod accounts;
 pub mod headers;
 pub mod pagination;
+pub mod payments;
 pub mod payouts;
 pub mod schema;
 pub mod signing;

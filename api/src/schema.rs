@@ -463,6 +463,14 @@ pub enum RouteId {
     TransactionList,
     TransactionExport,
     TransactionRetrieve,
+    /// Deposit (M-Pesa STK push) or withdrawal (M-Pesa or bank).
+    PaymentTransact,
+    /// A payment's current status by transaction id.
+    PaymentRetrieve,
+    AsyncPaymentCreate,
+    AsyncPaymentRetrieve,
+    /// Daraja's STK push result (a secret path token, like the B2C ones).
+    MpesaStkCallback,
 }
 
 /// A route: method, path and the key scope it needs.
@@ -480,7 +488,7 @@ pub struct Route {
 pub const PUBLIC: &str = "";
 
 /// Every public route. A key's scopes are a subset of the scopes named here.
-pub const ROUTES: [Route; 29] = [
+pub const ROUTES: [Route; 34] = [
     Route {
         id: RouteId::Transfer,
         method: "POST",
@@ -685,12 +693,50 @@ pub const ROUTES: [Route; 29] = [
         scope: "transactions:read",
         documented: true,
     },
+    Route {
+        id: RouteId::PaymentTransact,
+        method: "POST",
+        path: "/v1/payments/transact",
+        scope: "payments:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::AsyncPaymentCreate,
+        method: "POST",
+        path: "/v1/payments/async",
+        scope: "transfers:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::AsyncPaymentRetrieve,
+        method: "GET",
+        path: "/v1/payments/async/{job_id}",
+        scope: "payments:read",
+        documented: true,
+    },
+    // After the literal payment paths (`transfer`, `transact`, `async`).
+    Route {
+        id: RouteId::PaymentRetrieve,
+        method: "GET",
+        path: "/v1/payments/{tx_id}",
+        scope: "payments:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::MpesaStkCallback,
+        method: "POST",
+        path: MPESA_STK_CALLBACK_PATH,
+        scope: PUBLIC,
+        documented: false,
+    },
 ];
 
 /// Where Daraja posts B2C results and queue time-outs; `{token}` is a
 /// secret only Nixo and Daraja know.
 pub const MPESA_B2C_RESULT_PATH: &str = "/callbacks/mpesa/b2c/result/{token}";
 pub const MPESA_B2C_TIMEOUT_PATH: &str = "/callbacks/mpesa/b2c/timeout/{token}";
+/// Where Daraja posts STK push results (deposits).
+pub const MPESA_STK_CALLBACK_PATH: &str = "/callbacks/mpesa/stk/{token}";
 /// Longest path parameter (an id or a token).
 pub const PATH_PARAM_LEN_MAX: usize = 64;
 
@@ -807,7 +853,9 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         | RouteId::EventRetrieve
         | RouteId::AccountMe
         | RouteId::AccountRetrieve
-        | RouteId::TransactionRetrieve => match query_pairs(query).next() {
+        | RouteId::TransactionRetrieve
+        | RouteId::PaymentRetrieve
+        | RouteId::AsyncPaymentRetrieve => match query_pairs(query).next() {
             Some((name, _)) => Err(unknown_parameter(&name)),
             None => no_body(body),
         },
@@ -861,7 +909,17 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         RouteId::AccountList => crate::accounts::accounts_query(query)
             .map(drop)
             .and_then(|_| no_body(body)),
-        RouteId::MpesaB2cResult | RouteId::MpesaB2cTimeout => match query_pairs(query).next() {
+        RouteId::PaymentTransact | RouteId::AsyncPaymentCreate => {
+            if let Some((name, _)) = query_pairs(query).next() {
+                return Err(unknown_parameter(&name));
+            }
+            if route.id == RouteId::PaymentTransact {
+                crate::payments::transact_request(body).map(drop)
+            } else {
+                transfer_request(body).map(drop)
+            }
+        }
+        RouteId::MpesaB2cResult | RouteId::MpesaB2cTimeout | RouteId::MpesaStkCallback => match query_pairs(query).next() {
             Some((name, _)) => Err(unknown_parameter(&name)),
             None => parse_object(body).map(drop),
         },

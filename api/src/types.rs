@@ -34,6 +34,11 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// `POST /v1/payments/transact`: a deposit or a withdrawal (hand-written
+/// schema below: which fields apply depends on `type`).
+#[derive(Debug, Clone)]
+pub struct TransactBody;
+
 /// `POST /v1/payments/transfer` (the Nexbit document's example). Its
 /// document schema is written out in full below: the amount's decimals
 /// depend on the currency, which derives cannot say.
@@ -86,6 +91,14 @@ pub enum TransferStatus {
     /// A hold that passed its expiry.
     #[serde(rename = "EXPIRED")]
     Expired,
+    /// Money in flight on a rail (a withdrawal the rail has not confirmed,
+    /// a deposit the payer has not approved yet): held, not final.
+    #[serde(rename = "PROCESSING")]
+    Processing,
+    /// The rail refused or the payer did not pay: the hold was released
+    /// (`error.code` says why).
+    #[serde(rename = "FAILED")]
+    Failed,
 }
 
 /// `{"status": …, "data": {…}}` (the Nexbit document's shape).
@@ -140,6 +153,82 @@ pub struct TransferError {
 pub enum TransferRefused {
     Declined(TransferResponse),
     Error(ErrorBody),
+}
+
+/// The answer to a deposit (the Nexbit document's shape): the STK push
+/// was sent; the money arrives when the payer approves it on their phone.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "success": true, "status": "initiated", "provider_ref": "ws_CO_26012025120001234567",
+    "redirect_url": null,
+    "message": "Deposit initiated successfully. Please complete the payment on your device."
+})))]
+pub struct DepositResponse {
+    pub success: bool,
+    /// `initiated` (waiting for the payer), then, on `GET /v1/payments/{tx_id}`, SETTLED or FAILED.
+    #[cfg_attr(feature = "openapi", schema(example = "initiated"))]
+    pub status: String,
+    /// M-Pesa's `CheckoutRequestID` of the STK push.
+    pub provider_ref: Option<String>,
+    /// Always null for M-Pesa (the payer approves on their phone).
+    pub redirect_url: Option<String>,
+    pub message: String,
+    /// The pending transaction to follow on `GET /v1/payments/{tx_id}`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]+$", example = "10058"))]
+    pub tx_id: String,
+}
+
+/// `202` to `POST /v1/payments/async` (the Nexbit document's shape).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "status": "accepted", "job_id": "job_a1b2c3d4e5f6", "message": "Transaction queued for processing."
+})))]
+pub struct AsyncAccepted {
+    /// Always `accepted`.
+    pub status: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^job_[0-9a-f]{12}$"))]
+    pub job_id: String,
+    pub message: String,
+}
+
+/// Where an async payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum AsyncPaymentStatus {
+    Queued,
+    Running,
+    /// The transfer was recorded: `result` is its answer (SETTLED, or
+    /// PENDING_REVIEW with the funds held).
+    Succeeded,
+    /// No transfer moved money: `result` is a DECLINED answer, or `error`
+    /// the structured error (insufficient funds, a wallet not found …).
+    Failed,
+}
+
+/// `GET /v1/payments/async/{job_id}`.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "job_id": "job_a1b2c3d4e5f6", "status": "succeeded", "created": 1761469200, "updated": 1761469200,
+    "result": {"status": "success", "data": {"tx_id": "10059", "status": "SETTLED", "risk_score": 0.05,
+        "rules_applied": ["FraudCheck: ALLOW"], "error": null, "timestamp": "2025-10-26T12:00:00+03:00"}},
+    "error": null
+})))]
+pub struct AsyncPayment {
+    pub job_id: String,
+    pub status: AsyncPaymentStatus,
+    /// Unix seconds.
+    pub created: i64,
+    pub updated: i64,
+    /// The transfer's answer, once it ran (as stored when it ran).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<TransferResponse>))]
+    pub result: Option<Value>,
+    /// Why no transfer was recorded.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<ErrorDetail>))]
+    pub error: Option<Value>,
 }
 
 /// Marks a constant `object` field.
@@ -1318,6 +1407,60 @@ pub mod document_schemas {
         (create, update)
     }
 
+    fn transact_body() -> Value {
+        use crate::payments::{DESTINATION_LEN_MAX, STK_AMOUNT_KES_MAX, STK_AMOUNT_KES_MIN};
+        let metadata = transfer_body()["properties"]["metadata"].clone();
+        let wallet = |what: &str| json!({ "type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX, "description": what });
+        let deposit = json!({
+            "type": "object",
+            "title": "Deposit",
+            "description": "Money in by M-Pesa STK push: the payer approves on their phone; the wallet is credited \
+                            when M-Pesa confirms (pending until then). KES, whole shillings.",
+            "additionalProperties": false,
+            "required": ["type", "amount", "currency", "phone_number"],
+            "properties": {
+                "type": { "const": "deposit" },
+                "amount": { "type": ["integer", "string"], "minimum": STK_AMOUNT_KES_MIN, "maximum": STK_AMOUNT_KES_MAX,
+                    "pattern": "^[0-9]+(\\.0+)?$", "example": 100,
+                    "description": "Whole shillings (a number, or its text)" },
+                "currency": { "const": "KES" },
+                "phone_number": { "type": "string", "pattern": "^(\\+?254|0)[17][0-9]{8}$", "example": "254712345678",
+                    "description": "The payer's M-Pesa number: 07…, 01…, +254… or 254…" },
+                "wallet": wallet("The wallet to credit (one of yours, KES); your KES wallet when left out"),
+                "to_wallet": wallet("The same as wallet"),
+                "metadata": metadata.clone(),
+            },
+            "example": { "type": "deposit", "amount": 100, "currency": "KES", "phone_number": "254712345678" }
+        });
+        let withdrawal = json!({
+            "type": "object",
+            "title": "Withdrawal",
+            "description": "Money out of one of your wallets to an M-Pesa number (B2C, KES whole shillings) or a \
+                            bank account (IBAN, ISO 20022). metadata.gateway (mpesa | bank) must agree with the \
+                            destination's form when given. The amount plus the rail's fee is held until the rail \
+                            confirms.",
+            "additionalProperties": false,
+            "required": ["type", "from_wallet", "amount", "currency", "destination"],
+            "properties": {
+                "type": { "const": "withdrawal" },
+                "from_wallet": { "type": "integer", "minimum": 1, "maximum": i64::MAX, "example": 101 },
+                "amount": { "$ref": "#/components/schemas/Amount" },
+                "currency": { "$ref": "#/components/schemas/CurrencyCode" },
+                "destination": { "type": "string", "minLength": 1, "maxLength": DESTINATION_LEN_MAX, "pattern": "\\S",
+                    "example": "254712345678", "description": "An M-Pesa number or an IBAN" },
+                "metadata": metadata,
+            },
+            "example": { "type": "withdrawal", "from_wallet": 101, "amount": 2500, "currency": "KES",
+                         "destination": "254712345678", "metadata": { "gateway": "mpesa" } }
+        });
+        json!({
+            "description": "A deposit or a withdrawal, by `type`.",
+            "oneOf": [deposit, withdrawal],
+            "discriminator": { "propertyName": "type" },
+            "example": { "type": "deposit", "amount": 100, "currency": "KES", "phone_number": "254712345678" }
+        })
+    }
+
     /// (component name, schema)
     pub fn all() -> Vec<(&'static str, Value)> {
         vec![
@@ -1325,6 +1468,7 @@ pub mod document_schemas {
             ("CurrencyCode", currency_code()),
             ("TransferBody", transfer_body()),
             ("PayoutBody", payout_body()),
+            ("TransactBody", transact_body()),
             ("Metadata", metadata()),
             ("AccountCreateBody", account_schemas().0),
             ("AccountUpdateBody", account_schemas().1),
@@ -1353,6 +1497,7 @@ mod placeholders {
         super::CurrencyCode,
         super::TransferBody,
         super::PayoutBody,
+        super::TransactBody,
         super::Metadata,
         super::AccountCreateBody,
         super::AccountUpdateBody

@@ -22,7 +22,7 @@ pub const SIGNATURE_HEADER: &str = "Nixo-Signature";
 /// How old (or how far ahead) a signature's timestamp may be.
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 /// Event types an endpoint may subscribe to (`*`: all of them).
-pub const EVENT_TYPES: [&str; 8] = [
+pub const EVENT_TYPES: [&str; 12] = [
     "payout.created",
     "payout.processing",
     "payout.succeeded",
@@ -31,6 +31,10 @@ pub const EVENT_TYPES: [&str; 8] = [
     "balance.updated",
     "account.verified",
     "webhook_endpoint.disabled",
+    "deposit.succeeded",
+    "deposit.failed",
+    "async_payment.succeeded",
+    "async_payment.failed",
 ];
 /// Longest endpoint URL.
 pub const URL_LEN_MAX: usize = 2_048;

@@ -11,7 +11,9 @@ use crate::providers::kyc::client::IdvClient;
 use crate::providers::kyc::sandbox::{self as kyc_sandbox, SandboxKycConfig};
 use crate::providers::mpesa::client::{Daraja, DarajaConfig};
 use crate::providers::mpesa::sandbox::{self as daraja_sandbox, SandboxDarajaConfig};
+use crate::services::deposits::STK_RESULT_WAIT_MS;
 use crate::services::payouts::rails::{MPESA_RESULT_WAIT_MS, PayoutRails};
+use crate::services::withdrawals::WITHDRAWAL_WAIT_MS;
 use anyhow::Context;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -30,6 +32,10 @@ pub struct SandboxTimings {
     pub mpesa_slow_delay_ms: u64,
     /// How long Nixo waits for a Daraja result before asking.
     pub mpesa_result_wait_ms: i64,
+    /// Before a deposit without a callback is asked for (STK push query).
+    pub stk_result_wait_ms: i64,
+    /// How long a withdrawal waits for its rail before answering PROCESSING.
+    pub withdrawal_wait_ms: i64,
 }
 
 impl Default for SandboxTimings {
@@ -40,7 +46,21 @@ impl Default for SandboxTimings {
             mpesa_result_delay_ms: 300,
             mpesa_slow_delay_ms: 20_000,
             mpesa_result_wait_ms: MPESA_RESULT_WAIT_MS,
+            stk_result_wait_ms: STK_RESULT_WAIT_MS,
+            withdrawal_wait_ms: WITHDRAWAL_WAIT_MS,
         }
+    }
+}
+
+/// Milliseconds from the variable `name`, or `default`.
+fn env_ms(name: &str, default: i64) -> anyhow::Result<i64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse::<u32>()
+            .map(i64::from)
+            .with_context(|| format!("{name} must be milliseconds (at most {})", u32::MAX)),
+        Err(_) => Ok(default),
     }
 }
 
@@ -66,6 +86,8 @@ impl SandboxTimings {
         let mut wait = t.mpesa_result_wait_ms as u64;
         read("NIXO_MPESA_RESULT_WAIT_MS", &mut wait)?;
         t.mpesa_result_wait_ms = i64::try_from(wait).context("NIXO_MPESA_RESULT_WAIT_MS is too large")?;
+        t.stk_result_wait_ms = env_ms("NIXO_MPESA_STK_WAIT_MS", t.stk_result_wait_ms)?;
+        t.withdrawal_wait_ms = env_ms("NIXO_WITHDRAWAL_WAIT_MS", t.withdrawal_wait_ms)?;
         Ok(t)
     }
 }
@@ -79,6 +101,8 @@ pub struct LiveRails {
     pub daraja: DarajaConfig,
     /// The public base URL of the gateway (Daraja posts results there).
     pub public_url: String,
+    pub stk_result_wait_ms: i64,
+    pub withdrawal_wait_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -95,7 +119,7 @@ impl Default for RailsConfig {
 
 /// Environment variables of the live rails.
 pub const ENV_BANK_URL: &str = "NIXO_BANK_URL";
-const LIVE_VARIABLES: [&str; 12] = [
+const LIVE_VARIABLES: [&str; 14] = [
     ENV_BANK_URL,
     "NIXO_BANK_TOKEN",
     "NIXO_BANK_DEBTOR_NAME",
@@ -107,6 +131,8 @@ const LIVE_VARIABLES: [&str; 12] = [
     "NIXO_DARAJA_SHORTCODE",
     "NIXO_DARAJA_INITIATOR",
     "NIXO_DARAJA_SECURITY_CREDENTIAL",
+    "NIXO_DARAJA_STK_SHORTCODE",
+    "NIXO_DARAJA_PASSKEY",
     "NIXO_PUBLIC_URL",
 ];
 
@@ -137,8 +163,12 @@ impl RailsConfig {
                 initiator_name: var("NIXO_DARAJA_INITIATOR")?,
                 security_credential: var("NIXO_DARAJA_SECURITY_CREDENTIAL")?,
                 command_id: std::env::var("NIXO_DARAJA_COMMAND_ID").unwrap_or_else(|_| "BusinessPayment".into()),
+                stk_shortcode: var("NIXO_DARAJA_STK_SHORTCODE")?,
+                passkey: var("NIXO_DARAJA_PASSKEY")?,
             },
             public_url: var("NIXO_PUBLIC_URL")?,
+            stk_result_wait_ms: env_ms("NIXO_MPESA_STK_WAIT_MS", STK_RESULT_WAIT_MS)?,
+            withdrawal_wait_ms: env_ms("NIXO_WITHDRAWAL_WAIT_MS", WITHDRAWAL_WAIT_MS)?,
         })))
     }
 }
@@ -191,6 +221,8 @@ pub async fn start(
                 callback_base_url: live.public_url.clone(),
                 callback_token: token,
                 mpesa_result_wait_ms: MPESA_RESULT_WAIT_MS,
+                stk_result_wait_ms: live.stk_result_wait_ms,
+                withdrawal_wait_ms: live.withdrawal_wait_ms,
             };
             Ok((Arc::new(rails), Vec::new()))
         }
@@ -213,6 +245,8 @@ pub async fn start(
                 result_delay_ms: timings.mpesa_result_delay_ms,
                 slow_delay_ms: timings.mpesa_slow_delay_ms,
                 state_file: Some(data_dir.join("sandbox-daraja.json")),
+                stk_shortcode: "174379".into(),
+                passkey: random_secret(),
             };
             let (daraja_addr, daraja_task) =
                 serve_on_loopback(daraja_sandbox::router(daraja.clone()), shutdown).await?;
@@ -227,6 +261,8 @@ pub async fn start(
                     initiator_name: "nixo-sandbox".into(),
                     security_credential: random_secret(),
                     command_id: "BusinessPayment".into(),
+                    stk_shortcode: daraja.stk_shortcode,
+                    passkey: daraja.passkey,
                 })),
                 debtor: Debtor {
                     name: "Nixo Finance Ltd".into(),
@@ -237,6 +273,8 @@ pub async fn start(
                 callback_base_url: format!("http://{public_addr}"),
                 callback_token: token,
                 mpesa_result_wait_ms: timings.mpesa_result_wait_ms,
+                stk_result_wait_ms: timings.stk_result_wait_ms,
+                withdrawal_wait_ms: timings.withdrawal_wait_ms,
             };
             Ok((Arc::new(rails), vec![bank_task, daraja_task]))
         }

@@ -554,6 +554,22 @@ fn register_payout_jobs(registry: &mut Registry, services: &Services) {
             async move { rails::bank_reports(&s, &s.rails).await }
         })
         .every(rails::BANK_REPORTS_JOB, rails::BANK_REPORTS_INTERVAL_MS);
+    register_payment_jobs(registry, services);
+}
+
+/// The money-in and async payment jobs: the deposit check, the async run.
+fn register_payment_jobs(registry: &mut Registry, services: &Services) {
+    use crate::services::{async_payments, deposits};
+    let s = services.clone();
+    registry.register(deposits::CHECK_JOB, move |job| {
+        let s = s.clone();
+        async move { deposits::check(&s, &job).await }
+    });
+    let s = services.clone();
+    registry.register(async_payments::RUN_JOB, move |job| {
+        let s = s.clone();
+        async move { async_payments::run(&s, &job).await }
+    });
 }
 
 /// How often holds past their expiry are voided, and how many per round.

@@ -20,7 +20,8 @@ async fn the_documented_transfer_settles_and_moves_exactly_the_amount() {
     assert_eq!(data["rules_applied"], serde_json::json!(["FraudCheck: ALLOW"]));
     assert!(data["error"].is_null());
     let timestamp = data["timestamp"].as_str().unwrap();
-    assert!(timestamp.ends_with("+00:00") && timestamp.len() == 25, "{timestamp}");
+    // East Africa Time, like the document's examples.
+    assert!(timestamp.ends_with("+03:00") && timestamp.len() == 25, "{timestamp}");
     assert!(reply.header("request-id").unwrap().starts_with("req_"));
     assert_eq!(reply.header("nixo-version"), Some("2025-01-01"));
     // The document's key order: status first, then data.

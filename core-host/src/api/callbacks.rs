@@ -1,4 +1,5 @@
-//! Provider callbacks: Daraja posts B2C results and queue time-outs here.
+//! Provider callbacks: Daraja posts B2C results, queue time-outs and STK
+//! push results (deposits) here.
 //! Daraja does not sign them, so the URL carries a secret token, the body
 //! is parsed strictly and cross-checked against the payout; a repeated
 //! result is acknowledged and changes nothing. Not part of the public API
@@ -6,6 +7,7 @@
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::services::deposits;
 use crate::services::payouts::rails;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -17,7 +19,7 @@ fn ack() -> Response {
     axum::Json(json!({ "ResultCode": 0, "ResultDesc": "Accepted" })).into_response()
 }
 
-fn refused(why: &rails::CallbackRefused) -> Response {
+fn refused(why: &dyn std::fmt::Display) -> Response {
     tracing::warn!(reason = %why, "M-Pesa callback refused");
     (
         StatusCode::BAD_REQUEST,
@@ -56,6 +58,19 @@ pub async fn mpesa_timeout(
     token_ok(&state, &token)?;
     match rails::ingest_mpesa_timeout(&state.services, &body).await? {
         Ok(()) => Ok(ack()),
+        Err(why) => Ok(refused(&why)),
+    }
+}
+
+/// `POST /callbacks/mpesa/stk/{token}`.
+pub async fn mpesa_stk(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    token_ok(&state, &token)?;
+    match deposits::ingest_callback(&state.services, &body).await? {
+        Ok(_) => Ok(ack()),
         Err(why) => Ok(refused(&why)),
     }
 }

@@ -16,6 +16,7 @@ pub mod idempotency;
 mod keys;
 pub mod openapi;
 mod ops;
+mod payments;
 mod payouts;
 mod transactions;
 mod transfers;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route(RESOLVE_PATH, post(keys::resolve))
         .route(nixo_api::schema::MPESA_B2C_RESULT_PATH, post(callbacks::mpesa_result))
         .route(nixo_api::schema::MPESA_B2C_TIMEOUT_PATH, post(callbacks::mpesa_timeout))
+        .route(nixo_api::schema::MPESA_STK_CALLBACK_PATH, post(callbacks::mpesa_stk))
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), gatekeeper));
@@ -133,6 +135,10 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::list))
         .routes(routes!(transactions::export))
         .routes(routes!(transactions::retrieve))
+        .routes(routes!(payments::transact))
+        .routes(routes!(payments::create_async))
+        .routes(routes!(payments::retrieve_async))
+        .routes(routes!(payments::retrieve))
 }
 
 /// The OpenAPI 3.1 document of the served API, generated from the routes

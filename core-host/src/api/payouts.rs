@@ -48,6 +48,7 @@ pub async fn create(
         actor: caller.actor(),
         request: nixo_api::payouts::payout_request(&body)?,
         idempotency_key: super::idempotency_key(&headers)?,
+        from_wallet: None,
     };
     let payout = payouts::create(&state.services, command).await?;
     Ok(render(&caller, StatusCode::OK, &payout))

@@ -3,7 +3,7 @@
 
 use super::{AppState, Caller, with_version};
 use crate::error::ApiError;
-use crate::ledger::{Recorded, TxStatus};
+use crate::services::payments::PaymentView;
 use crate::services::transfers::{self, TransferCommand};
 use axum::Extension;
 use axum::body::Bytes;
@@ -11,73 +11,30 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nixo_api::schema::{self, TransferRequest};
-use nixo_api::types::{
-    EnvelopeStatus, ErrorBody, TransferBody, TransferData, TransferError, TransferRefused, TransferResponse,
-    TransferStatus,
-};
-use rust_decimal::Decimal;
-use serde_json::Number;
+use nixo_api::types::{ErrorBody, TransferBody, TransferRefused, TransferResponse, TransferStatus};
 
 fn parse(body: &[u8]) -> Result<TransferRequest, ApiError> {
     Ok(schema::transfer_request(body)?)
 }
 
-fn risk_score(score_bp: u16) -> Number {
-    let text = Decimal::new(i64::from(score_bp), 4).normalize().to_string();
-    text.parse().expect("a decimal is a JSON number")
+/// The HTTP status of a payment answer: 200 when it ended, 202 while money
+/// is held (review, in flight), 402 when the risk rules declined it.
+pub(super) fn http_status(status: TransferStatus) -> StatusCode {
+    match status {
+        TransferStatus::Settled | TransferStatus::Voided | TransferStatus::Expired | TransferStatus::Failed => {
+            StatusCode::OK
+        }
+        TransferStatus::PendingReview | TransferStatus::Processing => StatusCode::ACCEPTED,
+        TransferStatus::Declined => StatusCode::PAYMENT_REQUIRED,
+    }
 }
 
-fn respond(caller: &Caller, recorded: &Recorded, reasons: &[String]) -> Response {
-    let error = |code: &str, message: &str, reasons: &[String]| {
-        Some(TransferError {
-            code: code.into(),
-            message: message.into(),
-            reasons: reasons.to_vec(),
-        })
-    };
-    let (http_status, envelope, status, error) = match recorded.status {
-        TxStatus::Settled => (StatusCode::OK, EnvelopeStatus::Success, TransferStatus::Settled, None),
-        TxStatus::PendingReview | TxStatus::Pending => (
-            StatusCode::ACCEPTED,
-            EnvelopeStatus::Success,
-            TransferStatus::PendingReview,
-            None,
-        ),
-        TxStatus::Declined => (
-            StatusCode::PAYMENT_REQUIRED,
-            EnvelopeStatus::Failed,
-            TransferStatus::Declined,
-            error("transfer_declined", "The transfer was declined by risk rules", reasons),
-        ),
-        TxStatus::Voided | TxStatus::Expired => (
-            StatusCode::OK,
-            EnvelopeStatus::Failed,
-            if recorded.status == TxStatus::Voided {
-                TransferStatus::Voided
-            } else {
-                TransferStatus::Expired
-            },
-            error(
-                "transfer_voided",
-                "The transfer's hold was released without settling",
-                &[],
-            ),
-        ),
-    };
-    let timestamp = chrono::DateTime::from_timestamp_millis(recorded.created_at_ms).unwrap_or_default();
-    let body = TransferResponse {
-        status: envelope,
-        data: TransferData {
-            tx_id: recorded.tx_id.to_string(),
-            status,
-            risk_score: risk_score(recorded.risk_score_bp.unwrap_or(0)),
-            rules_applied: recorded.rules_applied.clone(),
-            error,
-            timestamp: timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-        },
-    };
-    let mut response = with_version(caller, (http_status, axum::Json(body)).into_response());
-    if recorded.replayed {
+/// Renders a payment answer in the caller's version; `replayed` marks the
+/// ledger's replay of an earlier request with the same key.
+pub(super) fn respond(caller: &Caller, view: &PaymentView, replayed: bool) -> Response {
+    let body = view.envelope();
+    let mut response = with_version(caller, (http_status(view.status), axum::Json(body)).into_response());
+    if replayed {
         // The ledger found the transaction this key made before (its
         // idempotency record was purged, or the first call died answering).
         response.headers_mut().insert(
@@ -126,7 +83,8 @@ pub async fn create(
         idempotency_key: super::idempotency_key(&headers)?,
     };
     let outcome = transfers::transfer(&state.services, command).await?;
-    Ok(respond(&caller, &outcome.recorded, &outcome.reasons))
+    let view = PaymentView::of_transfer(&outcome.recorded, &outcome.reasons);
+    Ok(respond(&caller, &view, outcome.recorded.replayed))
 }
 
 #[cfg(test)]
@@ -187,6 +145,7 @@ mod tests {
 
     #[test]
     fn risk_scores_are_exact_decimals() {
+        use crate::services::payments::risk_score;
         assert_eq!(risk_score(500).to_string(), "0.05");
         assert_eq!(risk_score(10_000).to_string(), "1");
         assert_eq!(risk_score(0).to_string(), "0");

@@ -6,14 +6,18 @@
 //! and maps [`ServiceError`] to a status in one place (`error.rs`).
 
 pub mod accounts;
+pub mod async_payments;
 pub mod balances;
 pub mod decisions;
+pub mod deposits;
 pub mod kyc;
+pub mod payments;
 pub mod payouts;
 pub mod risk;
 pub mod transactions;
 pub mod transfers;
 pub mod webhooks;
+pub mod withdrawals;
 
 use crate::clock::Clock;
 use crate::ledger::{Environment, Ledger, LedgerError};
@@ -75,6 +79,10 @@ pub enum ServiceError {
         field: Option<Text>,
         message: Text,
     },
+    /// A rail or provider refused the request, or could not be reached
+    /// (`retryable`: try again later).
+    #[error("{message}")]
+    Provider { retryable: bool, message: Text },
     /// The operation conflicts with the resource's state (`code` says how).
     #[error("{message}")]
     Conflict { code: &'static str, message: Text },

@@ -45,7 +45,7 @@ fn ledger_identity(account_id: &str, key: Option<&str>) -> Option<String> {
 /// A wallet the actor may use: the source must be the actor's own, the
 /// destination any wallet of the same environment. Anything else is "not
 /// found", so wallet ids of other customers do not leak.
-async fn usable_wallet(
+pub(crate) async fn usable_wallet(
     services: &Services,
     actor: &Actor,
     id: i64,

@@ -2,8 +2,11 @@
 //! (cached until shortly before it expires, renewed on a 401), the B2C
 //! payment request and the Transaction Status query.
 
-use super::daraja::{B2cRequest, B2cResponse, ErrorResponse, StatusQueryRequest, TokenResponse};
-use super::{B2cAccepted, B2cPayment, MobileMoneyRail, StatusQuery};
+use super::daraja::{
+    self, B2cRequest, B2cResponse, ErrorResponse, StatusQueryRequest, StkPushRequest, StkPushResponse,
+    StkQueryRequest, StkQueryResponse, TokenResponse,
+};
+use super::{B2cAccepted, B2cPayment, MobileMoneyRail, StatusQuery, StkAccepted, StkPush, StkStatus};
 use crate::providers::{RailError, RailFuture};
 use std::sync::Mutex;
 
@@ -12,6 +15,8 @@ pub const TOKEN_RENEW_MARGIN_S: i64 = 60;
 pub const B2C_PATH: &str = "/mpesa/b2c/v3/paymentrequest";
 pub const STATUS_PATH: &str = "/mpesa/transactionstatus/v1/query";
 pub const TOKEN_PATH: &str = "/oauth/v1/generate";
+pub const STK_PUSH_PATH: &str = "/mpesa/stkpush/v1/processrequest";
+pub const STK_QUERY_PATH: &str = "/mpesa/stkpushquery/v1/query";
 
 /// Credentials and identity of a Daraja B2C integration.
 #[derive(Debug, Clone)]
@@ -27,6 +32,10 @@ pub struct DarajaConfig {
     pub security_credential: String,
     /// `CommandID`: BusinessPayment, SalaryPayment or PromotionPayment.
     pub command_id: String,
+    /// The Lipa na M-Pesa Online shortcode (paybill or till) deposits are paid to.
+    pub stk_shortcode: String,
+    /// Its passkey (from Safaricom; a secret).
+    pub passkey: String,
 }
 
 pub struct Daraja {
@@ -89,6 +98,31 @@ impl Daraja {
 
     /// Posts a JSON body with the token; maps Daraja's answer.
     async fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> Result<bytes::Bytes, RailError> {
+        let (status, bytes) = self.post_raw(path, body).await?;
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(transient(format!("Daraja answered HTTP {status}")));
+        }
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorResponse>(&bytes) {
+                Ok(e) => RailError::Rejected {
+                    code: e.error_code,
+                    message: e.error_message,
+                },
+                Err(_) => RailError::Rejected {
+                    code: format!("HTTP{}", status.as_u16()),
+                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                },
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Posts with the token (forgotten on a 401); any other status is the caller's.
+    async fn post_raw<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), RailError> {
         let token = self.token().await?;
         let response = self
             .client
@@ -106,22 +140,14 @@ impl Daraja {
                 "Daraja refused the access token; a new one is fetched next time",
             ));
         }
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(transient(format!("Daraja answered HTTP {status}")));
-        }
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorResponse>(&bytes) {
-                Ok(e) => RailError::Rejected {
-                    code: e.error_code,
-                    message: e.error_message,
-                },
-                Err(_) => RailError::Rejected {
-                    code: format!("HTTP{}", status.as_u16()),
-                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                },
-            });
-        }
-        Ok(bytes)
+        Ok((status, bytes))
+    }
+
+    /// (timestamp, password) for an STK request made now.
+    fn stk_credentials(&self) -> (String, String) {
+        let timestamp = daraja::eat_timestamp(chrono::Utc::now());
+        let password = daraja::stk_password(&self.config.stk_shortcode, &self.config.passkey, &timestamp);
+        (timestamp, password)
     }
 }
 
@@ -183,6 +209,72 @@ impl MobileMoneyRail for Daraja {
                 });
             }
             Ok(())
+        })
+    }
+
+    fn stk_push<'a>(&'a self, push: &'a StkPush) -> RailFuture<'a, StkAccepted> {
+        Box::pin(async move {
+            let (timestamp, password) = self.stk_credentials();
+            let request = StkPushRequest {
+                business_short_code: self.config.stk_shortcode.clone(),
+                password,
+                timestamp,
+                transaction_type: "CustomerPayBillOnline".into(),
+                amount: push.amount_kes,
+                party_a: push.msisdn.clone(),
+                party_b: self.config.stk_shortcode.clone(),
+                phone_number: push.msisdn.clone(),
+                call_back_url: push.callback_url.clone(),
+                account_reference: push.account_reference.clone(),
+                transaction_desc: push.description.clone(),
+            };
+            let bytes = self.post(STK_PUSH_PATH, &request).await?;
+            let answer: StkPushResponse = serde_json::from_slice(&bytes).map_err(transient)?;
+            if answer.response_code.trim() != "0" {
+                return Err(RailError::Rejected {
+                    code: answer.response_code,
+                    message: answer.response_description,
+                });
+            }
+            if answer.checkout_request_id.is_empty() {
+                return Err(transient("Daraja accepted the STK push without a CheckoutRequestID"));
+            }
+            Ok(StkAccepted {
+                checkout_request_id: answer.checkout_request_id,
+                merchant_request_id: answer.merchant_request_id,
+            })
+        })
+    }
+
+    fn stk_query<'a>(&'a self, checkout_request_id: &'a str) -> RailFuture<'a, StkStatus> {
+        Box::pin(async move {
+            let (timestamp, password) = self.stk_credentials();
+            let request = StkQueryRequest {
+                business_short_code: self.config.stk_shortcode.clone(),
+                password,
+                timestamp,
+                checkout_request_id: checkout_request_id.to_string(),
+            };
+            let (status, bytes) = self.post_raw(STK_QUERY_PATH, &request).await?;
+            if !status.is_success() {
+                // "The transaction is being processed" comes as an HTTP 500.
+                if let Ok(e) = serde_json::from_slice::<ErrorResponse>(&bytes)
+                    && e.error_code == daraja::STK_QUERY_PENDING
+                {
+                    return Ok(StkStatus::Pending);
+                }
+                return Err(transient(format!("Daraja answered the STK query with HTTP {status}")));
+            }
+            let answer: StkQueryResponse = serde_json::from_slice(&bytes).map_err(transient)?;
+            if answer.checkout_request_id != checkout_request_id {
+                return Err(transient("Daraja answered the query for another CheckoutRequestID"));
+            }
+            let result_code = daraja::integer(&answer.result_code)
+                .ok_or_else(|| transient("the STK query's ResultCode is not an integer"))?;
+            Ok(StkStatus::Final {
+                result_code,
+                description: answer.result_desc,
+            })
         })
     }
 }

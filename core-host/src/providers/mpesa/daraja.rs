@@ -191,6 +191,154 @@ pub fn parse_result(body: &[u8]) -> Result<ResultBody, String> {
     Ok(result)
 }
 
+/// `POST /mpesa/stkpush/v1/processrequest` (Lipa na M-Pesa Online).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct StkPushRequest {
+    pub business_short_code: String,
+    /// base64(BusinessShortCode + passkey + Timestamp).
+    pub password: String,
+    /// `YYYYMMDDHHmmss`, East Africa Time.
+    pub timestamp: String,
+    pub transaction_type: String,
+    /// Whole shillings.
+    pub amount: i64,
+    pub party_a: String,
+    pub party_b: String,
+    pub phone_number: String,
+    #[serde(rename = "CallBackURL")]
+    pub call_back_url: String,
+    pub account_reference: String,
+    pub transaction_desc: String,
+}
+
+/// The STK push's synchronous acceptance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StkPushResponse {
+    #[serde(rename = "MerchantRequestID")]
+    pub merchant_request_id: String,
+    #[serde(rename = "CheckoutRequestID")]
+    pub checkout_request_id: String,
+    #[serde(rename = "ResponseCode")]
+    pub response_code: String,
+    #[serde(rename = "ResponseDescription")]
+    pub response_description: String,
+    #[serde(rename = "CustomerMessage", default)]
+    pub customer_message: String,
+}
+
+/// `POST /mpesa/stkpushquery/v1/query`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct StkQueryRequest {
+    pub business_short_code: String,
+    pub password: String,
+    pub timestamp: String,
+    #[serde(rename = "CheckoutRequestID")]
+    pub checkout_request_id: String,
+}
+
+/// The query's final answer (codes may come as strings or numbers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StkQueryResponse {
+    #[serde(rename = "ResponseCode")]
+    pub response_code: Value,
+    #[serde(rename = "ResponseDescription", default)]
+    pub response_description: String,
+    #[serde(rename = "MerchantRequestID", default)]
+    pub merchant_request_id: String,
+    #[serde(rename = "CheckoutRequestID")]
+    pub checkout_request_id: String,
+    #[serde(rename = "ResultCode")]
+    pub result_code: Value,
+    #[serde(rename = "ResultDesc", default)]
+    pub result_desc: String,
+}
+
+/// Daraja's error code for "the transaction is being processed" (an STK
+/// push query before the payer answered; HTTP 500).
+pub const STK_QUERY_PENDING: &str = "500.001.1001";
+
+/// What Daraja posts to `CallBackURL`: `{"Body":{"stkCallback":{…}}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StkCallbackEnvelope {
+    #[serde(rename = "Body")]
+    pub body: StkCallbackBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StkCallbackBody {
+    #[serde(rename = "stkCallback")]
+    pub stk_callback: StkCallback,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StkCallback {
+    #[serde(rename = "MerchantRequestID")]
+    pub merchant_request_id: String,
+    #[serde(rename = "CheckoutRequestID")]
+    pub checkout_request_id: String,
+    #[serde(rename = "ResultCode")]
+    pub result_code: Value,
+    #[serde(rename = "ResultDesc")]
+    pub result_desc: String,
+    #[serde(rename = "CallbackMetadata", default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<StkMetadata>,
+}
+
+/// `{"Item":[{"Name":…,"Value":…}]}`; an item may have no value (`Balance`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StkMetadata {
+    #[serde(rename = "Item")]
+    pub items: Vec<StkItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StkItem {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+impl StkCallback {
+    /// A metadata item's value by name.
+    pub fn item(&self, name: &str) -> Option<&Value> {
+        self.metadata
+            .as_ref()?
+            .items
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.value.as_ref())
+    }
+}
+
+/// A parsed STK callback, or why it is not one.
+pub fn parse_stk_callback(body: &[u8]) -> Result<StkCallback, String> {
+    let envelope: StkCallbackEnvelope =
+        serde_json::from_slice(body).map_err(|e| format!("not a Daraja STK callback: {e}"))?;
+    let callback = envelope.body.stk_callback;
+    if integer(&callback.result_code).is_none() {
+        return Err("ResultCode is not an integer".into());
+    }
+    if callback.checkout_request_id.is_empty() {
+        return Err("CheckoutRequestID is required".into());
+    }
+    Ok(callback)
+}
+
+/// Daraja's timestamp, `YYYYMMDDHHmmss` in East Africa Time (UTC+3).
+pub fn eat_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    let eat = chrono::FixedOffset::east_opt(3 * 3600).expect("UTC+3 is an offset");
+    at.with_timezone(&eat).format("%Y%m%d%H%M%S").to_string()
+}
+
+/// The STK password: base64(shortcode + passkey + timestamp).
+pub fn stk_password(shortcode: &str, passkey: &str, timestamp: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{shortcode}{passkey}{timestamp}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +388,45 @@ mod tests {
             let v: Value = serde_json::from_str(text).unwrap();
             assert_eq!(whole_shillings(&v), want, "{text}");
         }
+    }
+
+    // Daraja's public sandbox passkey of shortcode 174379 and the request
+    // it signs (a documented example).
+    const SANDBOX_PASSKEY: &str = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919";
+
+    #[test]
+    fn the_stk_password_is_base64_of_shortcode_passkey_timestamp() {
+        assert_eq!(
+            stk_password("174379", SANDBOX_PASSKEY, "20250126120000"),
+            "MTc0Mzc5YmZiMjc5ZjlhYTliZGJjZjE1OGU5N2RkNzFhNDY3Y2QyZTBjODkzMDU5YjEwZjc4ZTZiNzJhZGExZWQyYzkxOTIwMjUwMTI2MTIwMDAw"
+        );
+        let noon_utc = chrono::DateTime::parse_from_rfc3339("2025-01-26T09:00:00Z").unwrap().to_utc();
+        assert_eq!(eat_timestamp(noon_utc), "20250126120000");
+    }
+
+    #[test]
+    fn stk_callbacks_read_success_and_cancellation() {
+        let success = br#"{"Body":{"stkCallback":{"MerchantRequestID":"29115-34620561-1",
+            "CheckoutRequestID":"ws_CO_26012025120001234567","ResultCode":0,
+            "ResultDesc":"The service request is processed successfully.","CallbackMetadata":{"Item":[
+            {"Name":"Amount","Value":100.0},{"Name":"MpesaReceiptNumber","Value":"NLJ7RT61SV"},{"Name":"Balance"},
+            {"Name":"TransactionDate","Value":20250126120115},{"Name":"PhoneNumber","Value":254712345678}]}}}}"#;
+        let ok = parse_stk_callback(success).unwrap();
+        assert_eq!(integer(&ok.result_code), Some(0));
+        assert_eq!(ok.item("Amount").and_then(whole_shillings), Some(100));
+        assert_eq!(ok.item("MpesaReceiptNumber").and_then(Value::as_str), Some("NLJ7RT61SV"));
+        assert_eq!(ok.item("Balance"), None);
+        let cancelled = br#"{"Body":{"stkCallback":{"MerchantRequestID":"29115-34620561-1",
+            "CheckoutRequestID":"ws_CO_26012025120001234567","ResultCode":1032,"ResultDesc":"Request cancelled by user"}}}"#;
+        assert_eq!(integer(&parse_stk_callback(cancelled).unwrap().result_code), Some(1032));
+        assert!(parse_stk_callback(br#"{"Body":{}}"#).is_err());
+        let query: StkQueryResponse = serde_json::from_str(
+            r#"{"ResponseCode":"0","ResponseDescription":"The service request has been accepted successsfully",
+            "MerchantRequestID":"29115-34620561-1","CheckoutRequestID":"ws_CO_26012025120001234567",
+            "ResultCode":"1032","ResultDesc":"Request cancelled by user"}"#,
+        )
+        .unwrap();
+        assert_eq!(integer(&query.result_code), Some(1032));
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The M-Pesa rail: Safaricom Daraja B2C (business to customer).
 //!
+//! Also Lipa na M-Pesa Online (STK push) for deposits: Nixo asks Daraja to
+//! prompt the payer's phone; the payer's answer is posted to a callback URL
+//! (with the same secret path token) and can be asked for with a query.
+//!
 //! A payment request is accepted synchronously (a `ConversationID`); its
 //! result arrives later, posted by Daraja to the `ResultURL` Nixo gave (or
 //! a queue time-out to `QueueTimeOutURL`). Those URLs carry a secret path
@@ -60,7 +64,36 @@ pub struct StatusQuery {
     pub timeout_url: String,
 }
 
-/// A mobile-money B2C provider.
+/// One STK push (a payment prompt on the payer's phone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StkPush {
+    /// Canonical MSISDN, `2547XXXXXXXX`.
+    pub msisdn: String,
+    /// Whole shillings.
+    pub amount_kes: i64,
+    /// Shown to the payer (at most 12 characters).
+    pub account_reference: String,
+    pub description: String,
+    pub callback_url: String,
+}
+
+/// Daraja's acceptance of an STK push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StkAccepted {
+    pub checkout_request_id: String,
+    pub merchant_request_id: String,
+}
+
+/// What an STK push query says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StkStatus {
+    /// The payer has not answered yet.
+    Pending,
+    /// 0 is paid; anything else is Daraja's failure code.
+    Final { result_code: i64, description: String },
+}
+
+/// A mobile-money provider: B2C payments out, STK push collections in.
 pub trait MobileMoneyRail: Send + Sync {
     /// Requests a payment; the result comes to `result_url` later.
     fn pay<'a>(&'a self, payment: &'a B2cPayment) -> RailFuture<'a, B2cAccepted>;
@@ -68,6 +101,24 @@ pub trait MobileMoneyRail: Send + Sync {
     /// Asks for the status of an earlier payment; the answer comes to the
     /// query's `result_url` (as a B2C result of that payment).
     fn query_status<'a>(&'a self, query: &'a StatusQuery) -> RailFuture<'a, ()>;
+
+    /// Prompts the payer; the answer comes to `push.callback_url` later.
+    fn stk_push<'a>(&'a self, push: &'a StkPush) -> RailFuture<'a, StkAccepted>;
+
+    /// Asks where an STK push stands.
+    fn stk_query<'a>(&'a self, checkout_request_id: &'a str) -> RailFuture<'a, StkStatus>;
+}
+
+/// Daraja STK result codes Nixo maps to a deposit failure code.
+pub fn deposit_failure_code(result_code: i64) -> &'static str {
+    match result_code {
+        1 => "payer_insufficient_funds",
+        1032 => "canceled_by_payer",
+        1037 => "payer_unreachable",
+        1019 => "payment_expired",
+        2001 => "payer_wrong_pin",
+        _ => "mpesa_failed",
+    }
 }
 
 /// Daraja result codes Nixo maps to a payout failure code.

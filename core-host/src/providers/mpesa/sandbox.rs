@@ -17,11 +17,27 @@
 //! | `254700000008` | success, the result posted twice |
 //! | `254700000009` | success, but the result is never posted (a status query finds it) |
 //! | anything else | success after the result delay |
+//!
+//! STK pushes (deposits) by `PhoneNumber`; the callback goes to the push's
+//! `CallBackURL`, and a query answers "being processed" (HTTP 500,
+//! `500.001.1001`) until the payer's answer is due, then the final code:
+//!
+//! | PhoneNumber | result |
+//! |---|---|
+//! | `254708001032` | ResultCode 1032, cancelled by the payer |
+//! | `254708001037` | ResultCode 1037, the payer's phone cannot be reached |
+//! | `254708000001` | ResultCode 1, the payer's balance is insufficient |
+//! | `254708002001` | ResultCode 2001, the payer entered a wrong PIN |
+//! | `254708000007` | paid, after the slow delay (a late callback) |
+//! | `254708000008` | paid, the callback posted twice |
+//! | `254708000009` | paid, but the callback is never posted (a query finds it) |
+//! | anything else | paid after the result delay |
 
-use super::client::{B2C_PATH, STATUS_PATH, TOKEN_PATH};
+use super::client::{B2C_PATH, STATUS_PATH, STK_PUSH_PATH, STK_QUERY_PATH, TOKEN_PATH};
 use super::daraja::{
-    B2cRequest, B2cResponse, ErrorResponse, KeyValue, OneOrMany, Parameters, ResultBody, ResultEnvelope,
-    StatusQueryRequest, TokenResponse,
+    self, B2cRequest, B2cResponse, ErrorResponse, KeyValue, OneOrMany, Parameters, ResultBody, ResultEnvelope,
+    StatusQueryRequest, StkCallback, StkCallbackBody, StkCallbackEnvelope, StkItem, StkMetadata, StkPushRequest,
+    StkPushResponse, StkQueryRequest, StkQueryResponse, TokenResponse,
 };
 use axum::Json;
 use axum::Router;
@@ -44,6 +60,9 @@ pub struct SandboxDarajaConfig {
     pub slow_delay_ms: u64,
     /// Where Daraja keeps its payments across restarts; in memory when `None`.
     pub state_file: Option<std::path::PathBuf>,
+    /// The Lipa na M-Pesa Online shortcode and its passkey.
+    pub stk_shortcode: String,
+    pub passkey: String,
 }
 
 pub const MAGIC_INITIATOR_INVALID: &str = "254700000001";
@@ -53,6 +72,16 @@ pub const MAGIC_NOT_REGISTERED: &str = "254700002040";
 pub const MAGIC_LATE: &str = "254700000007";
 pub const MAGIC_DUPLICATE: &str = "254700000008";
 pub const MAGIC_LOST: &str = "254700000009";
+pub const STK_MAGIC_CANCELLED: &str = "254708001032";
+pub const STK_MAGIC_UNREACHABLE: &str = "254708001037";
+pub const STK_MAGIC_INSUFFICIENT: &str = "254708000001";
+pub const STK_MAGIC_WRONG_PIN: &str = "254708002001";
+pub const STK_MAGIC_LATE: &str = "254708000007";
+pub const STK_MAGIC_DUPLICATE: &str = "254708000008";
+pub const STK_MAGIC_LOST: &str = "254708000009";
+/// Longest `AccountReference` and `TransactionDesc` Daraja takes.
+pub const STK_ACCOUNT_REFERENCE_LEN_MAX: usize = 12;
+pub const STK_DESCRIPTION_LEN_MAX: usize = 13;
 /// Lifetime of a sandbox token.
 pub const TOKEN_LIFETIME_S: i64 = 3599;
 /// Times a callback is tried when the receiver does not answer 2xx.
@@ -65,11 +94,21 @@ struct Payment {
     result: ResultEnvelope,
 }
 
+/// An STK push and the payer's answer, due at `due_ms`.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Push {
+    request: StkPushRequest,
+    callback: StkCallback,
+    due_ms: i64,
+}
+
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Books {
     #[serde(skip)]
     tokens: HashMap<String, i64>,
     payments: HashMap<String, Payment>,
+    #[serde(default)]
+    pushes: HashMap<String, Push>,
     next: u64,
 }
 
@@ -92,6 +131,8 @@ pub fn router(config: SandboxDarajaConfig) -> Router {
         .route(B2C_PATH, post(b2c))
         .route("/mpesa/b2c/v1/paymentrequest", post(b2c))
         .route(STATUS_PATH, post(status_query))
+        .route(STK_PUSH_PATH, post(stk_push))
+        .route(STK_QUERY_PATH, post(stk_query))
         .with_state(daraja)
 }
 
@@ -355,6 +396,197 @@ async fn status_query(State(daraja): State<Daraja>, headers: HeaderMap, body: ax
         originator_conversation_id: query.original_conversation_id.clone(),
         response_code: "0".into(),
         response_description: "Accept the service request successfully.".into(),
+    })
+    .into_response()
+}
+
+fn stk_outcome(msisdn: &str) -> (i64, &'static str) {
+    match msisdn {
+        STK_MAGIC_CANCELLED => (1032, "Request cancelled by user"),
+        STK_MAGIC_UNREACHABLE => (1037, "DS timeout user cannot be reached"),
+        STK_MAGIC_INSUFFICIENT => (1, "The balance is insufficient for the transaction."),
+        STK_MAGIC_WRONG_PIN => (2001, "The initiator information is invalid."),
+        _ => (0, "The service request is processed successfully."),
+    }
+}
+
+/// Daraja's check of an STK push, field by field (the password included).
+fn check_push(daraja: &Daraja, r: &StkPushRequest) -> Result<(), &'static str> {
+    let shortcode = &daraja.config.stk_shortcode;
+    if r.business_short_code != *shortcode {
+        return Err("Bad Request - Invalid BusinessShortCode");
+    }
+    let fresh = chrono::NaiveDateTime::parse_from_str(&r.timestamp, "%Y%m%d%H%M%S")
+        .ok()
+        .map(|t| (t.and_utc().timestamp() - 3 * 3600 - now_s()).abs() <= 3600)
+        .unwrap_or(false);
+    if !fresh {
+        return Err("Bad Request - Invalid Timestamp");
+    }
+    if r.password != daraja::stk_password(shortcode, &daraja.config.passkey, &r.timestamp) {
+        return Err("Bad Request - Invalid Password");
+    }
+    if !["CustomerPayBillOnline", "CustomerBuyGoodsOnline"].contains(&r.transaction_type.as_str()) {
+        return Err("Bad Request - Invalid TransactionType");
+    }
+    if r.amount < 1 || r.amount > 250_000 {
+        return Err("Bad Request - Invalid Amount");
+    }
+    if !msisdn_ok(&r.party_a) || r.phone_number != r.party_a {
+        return Err("Bad Request - Invalid PhoneNumber");
+    }
+    if r.party_b != *shortcode {
+        return Err("Bad Request - Invalid PartyB");
+    }
+    if !url_ok(&r.call_back_url) {
+        return Err("Bad Request - Invalid CallBackURL");
+    }
+    if r.account_reference.is_empty() || r.account_reference.chars().count() > STK_ACCOUNT_REFERENCE_LEN_MAX {
+        return Err("Bad Request - Invalid AccountReference");
+    }
+    if r.transaction_desc.is_empty() || r.transaction_desc.chars().count() > STK_DESCRIPTION_LEN_MAX {
+        return Err("Bad Request - Invalid TransactionDesc");
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn stk_push(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorised(&daraja, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "404.001.03", "Invalid Access Token");
+    }
+    let request: StkPushRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid JSON"),
+    };
+    if let Err(message) = check_push(&daraja, &request) {
+        return error(StatusCode::BAD_REQUEST, "400.002.02", message);
+    }
+    let (delay_ms, times) = match request.phone_number.as_str() {
+        STK_MAGIC_LOST => (daraja.config.result_delay_ms, 0),
+        STK_MAGIC_LATE => (daraja.config.slow_delay_ms, 1),
+        STK_MAGIC_DUPLICATE => (daraja.config.result_delay_ms, 2),
+        _ => (daraja.config.result_delay_ms, 1),
+    };
+    let mut books = daraja.books.lock().expect("daraja books");
+    books.next += 1;
+    let n = books.next;
+    let eat = daraja::eat_timestamp(chrono::Utc::now());
+    let checkout_request_id = format!("ws_CO_{eat}{n:06}");
+    let merchant_request_id = format!("{}-{}-1", 29_000 + n % 1_000, 34_000_000 + n);
+    let (code, description) = stk_outcome(&request.phone_number);
+    let metadata = (code == 0).then(|| StkMetadata {
+        items: vec![
+            StkItem {
+                name: "Amount".into(),
+                value: Some(json!(request.amount as f64)),
+            },
+            StkItem {
+                name: "MpesaReceiptNumber".into(),
+                value: Some(json!(format!("SBK{n:07}"))),
+            },
+            StkItem {
+                name: "Balance".into(),
+                value: None,
+            },
+            StkItem {
+                name: "TransactionDate".into(),
+                value: Some(json!(eat.parse::<i64>().unwrap_or_default())),
+            },
+            StkItem {
+                name: "PhoneNumber".into(),
+                value: Some(json!(request.phone_number.parse::<i64>().unwrap_or_default())),
+            },
+        ],
+    });
+    let callback = StkCallback {
+        merchant_request_id: merchant_request_id.clone(),
+        checkout_request_id: checkout_request_id.clone(),
+        result_code: json!(code),
+        result_desc: description.to_string(),
+        metadata,
+    };
+    books.pushes.insert(
+        checkout_request_id.clone(),
+        Push {
+            request: request.clone(),
+            callback: callback.clone(),
+            due_ms: now_ms() + i64::try_from(delay_ms).unwrap_or(i64::MAX / 2),
+        },
+    );
+    crate::providers::save_state(daraja.config.state_file.as_deref(), &*books, "daraja");
+    drop(books);
+    let body = serde_json::to_value(StkCallbackEnvelope {
+        body: StkCallbackBody { stk_callback: callback },
+    })
+    .expect("a callback serialises");
+    for _ in 0..times {
+        tokio::spawn(deliver(
+            daraja.client.clone(),
+            request.call_back_url.clone(),
+            body.clone(),
+            delay_ms,
+        ));
+    }
+    Json(StkPushResponse {
+        merchant_request_id,
+        checkout_request_id,
+        response_code: "0".into(),
+        response_description: "Success. Request accepted for processing".into(),
+        customer_message: "Success. Request accepted for processing".into(),
+    })
+    .into_response()
+}
+
+async fn stk_query(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !authorised(&daraja, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "404.001.03", "Invalid Access Token");
+    }
+    let query: StkQueryRequest = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "400.002.02", "Bad Request - Invalid JSON"),
+    };
+    let shortcode = &daraja.config.stk_shortcode;
+    if query.business_short_code != *shortcode
+        || query.password != daraja::stk_password(shortcode, &daraja.config.passkey, &query.timestamp)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "400.002.02",
+            "Bad Request - Invalid BusinessShortCode or Password",
+        );
+    }
+    let push = daraja
+        .books
+        .lock()
+        .expect("daraja books")
+        .pushes
+        .get(&query.checkout_request_id)
+        .cloned();
+    let Some(push) = push else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "400.002.02",
+            "Bad Request - Invalid CheckoutRequestID",
+        );
+    };
+    if now_ms() < push.due_ms {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            daraja::STK_QUERY_PENDING,
+            "The transaction is being processed",
+        );
+    }
+    Json(StkQueryResponse {
+        response_code: json!("0"),
+        response_description: "The service request has been accepted successsfully".into(),
+        merchant_request_id: push.callback.merchant_request_id.clone(),
+        checkout_request_id: query.checkout_request_id.clone(),
+        result_code: json!(daraja::integer(&push.callback.result_code).unwrap_or(0).to_string()),
+        result_desc: push.callback.result_desc.clone(),
     })
     .into_response()
 }

@@ -45,6 +45,9 @@ pub struct CreatePayout {
     pub actor: Actor,
     pub request: PayoutRequest,
     pub idempotency_key: Option<String>,
+    /// The wallet to pay from (a withdrawal names it); else the actor's
+    /// wallet in the currency.
+    pub from_wallet: Option<i64>,
 }
 
 fn new_id() -> String {
@@ -70,8 +73,8 @@ fn request_field(rule_field: &str, account: &RecipientAccount) -> String {
     }
 }
 
-/// The actor's wallet in `currency`.
-async fn source_wallet(services: &Services, actor: &Actor, currency: Currency) -> ServiceResult<i64> {
+/// The actor's first wallet in `currency`, if it has one.
+pub(crate) async fn wallet_in(services: &Services, actor: &Actor, currency: Currency) -> ServiceResult<Option<i64>> {
     let row = sqlx::query(
         "SELECT id FROM ledger_accounts
          WHERE owner_account_id = $1 AND environment = $2 AND kind = 'wallet' AND currency = $3
@@ -82,13 +85,29 @@ async fn source_wallet(services: &Services, actor: &Actor, currency: Currency) -
     .bind(currency.code)
     .fetch_optional(&services.ledger.db.pool)
     .await?;
-    match row {
-        Some(row) => Ok(row.try_get(0)?),
-        None => Err(ServiceError::invalid(
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
+/// The wallet a payout leaves from: the one named (the actor's, in the
+/// payout's currency), else the actor's wallet in the currency.
+async fn source_wallet(services: &Services, cmd: &CreatePayout) -> ServiceResult<i64> {
+    let currency = cmd.request.currency;
+    if let Some(id) = cmd.from_wallet {
+        let wallet = super::transfers::usable_wallet(services, &cmd.actor, id, "from_wallet", true).await?;
+        if wallet.currency != currency.code {
+            return Err(ServiceError::invalid(
+                "currency",
+                format!("Wallet {id} holds {}; the amount must be in {}", wallet.currency, wallet.currency),
+            ));
+        }
+        return Ok(id);
+    }
+    wallet_in(services, &cmd.actor, currency).await?.ok_or_else(|| {
+        ServiceError::invalid(
             "currency",
             format!("You have no {} wallet to pay out from", currency.code),
-        )),
-    }
+        )
+    })
 }
 
 /// What the recipient receives, and the legs that carry it to the rail's
@@ -207,7 +226,7 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
         ));
     }
     let now_ms = services.clock.now_ms();
-    let wallet = source_wallet(services, actor, cmd.request.currency).await?;
+    let wallet = source_wallet(services, &cmd).await?;
     crate::limits::check_outgoing(
         &services.ledger.db,
         &services.limits,
@@ -325,12 +344,37 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
                 verdicts.reasons.join(", ")
             ));
             failed.rail_state = store::RAIL_ANSWERED;
+            // Recorded as a declined transaction (nothing moves), like a
+            // declined transfer: its score and rules stay on record.
             let effects = store::insert(
                 &failed,
-                None,
+                Some(&hold_identity),
                 &[(store::PAYOUT_CREATED, &pending), (store::PAYOUT_FAILED, &failed)],
             );
-            ledger.apply_effects(effects, now_ms).await.map(|_| failed)
+            let movement = Movement {
+                idempotency_id: Some(hold_identity.clone()),
+                environment: actor.environment,
+                account_id: actor.account_id.clone(),
+                kind: "payout",
+                status: TxStatus::Declined,
+                amount_minor: cmd.request.amount_minor,
+                currency: cmd.request.currency,
+                fx: None,
+                from_wallet: Some(wallet),
+                to_wallet: None,
+                risk_score_bp: Some(verdicts.score_bp),
+                rules_applied: verdicts.rules_applied.clone(),
+                metadata_json: json!({ "payout": id }).to_string(),
+                error_code: Some("risk_declined"),
+                legs: Vec::new(),
+                effects,
+                now_ms,
+            };
+            ledger.record(movement).await.map(|recorded| {
+                let mut failed = failed;
+                failed.transaction_id = Some(recorded.tx_id);
+                failed
+            })
         }
         verdict => {
             let review = verdict == rules::Verdict::Review;

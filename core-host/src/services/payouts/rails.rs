@@ -50,10 +50,15 @@ pub struct PayoutRails {
     pub callback_token: String,
     /// How long to wait for a Daraja result before asking.
     pub mpesa_result_wait_ms: i64,
+    /// How long to wait for an STK push's callback before asking.
+    pub stk_result_wait_ms: i64,
+    /// How long a withdrawal waits for its rail's answer before it answers
+    /// PROCESSING.
+    pub withdrawal_wait_ms: i64,
 }
 
 impl PayoutRails {
-    fn callback_url(&self, template: &str) -> String {
+    pub fn callback_url(&self, template: &str) -> String {
         format!(
             "{}{}",
             self.callback_base_url.trim_end_matches('/'),
