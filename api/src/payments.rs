@@ -163,8 +163,7 @@ fn withdrawal(map: &Map<String, Value>) -> Checked<WithdrawalRequest> {
     let from_wallet = schema::wallet_id(map, "from_wallet")?;
     let currency = schema::currency(map.get("currency"), "currency")?;
     let amount_minor = schema::amount_minor(map.get("amount"), currency, "amount")?;
-    let destination =
-        text(map, "destination", "destination")?.ok_or_else(|| FieldError::missing("destination"))?;
+    let destination = text(map, "destination", "destination")?.ok_or_else(|| FieldError::missing("destination"))?;
     let destination = schema::bounded(destination, "destination", DESTINATION_LEN_MAX)?;
     let metadata = schema::metadata(map.get("metadata"))?;
     let implied = if looks_like_phone(&destination) {
@@ -175,9 +174,8 @@ fn withdrawal(map: &Map<String, Value>) -> Checked<WithdrawalRequest> {
     let method = match metadata.get("gateway").and_then(Value::as_str) {
         None => implied,
         Some(gateway) => {
-            let method = PayoutMethod::parse(gateway).ok_or_else(|| {
-                FieldError::new("metadata.gateway", "metadata.gateway must be \"mpesa\" or \"bank\"")
-            })?;
+            let method = PayoutMethod::parse(gateway)
+                .ok_or_else(|| FieldError::new("metadata.gateway", "metadata.gateway must be \"mpesa\" or \"bank\""))?;
             if method != implied {
                 return Err(FieldError::new(
                     "destination",
@@ -241,7 +239,10 @@ mod tests {
         let TransactRequest::Deposit(d) = deposit else {
             panic!("a deposit")
         };
-        assert_eq!((d.amount_minor, d.msisdn.as_str(), d.wallet), (10_000, "254712345678", None));
+        assert_eq!(
+            (d.amount_minor, d.msisdn.as_str(), d.wallet),
+            (10_000, "254712345678", None)
+        );
         let withdrawal = transact_request(
             br#"{"type":"withdrawal","from_wallet":101,"amount":2500,"currency":"KES","destination":"254712345678","metadata":{"gateway":"mpesa"}}"#,
         )
@@ -249,16 +250,32 @@ mod tests {
         let TransactRequest::Withdrawal(w) = withdrawal else {
             panic!("a withdrawal")
         };
-        assert_eq!((w.from_wallet, w.amount_minor, w.method), (101, 250_000, PayoutMethod::Mpesa));
+        assert_eq!(
+            (w.from_wallet, w.amount_minor, w.method),
+            (101, 250_000, PayoutMethod::Mpesa)
+        );
     }
 
     #[test]
     fn phone_numbers_in_three_forms() {
-        for form in ["0712345678", "+254712345678", "254712345678", "0712 345 678", "0112345678"] {
+        for form in [
+            "0712345678",
+            "+254712345678",
+            "254712345678",
+            "0712 345 678",
+            "0112345678",
+        ] {
             assert!(kenyan_msisdn(form).is_some(), "{form}");
         }
         assert_eq!(kenyan_msisdn("0712345678").as_deref(), Some("254712345678"));
-        for bad in ["712345678", "+255712345678", "07123456789", "0812345678", "07a2345678", ""] {
+        for bad in [
+            "712345678",
+            "+255712345678",
+            "07123456789",
+            "0812345678",
+            "07a2345678",
+            "",
+        ] {
             assert_eq!(kenyan_msisdn(bad), None, "{bad}");
         }
     }
@@ -315,7 +332,9 @@ mod tests {
             ),
         ];
         for (body, field) in cases {
-            let err = transact_request(body.as_bytes()).err().unwrap_or_else(|| panic!("{body}"));
+            let err = transact_request(body.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{body}"));
             assert_eq!(err.field, field, "{body}: {}", err.message);
         }
     }

@@ -919,10 +919,12 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
                 transfer_request(body).map(drop)
             }
         }
-        RouteId::MpesaB2cResult | RouteId::MpesaB2cTimeout | RouteId::MpesaStkCallback => match query_pairs(query).next() {
-            Some((name, _)) => Err(unknown_parameter(&name)),
-            None => parse_object(body).map(drop),
-        },
+        RouteId::MpesaB2cResult | RouteId::MpesaB2cTimeout | RouteId::MpesaStkCallback => {
+            match query_pairs(query).next() {
+                Some((name, _)) => Err(unknown_parameter(&name)),
+                None => parse_object(body).map(drop),
+            }
+        }
     }
 }
 

@@ -1410,7 +1410,8 @@ pub mod document_schemas {
     fn transact_body() -> Value {
         use crate::payments::{DESTINATION_LEN_MAX, STK_AMOUNT_KES_MAX, STK_AMOUNT_KES_MIN};
         let metadata = transfer_body()["properties"]["metadata"].clone();
-        let wallet = |what: &str| json!({ "type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX, "description": what });
+        let wallet =
+            |what: &str| json!({ "type": ["integer", "null"], "minimum": 1, "maximum": i64::MAX, "description": what });
         let deposit = json!({
             "type": "object",
             "title": "Deposit",

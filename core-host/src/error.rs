@@ -116,12 +116,14 @@ impl From<crate::services::ServiceError> for ApiError {
                 }
             }
             E::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
-            E::Provider { retryable: true, message } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", message)
-            }
-            E::Provider { retryable: false, message } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", message)
-            }
+            E::Provider {
+                retryable: true,
+                message,
+            } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", message),
+            E::Provider {
+                retryable: false,
+                message,
+            } => ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", message),
             E::Internal(cause) => ApiError::internal(&cause),
         }
     }

@@ -36,6 +36,7 @@ fn fast_rails() -> RailsConfig {
         mpesa_result_delay_ms: 50,
         mpesa_slow_delay_ms: 2_500,
         mpesa_result_wait_ms: 1_500,
+        ..SandboxTimings::default()
     })
 }
 

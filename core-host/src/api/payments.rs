@@ -67,11 +67,7 @@ pub async fn transact(
             let failed = d.status == deposits::FAILED;
             let body = DepositResponse {
                 success: !failed,
-                status: if failed {
-                    "failed".into()
-                } else {
-                    "initiated".into()
-                },
+                status: if failed { "failed".into() } else { "initiated".into() },
                 provider_ref: d.checkout_request_id.clone(),
                 redirect_url: None,
                 message: if failed {
@@ -117,7 +113,10 @@ pub async fn retrieve(
     let id = nixo_api::payments::tx_id(&tx_id).ok_or_else(missing)?;
     let view = payments::status(&state.services, &caller.actor(), id).await?;
     let body = view.envelope();
-    Ok(with_version(&caller, (StatusCode::OK, axum::Json(body)).into_response()))
+    Ok(with_version(
+        &caller,
+        (StatusCode::OK, axum::Json(body)).into_response(),
+    ))
 }
 
 /// Queue a payment.

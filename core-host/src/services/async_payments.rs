@@ -66,7 +66,8 @@ pub async fn accept(services: &Services, actor: &Actor, req: &TransferRequest) -
     });
     let effects = vec![
         Effect::Sql {
-            sql: "INSERT INTO async_payments (id, environment, account_id, request, status, created_at_ms, updated_at_ms)
+            sql:
+                "INSERT INTO async_payments (id, environment, account_id, request, status, created_at_ms, updated_at_ms)
                   VALUES ($1, $2, $3, $4, 'queued', $5, $5) ON CONFLICT DO NOTHING",
             binds: vec![
                 id.clone().into(),
@@ -161,7 +162,10 @@ pub async fn run(services: &Services, job: &ClaimedJob) -> anyhow::Result<()> {
     let Some(stored) = load(db, &id).await.map_err(|e| anyhow::anyhow!("{e}"))? else {
         anyhow::bail!("no async payment {id}");
     };
-    if matches!(stored.status, AsyncPaymentStatus::Succeeded | AsyncPaymentStatus::Failed) {
+    if matches!(
+        stored.status,
+        AsyncPaymentStatus::Succeeded | AsyncPaymentStatus::Failed
+    ) {
         return Ok(());
     }
     let now_ms = services.clock.now_ms();
@@ -203,7 +207,12 @@ pub async fn run(services: &Services, job: &ClaimedJob) -> anyhow::Result<()> {
         Err(ServiceError::Internal(cause)) => return Err(cause),
         Err(refused) => {
             let body = crate::error::ApiError::from(refused).body();
-            (AsyncPaymentStatus::Failed, None, Some(serde_json::to_value(body.error)?), None)
+            (
+                AsyncPaymentStatus::Failed,
+                None,
+                Some(serde_json::to_value(body.error)?),
+                None,
+            )
         }
     };
     let now_ms = services.clock.now_ms();

@@ -160,11 +160,7 @@ async fn credited_wallet(services: &Services, actor: &Actor, req: &DepositReques
         })
 }
 
-fn row_update(
-    sql: &'static str,
-    binds: Vec<Bind>,
-    refusal: &'static str,
-) -> Effect {
+fn row_update(sql: &'static str, binds: Vec<Bind>, refusal: &'static str) -> Effect {
     Effect::Sql {
         sql,
         binds,
@@ -330,8 +326,14 @@ pub async fn initiate(
 /// How a deposit ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Paid { receipt: Option<String>, description: String },
-    NotPaid { result_code: i64, description: String },
+    Paid {
+        receipt: Option<String>,
+        description: String,
+    },
+    NotPaid {
+        result_code: i64,
+        description: String,
+    },
 }
 
 fn event(d: &Deposit, event_type: &'static str, status: &str, failure_code: Option<&str>) -> Effect {

@@ -92,11 +92,10 @@ impl PaymentView {
                 status: self.status,
                 risk_score: risk_score(self.risk_score_bp.unwrap_or(0)),
                 rules_applied: self.rules_applied.clone(),
-                error: self.error.clone().map(|(code, message, reasons)| TransferError {
-                    code,
-                    message,
-                    reasons,
-                }),
+                error: self
+                    .error
+                    .clone()
+                    .map(|(code, message, reasons)| TransferError { code, message, reasons }),
                 timestamp: eat_timestamp(self.created_at_ms),
             },
         }
@@ -118,7 +117,9 @@ fn payout_status(p: &payout_store::Payout) -> (TransferStatus, Option<(String, S
         PayoutStatus::Succeeded => (TransferStatus::Settled, None),
         PayoutStatus::Processing => (TransferStatus::Processing, None),
         PayoutStatus::Pending => (TransferStatus::PendingReview, None),
-        PayoutStatus::Failed if p.failure_code.as_deref() == Some("risk_declined") => (TransferStatus::Declined, error()),
+        PayoutStatus::Failed if p.failure_code.as_deref() == Some("risk_declined") => {
+            (TransferStatus::Declined, error())
+        }
         PayoutStatus::Failed | PayoutStatus::Canceled => (TransferStatus::Failed, error()),
     }
 }
@@ -155,11 +156,10 @@ pub async fn status(services: &Services, actor: &Actor, tx_id: i64) -> ServiceRe
     let mut view = PaymentView::of_transfer(&recorded, &[]);
     match kind.as_str() {
         "payout" => {
-            let payout_id: Option<String> =
-                sqlx::query_scalar("SELECT id FROM payouts WHERE transaction_id = $1")
-                    .bind(tx_id)
-                    .fetch_optional(&db.pool)
-                    .await?;
+            let payout_id: Option<String> = sqlx::query_scalar("SELECT id FROM payouts WHERE transaction_id = $1")
+                .bind(tx_id)
+                .fetch_optional(&db.pool)
+                .await?;
             if let Some(p) = match payout_id {
                 Some(id) => payout_store::load(db, &id).await?,
                 None => None,

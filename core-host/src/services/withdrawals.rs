@@ -8,7 +8,7 @@
 
 use super::payouts::store::Payout;
 use super::payouts::{self, CreatePayout};
-use super::{Actor, ServiceResult, Services};
+use super::{Actor, ServiceError, ServiceResult, Services};
 use nixo_api::payments::WithdrawalRequest;
 use nixo_api::payouts::{PayoutMethod, PayoutRequest, RecipientAccount};
 use nixo_api::types::PayoutStatus;
@@ -57,7 +57,14 @@ pub async fn withdraw(
         idempotency_key: idempotency_key.map(|k| format!("withdrawal:{k}")),
         from_wallet: Some(req.from_wallet),
     };
-    let payout = payouts::create(services, command).await?;
+    let payout = payouts::create(services, command).await.map_err(|err| match err {
+        // The payout's recipient is the withdrawal's destination.
+        ServiceError::Invalid { field, message } if field.starts_with("recipient.") => ServiceError::Invalid {
+            field: "destination".into(),
+            message,
+        },
+        other => other,
+    })?;
     wait_for_rail(services, payout).await
 }
 

@@ -3,8 +3,8 @@
 //! payment request and the Transaction Status query.
 
 use super::daraja::{
-    self, B2cRequest, B2cResponse, ErrorResponse, StatusQueryRequest, StkPushRequest, StkPushResponse,
-    StkQueryRequest, StkQueryResponse, TokenResponse,
+    self, B2cRequest, B2cResponse, ErrorResponse, StatusQueryRequest, StkPushRequest, StkPushResponse, StkQueryRequest,
+    StkQueryResponse, TokenResponse,
 };
 use super::{B2cAccepted, B2cPayment, MobileMoneyRail, StatusQuery, StkAccepted, StkPush, StkStatus};
 use crate::providers::{RailError, RailFuture};

@@ -400,7 +400,9 @@ mod tests {
             stk_password("174379", SANDBOX_PASSKEY, "20250126120000"),
             "MTc0Mzc5YmZiMjc5ZjlhYTliZGJjZjE1OGU5N2RkNzFhNDY3Y2QyZTBjODkzMDU5YjEwZjc4ZTZiNzJhZGExZWQyYzkxOTIwMjUwMTI2MTIwMDAw"
         );
-        let noon_utc = chrono::DateTime::parse_from_rfc3339("2025-01-26T09:00:00Z").unwrap().to_utc();
+        let noon_utc = chrono::DateTime::parse_from_rfc3339("2025-01-26T09:00:00Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(eat_timestamp(noon_utc), "20250126120000");
     }
 
@@ -414,7 +416,10 @@ mod tests {
         let ok = parse_stk_callback(success).unwrap();
         assert_eq!(integer(&ok.result_code), Some(0));
         assert_eq!(ok.item("Amount").and_then(whole_shillings), Some(100));
-        assert_eq!(ok.item("MpesaReceiptNumber").and_then(Value::as_str), Some("NLJ7RT61SV"));
+        assert_eq!(
+            ok.item("MpesaReceiptNumber").and_then(Value::as_str),
+            Some("NLJ7RT61SV")
+        );
         assert_eq!(ok.item("Balance"), None);
         let cancelled = br#"{"Body":{"stkCallback":{"MerchantRequestID":"29115-34620561-1",
             "CheckoutRequestID":"ws_CO_26012025120001234567","ResultCode":1032,"ResultDesc":"Request cancelled by user"}}}"#;

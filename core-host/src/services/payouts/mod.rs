@@ -97,7 +97,10 @@ async fn source_wallet(services: &Services, cmd: &CreatePayout) -> ServiceResult
         if wallet.currency != currency.code {
             return Err(ServiceError::invalid(
                 "currency",
-                format!("Wallet {id} holds {}; the amount must be in {}", wallet.currency, wallet.currency),
+                format!(
+                    "Wallet {id} holds {}; the amount must be in {}",
+                    wallet.currency, wallet.currency
+                ),
             ));
         }
         return Ok(id);
