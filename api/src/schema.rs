@@ -1106,7 +1106,24 @@ mod tests {
             Err(RouteMiss::MethodNotAllowed)
         );
         assert_eq!(find_route("GET", "/v1/nothing"), Err(RouteMiss::NotFound));
-        assert_eq!(all_scopes().count(), 11);
+        assert_eq!(all_scopes().count(), 13);
+        // The literal payment paths are not instances of `/v1/payments/{tx_id}`.
+        assert_eq!(
+            find_route("GET", "/v1/payments/10057").unwrap().id,
+            RouteId::PaymentRetrieve
+        );
+        for literal in ["/v1/payments/transact", "/v1/payments/async", "/v1/payments/transfer"] {
+            assert_eq!(
+                find_route("GET", literal),
+                Err(RouteMiss::MethodNotAllowed),
+                "{literal}"
+            );
+        }
+        assert_eq!(
+            find_route("GET", "/v1/payments/async/job_a1b2c3d4e5f6").unwrap().id,
+            RouteId::AsyncPaymentRetrieve
+        );
+        assert!(find_route("POST", "/callbacks/mpesa/stk/abc").unwrap().is_public());
         assert_eq!(
             find_route("GET", "/v1/transactions/export").unwrap().id,
             RouteId::TransactionExport

@@ -179,6 +179,16 @@ pub struct DepositResponse {
     pub tx_id: String,
 }
 
+/// `200` to `POST /v1/payments/transact`: a deposit's answer, or a
+/// withdrawal's payment envelope.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(untagged)]
+pub enum TransactResponse {
+    Deposit(DepositResponse),
+    Withdrawal(TransferResponse),
+}
+
 /// `202` to `POST /v1/payments/async` (the Nexbit document's shape).
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -903,6 +913,14 @@ pub enum EventTypeName {
     AccountVerified,
     #[serde(rename = "webhook_endpoint.disabled")]
     WebhookEndpointDisabled,
+    #[serde(rename = "deposit.succeeded")]
+    DepositSucceeded,
+    #[serde(rename = "deposit.failed")]
+    DepositFailed,
+    #[serde(rename = "async_payment.succeeded")]
+    AsyncPaymentSucceeded,
+    #[serde(rename = "async_payment.failed")]
+    AsyncPaymentFailed,
 }
 
 /// Whether an endpoint receives deliveries.
@@ -930,7 +948,7 @@ pub struct WebhookEndpointCreateBody {
     )]
     pub url: String,
     /// `["*"]` or event types.
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 8))]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 12))]
     pub enabled_events: Vec<EventTypeName>,
     #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub description: Option<String>,
@@ -954,7 +972,7 @@ pub struct WebhookEndpointUpdateBody {
         )
     )]
     pub url: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 8))]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 12))]
     pub enabled_events: Option<Vec<EventTypeName>>,
     #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub description: Option<String>,

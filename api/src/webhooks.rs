@@ -22,6 +22,7 @@ pub const SIGNATURE_HEADER: &str = "Nixo-Signature";
 /// How old (or how far ahead) a signature's timestamp may be.
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 /// Event types an endpoint may subscribe to (`*`: all of them).
+/// (The document's `EventTypeName` lists the same; a test compares them.)
 pub const EVENT_TYPES: [&str; 12] = [
     "payout.created",
     "payout.processing",

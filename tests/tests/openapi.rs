@@ -6,7 +6,7 @@ use nixo_api::schema::{self, ROUTES};
 use nixo_api::types::{TRANSFER_FIELDS, TRANSFER_REQUIRED};
 use nixo_core::api::{openapi, openapi_document};
 use nixo_tests::{SEED_TRANSFER, start};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
@@ -91,6 +91,43 @@ fn documented_requests_follow_the_gateways_rules() {
             nixo_api::accounts::update_request(&example).map(drop)
         };
         parsed.unwrap_or_else(|e| panic!("the {name} example is valid: {e:?}"));
+    }
+
+    // The event types an endpoint may subscribe to, as the parser knows them.
+    let names: BTreeSet<String> = doc["components"]["schemas"]["EventTypeName"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let known: BTreeSet<String> = nixo_api::webhooks::EVENT_TYPES
+        .iter()
+        .chain(&["*"])
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(names, known);
+
+    // The deposit and withdrawal bodies: the parser's fields, and the
+    // Nexbit document's examples, verbatim and accepted.
+    let transact = &doc["components"]["schemas"]["TransactBody"]["oneOf"];
+    for (variant, fields, example) in [
+        (
+            &transact[0],
+            &nixo_api::payments::DEPOSIT_FIELDS[..],
+            json!({"type": "deposit", "amount": 100, "currency": "KES", "phone_number": "254712345678"}),
+        ),
+        (
+            &transact[1],
+            &nixo_api::payments::WITHDRAWAL_FIELDS[..],
+            json!({"type": "withdrawal", "from_wallet": 101, "amount": 2500, "currency": "KES",
+                   "destination": "254712345678", "metadata": {"gateway": "mpesa"}}),
+        ),
+    ] {
+        let known: BTreeSet<String> = fields.iter().map(|f| f.to_string()).collect();
+        assert_eq!(property_names(variant), known, "{}", variant["title"]);
+        assert_eq!(variant["example"], example);
+        nixo_api::payments::transact_request(&serde_json::to_vec(&example).unwrap())
+            .unwrap_or_else(|e| panic!("the {} example is valid: {e:?}", variant["title"]));
     }
 
     // Query parameters: each documented one is known to the parser, and an

@@ -561,7 +561,7 @@ const CHILD_LEASE_MS: &str = "1500";
 
 fn spawn(dir: &std::path::Path, database_url: Option<&str>, listen: &str) -> (Child, Option<String>) {
     use std::io::BufRead;
-    let mut process = std::process::Command::new(SERVE)
+    let process = std::process::Command::new(SERVE)
         .args([
             dir.to_str().unwrap(),
             database_url.unwrap_or("-"),
@@ -571,20 +571,20 @@ fn spawn(dir: &std::path::Path, database_url: Option<&str>, listen: &str) -> (Ch
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(process.stdout.take().unwrap()).lines();
+    // Owned at once: killed and reaped on drop, whatever happens next.
+    let mut child = Child {
+        process,
+        addr: String::new(),
+    };
+    let mut lines = std::io::BufReader::new(child.process.stdout.take().unwrap()).lines();
     let mut key = None;
     loop {
         let line = lines.next().expect("the server prints its address").unwrap();
         if let Some(k) = line.strip_prefix("key ") {
             key = Some(k.to_string());
         } else if let Some(addr) = line.strip_prefix("ready ") {
-            return (
-                Child {
-                    process,
-                    addr: addr.to_string(),
-                },
-                key,
-            );
+            child.addr = addr.to_string();
+            return (child, key);
         }
     }
 }

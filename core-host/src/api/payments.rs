@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nixo_api::payments::TransactRequest;
 use nixo_api::types::{
-    AsyncAccepted, AsyncPayment, DepositResponse, ErrorBody, TransactBody, TransferBody, TransferRefused,
-    TransferResponse,
+    AsyncAccepted, AsyncPayment, DepositResponse, ErrorBody, TransactBody, TransactResponse, TransferBody,
+    TransferRefused, TransferResponse,
 };
 
 /// What the payer is told when the prompt is on its way.
@@ -43,7 +43,7 @@ const ASYNC_MESSAGE: &str = "Transaction queued for processing.";
     operation_id = "create_transaction",
     request_body = TransactBody,
     responses(
-        (status = 200, description = "A deposit initiated (DepositResponse), or a withdrawal settled or failed on its rail (the payment envelope)", body = DepositResponse),
+        (status = 200, description = "A deposit initiated (DepositResponse), or a withdrawal settled or failed on its rail (the payment envelope)", body = TransactResponse),
         (status = 202, description = "A withdrawal in flight on its rail (PROCESSING) or held for review (PENDING_REVIEW)", body = TransferResponse),
         (status = 402, description = "A withdrawal declined by the risk rules (the envelope), or insufficient_funds (an error)", body = TransferRefused),
         (status = 404, description = "resource_not_found: a wallet that does not exist or is not yours (field names it)", body = ErrorBody),
