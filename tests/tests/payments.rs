@@ -203,11 +203,8 @@ async fn the_three_documented_examples_work_verbatim(server: &TestServer) {
 }
 on_both_databases!(the_three_documented_examples_work_verbatim, super::start);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_deposit_result_code_ends_the_deposit_with_its_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), None).await;
-    let (before, _, _) = wallet(&server, 101).await;
+async fn each_deposit_result_code_ends_the_deposit_with_its_reason(server: &TestServer) {
+    let (before, _, _) = wallet(server, 101).await;
     let cases = [
         ("254708001032", "canceled_by_payer"),
         ("254708001037", "payer_unreachable"),
@@ -216,18 +213,18 @@ async fn each_deposit_result_code_ends_the_deposit_with_its_reason() {
     ];
     let mut started = Vec::new();
     for (phone, _) in cases {
-        let reply = deposit(&server, phone, 500).await;
+        let reply = deposit(server, phone, 500).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         started.push(reply.body["tx_id"].as_str().unwrap().to_string());
     }
     for ((_, code), tx) in cases.iter().zip(&started) {
-        let failed = wait_payment(&server, tx, "FAILED").await;
+        let failed = wait_payment(server, tx, "FAILED").await;
         assert_eq!(failed["status"], "failed");
         assert_eq!(failed["data"]["error"]["code"], *code, "{failed}");
     }
-    let (after, pending, _) = wallet(&server, 101).await;
+    let (after, pending, _) = wallet(server, 101).await;
     assert_eq!((after, pending), (before, dec("0")));
-    assert_eq!(event_types(&server, "deposit.failed").await.len(), 4);
+    assert_eq!(event_types(server, "deposit.failed").await.len(), 4);
     // Three ways to write a number; a paid deposit to the other wallet.
     for phone in ["0712345678", "+254712345678", "254712345678"] {
         let reply = server
@@ -238,7 +235,7 @@ async fn each_deposit_result_code_ends_the_deposit_with_its_reason() {
             )
             .await;
         assert_eq!(reply.status, 200, "{phone}: {}", reply.body);
-        wait_payment(&server, reply.body["tx_id"].as_str().unwrap(), "SETTLED").await;
+        wait_payment(server, reply.body["tx_id"].as_str().unwrap(), "SETTLED").await;
     }
     let refused = [
         (r#"{"type":"deposit","amount":100,"currency":"KES"}"#, "phone_number"),
@@ -268,8 +265,8 @@ async fn each_deposit_result_code_ends_the_deposit_with_its_reason() {
         assert!(matches!(reply.status, 400 | 404), "{body}: {}", reply.body);
         assert_eq!(reply.error().1, Some(field), "{body}: {}", reply.body);
     }
-    server.stop().await;
 }
+on_both_databases!(each_deposit_result_code_ends_the_deposit_with_its_reason, super::start);
 
 async fn late_duplicate_and_lost_callbacks(server: &TestServer) {
     let (before, _, _) = wallet(server, 101).await;
@@ -319,22 +316,23 @@ async fn post_raw(server: &TestServer, path: &str, body: String) -> u16 {
         .as_u16()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_wrong_and_repeated_stk_callbacks_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    // The sandbox never posts this push's result and Nixo waits long before
-    // asking: only the callbacks below can move it.
-    let server = start_timed(
-        dir.path(),
-        None,
+/// The sandbox never posts the result of a push to `254708000009`, and Nixo
+/// waits long before asking: only a test's callbacks can move it.
+async fn start_without_queries(dir: &std::path::Path, database_url: Option<String>) -> TestServer {
+    start_timed(
+        dir,
+        database_url,
         SandboxTimings {
             stk_result_wait_ms: 600_000,
             ..timings()
         },
     )
-    .await;
-    let (before, _, _) = wallet(&server, 101).await;
-    let reply = deposit(&server, "254708000009", 100).await;
+    .await
+}
+
+async fn forged_wrong_and_repeated_stk_callbacks_change_nothing(server: &TestServer) {
+    let (before, _, _) = wallet(server, 101).await;
+    let reply = deposit(server, "254708000009", 100).await;
     let checkout = reply.body["provider_ref"].as_str().unwrap().to_string();
     let tx = reply.body["tx_id"].as_str().unwrap().to_string();
     let merchant: String =
@@ -352,12 +350,12 @@ async fn forged_wrong_and_repeated_stk_callbacks_change_nothing() {
                 {"Name": "PhoneNumber", "Value": 254708000009_i64}]}}}})
         .to_string()
     };
-    let token = callback_token(&server);
+    let token = callback_token(server);
     let path = format!("/callbacks/mpesa/stk/{token}");
     // A wrong token is not a URL Nixo has.
     assert_eq!(
         post_raw(
-            &server,
+            server,
             "/callbacks/mpesa/stk/0123456789abcdef0123456789abcdef",
             callback(100.0, &checkout, &merchant)
         )
@@ -365,36 +363,36 @@ async fn forged_wrong_and_repeated_stk_callbacks_change_nothing() {
         404
     );
     // The right token with a wrong amount, an unknown push, another merchant request, junk: refused.
+    assert_eq!(post_raw(server, &path, callback(99.0, &checkout, &merchant)).await, 400);
     assert_eq!(
-        post_raw(&server, &path, callback(99.0, &checkout, &merchant)).await,
+        post_raw(server, &path, callback(100.0, "ws_CO_000000000000000000", &merchant)).await,
         400
     );
-    assert_eq!(
-        post_raw(&server, &path, callback(100.0, "ws_CO_000000000000000000", &merchant)).await,
-        400
-    );
-    assert_eq!(post_raw(&server, &path, callback(100.0, &checkout, "1-2-3")).await, 400);
-    assert_eq!(post_raw(&server, &path, r#"{"Body":{}}"#.into()).await, 400);
-    assert_eq!(post_raw(&server, &path, "not json".into()).await, 400);
+    assert_eq!(post_raw(server, &path, callback(100.0, &checkout, "1-2-3")).await, 400);
+    assert_eq!(post_raw(server, &path, r#"{"Body":{}}"#.into()).await, 400);
+    assert_eq!(post_raw(server, &path, "not json".into()).await, 400);
     let still = server.get(&format!("/v1/payments/{tx}")).await;
     assert_eq!(still.body["data"]["status"], "PROCESSING");
     // The genuine callback, three times: credited once.
     for _ in 0..3 {
         assert_eq!(
-            post_raw(&server, &path, callback(100.0, &checkout, &merchant)).await,
+            post_raw(server, &path, callback(100.0, &checkout, &merchant)).await,
             200
         );
     }
-    wait_payment(&server, &tx, "SETTLED").await;
-    let (after, pending, _) = wallet(&server, 101).await;
+    wait_payment(server, &tx, "SETTLED").await;
+    let (after, pending, _) = wallet(server, 101).await;
     assert_eq!((after - before, pending), (dec("100"), dec("0")));
     // A cancellation after it was paid changes nothing either.
     let cancel = json!({"Body": {"stkCallback": {"MerchantRequestID": merchant, "CheckoutRequestID": checkout,
         "ResultCode": 1032, "ResultDesc": "Request cancelled by user"}}});
-    assert_eq!(post_raw(&server, &path, cancel.to_string()).await, 200);
-    assert_eq!(wallet(&server, 101).await.0, after);
-    server.stop().await;
+    assert_eq!(post_raw(server, &path, cancel.to_string()).await, 200);
+    assert_eq!(wallet(server, 101).await.0, after);
 }
+on_both_databases!(
+    forged_wrong_and_repeated_stk_callbacks_change_nothing,
+    super::start_without_queries
+);
 
 async fn withdrawals_to_mpesa_and_bank(server: &TestServer) {
     let (start_101, _, _) = wallet(server, 101).await;
@@ -454,12 +452,11 @@ async fn withdrawals_to_mpesa_and_bank(server: &TestServer) {
 }
 on_both_databases!(withdrawals_to_mpesa_and_bank, super::start);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_withdrawals_answer_processing_then_settle_or_reverse() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_timed(
-        dir.path(),
-        None,
+/// Rails slower than the withdrawal's wait.
+async fn start_slow_rails(dir: &std::path::Path, database_url: Option<String>) -> TestServer {
+    start_timed(
+        dir,
+        database_url,
         SandboxTimings {
             mpesa_result_delay_ms: 1_500,
             bank_settle_delay_ms: 1_500,
@@ -467,8 +464,11 @@ async fn slow_withdrawals_answer_processing_then_settle_or_reverse() {
             ..timings()
         },
     )
-    .await;
-    let (before, _, _) = wallet(&server, 101).await;
+    .await
+}
+
+async fn slow_withdrawals_answer_processing_then_settle_or_reverse(server: &TestServer) {
+    let (before, _, _) = wallet(server, 101).await;
     let send = |destination: &str, amount: i64| {
         json!({"type": "withdrawal", "from_wallet": 101, "amount": amount, "currency": "KES",
             "destination": destination})
@@ -481,17 +481,20 @@ async fn slow_withdrawals_answer_processing_then_settle_or_reverse() {
         assert_eq!(reply.status, 202, "{}", reply.body);
         assert_eq!(reply.body["data"]["status"], "PROCESSING", "{}", reply.body);
     }
-    let (_, _, reserved) = wallet(&server, 101).await;
+    let (_, _, reserved) = wallet(server, 101).await;
     assert_eq!(reserved, dec("1010") + dec("2020") + dec("3015"));
-    wait_payment(&server, &tx_id(&paid), "SETTLED").await;
-    let reversed = wait_payment(&server, &tx_id(&refused), "FAILED").await;
+    wait_payment(server, &tx_id(&paid), "SETTLED").await;
+    let reversed = wait_payment(server, &tx_id(&refused), "FAILED").await;
     assert_eq!(reversed["data"]["error"]["code"], "recipient_not_registered");
-    let reversed = wait_payment(&server, &tx_id(&closed), "FAILED").await;
+    let reversed = wait_payment(server, &tx_id(&closed), "FAILED").await;
     assert_eq!(reversed["data"]["error"]["code"], "account_closed");
-    let (after, _, reserved) = wallet(&server, 101).await;
+    let (after, _, reserved) = wallet(server, 101).await;
     assert_eq!((before - after, reserved), (dec("1010"), dec("0")));
-    server.stop().await;
 }
+on_both_databases!(
+    slow_withdrawals_answer_processing_then_settle_or_reverse,
+    super::start_slow_rails
+);
 
 async fn async_payments_run_once_with_their_answer(server: &TestServer) {
     let (before_101, _, _) = wallet(server, 101).await;

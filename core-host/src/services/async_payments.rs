@@ -147,10 +147,22 @@ pub async fn retrieve(services: &Services, actor: &Actor, id: &str) -> ServiceRe
     if !nixo_api::payments::async_job_id_ok(id) {
         return Err(missing());
     }
-    let stored = load(&services.ledger.db, id)
+    let db = &services.ledger.db;
+    let mut stored = load(db, id)
         .await?
         .filter(|s| s.account_id == actor.account_id && s.environment == actor.environment)
         .ok_or_else(missing)?;
+    if stored.status == AsyncPaymentStatus::Queued {
+        let running: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('available', 'running') AND state = 'running'",
+        )
+        .bind(format!("{RUN_JOB}:{id}"))
+        .fetch_optional(&db.pool)
+        .await?;
+        if running.is_some() {
+            stored.status = AsyncPaymentStatus::Running;
+        }
+    }
     Ok(render(id, &stored))
 }
 
@@ -158,8 +170,10 @@ pub async fn retrieve(services: &Services, actor: &Actor, id: &str) -> ServiceRe
 /// runs), record its answer and the completion event.
 pub async fn run(services: &Services, job: &ClaimedJob) -> anyhow::Result<()> {
     let id = job.payload["id"].as_str().unwrap_or_default().to_string();
-    let db = &services.ledger.db;
-    let Some(stored) = load(db, &id).await.map_err(|e| anyhow::anyhow!("{e}"))? else {
+    let Some(stored) = load(&services.ledger.db, &id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    else {
         anyhow::bail!("no async payment {id}");
     };
     if matches!(
@@ -168,12 +182,8 @@ pub async fn run(services: &Services, job: &ClaimedJob) -> anyhow::Result<()> {
     ) {
         return Ok(());
     }
-    let now_ms = services.clock.now_ms();
-    sqlx::query("UPDATE async_payments SET status = 'running', updated_at_ms = $2 WHERE id = $1 AND status = 'queued'")
-        .bind(id.as_str())
-        .bind(now_ms)
-        .execute(&db.pool)
-        .await?;
+    // `running` is the job's own state (read on retrieve): no write here,
+    // so a run costs the ledger one write for its transfer and one for its answer.
     let r = &stored.request;
     let currency = r["currency"]
         .as_str()
