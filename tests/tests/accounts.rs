@@ -324,7 +324,10 @@ async fn limits_refuse_what_a_level_may_not_send() {
 /// before the core looks at `Nixo-Account`).
 fn valid_body(path: &str) -> Option<&'static str> {
     Some(match path {
-        "/v1/payments/transfer" => r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#,
+        "/v1/payments/transfer" | "/v1/payments/async" => {
+            r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#
+        }
+        "/v1/payments/transact" => r#"{"type":"deposit","amount":100,"currency":"KES","phone_number":"254712345678"}"#,
         "/v1/payouts" => {
             r#"{"amount":"10.00","currency":"USD","recipient":{"full_name":"T U","account_iban":"MA64011519000001205000534921"}}"#
         }
@@ -389,7 +392,11 @@ async fn nixo_account_is_the_platforms_own_customers_only_on_every_route() {
 
     // The other platform cannot, on any route, nor see the account.
     for route in nixo_api::schema::ROUTES.iter().filter(|r| !r.is_public()) {
-        let path = route.path.replace("{id}", "x1");
+        let path = route
+            .path
+            .replace("{id}", "x1")
+            .replace("{tx_id}", "10001")
+            .replace("{job_id}", "job_a1b2c3d4e5f6");
         let path = if route.path.starts_with("/v1/accounts/{id}") {
             route.path.replace("{id}", &customer_id)
         } else {
