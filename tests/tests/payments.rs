@@ -731,3 +731,65 @@ async fn a_server_killed_while_draining_async_payments_applies_each_once_postgre
     };
     killed_mid_drain(Some(&pg.url)).await;
 }
+
+/// Daraja unreachable: a deposit is a 503 `provider_unavailable`, nothing
+/// is pending, and a retry with the same Idempotency-Key prompts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_while_mpesa_is_down_is_a_503_and_can_be_retried() {
+    use nixo_core::providers::bank::Debtor;
+    use nixo_core::providers::mpesa::client::DarajaConfig;
+    use nixo_core::rail_wiring::LiveRails;
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9 (discard) here: every rail call fails at once.
+    let dead = "http://127.0.0.1:9".to_string();
+    let server = start_with(
+        ServeConfig {
+            rails: RailsConfig::Live(Box::new(LiveRails {
+                bank_url: dead.clone(),
+                bank_token: "t".into(),
+                debtor: Debtor {
+                    name: "Nixo Finance Ltd".into(),
+                    iban: "GB82WEST12345698765432".into(),
+                    bic: "WESTGB2L".into(),
+                },
+                daraja: DarajaConfig {
+                    base_url: dead,
+                    consumer_key: "k".into(),
+                    consumer_secret: "s".into(),
+                    shortcode: "600996".into(),
+                    initiator_name: "nixo".into(),
+                    security_credential: "c".into(),
+                    command_id: "BusinessPayment".into(),
+                    stk_shortcode: "174379".into(),
+                    passkey: "p".into(),
+                },
+                public_url: "https://nixo.example".into(),
+                stk_result_wait_ms: 60_000,
+                withdrawal_wait_ms: 1_000,
+            })),
+            ..ServeConfig::ephemeral(dir.path())
+        },
+        None,
+    )
+    .await;
+    let (before, _, _) = wallet(&server, 101).await;
+    for _ in 0..2 {
+        let reply = server
+            .send_with(
+                "POST",
+                "/v1/payments/transact",
+                &[("Idempotency-Key", "deposit-while-down")],
+                Some(DOCUMENTED_DEPOSIT),
+            )
+            .await;
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert_eq!(reply.error().0, "provider_unavailable");
+    }
+    let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deposits WHERE status = 'failed'")
+        .fetch_one(&server.db().pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2, "the retry prompted again");
+    assert_eq!(wallet(&server, 101).await, (before, dec("0"), dec("0")));
+    server.stop().await;
+}

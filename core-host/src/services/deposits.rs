@@ -249,14 +249,19 @@ pub async fn initiate(
                 ),
             };
             tracing::warn!(deposit = %id, error = %err, "STK push failed");
+            // A retryable failure gives its idempotency identity back, so the
+            // client's retry with the same key prompts the payer again; a
+            // refusal keeps it (the retry answers the same failure).
             let failed = row_update(
-                "UPDATE deposits SET status = 'failed', failure_code = $2, result_desc = $3, updated_at_ms = $4
+                "UPDATE deposits SET status = 'failed', failure_code = $2, result_desc = $3, updated_at_ms = $4,
+                     idempotency_id = CASE WHEN $5 = 1 THEN NULL ELSE idempotency_id END
                  WHERE id = $1 AND status = 'initiating'",
                 vec![
                     id.clone().into(),
                     code.into(),
                     message.clone().into(),
                     services.clock.now_ms().into(),
+                    i64::from(retryable).into(),
                 ],
                 DEPOSIT_MOVED_ON,
             );
