@@ -13,6 +13,7 @@ pub mod headers;
 pub mod pagination;
 pub mod payments;
 pub mod payouts;
+pub mod reviews;
 pub mod schema;
 pub mod signing;
 pub mod transactions;

@@ -471,6 +471,10 @@ pub enum RouteId {
     AsyncPaymentRetrieve,
     /// Daraja's STK push result (a secret path token, like the B2C ones).
     MpesaStkCallback,
+    ReviewList,
+    ReviewRetrieve,
+    ReviewApprove,
+    ReviewDecline,
 }
 
 /// A route: method, path and the key scope it needs.
@@ -488,7 +492,7 @@ pub struct Route {
 pub const PUBLIC: &str = "";
 
 /// Every public route. A key's scopes are a subset of the scopes named here.
-pub const ROUTES: [Route; 34] = [
+pub const ROUTES: [Route; 38] = [
     Route {
         id: RouteId::Transfer,
         method: "POST",
@@ -723,6 +727,34 @@ pub const ROUTES: [Route; 34] = [
         documented: true,
     },
     Route {
+        id: RouteId::ReviewList,
+        method: "GET",
+        path: "/v1/reviews",
+        scope: "reviews:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::ReviewRetrieve,
+        method: "GET",
+        path: "/v1/reviews/{id}",
+        scope: "reviews:read",
+        documented: true,
+    },
+    Route {
+        id: RouteId::ReviewApprove,
+        method: "POST",
+        path: "/v1/reviews/{id}/approve",
+        scope: "reviews:write",
+        documented: true,
+    },
+    Route {
+        id: RouteId::ReviewDecline,
+        method: "POST",
+        path: "/v1/reviews/{id}/decline",
+        scope: "reviews:write",
+        documented: true,
+    },
+    Route {
         id: RouteId::MpesaStkCallback,
         method: "POST",
         path: MPESA_STK_CALLBACK_PATH,
@@ -855,7 +887,8 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         | RouteId::AccountRetrieve
         | RouteId::TransactionRetrieve
         | RouteId::PaymentRetrieve
-        | RouteId::AsyncPaymentRetrieve => match query_pairs(query).next() {
+        | RouteId::AsyncPaymentRetrieve
+        | RouteId::ReviewRetrieve => match query_pairs(query).next() {
             Some((name, _)) => Err(unknown_parameter(&name)),
             None => no_body(body),
         },
@@ -909,6 +942,13 @@ pub fn validate(route: &Route, query: Option<&str>, body: &[u8]) -> Checked<()> 
         RouteId::AccountList => crate::accounts::accounts_query(query)
             .map(drop)
             .and_then(|_| no_body(body)),
+        RouteId::ReviewList => crate::reviews::reviews_query(query)
+            .map(drop)
+            .and_then(|_| no_body(body)),
+        RouteId::ReviewApprove | RouteId::ReviewDecline => match query_pairs(query).next() {
+            Some((name, _)) => Err(unknown_parameter(&name)),
+            None => crate::reviews::decision_request(body).map(drop),
+        },
         RouteId::PaymentTransact | RouteId::AsyncPaymentCreate => {
             if let Some((name, _)) = query_pairs(query).next() {
                 return Err(unknown_parameter(&name));
@@ -1106,7 +1146,7 @@ mod tests {
             Err(RouteMiss::MethodNotAllowed)
         );
         assert_eq!(find_route("GET", "/v1/nothing"), Err(RouteMiss::NotFound));
-        assert_eq!(all_scopes().count(), 13);
+        assert_eq!(all_scopes().count(), 15);
         // The literal payment paths are not instances of `/v1/payments/{tx_id}`.
         assert_eq!(
             find_route("GET", "/v1/payments/10057").unwrap().id,

@@ -255,6 +255,7 @@ pub enum ObjectType {
     Event,
     Account,
     Transaction,
+    Review,
 }
 
 /// Balances per currency (the Nixo document's shape).
@@ -474,6 +475,131 @@ pub struct PayoutList {
     pub url: String,
     pub has_more: bool,
     pub data: Vec<Payout>,
+}
+
+/// Where a review stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewStatus {
+    /// The money is held, waiting for a reviewer.
+    Open,
+    /// The held money moved on (a transfer settled, a payout submitted).
+    Approved,
+    /// The held money was released; the operation failed with `declined_by_review`.
+    Declined,
+    /// Nobody decided in time: the hold was released (`review_expired`).
+    Expired,
+}
+
+/// Who the held money is between (personal data masked).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReviewParties {
+    pub from_wallet: Option<i64>,
+    /// A transfer's destination wallet.
+    pub to_wallet: Option<i64>,
+    /// A payout's recipient account, masked (`************5678`).
+    pub recipient: Option<String>,
+}
+
+/// Money held by a `review` verdict, and what became of it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "rev_7Hc2K9dQ", "object": "review", "subject": "transfer", "transaction_id": "10021",
+    "payout": null, "amount": 50.00, "currency": "KES",
+    "parties": {"from_wallet": 101, "to_wallet": 102, "recipient": null},
+    "rules_applied": ["FraudCheck: REVIEW"], "reasons": ["velocity_1h"], "risk_score": 0.6,
+    "status": "open", "created": 1796200000, "expires_at": 1796459200, "closed_at": null,
+    "closed_by": null, "note": null, "livemode": false
+})))]
+pub struct Review {
+    pub id: String,
+    /// Always `review`.
+    pub object: ObjectType,
+    /// `transfer` or `payout` (withdrawals are payouts).
+    pub subject: String,
+    /// The held transaction (see `GET /v1/payments/{tx_id}`).
+    pub transaction_id: String,
+    /// The payout, when the subject is one.
+    pub payout: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub amount: Number,
+    pub currency: String,
+    pub parties: ReviewParties,
+    pub rules_applied: Vec<String>,
+    /// Reason codes the rules gave.
+    pub reasons: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, minimum = 0, maximum = 1))]
+    pub risk_score: Number,
+    pub status: ReviewStatus,
+    /// Unix seconds.
+    pub created: i64,
+    /// When an open review expires (its hold is released).
+    pub expires_at: i64,
+    pub closed_at: Option<i64>,
+    /// The key that closed it, or `system` for an expiry.
+    pub closed_by: Option<String>,
+    pub note: Option<String>,
+    pub livemode: bool,
+}
+
+/// A page of reviews.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReviewList {
+    /// Always `list`.
+    pub object: ObjectType,
+    pub url: String,
+    pub has_more: bool,
+    pub data: Vec<Review>,
+}
+
+/// `POST /v1/reviews/{id}/approve` and `/decline` (the body may be empty).
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, ToSchema))]
+#[cfg_attr(feature = "openapi", serde(deny_unknown_fields))]
+pub struct ReviewDecisionBody {
+    /// Why (kept with the review).
+    #[cfg_attr(feature = "openapi", schema(max_length = 500, min_length = 1, pattern = "\\S"))]
+    pub note: Option<String>,
+}
+
+/// `GET /v1/reviews` query.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(serde::Deserialize, IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct ReviewsQuery {
+    /// `true`: open reviews only; `false`: closed ones only.
+    pub open: Option<bool>,
+    /// Reviews with this reason code.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^[A-Za-z0-9_]{1,64}$", example = "velocity_1h")
+    )]
+    pub reason: Option<String>,
+    /// Created at or after this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[gte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_gte: Option<i64>,
+    /// Created at or before this Unix time (seconds).
+    #[cfg_attr(
+        feature = "openapi",
+        param(rename = "created[lte]", minimum = 0, maximum = 253_402_300_799_i64)
+    )]
+    pub created_lte: Option<i64>,
+    /// Page size, 1 to 100 (default 10).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub limit: Option<i64>,
+    /// The id of the last review of a page: the next (older) page.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub starting_after: Option<String>,
+    /// The id of the first review of a page: the page before it (newer).
+    #[cfg_attr(feature = "openapi", param(pattern = "^[A-Za-z0-9][A-Za-z0-9_]{0,63}$"))]
+    pub ending_before: Option<String>,
 }
 
 /// `POST /v1/payouts` body (its document schema is written out below).
@@ -921,6 +1047,10 @@ pub enum EventTypeName {
     AsyncPaymentSucceeded,
     #[serde(rename = "async_payment.failed")]
     AsyncPaymentFailed,
+    #[serde(rename = "review.opened")]
+    ReviewOpened,
+    #[serde(rename = "review.closed")]
+    ReviewClosed,
 }
 
 /// Whether an endpoint receives deliveries.
@@ -948,7 +1078,7 @@ pub struct WebhookEndpointCreateBody {
     )]
     pub url: String,
     /// `["*"]` or event types.
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 12))]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 14))]
     pub enabled_events: Vec<EventTypeName>,
     #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub description: Option<String>,
@@ -972,7 +1102,7 @@ pub struct WebhookEndpointUpdateBody {
         )
     )]
     pub url: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 12))]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 14))]
     pub enabled_events: Option<Vec<EventTypeName>>,
     #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub description: Option<String>,

@@ -23,7 +23,7 @@ pub const SIGNATURE_HEADER: &str = "Nixo-Signature";
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 /// Event types an endpoint may subscribe to (`*`: all of them).
 /// (The document's `EventTypeName` lists the same; a test compares them.)
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "payout.created",
     "payout.processing",
     "payout.succeeded",
@@ -36,6 +36,8 @@ pub const EVENT_TYPES: [&str; 12] = [
     "deposit.failed",
     "async_payment.succeeded",
     "async_payment.failed",
+    "review.opened",
+    "review.closed",
 ];
 /// Longest endpoint URL.
 pub const URL_LEN_MAX: usize = 2_048;

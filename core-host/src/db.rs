@@ -171,6 +171,9 @@ pub enum Bind {
     Text(String),
     NullInt,
     NullText,
+    /// The id of the transaction a ledger movement records (an effect of
+    /// that movement); NULL anywhere else.
+    ThisTransaction,
 }
 
 impl From<i64> for Bind {
@@ -214,6 +217,7 @@ pub fn bind_all<'q>(
             Bind::Text(v) => query.bind(v.as_str()),
             Bind::NullInt => query.bind(None::<i64>),
             Bind::NullText => query.bind(None::<String>),
+            Bind::ThisTransaction => query.bind(None::<i64>),
         };
     }
     query

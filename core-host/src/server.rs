@@ -557,7 +557,8 @@ fn register_payout_jobs(registry: &mut Registry, services: &Services) {
     register_payment_jobs(registry, services);
 }
 
-/// The money-in and async payment jobs: the deposit check, the async run.
+/// The money-in, async payment and review jobs: the deposit check, the
+/// async run, the expiry of reviews nobody decided.
 fn register_payment_jobs(registry: &mut Registry, services: &Services) {
     use crate::services::{async_payments, deposits};
     let s = services.clone();
@@ -570,6 +571,16 @@ fn register_payment_jobs(registry: &mut Registry, services: &Services) {
         let s = s.clone();
         async move { async_payments::run(&s, &job).await }
     });
+    let s = services.clone();
+    registry
+        .register(crate::services::reviews::EXPIRE_JOB, move |_job| {
+            let s = s.clone();
+            async move { crate::services::reviews::expire_due(&s).await }
+        })
+        .every(
+            crate::services::reviews::EXPIRE_JOB,
+            crate::services::reviews::EXPIRE_INTERVAL_MS,
+        );
 }
 
 /// How often holds past their expiry are voided, and how many per round.

@@ -18,6 +18,7 @@ pub mod openapi;
 mod ops;
 mod payments;
 mod payouts;
+mod reviews;
 mod transactions;
 mod transfers;
 mod webhooks;
@@ -139,6 +140,10 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::create_async))
         .routes(routes!(payments::retrieve_async))
         .routes(routes!(payments::retrieve))
+        .routes(routes!(reviews::list))
+        .routes(routes!(reviews::retrieve))
+        .routes(routes!(reviews::approve))
+        .routes(routes!(reviews::decline))
 }
 
 /// The OpenAPI 3.1 document of the served API, generated from the routes

@@ -5,6 +5,7 @@
 use super::{
     Effect, Environment, FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome,
 };
+use crate::db::Bind;
 use crate::money::Currency;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
@@ -49,19 +50,26 @@ pub(super) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> Result<Writ
                 Resolution::Void => TxStatus::Voided,
             };
             let status = resolve(conn, *tx_id, *resolution, status, *now_ms).await?;
-            apply_effects(conn, effects, *now_ms).await?;
+            apply_effects(conn, effects, *now_ms, None).await?;
             Ok(WriteOutcome::Resolved(status))
         }
         WriteOp::Effects { effects, now_ms } => {
-            apply_effects(conn, effects, *now_ms).await?;
+            apply_effects(conn, effects, *now_ms, None).await?;
             Ok(WriteOutcome::Applied)
         }
         WriteOp::ExpireDue { now_ms, limit } => expire_due(conn, *now_ms, *limit).await.map(WriteOutcome::Expired),
     }
 }
 
-/// Runs the caller's effects, in order, on the operation's transaction.
-async fn apply_effects(conn: &mut AnyConnection, effects: &[Effect], now_ms: i64) -> Result<(), LedgerError> {
+/// Runs the caller's effects, in order, on the operation's transaction;
+/// `this_tx` is the transaction a movement just recorded (for
+/// [`Bind::ThisTransaction`] and [`Effect::EventOfTransaction`]).
+async fn apply_effects(
+    conn: &mut AnyConnection,
+    effects: &[Effect],
+    now_ms: i64,
+    this_tx: Option<i64>,
+) -> Result<(), LedgerError> {
     for effect in effects {
         match effect {
             Effect::Sql {
@@ -69,7 +77,16 @@ async fn apply_effects(conn: &mut AnyConnection, effects: &[Effect], now_ms: i64
                 binds,
                 must_change,
             } => {
-                let done = crate::db::bind_all(sqlx::query(sql), binds).execute(&mut *conn).await?;
+                let binds: Vec<Bind> = binds
+                    .iter()
+                    .map(|b| match (b, this_tx) {
+                        (Bind::ThisTransaction, Some(id)) => Bind::Int(id),
+                        (other, _) => other.clone(),
+                    })
+                    .collect();
+                let done = crate::db::bind_all(sqlx::query(sql), &binds)
+                    .execute(&mut *conn)
+                    .await?;
                 if let Some(refusal) = must_change
                     && done.rows_affected() == 0
                 {
@@ -83,6 +100,17 @@ async fn apply_effects(conn: &mut AnyConnection, effects: &[Effect], now_ms: i64
                 object,
             } => {
                 crate::events::emit(conn, event_type, account_id, *environment, object, now_ms).await?;
+            }
+            Effect::EventOfTransaction {
+                event_type,
+                account_id,
+                environment,
+                object,
+                field,
+            } => {
+                let mut object = object.clone();
+                object[*field] = serde_json::json!(this_tx.map(|id| id.to_string()));
+                crate::events::emit(conn, event_type, account_id, *environment, &object, now_ms).await?;
             }
             Effect::Job(job) => {
                 crate::jobs::enqueue(conn, job, now_ms).await?;
@@ -272,7 +300,7 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
     .bind(m.now_ms)
     .execute(&mut *conn)
     .await?;
-    apply_effects(conn, &m.effects, m.now_ms).await?;
+    apply_effects(conn, &m.effects, m.now_ms, Some(tx_id)).await?;
     Ok(Recorded {
         tx_id,
         status: m.status,

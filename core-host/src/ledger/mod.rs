@@ -217,6 +217,15 @@ pub enum Effect {
         environment: Environment,
         object: serde_json::Value,
     },
+    /// An outbox event about the transaction a movement records: its id
+    /// (as text) is set at `object[field]` when the movement is written.
+    EventOfTransaction {
+        event_type: &'static str,
+        account_id: String,
+        environment: Environment,
+        object: serde_json::Value,
+        field: &'static str,
+    },
     /// A durable job.
     Job(crate::jobs::NewJob),
 }

@@ -13,6 +13,7 @@ pub mod deposits;
 pub mod kyc;
 pub mod payments;
 pub mod payouts;
+pub mod reviews;
 pub mod risk;
 pub mod transactions;
 pub mod transfers;

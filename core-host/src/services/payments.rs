@@ -154,6 +154,17 @@ pub async fn status(services: &Services, actor: &Actor, tx_id: i64) -> ServiceRe
         rules_applied: serde_json::from_str(&rules).unwrap_or_default(),
     };
     let mut view = PaymentView::of_transfer(&recorded, &[]);
+    let error_code: Option<String> = row.try_get(4)?;
+    if let (TxStatus::Voided, Some(code @ ("declined_by_review" | "review_expired"))) =
+        (recorded.status, error_code.as_deref())
+    {
+        let message = if code == "review_expired" {
+            "Nobody reviewed the payment in time; the hold was released"
+        } else {
+            "A reviewer declined the payment; the hold was released"
+        };
+        view.error = Some((code.to_string(), message.to_string(), Vec::new()));
+    }
     match kind.as_str() {
         "payout" => {
             let payout_id: Option<String> = sqlx::query_scalar("SELECT id FROM payouts WHERE transaction_id = $1")

@@ -184,6 +184,29 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
             .await?
         }
     };
+    // A review verdict opens a review with the hold.
+    let effects = if status == TxStatus::PendingReview {
+        super::reviews::open_effects(
+            actor,
+            &super::reviews::Opening {
+                subject: "transfer",
+                payout_id: None,
+                amount_minor: cmd.amount_minor,
+                currency: cmd.currency,
+                parties: nixo_api::types::ReviewParties {
+                    from_wallet: Some(from.id),
+                    to_wallet: Some(to.id),
+                    recipient: None,
+                },
+                rules_applied: verdicts.rules_applied.clone(),
+                reasons: verdicts.reasons.clone(),
+                score_bp: verdicts.score_bp,
+            },
+            now_ms,
+        )
+    } else {
+        Vec::new()
+    };
     let movement = Movement {
         idempotency_id: ledger_identity(&actor.account_id, cmd.idempotency_key.as_deref()),
         environment: actor.environment,
@@ -200,7 +223,7 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
         metadata_json: Value::Object(cmd.metadata).to_string(),
         error_code: (status == TxStatus::Declined).then_some("transfer_declined"),
         legs,
-        effects: Vec::new(),
+        effects,
         now_ms,
     };
     let recorded = ledger.record(movement).await;

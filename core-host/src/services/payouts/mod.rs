@@ -389,6 +389,26 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
                 (processing, vec![(store::PAYOUT_CREATED, &pending)])
             };
             let mut effects = store::insert(&record, Some(&hold_identity), &events);
+            if review {
+                effects.extend(super::reviews::open_effects(
+                    actor,
+                    &super::reviews::Opening {
+                        subject: "payout",
+                        payout_id: Some(record.id.clone()),
+                        amount_minor: cmd.request.amount_minor,
+                        currency: cmd.request.currency,
+                        parties: nixo_api::types::ReviewParties {
+                            from_wallet: Some(wallet),
+                            to_wallet: None,
+                            recipient: Some(store::mask(&record.recipient_account)),
+                        },
+                        rules_applied: verdicts.rules_applied.clone(),
+                        reasons: verdicts.reasons.clone(),
+                        score_bp: verdicts.score_bp,
+                    },
+                    now_ms,
+                ));
+            }
             if !review {
                 effects.push(record_event(&record, store::PAYOUT_PROCESSING));
                 effects.push(Effect::Job(submit_job(&record.id, now_ms)));
