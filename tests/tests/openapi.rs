@@ -153,6 +153,8 @@ fn documented_requests_follow_the_gateways_rules() {
                 "type" if transactions => "transfer",
                 "type" => "payout.created",
                 "verification_status" => "verified",
+                "open" => "true",
+                "reason" => "velocity_1h",
                 "format" => "csv",
                 // Amounts are read in a currency's units.
                 n if n.starts_with("amount[") => "1.00&currency=USD",
