@@ -10,6 +10,7 @@
 mod accounts;
 mod balances;
 mod callbacks;
+pub mod dashboard;
 mod decisions;
 mod events;
 pub mod idempotency;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops::router())
+        .merge(dashboard::router())
         .fallback(not_found)
         .layer(middleware::from_fn(crate::metrics::track_requests))
         .with_state(state)

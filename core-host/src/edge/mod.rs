@@ -227,9 +227,13 @@ impl Gateway {
             Ok(body) => body,
             Err(response) => return Ok(*response),
         };
-        if crate::api::OPS_PATHS.contains(&parts.uri.path()) {
+        let path = parts.uri.path();
+        let dashboard =
+            path == crate::api::dashboard::PREFIX || path.starts_with(&format!("{}/", crate::api::dashboard::PREFIX));
+        if crate::api::OPS_PATHS.contains(&path) || dashboard {
             // Liveness, readiness and metrics carry no customer data and need
             // no key: the host answers them without running the component.
+            // The dashboard authenticates its own sessions (a signed cookie).
             let request = http::Request::from_parts(parts, axum::body::Body::from(body));
             let response = match self.dispatch.core.clone().oneshot(request).await {
                 Ok(response) => response,

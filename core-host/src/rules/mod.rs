@@ -709,6 +709,11 @@ impl RuleHost {
         out
     }
 
+    /// The active plugins.
+    pub fn loaded(&self) -> Vec<Plugin> {
+        self.plugins.read().expect("rule set lock").to_vec()
+    }
+
     /// `name@version` of the active plugins.
     pub fn active_names(&self) -> Vec<String> {
         self.plugins
