@@ -114,6 +114,8 @@ async fn a_reviewer_signs_in_and_approves_a_held_transfer() {
     assert!(html.contains(&format!("data-review=\"{review}\"")));
     assert!(html.contains("<meta name=\"viewport\""));
     assert!(html.contains("<svg role=\"img\""), "the latency chart");
+    // 21 fraud decisions in the last hour, counted against the plugin's row.
+    assert!(html.contains("<td>21</td>"), "decision count per plugin");
 
     // Without the page's token (a form posted from elsewhere): refused.
     let action = format!("/dashboard/reviews/{review}/approve");

@@ -269,7 +269,8 @@ pub async fn home(
                    <th scope=\"col\">p50 / p99 µs</th></tr></thead><tbody>");
     for plugin in services.rules.loaded() {
         let m = plugin.manifest();
-        let (count, p50, p99) = stats.get(plugin.display_name()).copied().unwrap_or((0, 0, 0));
+        // The decision log names plugins by their manifest name.
+        let (count, p50, p99) = stats.get(&m.name).copied().unwrap_or((0, 0, 0));
         let limits = format!(
             "fuel {} · {} ms · {} bytes",
             m.limits.fuel_per_call_max.map_or("default".into(), |v| v.to_string()),
