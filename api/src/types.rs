@@ -512,7 +512,7 @@ pub struct ReviewParties {
     "parties": {"from_wallet": 101, "to_wallet": 102, "recipient": null},
     "rules_applied": ["FraudCheck: REVIEW"], "reasons": ["velocity_1h"], "risk_score": 0.6,
     "status": "open", "created": 1796200000, "expires_at": 1796459200, "closed_at": null,
-    "closed_by": null, "note": null, "livemode": false
+    "closed_by": null, "note": null, "on_expiry": "void", "livemode": false
 })))]
 pub struct Review {
     pub id: String,
@@ -542,6 +542,10 @@ pub struct Review {
     /// The key that closed it, or `system` for an expiry.
     pub closed_by: Option<String>,
     pub note: Option<String>,
+    /// What an expiry does, by the rules' policy: `void` (release) or
+    /// `approve` (move on).
+    #[cfg_attr(feature = "openapi", schema(example = "void"))]
+    pub on_expiry: String,
     pub livemode: bool,
 }
 

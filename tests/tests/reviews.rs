@@ -268,3 +268,71 @@ async fn only_keys_with_the_reviews_scope_close_reviews() {
     assert_eq!((filter.status, filter.error().1), (400, Some("open")));
     server.stop().await;
 }
+
+/// Holds the next transfer for review and returns (its tx_id, its review).
+async fn next_held(server: &TestServer) -> (String, Value) {
+    let reply = server.post("/v1/payments/transfer", SEED_TRANSFER).await;
+    assert_eq!(reply.body["data"]["status"], "PENDING_REVIEW", "{}", reply.body);
+    let tx = reply.body["data"]["tx_id"].as_str().unwrap().to_string();
+    let list = server.get("/v1/reviews?open=true&limit=100").await;
+    let review = list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["transaction_id"] == tx.as_str())
+        .cloned()
+        .unwrap();
+    (tx, review)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_review_follows_the_rules_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = nixo_tests::start(dir.path(), None, false).await;
+    let (voided_tx, review) = held_transfer(&server).await;
+    assert_eq!(review["on_expiry"], "void", "the default policy");
+    // The operator sets the fraud rule's policy to approve; the server reloads it.
+    let manifest = server.data_dir.join("plugins").join("fraud-check.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("review_expiry = \"approve\"\n");
+    std::fs::write(&manifest, text).unwrap();
+    let started = Instant::now();
+    let approved_tx = loop {
+        let (tx, review) = next_held(&server).await;
+        if review["on_expiry"] == "approve" {
+            break tx;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the manifest was not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Nobody decides: each review expires by the policy it was opened with.
+    server
+        .running()
+        .clock
+        .advance(nixo_core::services::reviews::REVIEW_WINDOW_MS + 1_000);
+    let started = Instant::now();
+    while !server.get("/v1/reviews?open=true").await.body["data"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(started.elapsed() < Duration::from_secs(20), "reviews left open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = server.get(&format!("/v1/payments/{approved_tx}")).await;
+    assert_eq!(settled.body["data"]["status"], "SETTLED", "{}", settled.body);
+    let voided = server.get(&format!("/v1/payments/{voided_tx}")).await;
+    assert_eq!(voided.body["data"]["status"], "VOIDED");
+    assert_eq!(voided.body["data"]["error"]["code"], "review_expired");
+    let closed = server.get("/v1/reviews?open=false&limit=100").await;
+    for review in closed.body["data"].as_array().unwrap() {
+        assert_eq!(
+            (review["status"].as_str(), review["closed_by"].as_str()),
+            (Some("expired"), Some("system"))
+        );
+    }
+    server.stop().await;
+}

@@ -18,6 +18,7 @@ CREATE TABLE reviews (
     reasons        TEXT NOT NULL,                            -- JSON: the rules' reason codes
     score_bp       BIGINT NOT NULL,
     status         TEXT NOT NULL CHECK (status IN ('open', 'approved', 'declined', 'expired')),
+    on_expiry      TEXT NOT NULL CHECK (on_expiry IN ('void', 'approve')),  -- the rules' policy
     closed_by      TEXT,                                     -- key id, or 'system' for an expiry
     note           TEXT,
     created_at_ms  BIGINT NOT NULL,

@@ -88,6 +88,28 @@ pub struct Manifest {
     /// Settings handed to the plugin on every call (thresholds, lists).
     #[serde(default)]
     pub config: std::collections::BTreeMap<String, String>,
+    /// What happens to money this rule sent to review when nobody decides
+    /// in time: `void` (released, the default) or `approve` (moves on).
+    #[serde(default)]
+    pub review_expiry: ReviewExpiry,
+}
+
+/// A fraud rule's policy for reviews that expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewExpiry {
+    #[default]
+    Void,
+    Approve,
+}
+
+impl ReviewExpiry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewExpiry::Void => "void",
+            ReviewExpiry::Approve => "approve",
+        }
+    }
 }
 
 /// Entries, key length and value length of a manifest's `[config]`.

@@ -209,6 +209,9 @@ pub struct Verdicts {
     pub reasons: Vec<String>,
     /// One record per rule called, for the decision log.
     pub decisions: Vec<DecisionRecord>,
+    /// For a review: what happens when it expires — `approve` only when
+    /// every rule that asked for the review says so, else `void`.
+    pub review_expiry: manifest::ReviewExpiry,
 }
 
 /// A decision id: `dec_` and 20 random base-62 characters.
@@ -633,7 +636,9 @@ impl RuleHost {
             rules_applied: Vec::with_capacity(plugins.len()),
             reasons: Vec::new(),
             decisions: Vec::with_capacity(plugins.len()),
+            review_expiry: manifest::ReviewExpiry::Void,
         };
+        let mut reviewers = 0usize;
         for plugin in plugins.into_iter().filter(|p| p.manifest.applies_to(tx.kind)) {
             let started = Instant::now();
             let mut record = DecisionRecord {
@@ -697,6 +702,15 @@ impl RuleHost {
             };
             if record.failure.is_none() {
                 out.decisions.push(record);
+            }
+            if decision.verdict == Verdict::Review {
+                let policy = plugin.manifest.review_expiry;
+                out.review_expiry = if reviewers == 0 || out.review_expiry == policy {
+                    policy
+                } else {
+                    manifest::ReviewExpiry::Void
+                };
+                reviewers += 1;
             }
             if verdict_rank(decision.verdict) > verdict_rank(out.verdict) {
                 out.verdict = decision.verdict;

@@ -15,6 +15,7 @@ use crate::db::{Bind, Db};
 use crate::ledger::{Effect, Environment, LedgerError, Resolution};
 use crate::money::{Currency, MinorUnits};
 use crate::pagination::{self, Listing};
+use crate::rules::manifest::ReviewExpiry;
 use nixo_api::pagination::ListParams;
 use nixo_api::reviews::ReviewFilter;
 use nixo_api::types::{self, ObjectType, PayoutStatus, ReviewParties, ReviewStatus};
@@ -23,8 +24,8 @@ use sqlx::Row;
 
 pub const REVIEW_OPENED: &str = "review.opened";
 pub const REVIEW_CLOSED: &str = "review.closed";
-/// How long a review stays open before its hold is released.
-pub const REVIEW_WINDOW_MS: i64 = super::transfers::REVIEW_HOLD_TIMEOUT_MS;
+/// How long a review stays open before it expires (its policy decides).
+pub const REVIEW_WINDOW_MS: i64 = 72 * 3_600_000;
 /// The periodic job that expires reviews nobody decided, how often, and how many per run.
 pub const EXPIRE_JOB: &str = "reviews.expire";
 pub const EXPIRE_INTERVAL_MS: i64 = 1_000;
@@ -44,6 +45,8 @@ pub struct Opening {
     pub rules_applied: Vec<String>,
     pub reasons: Vec<String>,
     pub score_bp: u16,
+    /// The rules' policy when nobody decides in time.
+    pub on_expiry: ReviewExpiry,
 }
 
 /// A review as stored.
@@ -62,6 +65,8 @@ pub struct ReviewRow {
     pub reasons: Vec<String>,
     pub score_bp: i64,
     pub status: String,
+    /// `void` or `approve`: what an expiry does.
+    pub on_expiry: String,
     pub closed_by: Option<String>,
     pub note: Option<String>,
     pub created_at_ms: i64,
@@ -71,7 +76,7 @@ pub struct ReviewRow {
 
 const COLUMNS: &str =
     "id, environment, account_id, subject, transaction_id, payout_id, amount_minor, currency, parties,
-    rules, reasons, score_bp, status, closed_by, note, created_at_ms, expires_at_ms, closed_at_ms";
+    rules, reasons, score_bp, status, closed_by, note, created_at_ms, expires_at_ms, closed_at_ms, on_expiry";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<ReviewRow, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Protocol(format!("unknown stored {what}"));
@@ -97,6 +102,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<ReviewRow, sqlx::Error> {
         created_at_ms: row.try_get(15)?,
         expires_at_ms: row.try_get(16)?,
         closed_at_ms: row.try_get(17)?,
+        on_expiry: row.try_get(18)?,
     })
 }
 
@@ -136,6 +142,7 @@ impl ReviewRow {
             closed_at: self.closed_at_ms.map(|ms| ms / 1000),
             closed_by: self.closed_by.clone(),
             note: self.note.clone(),
+            on_expiry: self.on_expiry.clone(),
             livemode: self.environment == Environment::Live,
         }
     }
@@ -167,6 +174,7 @@ pub fn open_effects(actor: &Actor, opening: &Opening, now_ms: i64) -> Vec<Effect
         reasons: opening.reasons.clone(),
         score_bp: i64::from(opening.score_bp),
         status: "open".into(),
+        on_expiry: opening.on_expiry.as_str().into(),
         closed_by: None,
         note: None,
         created_at_ms: now_ms,
@@ -175,8 +183,8 @@ pub fn open_effects(actor: &Actor, opening: &Opening, now_ms: i64) -> Vec<Effect
     };
     let insert = Effect::Sql {
         sql: "INSERT INTO reviews (id, environment, account_id, subject, transaction_id, payout_id, amount_minor,
-                  currency, parties, rules, reasons, score_bp, status, created_at_ms, expires_at_ms)
-              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14)",
+                  currency, parties, rules, reasons, score_bp, status, created_at_ms, expires_at_ms, on_expiry)
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15)",
         binds: vec![
             row.id.clone().into(),
             row.environment.as_str().into(),
@@ -192,6 +200,7 @@ pub fn open_effects(actor: &Actor, opening: &Opening, now_ms: i64) -> Vec<Effect
             row.score_bp.into(),
             row.created_at_ms.into(),
             row.expires_at_ms.into(),
+            row.on_expiry.clone().into(),
         ],
         must_change: None,
     };
@@ -264,7 +273,10 @@ pub async fn list(
 pub enum Decision {
     Approve,
     Decline,
+    /// Expired under the `void` policy: released.
     Expire,
+    /// Expired under the `approve` policy: the money moves on.
+    ExpireApprove,
 }
 
 impl Decision {
@@ -272,14 +284,19 @@ impl Decision {
         match self {
             Decision::Approve => "approved",
             Decision::Decline => "declined",
-            Decision::Expire => "expired",
+            Decision::Expire | Decision::ExpireApprove => "expired",
         }
+    }
+
+    /// Whether the held money moves on (else it is released).
+    fn moves_on(self) -> bool {
+        matches!(self, Decision::Approve | Decision::ExpireApprove)
     }
 
     /// The failure code of the operation a release fails.
     fn failure_code(self) -> &'static str {
         match self {
-            Decision::Expire => "review_expired",
+            Decision::Expire | Decision::ExpireApprove => "review_expired",
             _ => "declined_by_review",
         }
     }
@@ -345,8 +362,8 @@ pub async fn close(
     let now_ms = services.clock.now_ms();
     let mut effects = close_effects(r, decision, by, note, now_ms);
     let ledger = &services.ledger;
-    let outcome = match (r.subject.as_str(), decision) {
-        ("transfer", Decision::Approve) => ledger
+    let outcome = match (r.subject.as_str(), decision.moves_on()) {
+        ("transfer", true) => ledger
             .resolve_with(r.transaction_id, Resolution::Post(None), effects, now_ms)
             .await
             .map(drop),
@@ -361,7 +378,7 @@ pub async fn close(
                 .await
                 .map(drop)
         }
-        (_, Decision::Approve) => {
+        (_, true) => {
             // The payout goes to its rail; its funds stay held until the rail answers.
             let p = held_payout(services, r).await?;
             if p.status != PayoutStatus::Pending {
@@ -415,7 +432,7 @@ pub async fn close(
         }
         Err(LedgerError::EffectRefused(_) | LedgerError::NotPending(_)) => {
             let now = load(&ledger.db, &r.id).await?.unwrap_or_else(|| r.clone());
-            if now.status == "open" && decision != Decision::Expire {
+            if now.status == "open" && !matches!(decision, Decision::Expire | Decision::ExpireApprove) {
                 // The hold ended without the review (the ledger's own expiry).
                 return Err(ServiceError::Conflict {
                     code: "review_expired",
@@ -446,7 +463,12 @@ pub async fn expire_due(services: &Services) -> anyhow::Result<()> {
         .await?;
     for row in &rows {
         let r = from_row(row)?;
-        match close(services, &r, Decision::Expire, SYSTEM, None).await {
+        let decision = if r.on_expiry == ReviewExpiry::Approve.as_str() {
+            Decision::ExpireApprove
+        } else {
+            Decision::Expire
+        };
+        match close(services, &r, decision, SYSTEM, None).await {
             Ok(_) => {}
             Err(ServiceError::Conflict { .. }) => {
                 // The ledger voided the hold first (its own expiry): close the review alone.

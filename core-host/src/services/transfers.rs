@@ -11,8 +11,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 const HOUR_MS: i64 = 3_600_000;
-/// How long a transfer held for review keeps its funds before it voids itself.
-pub const REVIEW_HOLD_TIMEOUT_MS: i64 = 72 * HOUR_MS;
+/// How long a transfer held for review keeps its funds before the ledger
+/// voids it by itself: the review's window and a grace hour, so the review
+/// expires first and its policy (void, or approve) decides.
+pub const REVIEW_HOLD_TIMEOUT_MS: i64 = super::reviews::REVIEW_WINDOW_MS + REVIEW_HOLD_GRACE_MS;
+pub const REVIEW_HOLD_GRACE_MS: i64 = HOUR_MS;
 
 /// A transfer as the client asked for it, already validated in shape.
 #[derive(Debug, Clone)]
@@ -201,6 +204,7 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
                 rules_applied: verdicts.rules_applied.clone(),
                 reasons: verdicts.reasons.clone(),
                 score_bp: verdicts.score_bp,
+                on_expiry: verdicts.review_expiry,
             },
             now_ms,
         )

@@ -272,10 +272,11 @@ pub async fn home(
         // The decision log names plugins by their manifest name.
         let (count, p50, p99) = stats.get(&m.name).copied().unwrap_or((0, 0, 0));
         let limits = format!(
-            "fuel {} · {} ms · {} bytes",
+            "fuel {} · {} ms · {} bytes · review expiry: {}",
             m.limits.fuel_per_call_max.map_or("default".into(), |v| v.to_string()),
             m.limits.deadline_ms.map_or("default".into(), |v| v.to_string()),
             m.limits.memory_max_bytes.map_or("default".into(), |v| v.to_string()),
+            m.review_expiry.as_str(),
         );
         let _ = write!(
             body,
@@ -343,8 +344,9 @@ pub async fn home(
         let score = d
             .output
             .as_ref()
-            .and_then(|o| o.get("score").cloned())
-            .map(|s| s.to_string())
+            .and_then(|o| o["score_bp"].as_u64())
+            .and_then(|bp| u16::try_from(bp).ok())
+            .map(|bp| crate::services::payments::risk_score(bp).to_string())
             .unwrap_or_default();
         let input: String = d.input.to_string().chars().take(160).collect();
         let _ = write!(

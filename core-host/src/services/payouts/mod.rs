@@ -405,6 +405,7 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
                         rules_applied: verdicts.rules_applied.clone(),
                         reasons: verdicts.reasons.clone(),
                         score_bp: verdicts.score_bp,
+                        on_expiry: verdicts.review_expiry,
                     },
                     now_ms,
                 ));
