@@ -336,3 +336,51 @@ async fn an_expired_review_follows_the_rules_policy() {
     }
     server.stop().await;
 }
+
+/// Approvals racing the expiry: the review closes once, and the money
+/// either settles (approved) or is released (expired), never both.
+async fn approvals_racing_the_expiry_close_it_once(server: &TestServer) {
+    let (tx, review) = held_transfer(server).await;
+    let path = review_path(&review, "approve");
+    server
+        .running()
+        .clock
+        .advance(nixo_core::services::reviews::REVIEW_WINDOW_MS + 1);
+    let replies: Vec<Reply> = futures_util::future::join_all((0..6).map(|_| server.post(&path, "{}"))).await;
+    let wins = replies.iter().filter(|r| r.status == 200).count();
+    assert!(wins <= 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(replies.iter().all(|r| matches!(r.status, 200 | 409)));
+    let started = Instant::now();
+    let closed = loop {
+        let now = server
+            .get(&format!("/v1/reviews/{}", review["id"].as_str().unwrap()))
+            .await;
+        if now.body["status"] != "open" {
+            break now.body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "still open: {}", now.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let payment = server.get(&format!("/v1/payments/{tx}")).await;
+    let (_, pending, reserved) = server.wallet_balance(102).await;
+    assert_eq!(
+        (pending.as_str(), reserved.as_str()),
+        ("0.00", "0.00"),
+        "nothing left held"
+    );
+    match closed["status"].as_str() {
+        Some("approved") => {
+            assert_eq!(wins, 1);
+            assert_eq!(payment.body["data"]["status"], "SETTLED");
+            assert_eq!(server.wallet_balance(102).await.0, "101050.00");
+        }
+        Some("expired") => {
+            assert_eq!(wins, 0);
+            assert_eq!(payment.body["data"]["status"], "VOIDED");
+            assert_eq!(server.wallet_balance(102).await.0, "101000.00");
+        }
+        other => panic!("closed as {other:?}"),
+    }
+    assert_eq!(event_count(server, "review.closed").await, 1);
+}
+on_both_databases!(approvals_racing_the_expiry_close_it_once);
