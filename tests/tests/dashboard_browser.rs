@@ -148,6 +148,24 @@ impl Driver {
             .to_string()
     }
 
+    /// Waits (a form's navigation may finish after its click returns)
+    /// until the page's URL ends with `suffix` and its source has `text`.
+    async fn wait_for(&self, suffix: &str, text: &str) {
+        let started = Instant::now();
+        loop {
+            let url = self.url().await;
+            let source = self.call("GET", "/source", None).await;
+            if url.ends_with(suffix) && source.as_str().unwrap_or_default().contains(text) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "waited for {suffix} with {text:?}; at {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn url(&self) -> String {
         self.call("GET", "/url", None)
             .await
@@ -192,7 +210,7 @@ async fn a_reviewer_approves_a_held_transfer_in_chromium() {
     );
     driver.type_into("#key", &server.key).await;
     driver.click("button[type=submit]").await;
-    assert!(driver.url().await.ends_with("/dashboard"), "{}", driver.url().await);
+    driver.wait_for("/dashboard", "Review queue").await;
 
     let queue = driver.text("#reviews").await;
     assert!(queue.contains("Review queue (1)"), "{queue}");
@@ -203,9 +221,8 @@ async fn a_reviewer_approves_a_held_transfer_in_chromium() {
         .type_into("input[name=note][id^=note-approve]", "known customer")
         .await;
     driver.click("button[aria-label^=\"Approve review\"]").await;
-    let page = driver.call("GET", "/source", None).await;
-    let page = page.as_str().unwrap();
-    assert!(page.contains("Review queue (0)"), "the queue is empty after approval");
+    // The queue is empty after approval.
+    driver.wait_for("/dashboard#reviews", "Review queue (0)").await;
     assert_eq!(driver.text(kes).await, "200000.00", "the held 50.00 settled");
     let approved = server.get("/v1/reviews?open=false").await;
     assert_eq!(approved.body["data"][0]["status"], "approved");
