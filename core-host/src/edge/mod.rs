@@ -390,6 +390,12 @@ pub async fn serve(
             accepted = listener.accept() => accepted?,
             _ = shutdown.changed() => return Ok(()),
         };
+        // Answers are small writes: without TCP_NODELAY, Nagle's algorithm
+        // holds a response's last segment until the client's delayed ACK
+        // (up to ~40 ms on a keep-alive connection).
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %err, "TCP_NODELAY not set");
+        }
         let gateway = gateway.clone();
         let mut conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
