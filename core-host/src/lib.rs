@@ -17,6 +17,7 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod ids;
 pub mod jobs;
 pub mod ledger;
 pub mod limits;

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 const BODY: &str = r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#;
 
-async fn run(label: &str, server: &TestServer, count: usize, connections: usize) {
-    let url = format!("{}/v1/payments/async", server.base);
-    let started = Instant::now();
-    let accepted: usize = futures_util::stream::iter(0..count)
+/// Posts `BODY` to `path` `count` times, `connections` at a time; returns
+/// the HTTP statuses.
+async fn post_all(server: &TestServer, path: &str, count: usize, connections: usize) -> Vec<u16> {
+    let url = format!("{}{path}", server.base);
+    futures_util::stream::iter(0..count)
         .map(|_| {
             let (client, url, key) = (server.client.clone(), url.clone(), server.key.clone());
             async move {
@@ -30,12 +31,18 @@ async fn run(label: &str, server: &TestServer, count: usize, connections: usize)
                     .send()
                     .await
                     .expect("the server answers");
-                usize::from(reply.status() == 202)
+                reply.status().as_u16()
             }
         })
         .buffer_unordered(connections)
-        .fold(0, |n, ok| async move { n + ok })
-        .await;
+        .collect()
+        .await
+}
+
+async fn run(label: &str, server: &TestServer, count: usize, connections: usize) {
+    let started = Instant::now();
+    let statuses = post_all(server, "/v1/payments/async", count, connections).await;
+    let accepted = statuses.iter().filter(|s| **s == 202).count();
     let accepting = started.elapsed();
     assert_eq!(accepted, count, "every payment accepted");
     loop {
@@ -57,26 +64,9 @@ async fn run(label: &str, server: &TestServer, count: usize, connections: usize)
     // The ledger's rate for the same transfer, on the same wallet and history:
     // synchronous `POST /v1/payments/transfer` at the same concurrency.
     let sync_count = count / 5;
-    let sync_url = format!("{}/v1/payments/transfer", server.base);
     let sync_started = Instant::now();
-    futures_util::stream::iter(0..sync_count)
-        .map(|_| {
-            let (client, url, key) = (server.client.clone(), sync_url.clone(), server.key.clone());
-            async move {
-                let reply = client
-                    .post(url)
-                    .bearer_auth(key)
-                    .header("content-type", "application/json")
-                    .body(BODY)
-                    .send()
-                    .await
-                    .expect("the server answers");
-                assert!(reply.status().is_success(), "{}", reply.status());
-            }
-        })
-        .buffer_unordered(connections)
-        .collect::<Vec<()>>()
-        .await;
+    let statuses = post_all(server, "/v1/payments/transfer", sync_count, connections).await;
+    assert!(statuses.iter().all(|s| (200..300).contains(s)), "{statuses:?}");
     let sync_rate = sync_count as f64 / sync_started.elapsed().as_secs_f64();
     println!(
         "{label:<10} {count} async payments, {connections} connections: accepted {:>6.0}/s ({:.2} s); \

@@ -153,6 +153,7 @@ pub async fn retrieve(services: &Services, actor: &Actor, id: &str) -> ServiceRe
         .filter(|s| s.account_id == actor.account_id && s.environment == actor.environment)
         .ok_or_else(missing)?;
     if stored.status == AsyncPaymentStatus::Queued {
+        // `state IN (…)` lets the partial unique index on live jobs find it.
         let running: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('available', 'running') AND state = 'running'",
         )

@@ -113,15 +113,6 @@ pub async fn by_transaction(db: &Db, tx_id: i64) -> Result<Option<Deposit>, sqlx
     load_where(db, "transaction_id", Bind::Int(tx_id)).await
 }
 
-fn new_id() -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let suffix: String = rand::random::<[u8; 20]>()
-        .iter()
-        .map(|b| BASE62[usize::from(*b) % BASE62.len()] as char)
-        .collect();
-    format!("dep_{suffix}")
-}
-
 /// The ledger identity of a deposit's pending amount.
 fn hold_identity(id: &str) -> String {
     format!("deposit:{id}")
@@ -191,7 +182,7 @@ pub async fn initiate(
     }
     let wallet = credited_wallet(services, actor, req).await?;
     let now_ms = services.clock.now_ms();
-    let id = new_id();
+    let id = crate::ids::new_id("dep_");
     let rails = &services.rails;
     let metadata = Value::Object(req.metadata.clone()).to_string();
     let insert = Effect::Sql {

@@ -148,20 +148,11 @@ impl ReviewRow {
     }
 }
 
-fn new_id() -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let suffix: String = rand::random::<[u8; 20]>()
-        .iter()
-        .map(|b| BASE62[usize::from(*b) % BASE62.len()] as char)
-        .collect();
-    format!("rev_{suffix}")
-}
-
 /// The effects that open a review for the transaction the movement they
 /// ride on records (its id is filled in by the ledger).
 pub fn open_effects(actor: &Actor, opening: &Opening, now_ms: i64) -> Vec<Effect> {
     let row = ReviewRow {
-        id: new_id(),
+        id: crate::ids::new_id("rev_"),
         environment: actor.environment,
         account_id: actor.account_id.clone(),
         subject: opening.subject.to_string(),

@@ -82,24 +82,17 @@ impl Sealer {
     }
 }
 
-fn base62(n: usize) -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    (0..n)
-        .map(|_| BASE62[usize::from(rand::random::<u8>()) % BASE62.len()] as char)
-        .collect()
-}
-
 pub fn new_endpoint_id() -> String {
-    format!("we_{}", base62(20))
+    format!("we_{}", crate::ids::base62(20))
 }
 
 pub fn new_attempt_id() -> String {
-    format!("wha_{}", base62(20))
+    format!("wha_{}", crate::ids::base62(20))
 }
 
 /// A new signing secret (shown to the client once).
 pub fn new_secret() -> String {
-    format!("whsec_{}", base62(32))
+    format!("whsec_{}", crate::ids::base62(32))
 }
 
 /// An endpoint as stored (secrets still sealed).

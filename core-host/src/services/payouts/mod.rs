@@ -50,15 +50,6 @@ pub struct CreatePayout {
     pub from_wallet: Option<i64>,
 }
 
-fn new_id() -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let suffix: String = rand::random::<[u8; 20]>()
-        .iter()
-        .map(|b| BASE62[usize::from(*b) % BASE62.len()] as char)
-        .collect();
-    format!("pyt_{suffix}")
-}
-
 /// Fee in minor units: `bp` basis points of `amount`, rounded up.
 pub fn fee_minor(amount_minor: i64, bp: i64) -> i64 {
     let product = i128::from(amount_minor) * i128::from(bp);
@@ -304,7 +295,7 @@ pub async fn create(services: &Services, cmd: CreatePayout) -> ServiceResult<Pay
     .await?;
     let ledger = &services.ledger;
 
-    let id = new_id();
+    let id = crate::ids::new_id("pyt_");
     let created = Payout {
         id: id.clone(),
         environment: actor.environment,
