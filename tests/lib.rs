@@ -55,8 +55,12 @@ fn shared_cache_dir() -> PathBuf {
     std::env::temp_dir().join("nixo-test-compile-cache")
 }
 
+pub mod spin;
+
 pub struct TestServer {
     pub running: Option<Running>,
+    /// The Spin gateway the requests go through (`NIXO_TEST_GATEWAY=spin`).
+    pub spin: Option<spin::SpinGateway>,
     pub base: String,
     pub key: String,
     pub data_dir: PathBuf,
@@ -93,22 +97,53 @@ pub async fn start_on_database(dir: &Path, database_url: Option<String>) -> Test
 
 /// Starts a server with `config` (the shared compile cache is filled in);
 /// `key` is the key to use when the data directory is not new.
+///
+/// With `NIXO_TEST_GATEWAY=spin` the core is exposed and the requests go
+/// through the gateway component on a real `spin up` (the test's gateway
+/// variables passed as Spin variables, its key/value store on Redis).
 pub async fn start_with(config: ServeConfig, key: Option<String>) -> TestServer {
+    start_through(config, key, spin::through_spin()).await
+}
+
+/// [`start_with`], behind the gateway on Spin when `through_spin`, else
+/// behind the gateway embedded in `nixo serve`.
+pub async fn start_through(config: ServeConfig, key: Option<String>, through_spin: bool) -> TestServer {
     let data_dir = config.data_dir.clone();
+    let edge_variables = config.edge_variables.clone();
+    let core_listen = match config.core_listen {
+        None if through_spin => Some("127.0.0.1:0".parse().unwrap()),
+        listen => listen,
+    };
     let running = server::start(ServeConfig {
         cache_dir: Some(shared_cache_dir()),
+        core_listen,
         ..config
     })
     .await
     .expect("server starts");
+    let spin = match through_spin {
+        false => None,
+        true => {
+            let redis = redis_url()
+                .await
+                .expect("a gateway on Spin keeps its key/value store on Redis");
+            let core = running.core_addr.expect("core exposed");
+            let secret = spin::core_signing_secret(&data_dir);
+            Some(spin::SpinGateway::start(core, &secret, &edge_variables, &redis).await)
+        }
+    };
     let key = match (&running.bootstrap, key) {
         (Some(first), _) => first.sandbox_key.clone(),
         (None, Some(key)) => key,
         (None, None) => panic!("no key: a restarted server does not mint one"),
     };
     TestServer {
-        base: format!("http://{}", running.addr),
+        base: match &spin {
+            Some(spin) => spin.base(),
+            None => format!("http://{}", running.addr),
+        },
         running: Some(running),
+        spin,
         key,
         data_dir,
         client: reqwest::Client::new(),
@@ -188,6 +223,22 @@ impl TestServer {
         fetch(req).await
     }
 
+    /// Where the operations routes (`/healthz`, `/readyz`, `/metrics`) are
+    /// served: the public address with the embedded gateway (it hands them to
+    /// the core), the core's own address behind Spin (the gateway component
+    /// does not route them).
+    pub fn ops_base(&self) -> String {
+        match &self.spin {
+            Some(_) => format!("http://{}", self.core_addr()),
+            None => self.base.clone(),
+        }
+    }
+
+    /// `GET` of an operations route, unauthenticated, at [`Self::ops_base`].
+    pub async fn ops_get(&self, path: &str) -> Reply {
+        fetch(self.client.get(format!("{}{path}", self.ops_base()))).await
+    }
+
     /// The running server (clock, ledger).
     pub fn running(&self) -> &Running {
         self.running.as_ref().expect("running")
@@ -215,6 +266,7 @@ impl TestServer {
     }
 
     pub async fn stop(mut self) {
+        drop(self.spin.take());
         if let Some(running) = self.running.take() {
             running.stop().await.expect("clean stop");
         }

@@ -1,10 +1,14 @@
-//! Gateway overhead: the same requests through the in-process gateway
-//! component (key lookup in the key/value store, rate limit, version,
-//! validation, signing) and straight to the core (signed here as the gateway
-//! would), in one run.
+//! Gateway overhead: the same requests through the gateway component
+//! embedded in `nixo serve` (key lookup in the key/value store, rate limit,
+//! version, validation, signing), through the same component on a real
+//! `spin up` (key/value store on Redis; when the Spin CLI is found: `$SPIN`
+//! or `spin` on the PATH), and straight to the core (signed here as the
+//! gateway would), in one run.
 //!
 //! Latency: one keep-alive connection each, requests alternating between the
-//! two paths, p50/p99. Throughput: 1 and 16 concurrent connections.
+//! paths, p50/p99. Throughput: 1 and 16 concurrent connections. For Spin it
+//! also counts what one request costs outside the component: Redis commands
+//! (INFO commandstats) and new TCP connections to the core.
 //!
 //! `cargo bench -p nixo-tests --bench edge_overhead` (NIXO_BENCH_REQUESTS to
 //! change the count, default 2000).
@@ -14,7 +18,8 @@ use nixo_api::signing::{self, SignedParts};
 use nixo_core::auth::{self, KeyAccess};
 use nixo_core::ledger::Environment;
 use nixo_core::server;
-use nixo_tests::start;
+use nixo_tests::spin::{self, SpinGateway};
+use nixo_tests::{redis_url, start};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,10 +45,29 @@ fn report(label: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
     (p50, p99)
 }
 
-/// How to build one request of either path.
+/// Which way a request goes to the core.
+#[derive(Clone, Copy, PartialEq)]
+enum Route {
+    Embedded,
+    Spin,
+    Direct,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::Embedded => "via embedded gateway",
+            Route::Spin => "via gateway on Spin",
+            Route::Direct => "direct to core",
+        }
+    }
+}
+
+/// How to build one request of each route.
 struct Target {
     client: reqwest::Client,
     gateway: String,
+    spin: Option<String>,
     core: String,
     secret: String,
     key: String,
@@ -51,18 +75,15 @@ struct Target {
 }
 
 impl Target {
-    fn request(
-        &self,
-        through_gateway: bool,
-        method: &str,
-        path: &str,
-        body: &str,
-        n: usize,
-    ) -> reqwest::RequestBuilder {
-        if through_gateway {
+    fn request(&self, route: Route, method: &str, path: &str, body: &str, n: usize) -> reqwest::RequestBuilder {
+        if route != Route::Direct {
+            let base = match route {
+                Route::Spin => self.spin.as_deref().expect("Spin is running"),
+                _ => &self.gateway,
+            };
             return self
                 .client
-                .request(method.parse().unwrap(), format!("{}{path}", self.gateway))
+                .request(method.parse().unwrap(), format!("{base}{path}"))
                 .header("authorization", format!("Bearer {}", self.key))
                 .body(body.to_string());
         }
@@ -87,20 +108,16 @@ impl Target {
     }
 }
 
-async fn one(target: &Target, through_gateway: bool, method: &str, path: &str, body: &str, n: usize) {
+async fn one(target: &Target, route: Route, method: &str, path: &str, body: &str, n: usize) {
     // The whole response, body included, is part of the latency.
-    let resp = target
-        .request(through_gateway, method, path, body, n)
-        .send()
-        .await
-        .unwrap();
+    let resp = target.request(route, method, path, body, n).send().await.unwrap();
     let status = resp.status();
     resp.bytes().await.unwrap();
     assert!(status.is_success(), "{method} {path}: {status}");
 }
 
 /// Requests per second with `connections` concurrent clients.
-async fn throughput(target: &Arc<Target>, through_gateway: bool, connections: usize, requests: usize) -> f64 {
+async fn throughput(target: &Arc<Target>, route: Route, connections: usize, requests: usize) -> f64 {
     let started = Instant::now();
     let per_task = requests / connections;
     let tasks: Vec<_> = (0..connections)
@@ -108,7 +125,7 @@ async fn throughput(target: &Arc<Target>, through_gateway: bool, connections: us
             let target = target.clone();
             tokio::spawn(async move {
                 for i in 0..per_task {
-                    one(&target, through_gateway, "GET", "/v1/balances", "", c * per_task + i).await;
+                    one(&target, route, "GET", "/v1/balances", "", c * per_task + i).await;
                 }
             })
         })
@@ -146,49 +163,116 @@ async fn main() {
     let key = auth::create_key(server.db(), &hasher, &account, Environment::Sandbox, &unlimited)
         .await
         .unwrap();
+    let secret = secrets["gateway_signing_secret"].as_str().unwrap().to_string();
+    let spin_gateway = match (spin::find(), redis_url().await) {
+        (Some(_), Some(redis)) => {
+            Some(SpinGateway::start(server.core_addr(), &secret, &Default::default(), &redis).await)
+        }
+        _ => {
+            println!("(no Spin CLI or no Redis: the Spin rows are left out)");
+            None
+        }
+    };
     let target = Arc::new(Target {
         client: server.client.clone(),
         gateway: server.base.clone(),
+        spin: spin_gateway.as_ref().map(SpinGateway::base),
         core: format!("http://{}", server.core_addr()),
-        secret: secrets["gateway_signing_secret"].as_str().unwrap().to_string(),
+        secret,
         principal: format!("{} {account} sandbox", key.id),
         key: key.key,
     });
     let transfer = r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#;
+    let routes: Vec<Route> = [Route::Embedded, Route::Spin, Route::Direct]
+        .into_iter()
+        .filter(|r| *r != Route::Spin || spin_gateway.is_some())
+        .collect();
 
-    println!("latency, one keep-alive connection per path, alternating:");
+    println!("latency, one keep-alive connection per route, alternating:");
     for (label, method, path, body) in [
         ("GET /v1/balances", "GET", "/v1/balances", ""),
         ("POST /v1/payments/transfer", "POST", "/v1/payments/transfer", transfer),
     ] {
-        let mut via_gateway = Vec::with_capacity(requests);
-        let mut direct = Vec::with_capacity(requests);
-        for i in 0..requests * 2 {
-            let through_gateway = i % 2 == 0;
+        let mut samples: Vec<Vec<Duration>> = routes.iter().map(|_| Vec::with_capacity(requests)).collect();
+        for i in 0..requests * routes.len() {
+            let r = i % routes.len();
             let started = Instant::now();
-            one(&target, through_gateway, method, path, body, i).await;
-            if through_gateway {
-                via_gateway.push(started.elapsed())
-            } else {
-                direct.push(started.elapsed())
-            }
+            one(&target, routes[r], method, path, body, i).await;
+            samples[r].push(started.elapsed());
         }
-        let (g50, g99) = report(&format!("{label} via gateway"), via_gateway);
-        let (d50, d99) = report(&format!("{label} direct to core"), direct);
-        println!(
-            "{label:<40} gateway overhead p50 = {:.1} µs, p99 = {:.1} µs\n",
-            micros(g50) - micros(d50),
-            micros(g99) - micros(d99)
-        );
+        let mut p50_p99 = Vec::new();
+        for (route, samples) in routes.iter().zip(samples) {
+            p50_p99.push(report(&format!("{label} {}", route.label()), samples));
+        }
+        let direct = p50_p99.last().copied().unwrap();
+        for (route, (p50, p99)) in routes.iter().zip(&p50_p99).filter(|(r, _)| **r != Route::Direct) {
+            println!(
+                "{label:<40} {} overhead p50 = {:.1} µs, p99 = {:.1} µs",
+                route.label(),
+                micros(*p50) - micros(direct.0),
+                micros(*p99) - micros(direct.1)
+            );
+        }
+        println!();
     }
 
     println!("throughput, GET /v1/balances:");
     for connections in [1, 16] {
-        let gateway = throughput(&target, true, connections, requests).await;
-        let direct = throughput(&target, false, connections, requests).await;
+        let mut line = format!("{connections:>2} connection(s):");
+        for route in &routes {
+            let rate = throughput(&target, *route, connections, requests).await;
+            line.push_str(&format!("  {} {rate:>7.0} req/s", route.label()));
+        }
+        println!("{line}");
+    }
+
+    if spin_gateway.is_some() {
+        println!("\nwhat one request through Spin costs outside the component (GET /v1/balances):");
+        let n = requests.min(1000);
+        let core_port = server.core_addr().port();
+        let (redis_before, conns_before) = (redis_commands(), core_connections(core_port));
+        for i in 0..n {
+            one(&target, Route::Spin, "GET", "/v1/balances", "", i).await;
+        }
+        let (redis_after, conns_after) = (redis_commands(), core_connections(core_port));
+        let per = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}", (b.saturating_sub(a)) as f64 / n as f64),
+            _ => "n/a".to_string(),
+        };
+        println!("  Redis commands per request: {}", per(redis_before, redis_after));
         println!(
-            "{connections:>2} connection(s): via gateway {gateway:>7.0} req/s, direct to core {direct:>7.0} req/s"
+            "  connections to the core opened and closed per request: {}",
+            per(conns_before, conns_after)
         );
     }
+    drop(spin_gateway);
     server.stop().await;
+}
+
+/// Commands Redis has served so far (`INFO stats`), if redis-cli answers.
+fn redis_commands() -> Option<u64> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", "6379", "INFO", "stats"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Connections to the core closed so far, from the kernel's view: each
+/// closed TCP connection leaves one socket in TIME-WAIT for a minute on the
+/// side that closed first (a connection reused for every request leaves none).
+fn core_connections(port: u16) -> Option<u64> {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-Htan",
+            "state",
+            "time-wait",
+            &format!("( sport = :{port} or dport = :{port} )"),
+        ])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).lines().count() as u64)
 }

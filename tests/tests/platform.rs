@@ -264,16 +264,16 @@ async fn decisions_come_in_cursor_pages_without_gaps_or_repeats() {
 async fn health_readiness_metrics_and_allow_headers() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_on(dir.path(), None, false, None).await;
-    let healthz = server.send("GET", "/healthz", None, None).await;
+    let healthz = server.ops_get("/healthz").await;
     assert_eq!((healthz.status, healthz.body["status"].as_str()), (200, Some("ok")));
-    let readyz = server.send("GET", "/readyz", None, None).await;
+    let readyz = server.ops_get("/readyz").await;
     assert_eq!((readyz.status, readyz.body["status"].as_str()), (200, Some("ready")));
 
     let reply = server.post("/v1/payments/transfer", &transfer("1.00")).await;
     assert_eq!(reply.status, 200);
     let metrics = server
         .client
-        .get(format!("{}/metrics", server.base))
+        .get(format!("{}/metrics", server.ops_base()))
         .send()
         .await
         .unwrap();
@@ -312,10 +312,10 @@ async fn readiness_fails_with_the_reason_when_the_database_is_gone() {
     };
     let dir = tempfile::tempdir().unwrap();
     let server = start_on(dir.path(), None, false, Some(pg.url.clone())).await;
-    let ready = server.send("GET", "/readyz", None, None).await;
+    let ready = server.ops_get("/readyz").await;
     assert_eq!(ready.status, 200);
     server.db().pool.close().await;
-    let gone = server.send("GET", "/readyz", None, None).await;
+    let gone = server.ops_get("/readyz").await;
     assert_eq!(gone.status, 503, "{}", gone.body);
     assert_eq!(gone.body["status"], "not_ready");
     assert!(gone.body["reasons"][0].as_str().unwrap().contains("database"));
