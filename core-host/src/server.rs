@@ -470,6 +470,10 @@ pub const JOB_RETENTION_MS: i64 = 7 * 86_400_000;
 pub const JOB_PURGE_JOB: &str = "jobs.purge";
 pub const JOB_PURGE_INTERVAL_MS: i64 = 3_600_000;
 
+/// The job that deletes velocity buckets no window reads, and how often.
+pub const VELOCITY_PURGE_JOB: &str = "ledger.velocity_purge";
+pub const VELOCITY_PURGE_INTERVAL_MS: i64 = 3_600_000;
+
 /// The kinds of background job this server runs.
 pub fn job_registry(services: &Services, idempotency: &crate::idempotency::Store) -> Registry {
     let mut registry = Registry::default();
@@ -496,6 +500,16 @@ pub fn job_registry(services: &Services, idempotency: &crate::idempotency::Store
             }
         })
         .every(JOB_PURGE_JOB, JOB_PURGE_INTERVAL_MS);
+    let (ledger, clock) = (services.ledger.clone(), services.clock.clone());
+    registry
+        .register(VELOCITY_PURGE_JOB, move |_job| {
+            let (ledger, clock) = (ledger.clone(), clock.clone());
+            async move {
+                ledger.purge_velocity(clock.now_ms()).await?;
+                Ok(())
+            }
+        })
+        .every(VELOCITY_PURGE_JOB, VELOCITY_PURGE_INTERVAL_MS);
     register_payout_jobs(&mut registry, services);
     register_webhook_jobs(&mut registry, services);
     let s = services.clone();

@@ -4,7 +4,8 @@
 
 use nixo_core::db::Db;
 use nixo_core::ledger::{
-    AccountKind, Environment, FxApplied, Ledger, LedgerError, Leg, Resolution, TxStatus, fx, verify,
+    AccountKind, Effect, Environment, FxApplied, Ledger, LedgerError, Leg, Resolution, TxStatus, Velocity, fx,
+    velocity_window_starts, verify,
 };
 use nixo_core::money::Currency;
 use nixo_tests::PgDatabase;
@@ -307,19 +308,60 @@ async fn verify_detects(backend: Backend) {
 /// One random ledger operation.
 #[derive(Debug, Clone)]
 enum Op {
-    Transfer { from: usize, to: usize, amount: i64 },
-    Hold { from: usize, to: usize, amount: i64 },
-    Post { hold: usize, partial: Option<i64> },
-    Void { hold: usize },
-    Fx { from: usize, to: usize, amount: i64 },
+    /// `ago_min` minutes before now (velocity windows see its creation time).
+    Transfer {
+        from: usize,
+        to: usize,
+        amount: i64,
+        ago_min: i64,
+    },
+    /// In review (counted by velocity) or, when `!review`, a payout-style
+    /// hold (`PENDING`, not counted).
+    Hold {
+        from: usize,
+        to: usize,
+        amount: i64,
+        ago_min: i64,
+        review: bool,
+    },
+    Post {
+        hold: usize,
+        partial: Option<i64>,
+    },
+    Void {
+        hold: usize,
+    },
+    /// A review approving a held payout: PENDING_REVIEW -> PENDING, money untouched.
+    Review {
+        hold: usize,
+    },
+    Fx {
+        from: usize,
+        to: usize,
+        amount: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..3usize, 0..3usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
-        (0..3usize, 0..3usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Hold { from, to, amount }),
+        (0..3usize, 0..3usize, 1..4_000i64, 0..1_600i64).prop_map(|(from, to, amount, ago_min)| Op::Transfer {
+            from,
+            to,
+            amount,
+            ago_min
+        }),
+        (0..3usize, 0..3usize, 1..4_000i64, 0..1_600i64, any::<bool>()).prop_map(
+            |(from, to, amount, ago_min, review)| Op::Hold {
+                from,
+                to,
+                amount,
+                ago_min,
+                review
+            }
+        ),
         (0..8usize, proptest::option::of(1..4_000i64)).prop_map(|(hold, partial)| Op::Post { hold, partial }),
         (0..8usize).prop_map(|hold| Op::Void { hold }),
+        (0..8usize).prop_map(|hold| Op::Review { hold }),
         (0..3usize, 0..2usize, 1..4_000i64).prop_map(|(from, to, amount)| Op::Fx { from, to, amount }),
     ]
 }
@@ -351,12 +393,14 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
     for op in ops {
         let before = snapshot(ledger).await;
         let result: Result<(), LedgerError> = match op.clone() {
-            Op::Transfer { from, to, amount } | Op::Hold { from, to, amount } if from == to => {
-                let _ = (from, to, amount);
-                continue;
-            }
-            Op::Transfer { from, to, amount } => {
-                let m = movement(
+            Op::Transfer { from, to, .. } | Op::Hold { from, to, .. } if from == to => continue,
+            Op::Transfer {
+                from,
+                to,
+                amount,
+                ago_min,
+            } => {
+                let mut m = movement(
                     &f.account_id,
                     "transfer",
                     f.wallets[from],
@@ -365,13 +409,21 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
                     kes(),
                     None,
                 );
+                m.from_wallet = Some(f.wallets[from]);
+                m.now_ms -= ago_min * 60_000;
                 ledger.record(m).await.map(|_| {
                     kes_model[from] -= amount;
                     kes_model[to] += amount;
                 })
             }
-            Op::Hold { from, to, amount } => {
-                let m = movement(
+            Op::Hold {
+                from,
+                to,
+                amount,
+                ago_min,
+                review,
+            } => {
+                let mut m = movement(
                     &f.account_id,
                     "transfer",
                     f.wallets[from],
@@ -380,6 +432,11 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
                     kes(),
                     Some(later),
                 );
+                m.from_wallet = Some(f.wallets[from]);
+                m.now_ms -= ago_min * 60_000;
+                if !review {
+                    m.status = TxStatus::Pending;
+                }
                 ledger.record(m).await.map(|r| {
                     kes_model[from] -= amount;
                     kes_held[to] += amount;
@@ -402,6 +459,19 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
                     kes_held[to] -= amount;
                 }),
             },
+            Op::Review { hold } => match holds.get(hold).copied() {
+                None => continue,
+                Some((tx, ..)) => ledger
+                    .apply_effects(
+                        vec![Effect::Sql {
+                            sql: "UPDATE transactions SET status = 'PENDING' WHERE id = $1 AND status = 'PENDING_REVIEW'",
+                            binds: vec![tx.into()],
+                            must_change: None,
+                        }],
+                        now_ms(),
+                    )
+                    .await,
+            },
             Op::Fx { from, to, amount } => match fx::convert(amount, kes(), usd(), rate, 50) {
                 Err(_) => continue,
                 Ok(c) => {
@@ -415,6 +485,7 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
                         None,
                     );
                     m.amount_minor = amount;
+                    m.from_wallet = Some(f.wallets[from]);
                     m.legs.push(Leg {
                         debit: usd_pool,
                         credit: g.wallets[to],
@@ -461,6 +532,37 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
     }
     let _ = kes_held;
     assert_sound(ledger).await;
+    for wallet in &f.wallets {
+        assert_velocity_exact(ledger, *wallet).await;
+    }
+}
+
+/// The velocity facts the ledger keeps incrementally equal a full scan of
+/// the wallet's transactions over the same windows, now and later on.
+async fn assert_velocity_exact(ledger: &Ledger, wallet: i64) {
+    let now = now_ms();
+    for later_ms in [0, 17 * 60_000, 61 * 60_000, 5 * 3_600_000, 25 * 3_600_000] {
+        let at = now + later_ms;
+        let kept = ledger.velocity(wallet, at).await.unwrap();
+        let (hour_from, day_from) = velocity_window_starts(at);
+        let scan = |from: i64| {
+            sqlx::query(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM transactions
+                 WHERE from_wallet = $1 AND created_at_ms >= $2 AND status IN ('SETTLED', 'PENDING_REVIEW')",
+            )
+            .bind(wallet)
+            .bind(from)
+            .fetch_one(&ledger.db.pool)
+        };
+        let hour = scan(hour_from).await.unwrap();
+        let day = scan(day_from).await.unwrap();
+        let counted = |row: &sqlx::any::AnyRow| Velocity {
+            count: row.get::<i64, _>(0) as u32,
+            sum_minor: row.get(1),
+        };
+        assert_eq!(kept.last_hour, counted(&hour), "last hour of wallet {wallet}, {later_ms} ms on");
+        assert_eq!(kept.last_day, counted(&day), "last day of wallet {wallet}, {later_ms} ms on");
+    }
 }
 
 fn property_on(backend: Backend, cases: u32) {

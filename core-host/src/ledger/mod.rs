@@ -532,22 +532,68 @@ impl Ledger {
         balances_from_rows(&rows)
     }
 
-    /// Count and sum of a wallet's outgoing transactions since `since_ms`.
-    pub async fn velocity(&self, wallet_id: i64, since_ms: i64) -> Result<Velocity, sqlx::Error> {
+    /// Count and sum of a wallet's counted outgoing transactions (settled
+    /// or in review) in the last hour and the last day as of `now_ms`, read
+    /// from the buckets the database keeps with every change (migration
+    /// 0017): at most 60 + 24 rows, whatever the wallet's history.
+    pub async fn velocity(&self, wallet_id: i64, now_ms: i64) -> Result<VelocityWindows, sqlx::Error> {
+        let (hour_from, day_from) = velocity_window_starts(now_ms);
         let row = sqlx::query(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM transactions
-             WHERE from_wallet = $1 AND created_at_ms >= $2 AND status IN ('SETTLED', 'PENDING_REVIEW')",
+            "SELECT CAST(COALESCE(SUM(CASE WHEN width_ms = $2 THEN count ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN width_ms = $2 THEN sum_minor ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN width_ms = $4 THEN count ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN width_ms = $4 THEN sum_minor ELSE 0 END), 0) AS BIGINT)
+             FROM velocity_buckets
+             WHERE wallet_id = $1 AND ((width_ms = $2 AND start_ms >= $3) OR (width_ms = $4 AND start_ms >= $5))",
         )
         .bind(wallet_id)
-        .bind(since_ms)
+        .bind(VELOCITY_MINUTE_MS)
+        .bind(hour_from)
+        .bind(VELOCITY_HOUR_MS)
+        .bind(day_from)
         .fetch_one(&self.db.pool)
         .await?;
-        let count: i64 = row.try_get(0)?;
-        Ok(Velocity {
+        let window = |count: i64, sum_minor: i64| Velocity {
             count: u32::try_from(count).unwrap_or(u32::MAX),
-            sum_minor: row.try_get(1)?,
+            sum_minor,
+        };
+        Ok(VelocityWindows {
+            last_hour: window(row.try_get(0)?, row.try_get(1)?),
+            last_day: window(row.try_get(2)?, row.try_get(3)?),
         })
     }
+
+    /// Deletes velocity buckets no window reads any more (older than a day
+    /// and an hour before `now_ms`); returns how many.
+    pub async fn purge_velocity(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
+        let before = velocity_window_starts(now_ms).1 - VELOCITY_HOUR_MS;
+        let done = sqlx::query("DELETE FROM velocity_buckets WHERE start_ms < $1")
+            .bind(before)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Width of the buckets of the last-hour window.
+pub const VELOCITY_MINUTE_MS: i64 = 60_000;
+/// Width of the buckets of the last-day window.
+pub const VELOCITY_HOUR_MS: i64 = 3_600_000;
+/// The last hour: the current minute and the 59 before it.
+pub const VELOCITY_HOUR_WINDOW_MINUTES: i64 = 60;
+/// The last day: the current hour and the 23 before it.
+pub const VELOCITY_DAY_WINDOW_HOURS: i64 = 24;
+
+/// Where the last-hour and last-day windows start as of `now_ms`: whole
+/// buckets, so a window is between one bucket shorter than its name and
+/// exactly its name long.
+pub fn velocity_window_starts(now_ms: i64) -> (i64, i64) {
+    let minute = now_ms - now_ms.rem_euclid(VELOCITY_MINUTE_MS);
+    let hour = now_ms - now_ms.rem_euclid(VELOCITY_HOUR_MS);
+    (
+        minute - (VELOCITY_HOUR_WINDOW_MINUTES - 1) * VELOCITY_MINUTE_MS,
+        hour - (VELOCITY_DAY_WINDOW_HOURS - 1) * VELOCITY_HOUR_MS,
+    )
 }
 
 /// Balances per currency of an account's wallets (`$2` = 0: all of them).
@@ -577,4 +623,11 @@ pub(crate) fn balances_from_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Balan
 pub struct Velocity {
     pub count: u32,
     pub sum_minor: i64,
+}
+
+/// A wallet's activity as a source in both windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VelocityWindows {
+    pub last_hour: Velocity,
+    pub last_day: Velocity,
 }

@@ -7,8 +7,6 @@ use crate::money::{Currency, MinorUnits};
 use crate::{accounts, ledger, rules};
 use serde_json::{Map, Value, json};
 
-const HOUR_MS: i64 = 3_600_000;
-
 /// What is being assessed.
 pub struct Subject<'a> {
     pub kind: rules::TransactionKind,
@@ -43,8 +41,7 @@ pub async fn assess(
     let ledger = &services.ledger;
     let currency = subject.currency;
     let account = accounts::facts(&ledger.db, &actor.account_id, now_ms).await?;
-    let last_hour = ledger.velocity(subject.wallet, now_ms - HOUR_MS).await?;
-    let last_day = ledger.velocity(subject.wallet, now_ms - 24 * HOUR_MS).await?;
+    let ledger::VelocityWindows { last_hour, last_day } = ledger.velocity(subject.wallet, now_ms).await?;
     let facts = rules::Transaction {
         kind: subject.kind,
         amount: rules::Money {
