@@ -320,9 +320,11 @@ pub struct Ledger {
 pub struct Faults(Arc<AtomicBool>);
 
 impl Faults {
-    /// Takes the armed fault, if any.
-    pub(crate) fn take(&self) -> bool {
-        self.0.swap(false, Ordering::SeqCst)
+    /// Takes the armed fault, if any, for a commit of `ops`: only a commit
+    /// that records a movement takes it (a background sweep committing
+    /// meanwhile does not).
+    pub(crate) fn take_for<'a>(&self, mut ops: impl Iterator<Item = &'a WriteOp>) -> bool {
+        ops.any(|op| matches!(op, WriteOp::Record(_))) && self.0.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -340,8 +342,9 @@ impl Ledger {
         Ok(Ledger { db, writer, faults })
     }
 
-    /// Makes the next ledger commit fail after its operations ran, as a
-    /// crash between the writes and the commit would (tests use it).
+    /// Makes the next ledger commit that records a movement fail after its
+    /// operations ran, as a crash between the writes and the commit would
+    /// (tests use it).
     pub fn fail_next_commit(&self) {
         self.faults.0.store(true, Ordering::SeqCst);
     }
@@ -356,7 +359,7 @@ impl Ledger {
             None => {
                 let mut tx = self.db.pool.begin().await?;
                 match apply::apply(&mut tx, &op).await {
-                    Ok(_) if self.faults.take() => {
+                    Ok(_) if self.faults.take_for(std::iter::once(&op)) => {
                         tx.rollback().await?;
                         Err(injected_fault())
                     }

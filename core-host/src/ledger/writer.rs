@@ -57,7 +57,7 @@ async fn commit_batch(
         };
         results.push(result);
     }
-    if faults.take() {
+    if faults.take_for(batch.iter().map(|(op, _)| op)) {
         let _ = conn.execute("ROLLBACK").await;
         return batch.iter().map(|_| Err(super::injected_fault())).collect();
     }
