@@ -465,6 +465,16 @@ pub fn env_count<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// A query of the integers 1..=$1 as column `i`, in `backend`'s dialect.
+pub fn numbers_sql(backend: nixo_core::db::Backend) -> &'static str {
+    match backend {
+        nixo_core::db::Backend::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) SELECT i FROM n"
+        }
+        nixo_core::db::Backend::Postgres => "SELECT i FROM generate_series(1, $1) AS n(i)",
+    }
+}
+
 /// Writes `n` settled KES transfers (101 → 102, amounts 0.01, 0.02, …) of
 /// the sandbox account straight to the database, `per_ms` to a millisecond
 /// (ties the keyset must break by id): a long history without the API.
@@ -477,12 +487,7 @@ pub async fn seed_transfers(server: &TestServer, n: i64, per_ms: i64) {
         .expect("a first start")
         .account_id
         .clone();
-    let numbers = match db.backend {
-        nixo_core::db::Backend::Sqlite => {
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) SELECT i FROM n"
-        }
-        nixo_core::db::Backend::Postgres => "SELECT i FROM generate_series(1, $1) AS n(i)",
-    };
+    let numbers = numbers_sql(db.backend);
     let before: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM transactions")
         .fetch_one(&db.pool)
         .await

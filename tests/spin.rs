@@ -150,6 +150,9 @@ impl SpinGateway {
             let stderr_path = dir.path().join(format!("spin-{attempt}.stderr"));
             let stderr = std::fs::File::create(&stderr_path).unwrap();
             let mut command = Command::new(&spin);
+            // `spin up` runs the trigger as a child process: a group of their
+            // own lets the drop stop both.
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
             command
                 .arg("up")
                 .arg("--from")
@@ -178,8 +181,7 @@ impl SpinGateway {
                     return gateway;
                 }
                 Err(why) => {
-                    let _ = gateway.child.kill();
-                    let _ = gateway.child.wait();
+                    gateway.kill();
                     last_error = format!("{why}\n{}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
                 }
             }
@@ -214,10 +216,22 @@ impl SpinGateway {
     }
 }
 
-impl Drop for SpinGateway {
-    fn drop(&mut self) {
+impl SpinGateway {
+    /// Kills `spin up` and its trigger process (their process group).
+    fn kill(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for SpinGateway {
+    fn drop(&mut self) {
+        self.kill();
         if std::thread::panicking()
             && let Some(dir) = self.dir.take()
         {
