@@ -17,6 +17,26 @@ pub const RATE_LIMIT_LIVE_DEFAULT: RateLimit = RateLimit {
 };
 /// Largest window a limit may use (one day).
 pub const RATE_WINDOW_MAX_S: u64 = 86_400;
+/// How long the edge remembers that a key is unknown (or revoked), so a
+/// repeated bad key costs a key/value read instead of a core lookup.
+pub const NEGATIVE_KEY_CACHE_TTL_S: i64 = 30;
+/// Default limit of failed authentications (no key, a malformed or unknown
+/// key) per client address: past it, requests from that address without a
+/// cached valid key get 429 before any core lookup.
+pub const AUTH_FAILURES_PER_ADDRESS_DEFAULT: RateLimit = RateLimit {
+    limit: 20,
+    window_s: 60,
+};
+/// Default limit per client address on the routes that take no key
+/// (provider callbacks, the API document).
+pub const RATE_LIMIT_PUBLIC_DEFAULT: RateLimit = RateLimit {
+    limit: 100,
+    window_s: 1,
+};
+/// Client addresses are counted in this many slots (a keyed hash of the
+/// address picks one), so the counters' space stays bounded however many
+/// addresses a caller uses.
+pub const ADDRESS_SLOTS: u64 = 65_536;
 /// Path of the core's key resolution endpoint (signed, never public).
 pub const RESOLVE_PATH: &str = "/internal/v1/keys/resolve";
 
@@ -127,6 +147,80 @@ pub fn cache_key(secret: &[u8], api_key: &str) -> String {
     format!("apikey:{}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// What the edge caches for a key the core does not know.
+pub fn negative_record(now_s: i64) -> String {
+    format!("unknown:{now_s}")
+}
+
+/// Whether `cached` is a negative record still fresh at `now_s`.
+pub fn negative_fresh(cached: &[u8], now_s: i64) -> bool {
+    std::str::from_utf8(cached)
+        .ok()
+        .and_then(|text| text.strip_prefix("unknown:"))
+        .and_then(|at| at.parse::<i64>().ok())
+        .is_some_and(|at| now_s - at < NEGATIVE_KEY_CACHE_TTL_S && at <= now_s)
+}
+
+/// The client's address: the connecting peer (`peer`, as `ip:port` or an
+/// IP), or, when the peer is one of `trusted_proxies`, the nearest address
+/// in `X-Forwarded-For` that is not a trusted proxy. `None` when the peer is
+/// unknown.
+pub fn client_address(
+    peer: Option<&str>,
+    forwarded_for: Option<&str>,
+    trusted_proxies: &[std::net::IpAddr],
+) -> Option<std::net::IpAddr> {
+    let peer = peer.and_then(parse_address)?;
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let Some(forwarded_for) = forwarded_for else {
+        return Some(peer);
+    };
+    let mut nearest = peer;
+    for hop in forwarded_for.rsplit(',') {
+        match parse_address(hop.trim()) {
+            Some(ip) if trusted_proxies.contains(&ip) => nearest = ip,
+            Some(ip) => return Some(ip),
+            // A malformed entry: nothing beyond it can be believed.
+            None => return Some(nearest),
+        }
+    }
+    Some(nearest)
+}
+
+/// An IP from `ip`, `ip:port` or `[ipv6]:port`.
+fn parse_address(text: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = text.parse() {
+        return Some(ip);
+    }
+    text.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
+/// `trusted_proxies` as configured: comma-separated IPs (bad entries are
+/// ignored).
+pub fn parse_proxies(text: &str) -> Vec<std::net::IpAddr> {
+    text.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+}
+
+/// The counter of a client address (`None`: unknown peer) for `purpose`
+/// (`authfail`, `public`) in one window: the address is hashed with the
+/// deployment's secret into one of [`ADDRESS_SLOTS`] slots.
+pub fn address_counter_key(
+    secret: &[u8],
+    purpose: &str,
+    address: Option<std::net::IpAddr>,
+    limit: RateLimit,
+    index: u64,
+) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+    mac.update(b"nixo-edge-address\0");
+    mac.update(address.map(|a| a.to_string()).unwrap_or_default().as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let slot = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % ADDRESS_SLOTS;
+    format!("{purpose}:{slot}:{}:{index}", limit.window_s)
+}
+
 /// `limit` requests per `window_s` seconds; written `"100/1"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -230,6 +324,51 @@ mod tests {
             api_version: Some("2024-06-01".into()),
             checked_at_s: 100,
         }
+    }
+
+    #[test]
+    fn the_client_address_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        // An untrusted peer's X-Forwarded-For is ignored.
+        assert_eq!(
+            client_address(Some("203.0.113.9:5000"), Some("1.2.3.4"), &[proxy]),
+            ip("203.0.113.9")
+        );
+        // Behind a trusted proxy: the nearest untrusted hop.
+        assert_eq!(
+            client_address(Some("10.0.0.1:443"), Some("198.51.100.7, 1.2.3.4, 10.0.0.1"), &[proxy]),
+            ip("1.2.3.4")
+        );
+        assert_eq!(client_address(Some("10.0.0.1:443"), None, &[proxy]), ip("10.0.0.1"));
+        // A malformed hop stops the walk at the last believable address.
+        assert_eq!(
+            client_address(Some("10.0.0.1:443"), Some("1.2.3.4, junk"), &[proxy]),
+            ip("10.0.0.1")
+        );
+        assert_eq!(client_address(Some("[::1]:80"), None, &[]), ip("::1"));
+        assert_eq!(client_address(None, Some("1.2.3.4"), &[proxy]), None);
+        assert_eq!(parse_proxies("10.0.0.1, bad ,::1"), vec![proxy, "::1".parse().unwrap()]);
+    }
+
+    #[test]
+    fn negative_records_expire_and_addresses_share_bounded_slots() {
+        let record = negative_record(100);
+        assert!(negative_fresh(record.as_bytes(), 100 + NEGATIVE_KEY_CACHE_TTL_S - 1));
+        assert!(!negative_fresh(record.as_bytes(), 100 + NEGATIVE_KEY_CACHE_TTL_S));
+        assert!(!negative_fresh(br#"{"key_id":"k"}"#, 100));
+        let limit = AUTH_FAILURES_PER_ADDRESS_DEFAULT;
+        let a = address_counter_key(b"s", "authfail", "1.2.3.4".parse().ok(), limit, 7);
+        assert_eq!(
+            a,
+            address_counter_key(b"s", "authfail", "1.2.3.4".parse().ok(), limit, 7)
+        );
+        assert_ne!(
+            a,
+            address_counter_key(b"t", "authfail", "1.2.3.4".parse().ok(), limit, 7)
+        );
+        let slot: u64 = a.split(':').nth(1).unwrap().parse().unwrap();
+        assert!(slot < ADDRESS_SLOTS);
     }
 
     #[test]

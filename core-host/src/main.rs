@@ -142,6 +142,17 @@ struct EdgeArgs {
     /// Default rate limit of live keys: `N/W`.
     #[arg(long, env = "NIXO_RATE_LIMIT_LIVE", value_parser = parse_rate_limit)]
     rate_limit_live: Option<RateLimit>,
+    /// Failed authentications allowed per client address: `N/W` (default 20/60).
+    #[arg(long, env = "NIXO_AUTH_FAILURES_PER_ADDRESS", value_parser = parse_rate_limit)]
+    auth_failures_per_address: Option<RateLimit>,
+    /// Requests per client address on the routes that take no key: `N/W`
+    /// (default 100/1).
+    #[arg(long, env = "NIXO_RATE_LIMIT_PUBLIC", value_parser = parse_rate_limit)]
+    rate_limit_public: Option<RateLimit>,
+    /// Proxies in front of this server (comma-separated IPs) whose
+    /// `X-Forwarded-For` names the client.
+    #[arg(long, env = "NIXO_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: String,
 }
 
 impl EdgeArgs {
@@ -151,9 +162,17 @@ impl EdgeArgs {
         if let Some(limit) = self.rate_limit_sandbox {
             variables.insert("rate_limit_sandbox".to_string(), limit.to_string());
         }
-        if let Some(limit) = self.rate_limit_live {
-            variables.insert("rate_limit_live".to_string(), limit.to_string());
+        let limits = [
+            ("rate_limit_live", self.rate_limit_live),
+            ("auth_failures_per_address", self.auth_failures_per_address),
+            ("rate_limit_public", self.rate_limit_public),
+        ];
+        for (name, limit) in limits {
+            if let Some(limit) = limit {
+                variables.insert(name.to_string(), limit.to_string());
+            }
         }
+        variables.insert("trusted_proxies".to_string(), self.trusted_proxies.clone());
         variables
     }
 }

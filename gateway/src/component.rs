@@ -15,10 +15,14 @@ use spin_sdk::http_component;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
 use crate::edge::variables::{
-    CORE_URL as VAR_CORE_URL, ENVIRONMENTS as VAR_ENVIRONMENTS, KV_STORE as VAR_KV_STORE,
-    RATE_LIMIT_LIVE as VAR_RATE_LIMIT_LIVE, RATE_LIMIT_SANDBOX as VAR_RATE_LIMIT_SANDBOX,
-    SIGNING_SECRET as VAR_SIGNING_SECRET,
+    AUTH_FAILURES_PER_ADDRESS as VAR_AUTH_FAILURES, CORE_URL as VAR_CORE_URL, ENVIRONMENTS as VAR_ENVIRONMENTS,
+    KV_STORE as VAR_KV_STORE, RATE_LIMIT_LIVE as VAR_RATE_LIMIT_LIVE, RATE_LIMIT_PUBLIC as VAR_RATE_LIMIT_PUBLIC,
+    RATE_LIMIT_SANDBOX as VAR_RATE_LIMIT_SANDBOX, SIGNING_SECRET as VAR_SIGNING_SECRET,
+    TRUSTED_PROXIES as VAR_TRUSTED_PROXIES,
 };
+
+/// The header Spin (and the embedded host) sets to the connecting peer.
+const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
 
 /// Client headers passed on to the core; everything else stays at the edge
 /// (the API key in particular, and any client-sent `spin-*` header).
@@ -203,23 +207,33 @@ async fn gate_and_forward(
 ) -> Result<Forwarded, EdgeError> {
     let method = method_name(req.method());
     let route = schema::find_route(&method, req.path()).map_err(edge::route_error)?;
+    let config = config()?;
+    let bucket =
+        store::open(&variable(VAR_KV_STORE).unwrap_or_else(|| "default".into())).map_err(|_| edge::ERR_KEY_STORE)?;
+    let now_ms = unix_now_ms();
+    let client = Client::of(&req, &config, now_ms);
     if route.is_public() {
-        return forward_public(&req, route, request_id).await.map(|r| (r, None));
+        let decision = client.count(&bucket, "public", 1)?;
+        if !decision.allowed {
+            *rate = Some(decision);
+            return Err(edge::ERR_PUBLIC_RATE_LIMITED);
+        }
+        return forward_public(&req, route, &config, request_id)
+            .await
+            .map(|r| (r, None));
     }
     let authorization = req.header("authorization").and_then(|v| v.as_str());
-    let (claimed, key) = edge::check_key_format(authorization)?;
+    let (claimed, key) = match edge::check_key_format(authorization) {
+        Ok(parsed) => parsed,
+        Err(err) => return Err(client.failed(&bucket, err, rate)),
+    };
     if !serves(claimed) {
         return Err(edge::ERR_WRONG_ENVIRONMENT);
     }
     if req.body().len() > edge::BODY_LEN_MAX_BYTES {
         return Err(edge::ERR_BODY_TOO_LARGE);
     }
-    let config = config()?;
-    let bucket =
-        store::open(&variable(VAR_KV_STORE).unwrap_or_else(|| "default".into())).map_err(|_| edge::ERR_KEY_STORE)?;
-
-    let now_ms = unix_now_ms();
-    let record = key_record(&bucket, &config, key, request_id, now_ms).await?;
+    let record = key_record(&bucket, &config, &client, key, request_id, now_ms, rate).await?;
     if record.environment != claimed {
         return Err(edge::ERR_UNKNOWN_KEY);
     }
@@ -271,16 +285,94 @@ async fn gate_and_forward(
     forward(&req, route, &config, principal, body, resolved, request_id, now_ms).await
 }
 
+/// Who is calling, for the limits that come before (or instead of) a key:
+/// failed authentications and the public routes, counted per address.
+struct Client {
+    address: Option<std::net::IpAddr>,
+    secret: Vec<u8>,
+    now_s: i64,
+}
+
+impl Client {
+    fn of(req: &Request, config: &Config, now_ms: i64) -> Client {
+        let proxies = variable(VAR_TRUSTED_PROXIES)
+            .map(|p| access::parse_proxies(&p))
+            .unwrap_or_default();
+        Client {
+            address: access::client_address(
+                req.header(CLIENT_ADDR_HEADER).and_then(|v| v.as_str()),
+                req.header("x-forwarded-for").and_then(|v| v.as_str()),
+                &proxies,
+            ),
+            secret: config.secret.as_bytes().to_vec(),
+            now_s: now_ms / 1000,
+        }
+    }
+
+    fn limit(purpose: &str) -> RateLimit {
+        let (name, fallback) = match purpose {
+            "public" => (VAR_RATE_LIMIT_PUBLIC, access::RATE_LIMIT_PUBLIC_DEFAULT),
+            _ => (VAR_AUTH_FAILURES, access::AUTH_FAILURES_PER_ADDRESS_DEFAULT),
+        };
+        variable(name).and_then(|v| RateLimit::parse(&v)).unwrap_or(fallback)
+    }
+
+    /// Adds `by` to this address's `purpose` counter (0 reads it) and judges
+    /// the count; a first count in a window drops the previous window's.
+    fn count(&self, bucket: &store::Bucket, purpose: &str, by: i64) -> Result<RateDecision, EdgeError> {
+        let limit = Self::limit(purpose);
+        let window = access::window(limit, self.now_s);
+        let key = |index| access::address_counter_key(&self.secret, purpose, self.address, limit, index);
+        let count = atomics::increment(bucket, &key(window.index), by).map_err(|_| edge::ERR_KEY_STORE)?;
+        if by > 0 && count == by && window.index > 0 {
+            let _ = bucket.delete(&key(window.index - 1));
+        }
+        Ok(access::decide(limit, window, count))
+    }
+
+    /// Whether this address has used up its failed authentications (then a
+    /// key not already cached as valid gets no core lookup).
+    fn exhausted(&self, bucket: &store::Bucket, rate: &mut Option<RateDecision>) -> Result<(), EdgeError> {
+        let decision = self.count(bucket, "authfail", 0)?;
+        if decision.remaining == 0 {
+            *rate = Some(RateDecision {
+                allowed: false,
+                ..decision
+            });
+            return Err(edge::ERR_AUTH_FAILURES);
+        }
+        Ok(())
+    }
+
+    /// Counts a failed authentication: `err` itself, or 429 once the
+    /// address is past its limit.
+    fn failed(&self, bucket: &store::Bucket, err: EdgeError, rate: &mut Option<RateDecision>) -> EdgeError {
+        match self.count(bucket, "authfail", 1) {
+            Ok(decision) if !decision.allowed => {
+                *rate = Some(decision);
+                edge::ERR_AUTH_FAILURES
+            }
+            Ok(_) => err,
+            Err(store_error) => store_error,
+        }
+    }
+}
+
 /// A route anyone may call (the API document, provider callbacks):
-/// validated, then forwarded signed with no principal. No key, so no rate limit by key either.
-async fn forward_public(req: &Request, route: &Route, request_id: &str) -> Result<Response, EdgeError> {
+/// validated, then forwarded signed with no principal; limited per client
+/// address, as there is no key.
+async fn forward_public(
+    req: &Request,
+    route: &Route,
+    config: &Config,
+    request_id: &str,
+) -> Result<Response, EdgeError> {
     if req.body().len() > edge::BODY_LEN_MAX_BYTES {
         return Err(edge::ERR_BODY_TOO_LARGE);
     }
     let query = req.query();
     let query = (!query.is_empty()).then_some(query);
     schema::validate(route, query, req.body()).map_err(EdgeError::invalid)?;
-    let config = config()?;
     let path_and_query = req.path_and_query().unwrap_or(req.path()).to_string();
     let signature = signing::sign(
         config.secret.as_bytes(),
@@ -323,13 +415,18 @@ async fn forward_public(req: &Request, route: &Route, request_id: &str) -> Resul
 }
 
 /// The record of `key`: from the key/value store while fresh, else from the
-/// core (and cached).
+/// core (and cached). A key the core does not know is remembered as unknown
+/// for a while, and counted against the client's address; an address past
+/// its failed authentications gets no core lookup for a key never seen.
+#[allow(clippy::too_many_arguments)]
 async fn key_record(
     bucket: &store::Bucket,
     config: &Config,
+    client: &Client,
     key: &str,
     request_id: &str,
     now_ms: i64,
+    rate: &mut Option<RateDecision>,
 ) -> Result<KeyRecord, EdgeError> {
     let cache_key = access::cache_key(config.secret.as_bytes(), key);
     let cached = bucket.get(&cache_key).map_err(|_| edge::ERR_KEY_STORE)?;
@@ -337,6 +434,17 @@ async fn key_record(
         && record.fresh(now_ms / 1000)
     {
         return Ok(record);
+    }
+    if cached
+        .as_deref()
+        .is_some_and(|c| access::negative_fresh(c, now_ms / 1000))
+    {
+        return Err(client.failed(bucket, edge::ERR_UNKNOWN_KEY, rate));
+    }
+    // A key this edge has known as valid is refreshed whoever asks; only a
+    // key never seen costs the address its budget of failures.
+    if cached.as_deref().and_then(KeyRecord::from_json).is_none() {
+        client.exhausted(bucket, rate)?;
     }
     let path = access::RESOLVE_PATH;
     let signature = signing::sign(
@@ -364,9 +472,10 @@ async fn key_record(
     match *answer.status() {
         200 => {}
         401 | 404 => {
-            // A revoked key must not linger in the cache.
-            let _ = bucket.delete(&cache_key);
-            return Err(edge::ERR_UNKNOWN_KEY);
+            // A revoked key must not linger in the cache: it is replaced by
+            // the record of its being unknown.
+            let _ = bucket.set(&cache_key, access::negative_record(now_ms / 1000).as_bytes());
+            return Err(client.failed(bucket, edge::ERR_UNKNOWN_KEY, rate));
         }
         _ => return Err(edge::ERR_CORE_UNAVAILABLE),
     }

@@ -18,13 +18,22 @@ pub mod variables {
     /// Default rate limits per environment (`"50/1"`: 50 per second).
     pub const RATE_LIMIT_SANDBOX: &str = "rate_limit_sandbox";
     pub const RATE_LIMIT_LIVE: &str = "rate_limit_live";
-    pub const ALL: [&str; 6] = [
+    /// Failed authentications allowed per client address (`"20/60"`).
+    pub const AUTH_FAILURES_PER_ADDRESS: &str = "auth_failures_per_address";
+    /// Requests per client address on the routes that take no key (`"100/1"`).
+    pub const RATE_LIMIT_PUBLIC: &str = "rate_limit_public";
+    /// Proxies (comma-separated IPs) whose `X-Forwarded-For` is believed.
+    pub const TRUSTED_PROXIES: &str = "trusted_proxies";
+    pub const ALL: [&str; 9] = [
         CORE_URL,
         SIGNING_SECRET,
         KV_STORE,
         ENVIRONMENTS,
         RATE_LIMIT_SANDBOX,
         RATE_LIMIT_LIVE,
+        AUTH_FAILURES_PER_ADDRESS,
+        RATE_LIMIT_PUBLIC,
+        TRUSTED_PROXIES,
     ];
 }
 
@@ -143,6 +152,16 @@ pub const ERR_RATE_LIMITED: EdgeError = EdgeError::new(
     429,
     "rate_limit_exceeded",
     "Too many requests for this API key; retry after the time in Retry-After",
+);
+pub const ERR_AUTH_FAILURES: EdgeError = EdgeError::new(
+    429,
+    "rate_limit_exceeded",
+    "Too many failed authentications from this address; retry after the time in Retry-After",
+);
+pub const ERR_PUBLIC_RATE_LIMITED: EdgeError = EdgeError::new(
+    429,
+    "rate_limit_exceeded",
+    "Too many requests from this address; retry after the time in Retry-After",
 );
 pub const ERR_KEY_STORE: EdgeError = EdgeError::new(
     503,

@@ -230,16 +230,29 @@ async fn main() {
         println!("\nwhat one request through Spin costs outside the component (GET /v1/balances):");
         let n = requests.min(1000);
         let core_port = server.core_addr().port();
-        let (redis_before, conns_before) = (redis_commands(), core_connections(core_port));
+        let (redis_before, conns_before) = (redis_stats(), core_connections(core_port));
+        let started = Instant::now();
         for i in 0..n {
             one(&target, Route::Spin, "GET", "/v1/balances", "", i).await;
         }
-        let (redis_after, conns_after) = (redis_commands(), core_connections(core_port));
+        let elapsed = started.elapsed();
+        let (redis_after, conns_after) = (redis_stats(), core_connections(core_port));
         let per = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => format!("{:.2}", (b.saturating_sub(a)) as f64 / n as f64),
             _ => "n/a".to_string(),
         };
-        println!("  Redis commands per request: {}", per(redis_before, redis_after));
+        println!(
+            "  {n} requests in sequence, mean {:.0} µs each",
+            micros(elapsed) / n as f64
+        );
+        println!(
+            "  Redis commands per request: {}",
+            per(redis_before.map(|s| s.0), redis_after.map(|s| s.0))
+        );
+        println!(
+            "  Redis connections opened per request: {}",
+            per(redis_before.map(|s| s.1), redis_after.map(|s| s.1))
+        );
         println!(
             "  connections to the core opened and closed per request: {}",
             per(conns_before, conns_after)
@@ -249,16 +262,20 @@ async fn main() {
     server.stop().await;
 }
 
-/// Commands Redis has served so far (`INFO stats`), if redis-cli answers.
-fn redis_commands() -> Option<u64> {
+/// Commands Redis has served and connections it has accepted so far
+/// (`INFO stats`), if redis-cli answers (its own call counts one of each).
+fn redis_stats() -> Option<(u64, u64)> {
     let out = std::process::Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", "6379", "INFO", "stats"])
         .output()
         .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|v| v.trim().parse().ok())
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stat = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((stat("total_commands_processed:")?, stat("total_connections_received:")?))
 }
 
 /// Connections to the core closed so far, from the kernel's view: each

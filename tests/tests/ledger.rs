@@ -560,8 +560,16 @@ async fn assert_velocity_exact(ledger: &Ledger, wallet: i64) {
             count: row.get::<i64, _>(0) as u32,
             sum_minor: row.get(1),
         };
-        assert_eq!(kept.last_hour, counted(&hour), "last hour of wallet {wallet}, {later_ms} ms on");
-        assert_eq!(kept.last_day, counted(&day), "last day of wallet {wallet}, {later_ms} ms on");
+        assert_eq!(
+            kept.last_hour,
+            counted(&hour),
+            "last hour of wallet {wallet}, {later_ms} ms on"
+        );
+        assert_eq!(
+            kept.last_day,
+            counted(&day),
+            "last day of wallet {wallet}, {later_ms} ms on"
+        );
     }
 }
 

@@ -218,11 +218,17 @@ impl Gateway {
     pub async fn handle(
         &self,
         request: hyper::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         // The guest reads the whole body into its memory anyway: read it
         // here, up to the relay limit, so an oversized or broken body gets a
         // clean 4xx from the host instead of failing inside the component.
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        // Who connected, as Spin tells a component (replacing whatever the
+        // client sent under that name).
+        if let Ok(value) = http::HeaderValue::from_str(&peer.to_string()) {
+            parts.headers.insert(CLIENT_ADDR_HEADER, value);
+        }
         let body = match read_body(body).await {
             Ok(body) => body,
             Err(response) => return Ok(*response),
@@ -379,6 +385,9 @@ fn edge_failure_response(err: &anyhow::Error) -> hyper::Response<HyperOutgoingBo
     )
 }
 
+/// The header carrying the connecting peer's address to the component.
+pub const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
+
 /// Accepts HTTP/1.1 connections on `listener` until `shutdown` resolves.
 pub async fn serve(
     gateway: Gateway,
@@ -402,7 +411,7 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |request| {
                 let gateway = gateway.clone();
                 async move {
-                    let response = match gateway.handle(request).await {
+                    let response = match gateway.handle(request, peer).await {
                         Ok(response) => response,
                         Err(err) => {
                             tracing::error!(error = %format!("{err:#}"), "edge failure");
