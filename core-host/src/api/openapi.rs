@@ -207,7 +207,8 @@ fn complete_operation(method: &str, operation: &mut Value, scope: Option<&str>, 
         }
     } else {
         for (status, response) in shared_errors(method) {
-            if matches!(status, "400" | "500" | "502" | "503") {
+            // No key, so no 401/403; limited per client address instead.
+            if matches!(status, "400" | "413" | "429" | "500" | "502" | "503") {
                 responses.entry(status).or_insert(response);
             }
         }
