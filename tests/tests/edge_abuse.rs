@@ -168,3 +168,58 @@ async fn forwarded_addresses_are_ignored_unless_the_peer_is_a_trusted_proxy() {
     assert_eq!(server.get("/v1/balances").await.status, 200);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_in_bounded_time_while_others_are_served() {
+    use nixo_core::edge::{BODY_READ_TIMEOUT_MS, HEADER_READ_TIMEOUT_MS};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if nixo_tests::spin::through_spin() {
+        // Spin's own HTTP listener holds these connections; what it does
+        // with them is Spin's configuration, not the component's.
+        eprintln!("embedded gateway only: the slow-client limits are the embedded host's listener's");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(ServeConfig::ephemeral(dir.path()), None).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // Headers that never end (slow loris), and a body that never arrives.
+    let mut headers = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    headers
+        .write_all(b"GET /v1/balances HTTP/1.1\r\nHost: nixo\r\n")
+        .await
+        .unwrap();
+    let mut body = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/payments/transfer HTTP/1.1\r\nHost: nixo\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"from_wallet\"",
+        server.key
+    );
+    body.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+
+    // Everyone else is served meanwhile.
+    for _ in 0..5 {
+        assert_eq!(server.get("/v1/balances").await.status, 200);
+    }
+    let read_all = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).to_string()
+    };
+    let slack = Duration::from_secs(5);
+    let (cut, timed_out) = tokio::join!(
+        tokio::time::timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS) + slack, read_all(headers)),
+        tokio::time::timeout(Duration::from_millis(BODY_READ_TIMEOUT_MS) + slack, async {
+            let mut answer = vec![0u8; 4096];
+            let n = body.read(&mut answer).await.unwrap_or(0);
+            String::from_utf8_lossy(&answer[..n]).to_string()
+        }),
+    );
+    cut.expect("a client that never finishes its headers is disconnected");
+    let timed_out = timed_out.expect("a body that never arrives gets an answer");
+    assert!(timed_out.starts_with("HTTP/1.1 408"), "{timed_out}");
+    assert!(timed_out.contains(r#""code":"invalid_request""#), "{timed_out}");
+    assert!(started.elapsed() >= Duration::from_millis(HEADER_READ_TIMEOUT_MS.min(BODY_READ_TIMEOUT_MS)) - slack);
+    server.stop().await;
+}

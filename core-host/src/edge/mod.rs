@@ -63,6 +63,11 @@ pub const CORE_AUTHORITY: &str = "nixo-core.internal";
 pub const RELAY_BODY_LEN_MAX_BYTES: usize = 1 << 20;
 /// Most of an oversized request body read and dropped after answering 413.
 pub const DRAIN_LEN_MAX_BYTES: usize = 16 << 20;
+/// How long a client may take to send a request's headers (a slow-loris
+/// client is disconnected after it).
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// How long a client may take to send a request's body: then 408.
+pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
 /// Gateway instances alive at once (one per request in flight); beyond it
 /// the edge answers 503 with `Retry-After`.
 pub const EDGE_INSTANCES_MAX: u32 = 1_000;
@@ -229,9 +234,16 @@ impl Gateway {
         if let Ok(value) = http::HeaderValue::from_str(&peer.to_string()) {
             parts.headers.insert(CLIENT_ADDR_HEADER, value);
         }
-        let body = match read_body(body).await {
-            Ok(body) => body,
-            Err(response) => return Ok(*response),
+        let reading = tokio::time::timeout(std::time::Duration::from_millis(BODY_READ_TIMEOUT_MS), read_body(body));
+        let body = match reading.await {
+            Ok(Ok(body)) => body,
+            Ok(Err(response)) => return Ok(*response),
+            Err(_) => {
+                return Ok(error_response(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    br#"{"error":{"code":"invalid_request","message":"The request body did not arrive in time","field":"body"}}"#,
+                ));
+            }
         };
         let path = parts.uri.path();
         let dashboard =
@@ -422,6 +434,8 @@ pub async fn serve(
                 }
             });
             let connection = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_millis(HEADER_READ_TIMEOUT_MS))
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
