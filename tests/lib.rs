@@ -479,14 +479,19 @@ pub fn numbers_sql(backend: nixo_core::db::Backend) -> &'static str {
 /// the sandbox account straight to the database, `per_ms` to a millisecond
 /// (ties the keyset must break by id): a long history without the API.
 pub async fn seed_transfers(server: &TestServer, n: i64, per_ms: i64) {
+    let first_ms = 1_700_000_000_000_i64;
+    seed_transfers_between(server, n, first_ms, first_ms + n / per_ms.max(1)).await;
+}
+
+/// Writes `n` settled KES transfers from wallet 101 to 102 straight to the
+/// database, created evenly from `from_ms` to `to_ms` (the velocity
+/// triggers run for each, as for any write).
+pub async fn seed_transfers_between(server: &TestServer, n: i64, from_ms: i64, to_ms: i64) {
     let db = server.db();
-    let account = server
-        .running()
-        .bootstrap
-        .as_ref()
-        .expect("a first start")
-        .account_id
-        .clone();
+    let account: String = sqlx::query_scalar("SELECT owner_account_id FROM ledger_accounts WHERE id = 101")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     let numbers = numbers_sql(db.backend);
     let before: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM transactions")
         .fetch_one(&db.pool)
@@ -495,14 +500,14 @@ pub async fn seed_transfers(server: &TestServer, n: i64, per_ms: i64) {
     let sql = format!(
         "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, from_wallet,
              to_wallet, created_at_ms)
-         SELECT 'sandbox', $2, 'transfer', 'SETTLED', (i % 100000) + 1, 'KES', 101, 102, $3 + i / $4
+         SELECT 'sandbox', $2, 'transfer', 'SETTLED', (i % 100000) + 1, 'KES', 101, 102, $3 + i * $4 / $1
          FROM ({numbers}) AS s"
     );
     sqlx::query(&sql)
         .bind(n)
         .bind(account.as_str())
-        .bind(1_700_000_000_000_i64)
-        .bind(per_ms.max(1))
+        .bind(from_ms)
+        .bind(to_ms - from_ms)
         .execute(&db.pool)
         .await
         .unwrap();

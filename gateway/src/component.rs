@@ -288,25 +288,30 @@ async fn gate_and_forward(
 /// Who is calling, for the limits that come before (or instead of) a key:
 /// failed authentications and the public routes, counted per address.
 struct Client {
-    address: Option<std::net::IpAddr>,
+    /// `spin-client-addr` and `X-Forwarded-For` as sent; the address is
+    /// worked out only when a count needs it (never for a cached valid key).
+    peer: Option<String>,
+    forwarded_for: Option<String>,
     secret: Vec<u8>,
     now_s: i64,
 }
 
 impl Client {
     fn of(req: &Request, config: &Config, now_ms: i64) -> Client {
-        let proxies = variable(VAR_TRUSTED_PROXIES)
-            .map(|p| access::parse_proxies(&p))
-            .unwrap_or_default();
+        let text = |name: &str| req.header(name).and_then(|v| v.as_str()).map(str::to_string);
         Client {
-            address: access::client_address(
-                req.header(CLIENT_ADDR_HEADER).and_then(|v| v.as_str()),
-                req.header("x-forwarded-for").and_then(|v| v.as_str()),
-                &proxies,
-            ),
+            peer: text(CLIENT_ADDR_HEADER),
+            forwarded_for: text("x-forwarded-for"),
             secret: config.secret.as_bytes().to_vec(),
             now_s: now_ms / 1000,
         }
+    }
+
+    fn address(&self) -> Option<std::net::IpAddr> {
+        let proxies = variable(VAR_TRUSTED_PROXIES)
+            .map(|p| access::parse_proxies(&p))
+            .unwrap_or_default();
+        access::client_address(self.peer.as_deref(), self.forwarded_for.as_deref(), &proxies)
     }
 
     fn limit(purpose: &str) -> RateLimit {
@@ -322,7 +327,8 @@ impl Client {
     fn count(&self, bucket: &store::Bucket, purpose: &str, by: i64) -> Result<RateDecision, EdgeError> {
         let limit = Self::limit(purpose);
         let window = access::window(limit, self.now_s);
-        let key = |index| access::address_counter_key(&self.secret, purpose, self.address, limit, index);
+        let address = self.address();
+        let key = |index| access::address_counter_key(&self.secret, purpose, address, limit, index);
         let count = atomics::increment(bucket, &key(window.index), by).map_err(|_| edge::ERR_KEY_STORE)?;
         if by > 0 && count == by && window.index > 0 {
             let _ = bucket.delete(&key(window.index - 1));

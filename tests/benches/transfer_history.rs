@@ -11,7 +11,7 @@
 
 use futures_util::StreamExt;
 use nixo_core::server::ServeConfig;
-use nixo_tests::{TestServer, env_count, start_with};
+use nixo_tests::{TestServer, env_count, seed_transfers_between, start_with};
 use std::time::Instant;
 
 const BODY: &str = r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#;
@@ -47,34 +47,6 @@ async fn transfers_per_s(server: &TestServer, run: &str, count: usize, connectio
     rate
 }
 
-/// `n` settled transfers from wallet 101, written straight to the database
-/// (the velocity triggers run for each), spread evenly over the day before
-/// the last hour.
-async fn seed_history(server: &TestServer, n: i64) {
-    let db = server.db();
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let (from_ms, to_ms) = (now_ms - 23 * 3_600_000, now_ms - 3_600_000);
-    let account: String = sqlx::query_scalar("SELECT owner_account_id FROM ledger_accounts WHERE id = 101")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let sql = format!(
-        "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, from_wallet,
-             to_wallet, created_at_ms)
-         SELECT 'sandbox', $2, 'transfer', 'SETTLED', 100, 'KES', 101, 102, $3 + i * $4 / $1
-         FROM ({}) AS s",
-        nixo_tests::numbers_sql(db.backend)
-    );
-    sqlx::query(&sql)
-        .bind(n)
-        .bind(account)
-        .bind(from_ms)
-        .bind(to_ms - from_ms)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let history = env_count("NIXO_BENCH_HISTORY", 1_000_000i64);
@@ -103,7 +75,9 @@ async fn main() {
     transfers_per_s(&server, "warm", 200, connections).await;
     let empty = transfers_per_s(&server, "empty", count, connections).await;
     let seeding = Instant::now();
-    seed_history(&server, history).await;
+    // Inside the last day's windows, before the last hour.
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    seed_transfers_between(&server, history, now_ms - 23 * 3_600_000, now_ms - 3_600_000).await;
     println!(
         "seeded {history} transfers from wallet 101 over the last day in {:.1} s",
         seeding.elapsed().as_secs_f64()
