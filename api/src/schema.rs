@@ -146,6 +146,58 @@ fn split_decimal(text: &str) -> Option<SplitDecimal> {
     })
 }
 
+/// A JSON document read only to check that no object in it repeats a key.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueKeys, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut keys = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if keys.contains(&key) {
+                return Err(serde::de::Error::custom(format_args!("repeats the key \"{key}\"")));
+            }
+            map.next_value::<UniqueKeys>()?;
+            keys.insert(key);
+        }
+        Ok(UniqueKeys)
+    }
+}
+
 /// Parses a body that must be a JSON object.
 pub fn parse_object(body: &[u8]) -> Checked<Map<String, Value>> {
     if body.is_empty() {
@@ -153,6 +205,9 @@ pub fn parse_object(body: &[u8]) -> Checked<Map<String, Value>> {
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| FieldError::new("body", format!("Request body is not valid JSON: {e}")))?;
+    // A key given twice is ambiguous (which amount did the client mean?):
+    // refused, at any depth, rather than silently taking the last.
+    serde_json::from_slice::<UniqueKeys>(body).map_err(|e| FieldError::new("body", format!("Request body {e}")))?;
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(FieldError::new("body", "Request body must be a JSON object")),
@@ -980,6 +1035,22 @@ fn no_body(body: &[u8]) -> Checked<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        for body in [
+            r#"{"amount":"1.00","amount":"90000.00"}"#,
+            r#"{"metadata":{"a":"1","a":"2"}}"#,
+            r#"{"list":[{"x":1},{"y":2,"y":3}]}"#,
+        ] {
+            let err = parse_object(body.as_bytes()).unwrap_err();
+            assert_eq!(err.field, "body");
+            assert!(err.message.contains("repeats the key"), "{body}: {}", err.message);
+        }
+        // The same key in sibling objects, and numbers of any precision, are fine.
+        let ok = parse_object(br#"{"a":{"k":1},"b":{"k":12345678901234567890.123456789}}"#).unwrap();
+        assert_eq!(ok.len(), 2);
+    }
 
     fn kes() -> Currency {
         Currency::from_code("KES").unwrap()

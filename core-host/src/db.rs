@@ -60,6 +60,33 @@ pub struct Db {
 
 /// The file of a `sqlite://<path>[?…]` URL (`None` for other databases and
 /// in-memory SQLite).
+/// Whether a database error means the database cannot be reached or
+/// written for now (rather than a bug or a constraint): connection and I/O
+/// failures, an exhausted pool, PostgreSQL shutting down, restarting or out
+/// of resources (SQLSTATE classes 08, 53, 57P, 58), SQLite full, busy,
+/// unable to open or failing I/O.
+pub fn unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if code.len() == 5 {
+                // A PostgreSQL SQLSTATE.
+                return ["08", "53", "57P", "58"].iter().any(|class| code.starts_with(class));
+            }
+            // A SQLite (extended) result code; the primary code is its low
+            // byte: BUSY 5, LOCKED 6, IOERR 10, FULL 13, CANTOPEN 14.
+            code.parse::<i64>()
+                .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14))
+        }
+        _ => false,
+    }
+}
+
 pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();

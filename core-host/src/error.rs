@@ -49,8 +49,23 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "resource_not_found", message)
     }
 
-    /// 500 with a generic message; the cause goes to the log, not the client.
+    /// 500 with a generic message; the cause goes to the log, not the
+    /// client. A database that cannot be reached or written (down,
+    /// restarting, out of disk) is 503 `service_unavailable` instead: a
+    /// retry with the same `Idempotency-Key` later is safe and will work.
     pub fn internal(cause: &anyhow::Error) -> Self {
+        if cause
+            .chain()
+            .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+            .any(crate::db::unavailable)
+        {
+            tracing::warn!(error = %format!("{cause:#}"), "database unavailable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "The database is unavailable; retry with backoff (with the same Idempotency-Key)",
+            );
+        }
         tracing::error!(error = %format!("{cause:#}"), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

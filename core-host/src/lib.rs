@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod api;
 pub mod artefacts;
 pub mod auth;
+pub mod chaos;
 pub mod clock;
 pub mod db;
 pub mod edge;

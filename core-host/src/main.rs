@@ -123,6 +123,60 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Fault-injection tests of a whole installation.
+    Chaos {
+        #[command(subcommand)]
+        command: ChaosCommand,
+    },
+    /// The sandbox bank and Daraja as a process of their own (for replicas
+    /// that must share one bank and one Daraja); prints the live-rails
+    /// variables that point `nixo serve` at them, then serves.
+    Sandbox {
+        /// Where the sandboxes keep their books.
+        #[arg(long, default_value = "nixo-sandbox")]
+        data_dir: PathBuf,
+        /// Address of the sandbox bank (ISO 20022 host-to-host).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bank_listen: SocketAddr,
+        /// Address of the sandbox Daraja (M-Pesa).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        daraja_listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChaosCommand {
+    /// The bank test: starts `nixo serve` replicas behind one sandbox bank
+    /// and Daraja, drives concurrent clients with random money operations
+    /// (every POST idempotent and retried), kills replicas with SIGKILL at
+    /// random points, then checks that money is conserved, every
+    /// acknowledged operation happened exactly once, every event and
+    /// webhook is accounted for and the ledger verifies. Exits 2 on any
+    /// violation.
+    Bank {
+        /// An empty PostgreSQL database for the replicas; SQLite when unset.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Replicas on the database (more than one needs PostgreSQL).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Operations in all.
+        #[arg(long, default_value_t = 100_000)]
+        operations: usize,
+        /// SIGKILLs during the run.
+        #[arg(long, default_value_t = 5)]
+        kills: usize,
+        /// Seed of the random choices (operations, kill points).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where the replicas' data directories and logs go (kept); a new
+        /// temporary directory when unset.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 /// How the embedded gateway is configured (what Spin takes from its
@@ -419,6 +473,60 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => tokio::task::spawn_blocking(move || plugin(command)).await?,
+        Command::Chaos {
+            command:
+                ChaosCommand::Bank {
+                    database_url,
+                    replicas,
+                    clients,
+                    operations,
+                    kills,
+                    seed,
+                    work_dir,
+                },
+        } => {
+            let temporary = tempfile::Builder::new().prefix("nixo-chaos-").tempdir()?;
+            let work_dir = work_dir.unwrap_or_else(|| temporary.path().to_path_buf());
+            let report = nixo_core::chaos::bank(nixo_core::chaos::BankConfig {
+                nixo: std::env::current_exe()?,
+                work_dir: work_dir.clone(),
+                database_url,
+                replicas,
+                clients,
+                operations,
+                kills,
+                seed,
+            })
+            .await?;
+            print!("{report}");
+            if report.is_sound() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                // Keep the evidence: the replicas' data and logs.
+                let _ = temporary.keep();
+                println!("replicas' data directories and logs kept in {}", work_dir.display());
+                Ok(ExitCode::from(2))
+            }
+        }
+        Command::Sandbox {
+            data_dir,
+            bank_listen,
+            daraja_listen,
+        } => {
+            std::fs::create_dir_all(&data_dir)?;
+            let timings = nixo_core::rail_wiring::SandboxTimings::from_env()?;
+            let (_stop, shutdown) = tokio::sync::watch::channel(false);
+            let sandboxes =
+                nixo_core::rail_wiring::start_sandboxes(&timings, &data_dir, bank_listen, daraja_listen, shutdown)
+                    .await?;
+            for (name, value) in sandboxes.live_variables(&timings) {
+                println!("{name}={value}");
+            }
+            println!("nixo: sandbox rails ready (set the variables above and NIXO_PUBLIC_URL for `nixo serve`)");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            shutdown_signal().await;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ledger {
             command: LedgerCommand::Verify { storage, grace_ms },
         } => {

@@ -101,6 +101,8 @@ pub struct LiveRails {
     pub daraja: DarajaConfig,
     /// The public base URL of the gateway (Daraja posts results there).
     pub public_url: String,
+    /// How long Nixo waits for a Daraja B2C result before asking.
+    pub mpesa_result_wait_ms: i64,
     pub stk_result_wait_ms: i64,
     pub withdrawal_wait_ms: i64,
 }
@@ -167,6 +169,7 @@ impl RailsConfig {
                 passkey: var("NIXO_DARAJA_PASSKEY")?,
             },
             public_url: var("NIXO_PUBLIC_URL")?,
+            mpesa_result_wait_ms: env_ms("NIXO_MPESA_RESULT_WAIT_MS", MPESA_RESULT_WAIT_MS)?,
             stk_result_wait_ms: env_ms("NIXO_MPESA_STK_WAIT_MS", STK_RESULT_WAIT_MS)?,
             withdrawal_wait_ms: env_ms("NIXO_WITHDRAWAL_WAIT_MS", WITHDRAWAL_WAIT_MS)?,
         })))
@@ -181,11 +184,14 @@ pub fn callback_token(gateway_secret: &str) -> String {
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
-async fn serve_on_loopback(
+async fn serve_on(
+    listen: SocketAddr,
     router: axum::Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<anyhow::Result<()>>)> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -220,65 +226,140 @@ pub async fn start(
                 initiating_party: live.debtor.name.clone(),
                 callback_base_url: live.public_url.clone(),
                 callback_token: token,
-                mpesa_result_wait_ms: MPESA_RESULT_WAIT_MS,
+                mpesa_result_wait_ms: live.mpesa_result_wait_ms,
                 stk_result_wait_ms: live.stk_result_wait_ms,
                 withdrawal_wait_ms: live.withdrawal_wait_ms,
             };
             Ok((Arc::new(rails), Vec::new()))
         }
         RailsConfig::Sandbox(timings) => {
-            let bank_token = random_secret();
-            let (bank_addr, bank_task) = serve_on_loopback(
-                bank_sandbox::router(SandboxBankConfig {
-                    token: bank_token.clone(),
-                    settle_delay_ms: timings.bank_settle_delay_ms,
-                    slow_delay_ms: timings.bank_slow_delay_ms,
-                    state_file: Some(data_dir.join("sandbox-bank.json")),
-                }),
-                shutdown.clone(),
-            )
-            .await?;
-            let daraja = SandboxDarajaConfig {
-                consumer_key: random_secret(),
-                consumer_secret: random_secret(),
-                shortcode: "600996".into(),
-                result_delay_ms: timings.mpesa_result_delay_ms,
-                slow_delay_ms: timings.mpesa_slow_delay_ms,
-                state_file: Some(data_dir.join("sandbox-daraja.json")),
-                stk_shortcode: "174379".into(),
-                passkey: random_secret(),
-            };
-            let (daraja_addr, daraja_task) =
-                serve_on_loopback(daraja_sandbox::router(daraja.clone()), shutdown).await?;
-            tracing::info!(bank = %bank_addr, daraja = %daraja_addr, "sandbox rails started");
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let sandboxes = start_sandboxes(timings, data_dir, loopback, loopback, shutdown).await?;
+            let live = sandboxes.live(timings, &format!("http://{public_addr}"));
             let rails = PayoutRails {
-                bank: Arc::new(HostToHost::new(&format!("http://{bank_addr}"), &bank_token)),
-                mpesa: Arc::new(Daraja::new(DarajaConfig {
-                    base_url: format!("http://{daraja_addr}"),
-                    consumer_key: daraja.consumer_key,
-                    consumer_secret: daraja.consumer_secret,
-                    shortcode: daraja.shortcode,
-                    initiator_name: "nixo-sandbox".into(),
-                    security_credential: random_secret(),
-                    command_id: "BusinessPayment".into(),
-                    stk_shortcode: daraja.stk_shortcode,
-                    passkey: daraja.passkey,
-                })),
-                debtor: Debtor {
-                    name: "Nixo Finance Ltd".into(),
-                    iban: "GB82WEST12345698765432".into(),
-                    bic: "WESTGB2L".into(),
-                },
+                bank: Arc::new(HostToHost::new(&live.bank_url, &live.bank_token)),
+                mpesa: Arc::new(Daraja::new(live.daraja.clone())),
+                debtor: live.debtor.clone(),
                 initiating_party: "Nixo Finance".into(),
-                callback_base_url: format!("http://{public_addr}"),
+                callback_base_url: live.public_url.clone(),
                 callback_token: token,
                 mpesa_result_wait_ms: timings.mpesa_result_wait_ms,
                 stk_result_wait_ms: timings.stk_result_wait_ms,
                 withdrawal_wait_ms: timings.withdrawal_wait_ms,
             };
-            Ok((Arc::new(rails), vec![bank_task, daraja_task]))
+            Ok((Arc::new(rails), sandboxes.tasks))
         }
     }
+}
+
+/// The sandbox bank and Daraja, serving, with the credentials they expect.
+pub struct Sandboxes {
+    pub bank_addr: SocketAddr,
+    pub bank_token: String,
+    pub daraja_addr: SocketAddr,
+    pub daraja: SandboxDarajaConfig,
+    pub security_credential: String,
+    pub tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Sandboxes {
+    /// The live-rails configuration that points at these sandboxes.
+    pub fn live(&self, timings: &SandboxTimings, public_url: &str) -> LiveRails {
+        LiveRails {
+            bank_url: format!("http://{}", self.bank_addr),
+            bank_token: self.bank_token.clone(),
+            debtor: Debtor {
+                name: "Nixo Finance Ltd".into(),
+                iban: "GB82WEST12345698765432".into(),
+                bic: "WESTGB2L".into(),
+            },
+            daraja: DarajaConfig {
+                base_url: format!("http://{}", self.daraja_addr),
+                consumer_key: self.daraja.consumer_key.clone(),
+                consumer_secret: self.daraja.consumer_secret.clone(),
+                shortcode: self.daraja.shortcode.clone(),
+                initiator_name: "nixo-sandbox".into(),
+                security_credential: self.security_credential.clone(),
+                command_id: "BusinessPayment".into(),
+                stk_shortcode: self.daraja.stk_shortcode.clone(),
+                passkey: self.daraja.passkey.clone(),
+            },
+            public_url: public_url.to_string(),
+            mpesa_result_wait_ms: timings.mpesa_result_wait_ms,
+            stk_result_wait_ms: timings.stk_result_wait_ms,
+            withdrawal_wait_ms: timings.withdrawal_wait_ms,
+        }
+    }
+
+    /// The environment variables that make `nixo serve` use these
+    /// sandboxes as its live rails (`NIXO_PUBLIC_URL` is the server's own).
+    pub fn live_variables(&self, timings: &SandboxTimings) -> Vec<(String, String)> {
+        let live = self.live(timings, "");
+        [
+            (ENV_BANK_URL, live.bank_url),
+            ("NIXO_BANK_TOKEN", live.bank_token),
+            ("NIXO_BANK_DEBTOR_NAME", live.debtor.name),
+            ("NIXO_BANK_DEBTOR_IBAN", live.debtor.iban),
+            ("NIXO_BANK_DEBTOR_BIC", live.debtor.bic),
+            ("NIXO_DARAJA_URL", live.daraja.base_url),
+            ("NIXO_DARAJA_CONSUMER_KEY", live.daraja.consumer_key),
+            ("NIXO_DARAJA_CONSUMER_SECRET", live.daraja.consumer_secret),
+            ("NIXO_DARAJA_SHORTCODE", live.daraja.shortcode),
+            ("NIXO_DARAJA_INITIATOR", live.daraja.initiator_name),
+            ("NIXO_DARAJA_SECURITY_CREDENTIAL", live.daraja.security_credential),
+            ("NIXO_DARAJA_STK_SHORTCODE", live.daraja.stk_shortcode),
+            ("NIXO_DARAJA_PASSKEY", live.daraja.passkey),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
+    }
+}
+
+/// Starts the sandbox bank and Daraja on the given addresses, their books
+/// kept in `data_dir` (so they survive a restart, as a real bank's do).
+/// `nixo serve` starts them on loopback for itself; `nixo sandbox` starts
+/// them as a process of their own, for replicas that must share one bank
+/// and one Daraja.
+pub async fn start_sandboxes(
+    timings: &SandboxTimings,
+    data_dir: &std::path::Path,
+    bank_listen: SocketAddr,
+    daraja_listen: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Sandboxes> {
+    let bank_token = random_secret();
+    let (bank_addr, bank_task) = serve_on(
+        bank_listen,
+        bank_sandbox::router(SandboxBankConfig {
+            token: bank_token.clone(),
+            settle_delay_ms: timings.bank_settle_delay_ms,
+            slow_delay_ms: timings.bank_slow_delay_ms,
+            state_file: Some(data_dir.join("sandbox-bank.json")),
+        }),
+        shutdown.clone(),
+    )
+    .await?;
+    let daraja = SandboxDarajaConfig {
+        consumer_key: random_secret(),
+        consumer_secret: random_secret(),
+        shortcode: "600996".into(),
+        result_delay_ms: timings.mpesa_result_delay_ms,
+        slow_delay_ms: timings.mpesa_slow_delay_ms,
+        state_file: Some(data_dir.join("sandbox-daraja.json")),
+        stk_shortcode: "174379".into(),
+        passkey: random_secret(),
+    };
+    let (daraja_addr, daraja_task) = serve_on(daraja_listen, daraja_sandbox::router(daraja.clone()), shutdown).await?;
+    tracing::info!(bank = %bank_addr, daraja = %daraja_addr, "sandbox rails started");
+    Ok(Sandboxes {
+        bank_addr,
+        bank_token,
+        daraja_addr,
+        daraja,
+        security_credential: random_secret(),
+        tasks: vec![bank_task, daraja_task],
+    })
 }
 
 /// Where KYC checks go: the in-process sandbox provider (default), or a
@@ -332,7 +413,8 @@ pub async fn start_kyc(
         KycConfig::Live { url, token } => Ok((Arc::new(IdvClient::new(url, token)), Vec::new())),
         KycConfig::Sandbox { complete_delay_ms } => {
             let token = random_secret();
-            let (addr, task) = serve_on_loopback(
+            let (addr, task) = serve_on(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
                 kyc_sandbox::router(SandboxKycConfig {
                     token: token.clone(),
                     complete_delay_ms: *complete_delay_ms,

@@ -764,6 +764,7 @@ async fn a_deposit_while_mpesa_is_down_is_a_503_and_can_be_retried() {
                     passkey: "p".into(),
                 },
                 public_url: "https://nixo.example".into(),
+                mpesa_result_wait_ms: 60_000,
                 stk_result_wait_ms: 60_000,
                 withdrawal_wait_ms: 1_000,
             })),

@@ -12,7 +12,7 @@
 
 use super::{AppState, Caller};
 use crate::error::ApiError;
-use crate::idempotency::{Begin, Scope, StoredResponse, request_hash};
+use crate::idempotency::{Begin, Scope, StoredResponse, TABLE_LEASE_RENEW_MS, request_hash};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -101,7 +101,27 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         Err(err) => return ApiError::from(err).into_response(),
     };
 
-    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let running = next.run(Request::from_parts(parts, Body::from(body)));
+    let response = if store.renews_leases() {
+        // A short lease, renewed while the request runs: if this process
+        // dies, a retry elsewhere takes the key over soon after.
+        tokio::pin!(running);
+        let mut renew = tokio::time::interval(std::time::Duration::from_millis(TABLE_LEASE_RENEW_MS));
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                response = &mut running => break response,
+                _ = renew.tick() => {
+                    if let Err(err) = store.renew(&lease, state.services.clock.now_ms()).await {
+                        tracing::warn!(error = %err, "renewing an idempotency lease failed");
+                    }
+                }
+            }
+        }
+    } else {
+        running.await
+    };
     let (parts, body) = response.into_parts();
     let body = match axum::body::to_bytes(body, crate::edge::RELAY_BODY_LEN_MAX_BYTES).await {
         Ok(body) => body,

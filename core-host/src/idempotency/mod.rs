@@ -33,8 +33,16 @@ use std::sync::Arc;
 
 /// How long a stored answer is replayed (Stripe keeps keys 24 h).
 pub const RETENTION_MS: i64 = 24 * 3_600_000;
-/// How long a request holds its key before a retry may take it over.
+/// How long a request holds its key in the in-process front (SQLite)
+/// before a retry may take it over (a holder there dies only with its
+/// process, and a restart frees every key the process held).
 pub const LEASE_MS: i64 = 60_000;
+/// How long a request holds its key in the table (PostgreSQL, replicas)
+/// without renewing it: a replica killed mid-request frees its keys this
+/// soon, so clients retrying the request elsewhere are not kept waiting.
+pub const TABLE_LEASE_MS: i64 = 10_000;
+/// How often a running request renews its lease in the table.
+pub const TABLE_LEASE_RENEW_MS: u64 = 2_500;
 /// Rows deleted by one purge statement at most.
 pub const PURGE_BATCH_MAX: i64 = 5_000;
 /// The job that purges expired records, and how often it runs.
@@ -128,6 +136,33 @@ impl Store {
         }
     }
 
+    /// Whether leases must be renewed while their request runs (the
+    /// table's are short; the front's last while the process does).
+    pub fn renews_leases(&self) -> bool {
+        self.front.is_none()
+    }
+
+    /// Extends a running request's lease in the table; `false` when it was
+    /// lost (the request ran past its lease and a retry took the key).
+    pub async fn renew(&self, lease: &Lease, now_ms: i64) -> Result<bool, sqlx::Error> {
+        if self.front.is_some() {
+            return Ok(true);
+        }
+        let renewed = sqlx::query(
+            "UPDATE idempotency_keys SET lease_until_ms = $1
+             WHERE environment = $2 AND account_id = $3 AND idempotency_key = $4 AND lock_token = $5
+               AND state = 'in_progress'",
+        )
+        .bind(now_ms + TABLE_LEASE_MS)
+        .bind(lease.scope.environment.as_str())
+        .bind(lease.scope.account_id.as_str())
+        .bind(lease.scope.key.as_str())
+        .bind(lease.token.as_str())
+        .execute(&self.db.relaxed)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     /// Gives the key back unused.
     pub async fn release(&self, lease: &Lease) -> Result<(), sqlx::Error> {
         match &self.front {
@@ -209,7 +244,7 @@ async fn begin_in_db(db: &Db, scope: &Scope, request_hash: &str, now_ms: i64) ->
     .bind(scope.key.as_str())
     .bind(request_hash)
     .bind(token.as_str())
-    .bind(now_ms + LEASE_MS)
+    .bind(now_ms + TABLE_LEASE_MS)
     .bind(now_ms)
     .execute(&db.relaxed)
     .await?;
@@ -280,7 +315,7 @@ async fn take_over(
         .bind(scope.account_id.as_str())
         .bind(scope.key.as_str())
         .bind(token)
-        .bind(now_ms + LEASE_MS)
+        .bind(now_ms + TABLE_LEASE_MS)
         .bind(request_hash)
         .bind(fence.value)
         .bind(now_ms - RETENTION_MS)

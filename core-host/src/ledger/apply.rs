@@ -421,8 +421,10 @@ async fn resolve(
             Err(e) => return Err(e.into()),
         }
     }
-    let owners = apply_deltas(conn, &deltas).await?;
-    emit_balance_events(conn, &owners, now_ms).await?;
+    // The transaction's row first (its status change moves the velocity
+    // facts), then the balances: the order `record` takes them in (the
+    // transaction's insert, then the balances), so that a recording and a
+    // resolution on the same wallet cannot deadlock on PostgreSQL.
     sqlx::query("UPDATE transactions SET status = $1 WHERE id = $2")
         .bind(status.as_str())
         .bind(tx_id)
@@ -433,6 +435,8 @@ async fn resolve(
         .bind(tx_id)
         .execute(&mut *conn)
         .await?;
+    let owners = apply_deltas(conn, &deltas).await?;
+    emit_balance_events(conn, &owners, now_ms).await?;
     Ok(status)
 }
 

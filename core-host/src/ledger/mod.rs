@@ -32,6 +32,10 @@ pub(crate) fn injected_fault() -> LedgerError {
     ))
 }
 
+/// Times a PostgreSQL ledger write runs when it keeps losing a deadlock or
+/// a serialization conflict.
+pub const CONFLICT_ATTEMPTS_MAX: u32 = 3;
+
 /// Ledger account flag: debits may never exceed credits (no overdraft).
 pub const FLAG_NO_OVERDRAFT: i64 = 1;
 
@@ -357,21 +361,40 @@ impl Ledger {
                 answer.await.map_err(|_| sqlx::Error::PoolClosed)?
             }
             None => {
-                let mut tx = self.db.pool.begin().await?;
-                match apply::apply(&mut tx, &op).await {
-                    Ok(_) if self.faults.take_for(std::iter::once(&op)) => {
-                        tx.rollback().await?;
-                        Err(injected_fault())
-                    }
-                    Ok(outcome) => {
-                        tx.commit().await?;
-                        Ok(outcome)
-                    }
-                    Err(err) => {
-                        tx.rollback().await?;
-                        Err(err)
+                let mut attempt = 1;
+                loop {
+                    match self.write_once(&op).await {
+                        Err(LedgerError::Db(sqlx::Error::Database(e)))
+                            if attempt < CONFLICT_ATTEMPTS_MAX
+                                && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+                        {
+                            // A deadlock or serialization failure rolled the
+                            // whole operation back: run it again.
+                            tracing::warn!(attempt, error = %e, "ledger write conflicted; running it again");
+                            attempt += 1;
+                        }
+                        other => return other,
                     }
                 }
+            }
+        }
+    }
+
+    /// One database transaction for `op` (PostgreSQL).
+    async fn write_once(&self, op: &WriteOp) -> Result<WriteOutcome, LedgerError> {
+        let mut tx = self.db.pool.begin().await?;
+        match apply::apply(&mut tx, op).await {
+            Ok(_) if self.faults.take_for(std::iter::once(op)) => {
+                tx.rollback().await?;
+                Err(injected_fault())
+            }
+            Ok(outcome) => {
+                tx.commit().await?;
+                Ok(outcome)
+            }
+            Err(err) => {
+                tx.rollback().await?;
+                Err(err)
             }
         }
     }

@@ -71,6 +71,13 @@ async fn commit_batch(
     }
 }
 
+/// The commit's error, once per operation of the batch; a database that
+/// cannot be written for now (full, failing I/O) stays recognisable as such.
 fn clone_error(err: &sqlx::Error) -> sqlx::Error {
-    sqlx::Error::Protocol(format!("ledger commit failed: {err}"))
+    let message = format!("ledger commit failed: {err}");
+    if crate::db::unavailable(err) {
+        sqlx::Error::Io(std::io::Error::other(message))
+    } else {
+        sqlx::Error::Protocol(message)
+    }
 }

@@ -162,6 +162,41 @@ fn row_update(sql: &'static str, binds: Vec<Bind>, refusal: &'static str) -> Eff
 const DEPOSIT_EXISTS: &str = "deposit_exists";
 const DEPOSIT_MOVED_ON: &str = "deposit_moved_on";
 
+/// The answer to a retry that finds its deposit: the deposit once its
+/// prompt is recorded (it has a payment to follow); while the first request
+/// is still sending the prompt (or died doing so, until the check job closes
+/// it), 409 `idempotency_key_in_use`; once closed without a payment, the
+/// refusal it ended with — never a deposit without a `tx_id`.
+fn retried(existing: Deposit) -> ServiceResult<Deposit> {
+    if existing.transaction_id.is_some() {
+        return Ok(existing);
+    }
+    if existing.status == INITIATING {
+        return Err(ServiceError::Conflict {
+            code: "idempotency_key_in_use",
+            message: "The payment prompt of this deposit is still being sent; retry shortly".into(),
+        });
+    }
+    match existing.failure_code.as_deref() {
+        Some("rail_rejected") => Err(ServiceError::Provider {
+            retryable: false,
+            message: existing
+                .result_desc
+                .unwrap_or_else(|| "M-Pesa refused the payment prompt".into())
+                .into(),
+        }),
+        _ => Err(ServiceError::Conflict {
+            code: "deposit_unconfirmed",
+            message: format!(
+                "Deposit {} was closed as failed: its payment prompt was sent but M-Pesa's answer was lost, so it \
+                 cannot be followed. Start a new deposit with a new Idempotency-Key",
+                existing.id
+            )
+            .into(),
+        }),
+    }
+}
+
 /// Starts a deposit: the row, the STK push, then the pending amount.
 pub async fn initiate(
     services: &Services,
@@ -178,7 +213,7 @@ pub async fn initiate(
     if let Some(id) = &idempotency_id
         && let Some(existing) = load_where(db, "idempotency_id", Bind::Text(id.clone())).await?
     {
-        return Ok(existing);
+        return retried(existing);
     }
     let wallet = credited_wallet(services, actor, req).await?;
     let now_ms = services.clock.now_ms();
@@ -210,9 +245,12 @@ pub async fn initiate(
         Ok(()) => {}
         Err(LedgerError::EffectRefused(DEPOSIT_EXISTS)) => {
             let key = idempotency_id.unwrap_or_default();
-            return load_where(db, "idempotency_id", Bind::Text(key)).await?.ok_or_else(|| {
-                ServiceError::Internal(anyhow::anyhow!("a deposit conflicted with one that is not there"))
-            });
+            let existing = load_where(db, "idempotency_id", Bind::Text(key))
+                .await?
+                .ok_or_else(|| {
+                    ServiceError::Internal(anyhow::anyhow!("a deposit conflicted with one that is not there"))
+                })?;
+            return retried(existing);
         }
         Err(other) => return Err(other.into()),
     }
