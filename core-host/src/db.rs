@@ -15,8 +15,10 @@ use std::time::Duration;
 pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
 /// Connections in the pool (readers and non-ledger writes on SQLite).
 pub const POOL_CONNECTIONS_MAX: u32 = 8;
-/// How long to wait for a pooled connection.
-pub const POOL_ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+/// How long to wait for a pooled connection. Also how long a request
+/// waits when the database is down before its 503 `service_unavailable`
+/// (the pool keeps trying to connect until then), so it is kept short.
+pub const POOL_ACQUIRE_TIMEOUT_MS: u64 = 3_000;
 
 /// Durable and safe settings applied to every SQLite connection: WAL with
 /// `synchronous = FULL` (an acknowledged commit survives power loss).
@@ -111,6 +113,12 @@ impl Db {
             anyhow::bail!("unsupported database URL (use sqlite://… or postgres://…)");
         };
         let options = AnyConnectOptions::from_str(url).context("parsing the database URL")?;
+        // A connection that comes back still in a transaction is closed,
+        // not reused (closing rolls the transaction back). SQLite rolls a
+        // transaction back by itself on some errors (a full disk); the
+        // driver's later ROLLBACK then fails and it still counts the
+        // transaction as open, so the next transaction on that connection
+        // would be a savepoint whose rollback leaves the write lock held.
         let pool = AnyPoolOptions::new()
             .max_connections(POOL_CONNECTIONS_MAX)
             .acquire_timeout(Duration::from_millis(POOL_ACQUIRE_TIMEOUT_MS))
@@ -122,6 +130,7 @@ impl Db {
                     Ok(())
                 })
             })
+            .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(options)
             .await
             .context("connecting to the database")?;
@@ -143,6 +152,7 @@ impl Db {
                     Ok(())
                 })
             })
+            .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(AnyConnectOptions::from_str(url).context("parsing the database URL")?)
             .await
             .context("connecting to the database")?;

@@ -176,6 +176,10 @@ enum ChaosCommand {
         /// temporary directory when unset.
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Apply one transfer twice on purpose (a second key), to see the
+        /// checks catch it.
+        #[arg(long, hide = true)]
+        sabotage: bool,
     },
 }
 
@@ -483,6 +487,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     kills,
                     seed,
                     work_dir,
+                    sabotage,
                 },
         } => {
             let temporary = tempfile::Builder::new().prefix("nixo-chaos-").tempdir()?;
@@ -496,6 +501,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 operations,
                 kills,
                 seed,
+                sabotage,
             })
             .await?;
             print!("{report}");

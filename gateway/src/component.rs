@@ -483,6 +483,8 @@ async fn key_record(
             let _ = bucket.set(&cache_key, access::negative_record(now_ms / 1000).as_bytes());
             return Err(client.failed(bucket, edge::ERR_UNKNOWN_KEY, rate));
         }
+        // The core is up but its database is not: say so, as the core does.
+        503 => return Err(edge::ERR_SERVICE_UNAVAILABLE),
         _ => return Err(edge::ERR_CORE_UNAVAILABLE),
     }
     let mut record = KeyRecord::from_json(answer.body()).ok_or(edge::ERR_CORE_UNAVAILABLE)?;

@@ -111,6 +111,12 @@ pub const ERR_CORE_UNAVAILABLE: EdgeError = EdgeError::new(
     "internal_error",
     "The payments core is unavailable; retry with backoff",
 );
+/// The core answered that a service it depends on (its database) is down.
+pub const ERR_SERVICE_UNAVAILABLE: EdgeError = EdgeError::new(
+    503,
+    "service_unavailable",
+    "The database is unavailable; retry with backoff (with the same Idempotency-Key)",
+);
 pub const ERR_MISCONFIGURED: EdgeError = EdgeError::new(500, "internal_error", "The gateway is misconfigured");
 
 /// Deepest nesting of arrays and objects accepted in a JSON body.
@@ -165,7 +171,7 @@ pub const ERR_PUBLIC_RATE_LIMITED: EdgeError = EdgeError::new(
 );
 pub const ERR_KEY_STORE: EdgeError = EdgeError::new(
     503,
-    "internal_error",
+    "service_unavailable",
     "The gateway's key/value store is unavailable; retry with backoff",
 );
 

@@ -89,9 +89,9 @@ fn cases() -> Vec<Case> {
             hostile_body: false,
         },
         Case {
-            name: "a 64 KiB query string",
+            name: "a 32 KiB query string",
             body: Vec::new(),
-            query: format!("?limit=1&{}", "x=1&".repeat(16 << 10)),
+            query: format!("?limit=1&{}", "x=1&".repeat(8 << 10)),
             header: None,
             hostile_body: false,
         },
@@ -159,10 +159,11 @@ async fn every_route_and_method_answers_hostile_input_with_a_structured_4xx() {
                 }
                 let started = Instant::now();
                 let what = format!("{method} {path} with {}", case.name);
+                let short = |text: String| text.chars().take(300).collect::<String>();
                 let response = match request.send().await {
                     Ok(response) => response,
                     Err(err) => {
-                        failures.push(format!("{what}: no answer within {ANSWER_WITHIN_MS} ms ({err})"));
+                        failures.push(short(format!("{what}: no answer within {ANSWER_WITHIN_MS} ms ({err})")));
                         continue;
                     }
                 };
@@ -174,7 +175,7 @@ async fn every_route_and_method_answers_hostile_input_with_a_structured_4xx() {
                     .entry(status)
                     .or_default() += 1;
                 if status >= 500 {
-                    failures.push(format!("{what}: {status} {}", String::from_utf8_lossy(&body)));
+                    failures.push(short(format!("{what}: {status} {}", String::from_utf8_lossy(&body))));
                     continue;
                 }
                 if (400..500).contains(&status) {

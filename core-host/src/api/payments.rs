@@ -47,7 +47,7 @@ const ASYNC_MESSAGE: &str = "Transaction queued for processing.";
         (status = 202, description = "A withdrawal in flight on its rail (PROCESSING) or held for review (PENDING_REVIEW)", body = TransferResponse),
         (status = 402, description = "A withdrawal declined by the risk rules (the envelope), or insufficient_funds (an error)", body = TransferRefused),
         (status = 404, description = "resource_not_found: a wallet that does not exist or is not yours (field names it)", body = ErrorBody),
-        (status = 409, description = "idempotency_key_in_use: a request with this key is still running", body = ErrorBody),
+        (status = 409, description = "idempotency_key_in_use: a request with this key is still running; deposit_unconfirmed: a retried deposit whose payment prompt was sent but whose answer was lost, closed as failed (start a new deposit with a new key)", body = ErrorBody),
         (status = 422, description = "idempotency_key_reused: the key was used with another request", body = ErrorBody),
     )
 )]

@@ -39,6 +39,10 @@ pub struct BankConfig {
     pub operations: usize,
     pub kills: usize,
     pub seed: u64,
+    /// Sends one cross-currency transfer a second time under another key
+    /// and counts it once, the way a buggy client would: the checks must
+    /// catch it (a test of the checks themselves).
+    pub sabotage: bool,
 }
 
 /// Most replicas a run starts.
@@ -223,6 +227,15 @@ pub async fn bank(config: BankConfig) -> anyhow::Result<Report> {
         outcomes.extend(task.await?);
     }
     let kills = killer.await??;
+    if config.sabotage
+        && let Some(first) = outcomes
+            .iter()
+            .find(|o| o.op.kind == Kind::CrossCurrency && o.created.is_some())
+    {
+        let mut again = first.op.clone();
+        again.key.push_str("-again");
+        clients.run(again).await;
+    }
     let load_s = load_started.elapsed().as_secs_f64();
 
     // Everything acknowledged is followed to its end (on the replicas that

@@ -93,6 +93,12 @@ pub struct Cas {
     seen: Option<Vec<u8>>,
 }
 
+/// How long a Redis connection attempt or command may take before the
+/// edge gives up on it (and answers 503).
+pub const KV_TIMEOUT_MS: u64 = 1_000;
+/// Reconnection attempts per command while Redis is unreachable.
+pub const KV_CONNECT_RETRIES: usize = 1;
+
 impl KvStores {
     /// One store named `label`: in memory when `url` is `None`, else Redis.
     pub async fn single(label: &str, url: Option<&str>) -> anyhow::Result<KvStores> {
@@ -100,7 +106,14 @@ impl KvStores {
             None => Backend::Memory(Arc::default()),
             Some(url) => {
                 let client = redis::Client::open(url).with_context(|| format!("bad key/value URL {url}"))?;
-                let manager = redis::aio::ConnectionManager::new(client)
+                // Fail fast while Redis is down (the edge answers 503 at
+                // once) and reconnect by itself when it is back.
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_number_of_retries(KV_CONNECT_RETRIES)
+                    .set_max_delay(std::time::Duration::from_millis(KV_TIMEOUT_MS))
+                    .set_connection_timeout(Some(std::time::Duration::from_millis(KV_TIMEOUT_MS)))
+                    .set_response_timeout(Some(std::time::Duration::from_millis(KV_TIMEOUT_MS)));
+                let manager = redis::aio::ConnectionManager::new_with_config(client, config)
                     .await
                     .with_context(|| format!("connecting to the key/value store at {url}"))?;
                 Backend::Redis(manager)
