@@ -158,6 +158,25 @@ async fn load(server: &TestServer, clients: usize, progress: Arc<Progress>) -> S
     all
 }
 
+/// Runs the load beside `faults` (which tells the load to stop when done).
+async fn under_load<T, Fut>(server: &TestServer, faults: impl FnOnce(Arc<Progress>) -> Fut) -> (Seen, T)
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let progress = Arc::new(Progress::default());
+    tokio::join!(load(server, 4, progress.clone()), faults(progress.clone()))
+}
+
+/// While a dependency is down: a structured 503 within `within`.
+async fn assert_unavailable(server: &TestServer, within: Duration) {
+    let asked = Instant::now();
+    let reply = server.get("/v1/balances?wallet_id=101").await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.error().0, "service_unavailable", "{}", reply.body);
+    let waited = asked.elapsed();
+    assert!(waited < within, "answered after {waited:?}");
+}
+
 /// The checks every fault test ends with: only 2xx and structured 503s
 /// were seen, each acknowledged transfer is there once, the wallets moved
 /// by exactly what was acknowledged, and the ledger verifies.
@@ -357,36 +376,24 @@ async fn a_postgres_crash_mid_load_is_503s_then_recovery_with_nothing_lost() {
         None,
     )
     .await;
-    let progress = Arc::new(Progress::default());
-    let load = {
-        let progress = progress.clone();
-        async { load(&server, 4, progress).await }
-    };
-    let faults = async {
+    let (srv, cluster) = (&server, &cluster);
+    let (seen, ()) = under_load(srv, |progress| async move {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        let cluster = &cluster;
         tokio::task::block_in_place(|| cluster.crash());
-        // While it is down: readiness says so, requests are refused fast.
+        // While it is down: readiness says so, requests are refused within
+        // the pool's wait for a connection.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let ready = server.ops_get("/readyz").await;
+        let ready = srv.ops_get("/readyz").await;
         assert_eq!(ready.status, 503, "{}", ready.body);
-        let asked = Instant::now();
-        let reply = server.get("/v1/balances?wallet_id=101").await;
-        assert_eq!(reply.status, 503, "{}", reply.body);
-        assert_eq!(reply.error().0, "service_unavailable", "{}", reply.body);
-        // The pool's wait for a connection bounds the answer.
-        let waited = asked.elapsed();
-        assert!(
-            waited < Duration::from_millis(nixo_core::db::POOL_ACQUIRE_TIMEOUT_MS + 1_000),
-            "answered after {waited:?}"
-        );
+        let within = Duration::from_millis(nixo_core::db::POOL_ACQUIRE_TIMEOUT_MS + 1_000);
+        assert_unavailable(srv, within).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         tokio::task::block_in_place(|| cluster.start());
-        until_recovered(&server, "PostgreSQL restart").await;
+        until_recovered(srv, "PostgreSQL restart").await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         progress.stop.store(true, Ordering::Relaxed);
-    };
-    let (seen, ()) = tokio::join!(load, faults);
+    })
+    .await;
     assert_nothing_lost(&server, &seen, "PostgreSQL crash").await;
     server.stop().await;
 }
@@ -456,32 +463,20 @@ async fn a_redis_crash_is_503s_at_the_edge_then_recovery_with_nothing_lost() {
         None,
     )
     .await;
-    let progress = Arc::new(Progress::default());
-    let load = {
-        let progress = progress.clone();
-        async { load(&server, 4, progress).await }
-    };
-    let faults = async {
+    let (srv, redis) = (&server, &mut redis);
+    let (seen, _restarted) = under_load(srv, |progress| async move {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         redis.crash();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let asked = Instant::now();
-        let reply = server.get("/v1/balances?wallet_id=101").await;
-        assert_eq!(reply.status, 503, "{}", reply.body);
-        assert_eq!(reply.error().0, "service_unavailable", "{}", reply.body);
-        let waited = asked.elapsed();
-        assert!(
-            waited < Duration::from_millis(4 * nixo_core::edge::kv::KV_TIMEOUT_MS),
-            "answered after {waited:?}"
-        );
+        assert_unavailable(srv, Duration::from_millis(4 * nixo_core::edge::kv::KV_TIMEOUT_MS)).await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let restarted = Redis::start(redis.port).expect("redis-server restarts");
-        until_recovered(&server, "Redis restart").await;
+        until_recovered(srv, "Redis restart").await;
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         progress.stop.store(true, Ordering::Relaxed);
         restarted
-    };
-    let (seen, _restarted) = tokio::join!(load, faults);
+    })
+    .await;
     assert_nothing_lost(&server, &seen, "Redis crash").await;
     server.stop().await;
 }
@@ -538,19 +533,15 @@ async fn a_full_disk_is_503s_then_recovery_with_nothing_lost() {
     };
     let data = disk.path().join("data");
     let server = start_with(config(&data), None).await;
-    let progress = Arc::new(Progress::default());
-    let load = {
-        let progress = progress.clone();
-        async { load(&server, 4, progress).await }
-    };
-    let faults = async {
+    let (srv, disk) = (&server, &disk);
+    let (seen, ()) = under_load(srv, |progress| async move {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         let filler = fill(disk.path(), 128 << 10);
         // Writes fail once the little space left is used; reads still work.
         progress
             .wait(&progress.unavailable, 1, "a 503 once the disk is full")
             .await;
-        let reply = server.get("/v1/balances?wallet_id=101").await;
+        let reply = srv.get("/v1/balances?wallet_id=101").await;
         assert_eq!(reply.status, 200, "reads work on a full disk: {}", reply.body);
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         let before = progress.acknowledged.load(Ordering::Relaxed);
@@ -563,8 +554,8 @@ async fn a_full_disk_is_503s_then_recovery_with_nothing_lost() {
             )
             .await;
         progress.stop.store(true, Ordering::Relaxed);
-    };
-    let (seen, ()) = tokio::join!(load, faults);
+    })
+    .await;
     assert_nothing_lost(&server, &seen, "full disk").await;
     server.stop().await;
 }
