@@ -385,3 +385,46 @@ async fn a_sqlite_database_has_one_server_and_its_answers_survive_a_restart() {
     assert_eq!(server.wallet_balance(101).await.0, "99996.00");
     server.stop().await;
 }
+
+/// On PostgreSQL a request holds its key for `TABLE_LEASE_MS` unless it
+/// renews it: a replica that died mid-request frees its keys that soon, and
+/// a request that runs long keeps its key by renewing (the layer renews
+/// every `TABLE_LEASE_RENEW_MS`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_lease_runs_out_unless_renewed() {
+    use nixo_core::idempotency::{Store, TABLE_LEASE_MS, TABLE_LEASE_RENEW_MS};
+    let Some(pg) = PgDatabase::create("table_lease").await else {
+        return;
+    };
+    assert!(i64::try_from(TABLE_LEASE_RENEW_MS).unwrap() * 3 <= TABLE_LEASE_MS);
+    let db = nixo_core::db::Db::open(&pg.url).await.unwrap();
+    let store = Store::open(db.clone(), 0).await.unwrap();
+    assert!(store.renews_leases(), "the table path renews");
+    let scope = Scope {
+        environment: Environment::Sandbox,
+        account_id: "acct_lease".into(),
+        key: "lease-1".into(),
+    };
+    let t0 = chrono::Utc::now().timestamp_millis();
+    let Begin::Proceed(first) = store.begin(&scope, "h", t0).await.unwrap() else {
+        panic!("the first request takes the key");
+    };
+    let at = |ms: i64| t0 + ms;
+    assert_eq!(
+        store.begin(&scope, "h", at(TABLE_LEASE_MS - 1)).await.unwrap(),
+        Begin::InProgress
+    );
+    // Renewed halfway through: still held past the first lease's end.
+    assert!(store.renew(&first, at(TABLE_LEASE_MS / 2)).await.unwrap());
+    assert_eq!(
+        store.begin(&scope, "h", at(TABLE_LEASE_MS + 1)).await.unwrap(),
+        Begin::InProgress
+    );
+    // Not renewed again (its replica died): a retry takes the key over, and
+    // the old holder can neither renew nor store an answer.
+    let Begin::Proceed(_second) = store.begin(&scope, "h", at(TABLE_LEASE_MS * 3 / 2 + 1)).await.unwrap() else {
+        panic!("a retry takes over a lease that ran out");
+    };
+    assert!(!store.renew(&first, at(TABLE_LEASE_MS * 2)).await.unwrap());
+    db.close().await;
+}
