@@ -62,6 +62,8 @@ pub struct Report {
     /// Per kind: (answered 2xx, settled, nothing moved).
     pub by_kind: BTreeMap<&'static str, (usize, usize, usize)>,
     pub refused: usize,
+    /// 5xx answers (retried), by status, code and route.
+    pub server_errors: BTreeMap<String, usize>,
     /// The refusals by status and error code.
     pub refusals: BTreeMap<String, usize>,
     pub retries: usize,
@@ -93,6 +95,10 @@ impl std::fmt::Display for Report {
             "  kills {} · retries {} · refused with a 4xx {} · reviews declined {}",
             self.kills, self.retries, self.refused, self.reviews_declined
         )?;
+        if !self.server_errors.is_empty() {
+            let errors: Vec<String> = self.server_errors.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+            writeln!(f, "  5xx answers (retried): {}", errors.join(", "))?;
+        }
         if !self.refusals.is_empty() {
             let refusals: Vec<String> = self.refusals.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
             writeln!(f, "  refusals: {}", refusals.join(", "))?;
@@ -192,6 +198,7 @@ pub async fn bank(config: BankConfig) -> anyhow::Result<Report> {
         key: first,
         retries: Default::default(),
         answered: Default::default(),
+        server_errors: Default::default(),
     });
     let mut receiver = check::Receiver::start().await?;
     let endpoint_secret = check::register_endpoint(&clients, &mut receiver).await?;
@@ -300,6 +307,20 @@ pub async fn bank(config: BankConfig) -> anyhow::Result<Report> {
         &mut report,
     )
     .await?;
+    report.server_errors = clients.server_errors.lock().expect("counts").clone();
+    let internal: Vec<String> = report
+        .server_errors
+        .iter()
+        .filter(|(what, _)| !what.starts_with("503 service_unavailable"))
+        .map(|(what, n)| format!("{what} ×{n}"))
+        .collect();
+    if !internal.is_empty() {
+        // A database under load or a replica restarting may say 503; any
+        // other 5xx is a bug.
+        report
+            .violations
+            .push(format!("server errors answered: {}", internal.join("; ")));
+    }
     db.close().await;
     report.total_s = started.elapsed().as_secs_f64();
     drop(rails);

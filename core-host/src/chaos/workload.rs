@@ -291,6 +291,24 @@ pub struct Clients {
     pub key: String,
     pub retries: AtomicUsize,
     pub answered: AtomicUsize,
+    /// Every 5xx answer, by status and error code (retried; a 500 is a
+    /// violation, a 503 `service_unavailable` is back-pressure).
+    pub server_errors: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+}
+
+/// A path with its ids replaced, for counting (`/v1/payouts/{id}`).
+fn route_of(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
+    path.split('/')
+        .map(|segment| {
+            if segment.chars().any(|c| c.is_ascii_digit()) {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Whether an answer is one to retry with the same key.
@@ -332,6 +350,15 @@ impl Clients {
                     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                     if !retryable(status, &body) {
                         return (Some((status, body)), attempts);
+                    }
+                    if status >= 500 {
+                        let code = body["error"]["code"].as_str().unwrap_or("-");
+                        *self
+                            .server_errors
+                            .lock()
+                            .expect("counts")
+                            .entry(format!("{status} {code} on {method} {}", route_of(path)))
+                            .or_default() += 1;
                     }
                 }
             }

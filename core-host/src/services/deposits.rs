@@ -349,7 +349,20 @@ pub async fn initiate(
         ],
         now_ms,
     };
-    services.ledger.record(movement).await?;
+    match services.ledger.record(movement).await {
+        Ok(_) => {}
+        // The check job closed the deposit while the push was still in
+        // flight (a push slower than the wait): the payer was prompted but
+        // the deposit is closed; its answer is the closed deposit's.
+        Err(LedgerError::EffectRefused(DEPOSIT_MOVED_ON)) => {
+            tracing::error!(deposit = %id, "a deposit was closed while its STK push was still being sent");
+            let closed = load(db, &id)
+                .await?
+                .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("deposit {id} vanished")))?;
+            return retried(closed);
+        }
+        Err(other) => return Err(other.into()),
+    }
     services.jobs.wake();
     tracing::info!(deposit = %id, payer = %mask(&req.msisdn), checkout = %accepted.checkout_request_id, "deposit initiated");
     load(db, &id)

@@ -139,9 +139,36 @@ pub enum Outcome {
     },
 }
 
+/// Times [`conclude`] reads the payout again when it changed (its rail
+/// state moved on) while the answer was being applied.
+pub const CONCLUDE_ATTEMPTS_MAX: u32 = 3;
+
 /// Posts or releases the payout's hold with its new status, once. A second
-/// answer for a payout already ended is a no-op (`Ok(false)`).
+/// answer for a payout already ended is a no-op (`Ok(false)`). A payout that
+/// changed underneath (another step of its submission committed meanwhile)
+/// is read again and the answer applied to what it is now.
 pub async fn conclude(services: &Services, payout_id: &str, outcome: Outcome) -> ServiceResult<bool> {
+    let mut attempt = 1;
+    loop {
+        match conclude_once(services, payout_id, &outcome).await {
+            Err(ServiceError::Conflict {
+                code: PAYOUT_CHANGED, ..
+            }) if attempt < CONCLUDE_ATTEMPTS_MAX => {
+                attempt += 1;
+            }
+            Err(ServiceError::Conflict {
+                code: PAYOUT_CHANGED,
+                message,
+            }) => return Err(ServiceError::Internal(anyhow::anyhow!("{message}"))),
+            other => return other,
+        }
+    }
+}
+
+/// The conflict [`conclude_once`] reports when the payout changed meanwhile.
+const PAYOUT_CHANGED: &str = "payout_changed";
+
+async fn conclude_once(services: &Services, payout_id: &str, outcome: &Outcome) -> ServiceResult<bool> {
     let db = &services.ledger.db;
     let Some(p) = store::load(db, payout_id).await? else {
         return Err(ServiceError::not_found(
@@ -154,7 +181,7 @@ pub async fn conclude(services: &Services, payout_id: &str, outcome: Outcome) ->
         return Ok(false);
     }
     let now_ms = services.clock.now_ms();
-    let (after, resolution, event) = match &outcome {
+    let (after, resolution, event) = match outcome {
         Outcome::Succeeded { rail_status, receipt } => {
             let mut after = p.moved(PayoutStatus::Succeeded, None, now_ms);
             after.rail_status = Some(rail_status.clone());
@@ -189,9 +216,10 @@ pub async fn conclude(services: &Services, payout_id: &str, outcome: Outcome) ->
             let now = store::load(db, payout_id).await?;
             match now {
                 Some(now) if now.status != PayoutStatus::Processing => Ok(false),
-                _ => Err(ServiceError::Internal(anyhow::anyhow!(
-                    "payout {payout_id} changed while its answer was applied; retrying"
-                ))),
+                _ => Err(ServiceError::Conflict {
+                    code: PAYOUT_CHANGED,
+                    message: format!("payout {payout_id} changed while its answer was applied").into(),
+                }),
             }
         }
         Err(LedgerError::PendingExpired(_)) => {
