@@ -247,10 +247,11 @@ pub async fn bank(config: BankConfig) -> anyhow::Result<Report> {
 
     // Everything acknowledged is followed to its end (on the replicas that
     // are all up again), then the checks.
+    let deadline = Instant::now() + Duration::from_millis(workload::FINISH_DEADLINE_MS);
     let finishing = outcomes.into_iter().map(|mut outcome| {
         let clients = clients.clone();
         async move {
-            clients.finish(&mut outcome).await;
+            clients.finish(&mut outcome, deadline).await;
             outcome
         }
     });

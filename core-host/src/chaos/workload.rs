@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 pub const REQUEST_TIMEOUT_MS: u64 = 15_000;
 /// How long an operation is retried before it counts as never answered.
 pub const ANSWER_DEADLINE_MS: u64 = 180_000;
-/// How long an acknowledged operation may take to finish once the load
-/// has stopped.
+/// How long the acknowledged operations may take to finish once the load
+/// has stopped (one deadline for all of them).
 pub const FINISH_DEADLINE_MS: u64 = 180_000;
 /// First retry delay; doubles up to [`RETRY_DELAY_MAX_MS`].
 const RETRY_DELAY_MS: u64 = 50;
@@ -388,7 +388,7 @@ impl Clients {
     }
 
     /// Follows an acknowledged operation to its end.
-    pub async fn finish(&self, outcome: &mut Outcome) {
+    pub async fn finish(&self, outcome: &mut Outcome, deadline: Instant) {
         let Some((status, body)) = outcome.answer.clone() else {
             return;
         };
@@ -396,7 +396,6 @@ impl Clients {
             outcome.end = End::NothingMoved;
             return;
         }
-        let deadline = Instant::now() + Duration::from_millis(FINISH_DEADLINE_MS);
         let mut body = body;
         loop {
             if let Some(end) = end_of(outcome.op.kind, &body) {
