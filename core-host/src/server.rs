@@ -390,7 +390,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             db.clone(),
             job_registry(&services, &idempotency),
             config.clock.clone(),
-            config.jobs.clone(),
+            RunnerConfig {
+                // The serve lock makes this process the database's only worker.
+                sole_worker: db_lock.is_some(),
+                ..config.jobs.clone()
+            },
             waker,
             shutdown_rx.clone(),
         ),

@@ -214,7 +214,7 @@ async fn payouts_survive_sigkill_at_every_step(database_url: Option<String>) {
     }
 
     // Each was paid once by its rail.
-    let bank: Value = serde_json::from_slice(&std::fs::read(dir.path().join("sandbox-bank.json")).unwrap()).unwrap();
+    let bank = nixo_core::providers::bank::sandbox::books_on_disk(&dir.path().join("sandbox-bank.json"));
     let settlements: Vec<String> = bank["feed"]
         .as_array()
         .unwrap()
@@ -224,8 +224,7 @@ async fn payouts_survive_sigkill_at_every_step(database_url: Option<String>) {
         .filter(|tx| tx.code == "ACSC")
         .map(|tx| tx.end_to_end_id)
         .collect();
-    let daraja: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("sandbox-daraja.json")).unwrap()).unwrap();
+    let daraja = nixo_core::providers::mpesa::sandbox::books_on_disk(&dir.path().join("sandbox-daraja.json"));
     for p in &payouts {
         let id = p["id"].as_str().unwrap();
         if p["method"] == "bank" {

@@ -3,8 +3,9 @@
 //! a test can see every attempt, kill the process mid-job, and check that no
 //! job ran twice at once or was lost.
 //!
-//! `nixo-test-worker DATABASE_URL NAME LEASE_MS` — prints `ready` once it
-//! polls, and runs until killed or sent SIGTERM.
+//! `nixo-test-worker DATABASE_URL NAME LEASE_MS [sole]` — prints `ready` once
+//! it polls, and runs until killed or sent SIGTERM. `sole` makes it the
+//! database's only worker, as `nixo serve` is on SQLite.
 //!
 //! The test creates `probe_runs (job_id, worker, attempt, started_at_us,
 //! ended_at_us)` and `probe_done (job_id PRIMARY KEY, worker)`.
@@ -52,7 +53,10 @@ async fn probe(db: Db, worker: String, job: ClaimedJob) -> anyhow::Result<()> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() == 4, "usage: nixo-test-worker DATABASE_URL NAME LEASE_MS");
+    anyhow::ensure!(
+        args.len() == 4 || (args.len() == 5 && args[4] == "sole"),
+        "usage: nixo-test-worker DATABASE_URL NAME LEASE_MS [sole]"
+    );
     let db = Db::open(&args[1]).await?;
     let name = args[2].clone();
     let lease_ms: i64 = args[3].parse()?;
@@ -64,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         worker_id: name,
         lease_ms,
         poll_interval_ms: 20,
+        sole_worker: args.len() == 5,
         ..RunnerConfig::default()
     };
     let worker = runner::spawn(db, registry, Clock::system(), config, runner::Waker::default(), stopped);

@@ -2,7 +2,10 @@
 //! worker pool running a `probe` job that records every run): a worker
 //! killed with SIGKILL mid-job is replaced and the job completes once; two
 //! workers on one PostgreSQL drain 1,000 jobs with none lost and none run
-//! twice, including jobs that outlive their lease (heartbeats keep them).
+//! twice, including jobs that outlive their lease (heartbeats keep them);
+//! the sole worker of a SQLite database (as `nixo serve` is) keeps its jobs
+//! while the writer is held past their lease, and takes over a dead
+//! worker's job at once.
 
 use nixo_core::db::{self, Backend, Db};
 use nixo_core::jobs::{self, NewJob};
@@ -19,8 +22,17 @@ struct Worker(Child);
 
 impl Worker {
     fn start(url: &str, name: &str, lease_ms: i64) -> Worker {
+        Worker::spawn(&[url, name, &lease_ms.to_string()])
+    }
+
+    /// The database's only worker (`RunnerConfig::sole_worker`).
+    fn start_sole(url: &str, name: &str, lease_ms: i64) -> Worker {
+        Worker::spawn(&[url, name, &lease_ms.to_string(), "sole"])
+    }
+
+    fn spawn(args: &[&str]) -> Worker {
         let mut child = Command::new(WORKER)
-            .args([url, name, &lease_ms.to_string()])
+            .args(args)
             .env("NIXO_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -143,6 +155,120 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(done, ["worker-b"], "completed once");
+}
+
+/// The runs of job `id`: (worker, attempt, ended).
+async fn runs_of(db: &Db, id: i64) -> Vec<(String, i64, bool)> {
+    sqlx::query("SELECT worker, attempt, ended_at_us FROM probe_runs WHERE job_id = $1 ORDER BY started_at_us")
+        .bind(id)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get::<Option<i64>, _>(2).is_some()))
+        .collect()
+}
+
+/// How long the test holds SQLite's write lock: past the workers' lease.
+const WRITER_HELD_MS: u64 = 3_000;
+const SHORT_LEASE_MS: i64 = 1_000;
+
+/// Starts a 2 s job on `worker`, then holds the database's write lock for
+/// [`WRITER_HELD_MS`] (as a saturated writer would), and waits for the job
+/// to succeed; returns its runs.
+async fn hold_the_writer_under(db: &Db, url: &str, worker: &str, sole: bool) -> Vec<(String, i64, bool)> {
+    let job = NewJob::new("probe", json!({ "sleep_ms": 2_000 }), now_ms());
+    let id = jobs::enqueue_now(db, &job, now_ms()).await.unwrap().unwrap();
+    let _worker = if sole {
+        Worker::start_sole(url, worker, SHORT_LEASE_MS)
+    } else {
+        Worker::start(url, worker, SHORT_LEASE_MS)
+    };
+    wait_for(
+        db,
+        &format!("SELECT COUNT(*) FROM probe_runs WHERE job_id = {id}"),
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut writer = db.pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO writer_held (at_ms) VALUES ($1)")
+        .bind(now_ms())
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(WRITER_HELD_MS)).await;
+    writer.commit().await.unwrap();
+    wait_for(
+        db,
+        &format!("SELECT COUNT(*) FROM jobs WHERE id = {id} AND state = 'succeeded'"),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    runs_of(db, id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sole_worker_keeps_its_job_while_the_writer_is_held_past_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db::sqlite_url(&dir.path().join("jobs.db"));
+    let db = prepare(&url).await;
+    sqlx::query("CREATE TABLE writer_held (at_ms INTEGER NOT NULL)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // A worker that shares the database cannot confirm its lease while the
+    // writer is held: it stops the job before the lease passes, and the job
+    // runs again once the lease has passed.
+    let shared = hold_the_writer_under(&db, &url, "shared", false).await;
+    assert_eq!(
+        shared,
+        [("shared".to_string(), 1, false), ("shared".to_string(), 2, true)],
+        "a lease-bound worker stops its job when the heartbeat cannot get through"
+    );
+
+    // The database's only worker keeps it: one run, to its end.
+    let sole = hold_the_writer_under(&db, &url, "sole", true).await;
+    assert_eq!(
+        sole,
+        [("sole".to_string(), 1, true)],
+        "the sole worker's job ran once, to its end, though its lease lapsed in the table"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sole_worker_takes_over_a_dead_workers_job_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db::sqlite_url(&dir.path().join("jobs.db"));
+    let db = prepare(&url).await;
+    let job = NewJob::new("probe", json!({ "sleep_ms": 1_000 }), now_ms());
+    let id = jobs::enqueue_now(&db, &job, now_ms()).await.unwrap().unwrap();
+    // A lease far longer than the test may wait: only the sole worker's
+    // knowledge that the other worker is gone lets the job run again.
+    let lease_ms = 120_000;
+    let mut first = Worker::start_sole(&url, "first", lease_ms);
+    wait_for(&db, "SELECT COUNT(*) FROM probe_runs", 1, Duration::from_secs(10)).await;
+    first.kill();
+
+    let started = Instant::now();
+    let _second = Worker::start_sole(&url, "second", lease_ms);
+    wait_for(
+        &db,
+        "SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    eprintln!(
+        "the dead worker's job succeeded {:?} after the second started",
+        started.elapsed()
+    );
+    assert_eq!(
+        runs_of(&db, id).await,
+        [("first".to_string(), 1, false), ("second".to_string(), 2, true)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

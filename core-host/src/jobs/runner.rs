@@ -88,6 +88,12 @@ pub struct RunnerConfig {
     pub concurrency: usize,
     pub lease_ms: i64,
     pub poll_interval_ms: u64,
+    /// This worker is the database's only one while it lives (the process
+    /// holds the SQLite serve lock). Its claims are then its own until it
+    /// finishes them — a late heartbeat (a saturated writer) never stops a
+    /// job — and a job left running by any other worker belongs to a process
+    /// that died, so it is taken over at once instead of after its lease.
+    pub sole_worker: bool,
 }
 
 impl Default for RunnerConfig {
@@ -97,6 +103,7 @@ impl Default for RunnerConfig {
             concurrency: CONCURRENCY_DEFAULT,
             lease_ms: LEASE_MS_DEFAULT,
             poll_interval_ms: POLL_INTERVAL_MS_DEFAULT,
+            sole_worker: false,
         }
     }
 }
@@ -262,7 +269,8 @@ async fn run(worker: Arc<Worker>, waker: Waker, mut shutdown: watch::Receiver<bo
 }
 
 /// Runs a job while its lease holds; `None` when the lease could not be
-/// confirmed in time and the handler was stopped.
+/// confirmed in time and the handler was stopped. A sole worker's lease
+/// cannot pass to anyone else, so its jobs always run to their end.
 async fn run_leased(
     worker: &Worker,
     handler: Option<Arc<dyn JobHandler>>,
@@ -270,6 +278,9 @@ async fn run_leased(
 ) -> Option<Result<(), String>> {
     let id = job.id;
     let run = execute(handler, job);
+    if worker.config.sole_worker {
+        return Some(run.await);
+    }
     tokio::pin!(run);
     let outcome = loop {
         let Some(confirmed) = worker.leases.confirmed_at(id) else {
@@ -327,9 +338,10 @@ async fn claim(worker: &Worker, n: usize, now_ms: i64) -> Result<Vec<ClaimedJob>
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, locked_by = $1, lease_until_ms = $2
          WHERE id IN (SELECT id FROM jobs
                       WHERE (state = 'available' AND run_at_ms <= $3)
-                         OR (state = 'running' AND lease_until_ms < $3 AND attempt < max_attempts)
+                         OR (state = 'running' AND {orphaned} AND attempt < max_attempts)
                       ORDER BY run_at_ms, id LIMIT $4{lock})
-         RETURNING id, kind, payload, attempt, max_attempts"
+         RETURNING id, kind, payload, attempt, max_attempts",
+        orphaned = orphaned(worker, "$3", "$1")
     );
     let rows = sqlx::query(&sql)
         .bind(worker.config.worker_id.as_str())
@@ -352,6 +364,17 @@ async fn claim(worker: &Worker, n: usize, now_ms: i64) -> Result<Vec<ClaimedJob>
         .collect()
 }
 
+/// When a running job's worker is gone: its lease passed before `now` or,
+/// for a sole worker, it is any worker's but this one (`me`); both are
+/// parameter names.
+fn orphaned(worker: &Worker, now: &str, me: &str) -> String {
+    if worker.config.sole_worker {
+        format!("locked_by <> {me}")
+    } else {
+        format!("lease_until_ms < {now}")
+    }
+}
+
 /// Keeps the periodic jobs scheduled and buries jobs whose last attempt's
 /// worker died.
 async fn schedule_periodic(worker: &Worker, now_ms: i64) -> anyhow::Result<()> {
@@ -362,14 +385,17 @@ async fn schedule_periodic(worker: &Worker, now_ms: i64) -> anyhow::Result<()> {
             .unique(format!("periodic:{kind}"));
         super::enqueue(&mut tx, &job, now_ms).await?;
     }
-    sqlx::query(
+    let sql = format!(
         "UPDATE jobs SET state = 'dead', finished_at_ms = $1, locked_by = NULL, lease_until_ms = NULL,
-                last_error = 'the worker running the last attempt stopped (lease expired)'
-         WHERE state = 'running' AND lease_until_ms < $1 AND attempt >= max_attempts",
-    )
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
+                last_error = 'the worker running the last attempt stopped'
+         WHERE state = 'running' AND {orphaned} AND attempt >= max_attempts",
+        orphaned = orphaned(worker, "$1", "$2")
+    );
+    let mut bury = sqlx::query(&sql).bind(now_ms);
+    if worker.config.sole_worker {
+        bury = bury.bind(worker.config.worker_id.as_str());
+    }
+    bury.execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -414,19 +440,27 @@ async fn heartbeat_loop(worker: Arc<Worker>, mut shutdown: watch::Receiver<bool>
             Backend::Postgres => " ORDER BY id FOR UPDATE",
             Backend::Sqlite => "",
         };
+        // A sole worker's lease cannot pass to another: it renews a late one
+        // too (the row only shows operators that its worker is alive).
+        let live = if worker.config.sole_worker {
+            ""
+        } else {
+            " AND lease_until_ms >= $3"
+        };
         let sql = format!(
             "UPDATE jobs SET lease_until_ms = $1
              WHERE id IN (SELECT id FROM jobs
-                          WHERE state = 'running' AND locked_by = $2 AND lease_until_ms >= $3 AND id IN ({}){lock})
+                          WHERE state = 'running' AND locked_by = $2{live} AND id IN ({}){lock})
              RETURNING id",
             ids.join(", ")
         );
-        let extended = sqlx::query(&sql)
+        let mut extend = sqlx::query(&sql)
             .bind(now_ms + worker.config.lease_ms)
-            .bind(worker.config.worker_id.as_str())
-            .bind(now_ms)
-            .fetch_all(conn.as_mut().expect("connected"))
-            .await;
+            .bind(worker.config.worker_id.as_str());
+        if !worker.config.sole_worker {
+            extend = extend.bind(now_ms);
+        }
+        let extended = extend.fetch_all(conn.as_mut().expect("connected")).await;
         match extended {
             Ok(rows) => {
                 let ids = rows.iter().filter_map(|r| r.try_get::<i64, _>(0).ok());

@@ -8,6 +8,7 @@
 //! - [`kyc`]: an identity-verification provider (checks, polled to completion).
 
 pub mod bank;
+pub(crate) mod journal;
 pub mod kyc;
 pub mod mpesa;
 pub mod xml;
@@ -43,26 +44,6 @@ pub fn http_client() -> reqwest::Client {
         .tcp_nodelay(true)
         .build()
         .expect("the HTTP client builds")
-}
-
-/// A sandbox's state as saved by [`save_state`], or the default.
-pub(crate) fn load_state<T: serde::de::DeserializeOwned + Default>(path: Option<&std::path::Path>) -> T {
-    path.and_then(|p| std::fs::read(p).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-/// Saves a sandbox's state (write, then rename: never half-written).
-pub(crate) fn save_state<T: serde::Serialize>(path: Option<&std::path::Path>, state: &T, sandbox: &str) {
-    let Some(path) = path else { return };
-    let partial = path.with_extension("partial");
-    let written = serde_json::to_vec(state)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&partial, bytes))
-        .and_then(|()| std::fs::rename(&partial, path));
-    if let Err(err) = written {
-        tracing::warn!(error = %err, sandbox, "a sandbox could not save its state");
-    }
 }
 
 /// The ISO 13616 check: letters and digits, country and check digits, and

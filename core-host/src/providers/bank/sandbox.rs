@@ -19,6 +19,7 @@
 
 use super::host_to_host::{CURSOR_HEADER, XML_CONTENT_TYPE};
 use super::{StatusReport, TransactionStatus, pain001, pain002};
+use crate::providers::journal::{self, Journaled};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -59,10 +60,70 @@ struct Books {
     next_report: u64,
 }
 
+/// What moves the bank's books on (see [`journal`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Change {
+    /// Report numbers up to this one are taken.
+    Numbered(u64),
+    /// A `pain.001` accepted: the answer it got and the reports it schedules.
+    Accepted {
+        message_id: String,
+        digest: String,
+        answer: String,
+        scheduled: Vec<(i64, String)>,
+        next_report: u64,
+    },
+    /// The reports due by this instant went to the feed, in due order.
+    Published { until_ms: i64 },
+}
+
+impl journal::Books for Books {
+    type Change = Change;
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Numbered(n) => self.next_report = self.next_report.max(n),
+            Change::Accepted {
+                message_id,
+                digest,
+                answer,
+                scheduled,
+                next_report,
+            } => {
+                self.messages.insert(message_id, (digest, answer));
+                self.scheduled.extend(scheduled);
+                self.next_report = self.next_report.max(next_report);
+            }
+            Change::Published { until_ms } => {
+                self.scheduled.sort_by_key(|(due, _)| *due);
+                let due = self.scheduled.iter().take_while(|(at, _)| *at <= until_ms).count();
+                let published: Vec<String> = self.scheduled.drain(..due).map(|(_, doc)| doc).collect();
+                self.feed.extend(published);
+            }
+        }
+    }
+}
+
+fn report_id(n: u64) -> String {
+    format!("SBX-STS-{n:08}")
+}
+
+/// Takes the next report number for an answer that changes nothing else.
+fn number_report(books: &mut Journaled<Books>) -> String {
+    let n = books.next_report + 1;
+    books.record(Change::Numbered(n));
+    report_id(n)
+}
+
+/// The books this sandbox keeps in `state_file`, as JSON.
+pub fn books_on_disk(state_file: &std::path::Path) -> serde_json::Value {
+    journal::read_json::<Books>(state_file, "bank")
+}
+
 #[derive(Clone)]
 struct Bank {
     config: SandboxBankConfig,
-    books: Arc<Mutex<Books>>,
+    books: Arc<Mutex<Journaled<Books>>>,
 }
 
 fn now_ms() -> i64 {
@@ -75,7 +136,7 @@ fn now_text() -> String {
 
 /// The bank's HTTP interface.
 pub fn router(config: SandboxBankConfig) -> Router {
-    let books: Books = crate::providers::load_state(config.state_file.as_deref());
+    let books = Journaled::open(config.state_file.as_deref(), "bank");
     let bank = Bank {
         config,
         books: Arc::new(Mutex::new(books)),
@@ -96,17 +157,6 @@ fn authorised(bank: &Bank, headers: &HeaderMap) -> bool {
 
 fn xml(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, XML_CONTENT_TYPE)], body).into_response()
-}
-
-impl Books {
-    fn persist(&self, config: &SandboxBankConfig) {
-        crate::providers::save_state(config.state_file.as_deref(), self, "bank");
-    }
-
-    fn report_id(&mut self) -> String {
-        self.next_report += 1;
-        format!("SBX-STS-{:08}", self.next_report)
-    }
 }
 
 fn report(
@@ -154,7 +204,7 @@ async fn submit(State(bank): State<Bank>, headers: HeaderMap, body: String) -> R
                 .ok()
                 .and_then(|d| d.text_at(&["CstmrCdtTrfInitn", "GrpHdr", "MsgId"]).map(str::to_string))
                 .unwrap_or_else(|| "UNKNOWN".into());
-            let id = books.report_id();
+            let id = number_report(&mut books);
             tracing::info!(code = invalid.code, reason = %invalid.message, "sandbox bank refused a pain.001");
             return xml(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -167,17 +217,19 @@ async fn submit(State(bank): State<Bank>, headers: HeaderMap, body: String) -> R
         if *seen == digest {
             return xml(StatusCode::OK, answer.clone());
         }
-        let id = books.report_id();
+        let id = number_report(&mut books);
         return xml(
             StatusCode::CONFLICT,
             report(id, &message.message_id, Some(("RJCT", Some("DU01"))), None),
         );
     }
-    let id = books.report_id();
-    let accepted = report(id, &message.message_id, Some(("ACTC", None)), None);
-    books
-        .messages
-        .insert(message.message_id.clone(), (digest, accepted.clone()));
+    let mut n = books.next_report;
+    let mut next_id = || {
+        n += 1;
+        report_id(n)
+    };
+    let accepted = report(next_id(), &message.message_id, Some(("ACTC", None)), None);
+    let mut scheduled = Vec::new();
     let now = now_ms();
     for tx in &message.transactions {
         let (code, reason) = outcome(&tx.creditor_iban);
@@ -189,30 +241,34 @@ async fn submit(State(bank): State<Bank>, headers: HeaderMap, body: String) -> R
             info: reason.map(|(_, i)| i.to_string()),
         };
         if slow {
-            let id = books.report_id();
             let in_process = report(
-                id,
+                next_id(),
                 &message.message_id,
                 Some(("ACSP", None)),
                 Some((&message.payment_id, vec![status("ACSP", None)])),
             );
-            books.scheduled.push((now, in_process));
+            scheduled.push((now, in_process));
         }
         let delay = if slow {
             bank.config.slow_delay_ms
         } else {
             bank.config.settle_delay_ms
         };
-        let id = books.report_id();
         let last = report(
-            id,
+            next_id(),
             &message.message_id,
             Some((code, None)),
             Some((&message.payment_id, vec![status(code, reason)])),
         );
-        books.scheduled.push((now + delay as i64, last));
+        scheduled.push((now + delay as i64, last));
     }
-    books.persist(&bank.config);
+    books.record(Change::Accepted {
+        message_id: message.message_id.clone(),
+        digest,
+        answer: accepted.clone(),
+        scheduled,
+        next_report: n,
+    });
     xml(StatusCode::OK, accepted)
 }
 
@@ -228,12 +284,8 @@ async fn next_report(State(bank): State<Bank>, headers: HeaderMap, Query(query):
     let mut books = bank.books.lock().expect("bank books");
     let now = now_ms();
     // Publish what is due, in due order.
-    books.scheduled.sort_by_key(|(due, _)| *due);
-    let due = books.scheduled.iter().take_while(|(at, _)| *at <= now).count();
-    let published: Vec<String> = books.scheduled.drain(..due).map(|(_, doc)| doc).collect();
-    if !published.is_empty() {
-        books.feed.extend(published);
-        books.persist(&bank.config);
+    if books.scheduled.iter().any(|(at, _)| *at <= now) {
+        books.record(Change::Published { until_ms: now });
     }
     let position = query.after.unwrap_or(0);
     match books.feed.get(position) {

@@ -14,6 +14,7 @@
 //! | anything else | all `clear` | verified |
 
 use super::wire::{CHECKS_PATH, Check, CreateCheck, ErrorBody, ErrorEnvelope, Report};
+use crate::providers::journal::{self, Journaled};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -51,10 +52,30 @@ struct Books {
     next: u64,
 }
 
+/// What moves the provider's books on (see [`journal`]): a check created
+/// for a reference, numbered `n`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Created {
+    id: String,
+    reference: String,
+    n: u64,
+    stored: Stored,
+}
+
+impl journal::Books for Books {
+    type Change = Created;
+
+    fn apply(&mut self, created: Created) {
+        self.next = self.next.max(created.n);
+        self.by_reference.insert(created.reference, created.id.clone());
+        self.checks.insert(created.id, created.stored);
+    }
+}
+
 #[derive(Clone)]
 struct Provider {
     config: SandboxKycConfig,
-    books: Arc<Mutex<Books>>,
+    books: Arc<Mutex<Journaled<Books>>>,
 }
 
 fn now_ms() -> i64 {
@@ -145,8 +166,8 @@ async fn create(State(provider): State<Provider>, headers: HeaderMap, body: axum
         let check = books.checks[&id].check.clone();
         return (StatusCode::OK, Json(check)).into_response();
     }
-    books.next += 1;
-    let id = format!("chk_{:08}", books.next);
+    let n = books.next + 1;
+    let id = format!("chk_{n:08}");
     let created_ms = now_ms();
     let check = Check {
         id: id.clone(),
@@ -156,16 +177,16 @@ async fn create(State(provider): State<Provider>, headers: HeaderMap, body: axum
         reports: Vec::new(),
         created_at: chrono::Utc::now().to_rfc3339(),
     };
-    books.by_reference.insert(request.reference.clone(), id.clone());
-    books.checks.insert(
+    books.record(Created {
         id,
-        Stored {
+        reference: request.reference.clone(),
+        n,
+        stored: Stored {
             check: check.clone(),
             reports: judge(&request),
             created_ms,
         },
-    );
-    crate::providers::save_state(provider.config.state_file.as_deref(), &*books, "KYC");
+    });
     (StatusCode::CREATED, Json(check)).into_response()
 }
 
@@ -189,7 +210,7 @@ async fn read(State(provider): State<Provider>, headers: HeaderMap, Path(id): Pa
 }
 
 pub fn router(config: SandboxKycConfig) -> Router {
-    let books: Books = crate::providers::load_state(config.state_file.as_deref());
+    let books = Journaled::open(config.state_file.as_deref(), "KYC");
     let provider = Provider {
         config,
         books: Arc::new(Mutex::new(books)),

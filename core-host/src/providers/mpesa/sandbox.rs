@@ -39,6 +39,7 @@ use super::daraja::{
     StatusQueryRequest, StkCallback, StkCallbackBody, StkCallbackEnvelope, StkItem, StkMetadata, StkPushRequest,
     StkPushResponse, StkQueryRequest, StkQueryResponse, TokenResponse,
 };
+use crate::providers::journal::{self, Journaled};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -104,26 +105,58 @@ struct Push {
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Books {
-    #[serde(skip)]
-    tokens: HashMap<String, i64>,
     payments: HashMap<String, Payment>,
     #[serde(default)]
     pushes: HashMap<String, Push>,
     next: u64,
 }
 
+/// What moves Daraja's books on (see [`journal`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Change {
+    /// A B2C payment accepted under its `OriginatorConversationID`, numbered `n`.
+    Paid { id: String, n: u64, payment: Box<Payment> },
+    /// An STK push sent under its `CheckoutRequestID`, numbered `n`.
+    Pushed { id: String, n: u64, push: Box<Push> },
+}
+
+impl journal::Books for Books {
+    type Change = Change;
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Paid { id, n, payment } => {
+                self.next = self.next.max(n);
+                self.payments.insert(id, *payment);
+            }
+            Change::Pushed { id, n, push } => {
+                self.next = self.next.max(n);
+                self.pushes.insert(id, *push);
+            }
+        }
+    }
+}
+
+/// The books this sandbox keeps in `state_file`, as JSON.
+pub fn books_on_disk(state_file: &std::path::Path) -> serde_json::Value {
+    journal::read_json::<Books>(state_file, "daraja")
+}
+
 #[derive(Clone)]
 struct Daraja {
     config: SandboxDarajaConfig,
-    books: Arc<Mutex<Books>>,
+    books: Arc<Mutex<Journaled<Books>>>,
+    /// Access tokens and when each expires (kept in memory only).
+    tokens: Arc<Mutex<HashMap<String, i64>>>,
     client: reqwest::Client,
 }
 
 pub fn router(config: SandboxDarajaConfig) -> Router {
-    let books: Books = crate::providers::load_state(config.state_file.as_deref());
+    let books = Journaled::open(config.state_file.as_deref(), "daraja");
     let daraja = Daraja {
         config,
         books: Arc::new(Mutex::new(books)),
+        tokens: Arc::default(),
         client: crate::providers::http_client(),
     };
     Router::new()
@@ -167,12 +200,11 @@ async fn token(State(daraja): State<Daraja>, headers: HeaderMap) -> Response {
         return error(StatusCode::BAD_REQUEST, "400.008.01", "Invalid Authentication passed");
     }
     let token: String = (0..28).map(|_| char::from(b'a' + rand::random::<u8>() % 26)).collect();
-    daraja
-        .books
-        .lock()
-        .expect("daraja books")
-        .tokens
-        .insert(token.clone(), now_s() + TOKEN_LIFETIME_S);
+    let mut tokens = daraja.tokens.lock().expect("daraja tokens");
+    let now = now_s();
+    tokens.retain(|_, until| *until > now);
+    tokens.insert(token.clone(), now + TOKEN_LIFETIME_S);
+    drop(tokens);
     Json(TokenResponse {
         access_token: token,
         expires_in: Value::String(TOKEN_LIFETIME_S.to_string()),
@@ -185,10 +217,8 @@ fn authorised(daraja: &Daraja, headers: &HeaderMap) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let books = daraja.books.lock().expect("daraja books");
-    token
-        .and_then(|t| books.tokens.get(t))
-        .is_some_and(|until| *until > now_s())
+    let tokens = daraja.tokens.lock().expect("daraja tokens");
+    token.and_then(|t| tokens.get(t)).is_some_and(|until| *until > now_s())
 }
 
 fn url_ok(url: &str) -> bool {
@@ -314,8 +344,7 @@ async fn b2c(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::body:
         // The same request again: the same answer, no second payment.
         return Json(seen.answer.clone()).into_response();
     }
-    books.next += 1;
-    let n = books.next;
+    let n = books.next + 1;
     let conversation_id = format!("AG_{}_{:016x}", chrono::Utc::now().format("%Y%m%d"), n);
     let transaction_id = format!("SBX{:07}", n);
     let answer = B2cResponse {
@@ -325,15 +354,15 @@ async fn b2c(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::body:
         response_description: "Accept the service request successfully.".into(),
     };
     let result = result_for(&request, &conversation_id, &transaction_id);
-    books.payments.insert(
-        request.originator_conversation_id.clone(),
-        Payment {
+    books.record(Change::Paid {
+        id: request.originator_conversation_id.clone(),
+        n,
+        payment: Box::new(Payment {
             request: request.clone(),
             answer: answer.clone(),
             result: result.clone(),
-        },
-    );
-    crate::providers::save_state(daraja.config.state_file.as_deref(), &*books, "daraja");
+        }),
+    });
     drop(books);
     let body = serde_json::to_value(&result).expect("a result serialises");
     let (delay, times) = match request.party_b.as_str() {
@@ -472,8 +501,7 @@ async fn stk_push(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::
         _ => (daraja.config.result_delay_ms, 1),
     };
     let mut books = daraja.books.lock().expect("daraja books");
-    books.next += 1;
-    let n = books.next;
+    let n = books.next + 1;
     let eat = daraja::eat_timestamp(chrono::Utc::now());
     let checkout_request_id = format!("ws_CO_{eat}{n:06}");
     let merchant_request_id = format!("{}-{}-1", 29_000 + n % 1_000, 34_000_000 + n);
@@ -509,15 +537,15 @@ async fn stk_push(State(daraja): State<Daraja>, headers: HeaderMap, body: axum::
         result_desc: description.to_string(),
         metadata,
     };
-    books.pushes.insert(
-        checkout_request_id.clone(),
-        Push {
+    books.record(Change::Pushed {
+        id: checkout_request_id.clone(),
+        n,
+        push: Box::new(Push {
             request: request.clone(),
             callback: callback.clone(),
             due_ms: now_ms() + i64::try_from(delay_ms).unwrap_or(i64::MAX / 2),
-        },
-    );
-    crate::providers::save_state(daraja.config.state_file.as_deref(), &*books, "daraja");
+        }),
+    });
     drop(books);
     let body = serde_json::to_value(StkCallbackEnvelope {
         body: StkCallbackBody { stk_callback: callback },
