@@ -55,6 +55,23 @@ fn shared_cache_dir() -> PathBuf {
     std::env::temp_dir().join("nixo-test-compile-cache")
 }
 
+/// The `nixo` command-line tool of this build (`cargo test --workspace`
+/// builds it next to the test binaries).
+pub fn nixo_cli() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in <target>/<profile>/deps");
+    let nixo = profile_dir.join(format!("nixo{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        nixo.exists(),
+        "{} is missing: build it with `cargo build -p nixo-core --bin nixo`",
+        nixo.display()
+    );
+    nixo
+}
+
 pub mod spin;
 
 pub struct TestServer {
@@ -115,7 +132,7 @@ pub async fn start_through(config: ServeConfig, key: Option<String>, through_spi
         listen => listen,
     };
     let running = server::start(ServeConfig {
-        cache_dir: Some(shared_cache_dir()),
+        cache_dir: config.cache_dir.clone().or_else(|| Some(shared_cache_dir())),
         core_listen,
         ..config
     })

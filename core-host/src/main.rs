@@ -328,23 +328,52 @@ enum TransactionsCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Load a plugin as the server would: world, imports, size, compile
-    /// time, or why it is refused (exit 1).
-    Check { file: PathBuf },
-    /// Run a case file (TOML) against a plugin; exit 1 if any case fails.
-    Test {
-        file: PathBuf,
-        #[arg(long)]
-        cases: PathBuf,
-    },
-    /// Create a rule crate that builds on its own, with tests and cases.
+    /// Create a rule project (Rust, JavaScript or Python) with a case file.
     New {
         name: String,
-        #[arg(long, value_parser = ["fraud", "payout"])]
+        #[arg(long, default_value = "fraud", value_parser = ["fraud", "payout"])]
         kind: String,
+        #[arg(long, default_value = "rust", value_parser = ["rust", "js", "python"])]
+        lang: String,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+    },
+    /// Build a rule project with its language's tool into `dist/` (the
+    /// artefact and its manifest, sha256 pinned).
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write the artefact and manifest here instead of `<dir>/dist`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Load a plugin as the server would: world, imports, size, compile
+    /// time, or why it is refused (exit 1). Takes a rule project, a
+    /// manifest or an artefact.
+    Check {
+        #[arg(default_value = ".")]
+        file: PathBuf,
+    },
+    /// Run a case file (TOML) against a plugin; exit 1 if any case fails.
+    /// A rule project runs its own `cases.toml`.
+    Test {
+        #[arg(default_value = ".")]
+        file: PathBuf,
+        #[arg(long)]
+        cases: Option<PathBuf>,
+    },
+    /// Install a built plugin (a project or a built manifest) into a
+    /// server's plugins directory; the server loads it without a restart.
+    Install {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// The server's data directory.
+        #[arg(long, env = "NIXO_DATA_DIR", default_value = "nixo-data")]
+        data_dir: PathBuf,
+        /// Wait until the server at this URL reports the new version active.
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Wrap a core module built with wit-bindgen into a loadable component.
     Componentize {
@@ -761,14 +790,42 @@ fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        PluginCommand::New { name, kind, dir } => {
+        PluginCommand::New { name, kind, lang, dir } => {
             let kind = if kind == "payout" {
                 nixo_core::rules::manifest::PluginKind::Payout
             } else {
                 nixo_core::rules::manifest::PluginKind::Fraud
             };
-            let root = nixo_core::plugin_kit::new_template(&name, kind, &dir)?;
+            let lang = nixo_core::plugin_kit::Lang::parse(&lang)?;
+            let root = nixo_core::plugin_kit::new_template(&name, kind, lang, &dir)?;
             println!("nixo: created {} (see its README.md)", root.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Build { dir, out } => {
+            let built = nixo_core::plugin_kit::build(&dir, out.as_deref())?;
+            println!(
+                "nixo: built {} ({} bytes, sha256 {}) in {} ms",
+                built.artefact.display(),
+                built.size_bytes,
+                built.sha256,
+                built.build_ms
+            );
+            println!("nixo: wrote {}", built.manifest.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Install { path, data_dir, server } => {
+            let installed = nixo_core::plugin_kit::install(&path, &data_dir, server.as_deref())?;
+            println!(
+                "nixo: installed {}@{} (sha256 {}) as {}",
+                installed.name,
+                installed.version,
+                installed.sha256,
+                installed.manifest.display()
+            );
+            match installed.confirmed_by {
+                Some(server) => println!("nixo: {server} reports it active"),
+                None => println!("nixo: a running server loads it within a second (no restart)"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Componentize { module, output } => {
@@ -779,7 +836,7 @@ fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Test { file, cases } => {
-            let results = nixo_core::plugin_kit::test(&file, &cases)?;
+            let results = nixo_core::plugin_kit::test(&file, cases.as_deref())?;
             let failed = results.iter().filter(|r| r.failure.is_some()).count();
             for r in &results {
                 match &r.failure {

@@ -323,6 +323,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .unwrap_or_else(|| config.data_dir.join("cache"));
     let plugins_dir = config.data_dir.join("plugins");
     install_bundled_plugins(&plugins_dir)?;
+    // The recorder first: loading plugins reports them in `/metrics`.
+    crate::metrics::handle();
     let rules = Arc::new(RuleHost::new(config.rule_limits, cache_dir.clone())?);
     let loaded = rules.load_dir(&plugins_dir)?;
     for (file, why) in &loaded.refused {
@@ -332,7 +334,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
 
     let rules_host = rules.clone();
     let decisions = crate::rules::decision_log::DecisionLog::spawn(db.clone());
-    crate::metrics::handle();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let listener = TcpListener::bind(config.listen)
         .await

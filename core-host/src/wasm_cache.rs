@@ -25,6 +25,22 @@ fn cache_path(engine: &Engine, cache_dir: &Path, sha256: &str) -> PathBuf {
     cache_dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
 }
 
+/// Copies the compiled form of `bytes` from one cache directory to another
+/// (for the same engine), when the first has it; returns whether it did.
+pub fn copy_entry(engine: &Engine, bytes: &[u8], from_dir: &Path, to_dir: &Path) -> anyhow::Result<bool> {
+    let sha256 = sha256_hex(bytes);
+    let from = cache_path(engine, from_dir, &sha256);
+    if !from.exists() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(to_dir).with_context(|| format!("creating {}", to_dir.display()))?;
+    let to = cache_path(engine, to_dir, &sha256);
+    let partial = to.with_extension(format!("partial-{}-copy", std::process::id()));
+    std::fs::copy(&from, &partial).with_context(|| format!("copying {}", from.display()))?;
+    std::fs::rename(&partial, &to).with_context(|| format!("renaming into {}", to.display()))?;
+    Ok(true)
+}
+
 /// Compiles `bytes`, or loads the compiled form from `cache_dir`.
 pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> anyhow::Result<Component> {
     let path = cache_path(engine, cache_dir, &sha256_hex(bytes));

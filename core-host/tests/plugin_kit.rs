@@ -142,3 +142,25 @@ fn a_new_plugin_template_builds_loads_and_passes_its_cases() {
         assert!(ok && out.contains("2 passed, 0 failed"), "{out}");
     }
 }
+
+/// A released version of the WIT contract is frozen: its file hashes to
+/// what it shipped with, and plugins built against it (the bundled ones)
+/// keep loading. A change is a new version beside it (`wit/nixo-rules@0.2.0/`).
+#[test]
+fn the_released_wit_is_frozen() {
+    let text = std::fs::read(root().join("wit/nixo-rules@0.1.0/rules.wit")).unwrap();
+    assert_eq!(
+        nixo_core::wasm_cache::sha256_hex(&text),
+        "f80df73db09fdcf04739561aa64d328a46060672030b3882916825947b83a5f6",
+        "wit/nixo-rules@0.1.0 was released: add a new version instead of editing it"
+    );
+    assert!(String::from_utf8(text).unwrap().contains("package nixo:rules@0.1.0;"));
+    for artefact in [
+        env!("NIXO_FRAUD_CHECK_WASM"),
+        env!("NIXO_IBAN_WASM"),
+        env!("NIXO_MPESA_WASM"),
+    ] {
+        let (ok, out) = run(&["plugin", "check", artefact]);
+        assert!(ok && out.contains("nixo:rules/types@0.1.0"), "{out}");
+    }
+}

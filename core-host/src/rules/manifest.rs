@@ -9,10 +9,12 @@
 //! failure_policy = "fail_closed"  # or "fail_open"; default fail_closed
 //! applies_to = ["transfer", "withdrawal"]   # default: every kind
 //!
-//! [limits]                        # optional; each capped by the host's maximum
-//! fuel_per_call_max = 10000000
+//! [limits]                        # optional: the host's default where absent,
+//! fuel_per_call_max = 10000000     # never above the host's ceiling
 //! deadline_ms = 100
 //! memory_max_bytes = 16777216
+//! artefact_len_max_bytes = 8388608
+//! core_instances_max = 8
 //! ```
 
 use super::{RuleLimits, TransactionKind};
@@ -20,8 +22,6 @@ use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// Largest plugin artefact accepted.
-pub const ARTEFACT_LEN_MAX_BYTES: u64 = 8 << 20;
 /// Largest manifest accepted.
 pub const MANIFEST_LEN_MAX_BYTES: u64 = 16 << 10;
 
@@ -68,6 +68,8 @@ pub struct ManifestLimits {
     pub fuel_per_call_max: Option<u64>,
     pub deadline_ms: Option<u64>,
     pub memory_max_bytes: Option<usize>,
+    pub artefact_len_max_bytes: Option<u64>,
+    pub core_instances_max: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -169,8 +171,8 @@ impl Manifest {
     }
 
     /// Reads the manifest at `path` and the artefact it names, checking the
-    /// artefact's size and hash.
-    pub fn load(path: &Path) -> anyhow::Result<(Manifest, Vec<u8>)> {
+    /// artefact's size (against the plugin's limits) and hash.
+    pub fn load(path: &Path, defaults: &RuleLimits, ceilings: &RuleLimits) -> anyhow::Result<(Manifest, Vec<u8>)> {
         let size = std::fs::metadata(path)?.len();
         ensure!(
             size <= MANIFEST_LEN_MAX_BYTES,
@@ -181,9 +183,12 @@ impl Manifest {
         let size = std::fs::metadata(&artefact)
             .with_context(|| format!("artefact {}", artefact.display()))?
             .len();
+        let max = manifest.limits(defaults, ceilings).artefact_len_max_bytes;
         ensure!(
-            size <= ARTEFACT_LEN_MAX_BYTES,
-            "artefact is larger than {ARTEFACT_LEN_MAX_BYTES} bytes"
+            size <= max,
+            "the artefact's {size} bytes are over its limit of {max} (raise `artefact_len_max_bytes` in the \
+             manifest's [limits], at most {})",
+            ceilings.artefact_len_max_bytes
         );
         let bytes = std::fs::read(&artefact)?;
         let actual = crate::wasm_cache::sha256_hex(&bytes);
@@ -204,25 +209,42 @@ impl Manifest {
         }
     }
 
-    /// The plugin's limits: its own where given, never above the host's.
-    pub fn limits(&self, host: &RuleLimits) -> RuleLimits {
+    /// The plugin's limits: its own where given (never above the host's
+    /// ceilings), else the host's defaults.
+    pub fn limits(&self, defaults: &RuleLimits, ceilings: &RuleLimits) -> RuleLimits {
+        fn pick<T: Ord + Copy>(own: Option<T>, default: T, ceiling: T) -> T {
+            own.unwrap_or(default).min(ceiling)
+        }
+        let own = &self.limits;
         RuleLimits {
-            fuel_per_call_max: self
-                .limits
-                .fuel_per_call_max
-                .unwrap_or(host.fuel_per_call_max)
-                .min(host.fuel_per_call_max),
-            deadline_ms: self
-                .limits
-                .deadline_ms
-                .unwrap_or(host.deadline_ms)
-                .min(host.deadline_ms),
-            memory_max_bytes: self
-                .limits
-                .memory_max_bytes
-                .unwrap_or(host.memory_max_bytes)
-                .min(host.memory_max_bytes),
-            ..*host
+            fuel_per_call_max: pick(
+                own.fuel_per_call_max,
+                defaults.fuel_per_call_max,
+                ceilings.fuel_per_call_max,
+            ),
+            deadline_ms: pick(own.deadline_ms, defaults.deadline_ms, ceilings.deadline_ms),
+            memory_max_bytes: pick(
+                own.memory_max_bytes,
+                defaults.memory_max_bytes,
+                ceilings.memory_max_bytes,
+            ),
+            artefact_len_max_bytes: pick(
+                own.artefact_len_max_bytes,
+                defaults.artefact_len_max_bytes,
+                ceilings.artefact_len_max_bytes,
+            ),
+            core_instances_max: pick(
+                own.core_instances_max,
+                defaults.core_instances_max,
+                ceilings.core_instances_max,
+            ),
+            // A manifest may raise memory; the table grows with it.
+            table_elements_max: if own.memory_max_bytes.is_some_and(|m| m > defaults.memory_max_bytes) {
+                ceilings.table_elements_max
+            } else {
+                defaults.table_elements_max
+            },
+            ..*defaults
         }
     }
 
@@ -273,19 +295,31 @@ mod tests {
         assert_eq!(m.failure_policy, FailurePolicy::FailOpen);
         assert!(m.applies_to(TransactionKind::Payout));
         let host = RuleLimits::default();
-        assert_eq!(m.limits(&host).fuel_per_call_max, host.fuel_per_call_max);
+        assert_eq!(
+            m.limits(&host, &RuleLimits::ceilings()),
+            host,
+            "no [limits]: the defaults"
+        );
     }
 
     #[test]
-    fn limits_never_exceed_the_host() {
+    fn limits_may_rise_to_the_ceilings_and_no_further() {
         let text = format!(
             "name = \"x\"\nversion = \"1\"\nkind = \"fraud\"\nsha256 = \"{SHA}\"\napplies_to = [\"transfer\"]\n\
-             [limits]\nfuel_per_call_max = 1000000000000\ndeadline_ms = 5\n"
+             [limits]\nfuel_per_call_max = 1000000000000\ndeadline_ms = 5\nmemory_max_bytes = 67108864\n\
+             core_instances_max = 1000\n"
         );
         let m = Manifest::parse(&text).unwrap();
-        let host = RuleLimits::default();
-        assert_eq!(m.limits(&host).fuel_per_call_max, host.fuel_per_call_max);
-        assert_eq!(m.limits(&host).deadline_ms, 5);
+        let (host, ceilings) = (RuleLimits::default(), RuleLimits::ceilings());
+        let limits = m.limits(&host, &ceilings);
+        assert_eq!(limits.fuel_per_call_max, ceilings.fuel_per_call_max);
+        assert_eq!(limits.deadline_ms, 5);
+        assert_eq!(limits.memory_max_bytes, 64 << 20, "raised, under the ceiling");
+        assert_eq!(limits.core_instances_max, ceilings.core_instances_max);
+        assert_eq!(
+            limits.artefact_len_max_bytes, host.artefact_len_max_bytes,
+            "not named: the default"
+        );
         assert_eq!(m.failure_policy, FailurePolicy::FailClosed, "fail closed by default");
         assert!(!m.applies_to(TransactionKind::Deposit));
     }

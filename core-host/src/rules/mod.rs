@@ -9,14 +9,14 @@
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/nixo-rules@0.1.0",
         world: "fraud-rule",
     });
 }
 
 mod payout_bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/nixo-rules@0.1.0",
         world: "payout-rule",
     });
 }
@@ -51,7 +51,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Limits applied to every rule call (the host's maximums; a plugin's
 /// manifest may only lower them).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleLimits {
     /// Wasm instructions (roughly) one decision may execute.
     pub fuel_per_call_max: u64,
@@ -70,9 +70,15 @@ pub struct RuleLimits {
     pub stdio_capture_max_bytes: usize,
     /// Bytes of input (the strings of a transaction) one call may receive.
     pub input_len_max_bytes: usize,
+    /// Size of the plugin's artefact.
+    pub artefact_len_max_bytes: u64,
+    /// Core module instances one instance of the plugin may create (a Rust
+    /// rule needs 1 to 3; a language runtime with its WASI adapter, more).
+    pub core_instances_max: u32,
 }
 
 impl Default for RuleLimits {
+    /// What every plugin gets unless its manifest asks for more.
     fn default() -> Self {
         Self {
             fuel_per_call_max: 10_000_000,
@@ -83,6 +89,42 @@ impl Default for RuleLimits {
             reason_len_max: 128,
             stdio_capture_max_bytes: 4_096,
             input_len_max_bytes: 64 << 10,
+            artefact_len_max_bytes: 8 << 20,
+            core_instances_max: 8,
+        }
+    }
+}
+
+impl RuleLimits {
+    /// The most a plugin's manifest may ask for: enough for a rule written
+    /// in JavaScript (SpiderMonkey) or Python (CPython) inside the
+    /// component, never more. Limits not named in a manifest are not raised.
+    pub fn ceilings() -> Self {
+        Self {
+            fuel_per_call_max: 200_000_000,
+            deadline_ms: 1_000,
+            memory_max_bytes: 128 << 20,
+            table_elements_max: 50_000,
+            artefact_len_max_bytes: 32 << 20,
+            core_instances_max: 64,
+            ..Self::default()
+        }
+    }
+
+    /// Field by field, the larger of the two (an operator who raises a
+    /// default with a flag raises the ceiling with it).
+    pub fn at_least(self, other: &RuleLimits) -> Self {
+        Self {
+            fuel_per_call_max: self.fuel_per_call_max.max(other.fuel_per_call_max),
+            deadline_ms: self.deadline_ms.max(other.deadline_ms),
+            memory_max_bytes: self.memory_max_bytes.max(other.memory_max_bytes),
+            table_elements_max: self.table_elements_max.max(other.table_elements_max),
+            reasons_max: self.reasons_max.max(other.reasons_max),
+            reason_len_max: self.reason_len_max.max(other.reason_len_max),
+            stdio_capture_max_bytes: self.stdio_capture_max_bytes.max(other.stdio_capture_max_bytes),
+            input_len_max_bytes: self.input_len_max_bytes.max(other.input_len_max_bytes),
+            artefact_len_max_bytes: self.artefact_len_max_bytes.max(other.artefact_len_max_bytes),
+            core_instances_max: self.core_instances_max.max(other.core_instances_max),
         }
     }
 }
@@ -91,11 +133,16 @@ impl Default for RuleLimits {
 pub const STDIO_BUFFER_MAX_BYTES: usize = 1 << 20;
 /// Epoch tick: the resolution of the wall-clock deadline.
 pub const EPOCH_TICK_MS: u64 = 5;
+/// Wall clock for a plugin's first instance and `name()` call at load.
+pub const PLUGIN_LOAD_DEADLINE_MS: u64 = 5_000;
 /// Bytes of memory and table per pooled slot reset in place between
 /// decisions (with PAGEMAP_SCAN only the dirty pages are touched).
-pub const POOL_KEEP_RESIDENT_BYTES: usize = 1 << 20;
+pub const POOL_KEEP_RESIDENT_BYTES: usize = 64 << 20;
 /// Instances the pool holds at once (concurrent decisions).
 pub const POOL_INSTANCES_MAX: u32 = 128;
+/// Core module instances the pool holds at once, over all decisions in
+/// flight (a Rust rule takes 1 to 3 per decision, a Python rule 14).
+pub const POOL_CORE_INSTANCES_MAX: u32 = 1_024;
 
 /// Imports a plugin may have: the capability-free part of WASI 0.2 that
 /// a standard library pulls in. Everything else (files, sockets, HTTP, …)
@@ -239,7 +286,10 @@ pub struct RuleHost {
     engine: Engine,
     bare_linker: Linker<RuleState>,
     wasi_linker: Linker<RuleState>,
+    /// What a plugin gets unless its manifest asks otherwise.
     limits: RuleLimits,
+    /// The most a manifest may ask for.
+    ceilings: RuleLimits,
     cache_dir: PathBuf,
     plugins: RwLock<Arc<Vec<Plugin>>>,
     ticker_stop: Arc<AtomicBool>,
@@ -278,17 +328,21 @@ pub fn forbidden_import(engine: &Engine, component: &Component) -> Option<String
 }
 
 impl RuleHost {
+    /// A host whose plugins get `limits` unless their manifests ask for
+    /// more, up to [`RuleLimits::ceilings`] (raised to `limits` where those
+    /// are higher).
     pub fn new(limits: RuleLimits, cache_dir: PathBuf) -> anyhow::Result<RuleHost> {
+        let ceilings = RuleLimits::ceilings().at_least(&limits);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES_MAX)
-            .total_core_instances(POOL_INSTANCES_MAX * 4)
+            .total_core_instances(POOL_CORE_INSTANCES_MAX)
             .total_memories(POOL_INSTANCES_MAX * 2)
             .total_tables(POOL_INSTANCES_MAX * 2)
             .max_memories_per_component(2)
             .max_tables_per_component(2)
-            .max_core_instances_per_component(8)
-            .max_memory_size(limits.memory_max_bytes)
-            .table_elements(limits.table_elements_max)
+            .max_core_instances_per_component(ceilings.core_instances_max)
+            .max_memory_size(ceilings.memory_max_bytes)
+            .table_elements(ceilings.table_elements_max)
             // Between decisions, reset only the pages a decision dirtied
             // (PAGEMAP_SCAN, Linux 6.7+; elsewhere this is off) in place,
             // instead of madvise + page faults on the next use.
@@ -299,7 +353,7 @@ impl RuleHost {
         config
             .consume_fuel(true)
             .epoch_interruption(true)
-            .memory_reservation(limits.memory_max_bytes as u64)
+            .memory_reservation(ceilings.memory_max_bytes as u64)
             .memory_reservation_for_growth(0)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
@@ -324,6 +378,7 @@ impl RuleHost {
             bare_linker,
             wasi_linker,
             limits,
+            ceilings,
             cache_dir,
             plugins: RwLock::new(Arc::new(Vec::new())),
             ticker_stop,
@@ -352,7 +407,7 @@ impl RuleHost {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_fuel(limits.fuel_per_call_max)?;
-        store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK_MS).max(1));
+        store.set_epoch_deadline(deadline_ticks(limits));
         Ok(store)
     }
 
@@ -361,6 +416,24 @@ impl RuleHost {
     /// names, and asks it its name.
     pub fn load_plugin(&self, manifest: Manifest, bytes: &[u8]) -> anyhow::Result<Plugin> {
         let label = format!("{}@{}", manifest.name, manifest.version);
+        let limits = manifest.limits(&self.limits, &self.ceilings);
+        anyhow::ensure!(
+            bytes.len() as u64 <= limits.artefact_len_max_bytes,
+            "plugin {label} is {} bytes; its limit is {} (raise `artefact_len_max_bytes` in its manifest's \
+             [limits], at most {})",
+            bytes.len(),
+            limits.artefact_len_max_bytes,
+            self.ceilings.artefact_len_max_bytes
+        );
+        let core_instances =
+            core_instances(bytes).with_context(|| format!("plugin {label} is not a valid component"))?;
+        anyhow::ensure!(
+            core_instances <= limits.core_instances_max,
+            "plugin {label} creates {core_instances} core module instances; its limit is {} \
+             (raise `core_instances_max` in its manifest's [limits], at most {})",
+            limits.core_instances_max,
+            self.ceilings.core_instances_max
+        );
         let component: Component = wasm_cache::load_component(&self.engine, bytes, &self.cache_dir)
             .with_context(|| format!("plugin {label} is not a valid component"))?;
         if let Some(import) = forbidden_import(&self.engine, &component) {
@@ -379,8 +452,11 @@ impl RuleHost {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("plugin {label} cannot be linked"))?;
-        let limits = manifest.limits(&self.limits);
+        // The first instance of a plugin maps its memory image and faults
+        // its heap in (tens of ms for a language runtime): a load, not a
+        // decision, so it runs under the load deadline.
         let mut store = self.new_store(&limits, uses_wasi)?;
+        store.set_epoch_deadline(PLUGIN_LOAD_DEADLINE_MS.div_ceil(EPOCH_TICK_MS));
         let sha256 = wasm_cache::sha256_hex(bytes);
         let world_error = |world: &str| format!("plugin {label} does not export the nixo:rules/{world} world");
         let name_error = || format!("plugin {label} failed to report its name");
@@ -455,7 +531,7 @@ impl RuleHost {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let loaded = Manifest::load(path).and_then(|(manifest, bytes)| {
+            let loaded = Manifest::load(path, &self.limits, &self.ceilings).and_then(|(manifest, bytes)| {
                 match previous.get(manifest.name.as_str()) {
                     // Unchanged: keep the instance-ready plugin as it is.
                     Some(old) if old.sha256().eq_ignore_ascii_case(&manifest.sha256) && *old.manifest() == manifest => {
@@ -476,6 +552,12 @@ impl RuleHost {
                     if let Some(old) = previous.values().find(|p| p.manifest().name == stem) {
                         active.push((*old).clone());
                     }
+                    let sha256 = std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|text| Manifest::parse(&text).ok())
+                        .map(|m| m.sha256)
+                        .unwrap_or_default();
+                    metrics::gauge!("nixo_rule_plugin_refused", "name" => stem, "sha256" => sha256).set(1.0);
                     report.refused.push((file, why));
                 }
             }
@@ -484,6 +566,26 @@ impl RuleHost {
             .iter()
             .map(|p| format!("{}@{}", p.manifest().name, p.manifest().version))
             .collect();
+        // `nixo_rule_plugin_active{name, version, sha256}`: 1 while serving.
+        let gauge = |p: &Plugin| {
+            let m = p.manifest();
+            metrics::gauge!("nixo_rule_plugin_active", "name" => m.name.clone(), "version" => m.version.clone(),
+                "sha256" => p.sha256().to_string())
+        };
+        for old in previous.values() {
+            if !active
+                .iter()
+                .any(|p| p.sha256() == old.sha256() && p.manifest() == old.manifest())
+            {
+                gauge(old).set(0.0);
+            }
+        }
+        for plugin in &active {
+            gauge(plugin).set(1.0);
+            metrics::gauge!("nixo_rule_plugin_refused", "name" => plugin.manifest().name.clone(),
+                "sha256" => plugin.sha256().to_string())
+            .set(0.0);
+        }
         *self.plugins.write().expect("rule set lock") = Arc::new(active);
         Ok(report)
     }
@@ -499,6 +601,7 @@ impl RuleHost {
         let config = config.unwrap_or(&own);
         let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
         let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+        store.set_epoch_deadline(deadline_ticks(&plugin.limits));
         let result = instance
             .nixo_rules_payout_check()
             .call_check(&mut store, request, config)
@@ -597,6 +700,7 @@ impl RuleHost {
             self.limits.input_len_max_bytes
         );
         let instance = plugin.pre.instantiate(&mut *store).map_err(anyhow::Error::from)?;
+        store.set_epoch_deadline(deadline_ticks(&plugin.limits));
         let decision = instance
             .nixo_rules_fraud_check()
             .call_check(&mut *store, tx, config)
@@ -723,6 +827,13 @@ impl RuleHost {
         out
     }
 
+    /// Copies this host's compiled form of `bytes` into `cache_dir` (a
+    /// server's compile cache), so a server with the same engine settings
+    /// loads it without compiling.
+    pub fn export_compiled(&self, bytes: &[u8], cache_dir: &Path) -> anyhow::Result<bool> {
+        wasm_cache::copy_entry(&self.engine, bytes, &self.cache_dir, cache_dir)
+    }
+
     /// The active plugins.
     pub fn loaded(&self) -> Vec<Plugin> {
         self.plugins.read().expect("rule set lock").to_vec()
@@ -746,6 +857,48 @@ impl RuleHost {
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect())
+    }
+
+    /// One decision of a fraud rule, timed in two phases: a fresh store and
+    /// instance, then the call (for benchmarks).
+    pub fn time_fraud_phases(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Duration, Duration)> {
+        let started = Instant::now();
+        let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
+        let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+        let instantiated = started.elapsed();
+        let config = plugin.manifest.config_pairs();
+        instance
+            .nixo_rules_fraud_check()
+            .call_check(&mut store, tx, &config)
+            .map_err(anyhow::Error::from)?;
+        let called = started.elapsed() - instantiated;
+        drop(store);
+        Ok((instantiated, called))
+    }
+
+    /// `calls` decisions of a fraud rule in one instance: the time and fuel
+    /// of each (for benchmarks: what a fresh instance per decision costs).
+    pub fn time_fraud_in_one_instance(
+        &self,
+        plugin: &FraudPlugin,
+        tx: &Transaction,
+        calls: usize,
+    ) -> anyhow::Result<Vec<(Duration, u64)>> {
+        let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
+        store.set_epoch_deadline(u64::MAX / 2);
+        let config = plugin.manifest.config_pairs();
+        let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+        (0..calls)
+            .map(|_| {
+                let fuel = store.get_fuel().unwrap_or(0);
+                let started = Instant::now();
+                instance
+                    .nixo_rules_fraud_check()
+                    .call_check(&mut store, tx, &config)
+                    .map_err(anyhow::Error::from)?;
+                Ok((started.elapsed(), fuel - store.get_fuel().unwrap_or(0)))
+            })
+            .collect()
     }
 
     /// Runs one fraud rule once (for `nixo plugin test`): the decision and
@@ -794,6 +947,33 @@ fn transaction_len_bytes(tx: &Transaction) -> usize {
         + tx.destination_country.as_ref().map_or(0, String::len)
         + velocity
         + metadata
+}
+
+/// The epoch deadline for `limits`, in ticks. Set when a store is made
+/// (bounding instantiation) and again before the call (a first
+/// instantiation maps the plugin's memory image, which is not the rule's
+/// time).
+fn deadline_ticks(limits: &RuleLimits) -> u64 {
+    limits.deadline_ms.div_ceil(EPOCH_TICK_MS).max(1)
+}
+
+/// Core module instances one instance of a component creates, counted as
+/// wasmtime does: every core `instantiate`, in nested components too.
+pub fn core_instances(bytes: &[u8]) -> anyhow::Result<u32> {
+    let mut count = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::InstanceSection(section) = payload.context("reading the component")? {
+            for instance in section {
+                if matches!(
+                    instance.context("reading the component")?,
+                    wasmparser::Instance::Instantiate { .. }
+                ) {
+                    count += 1;
+                }
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// A short, stable name for why a plugin call failed (walks the error chain:

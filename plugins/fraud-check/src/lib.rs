@@ -10,7 +10,7 @@ pub mod rules;
 #[allow(unsafe_code)]
 mod wasm {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/nixo-rules@0.1.0",
         world: "fraud-rule",
     });
 

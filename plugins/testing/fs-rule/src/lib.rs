@@ -4,7 +4,7 @@
 #[cfg(target_family = "wasm")]
 #[allow(unsafe_code)]
 mod wasm {
-    wit_bindgen::generate!({ path: "../../../wit", world: "fraud-rule" });
+    wit_bindgen::generate!({ path: "../../../wit/nixo-rules@0.1.0", world: "fraud-rule" });
 
     use exports::nixo::rules::fraud_check::Guest;
     use nixo::rules::types::{Decision, Transaction, Verdict};

@@ -27,7 +27,7 @@ pub fn behaviour(metadata: &[(String, String)]) -> Behaviour {
 #[cfg(target_family = "wasm")]
 #[allow(unsafe_code)]
 mod wasm {
-    wit_bindgen::generate!({ path: "../../../wit", world: "fraud-rule" });
+    wit_bindgen::generate!({ path: "../../../wit/nixo-rules@0.1.0", world: "fraud-rule" });
 
     use super::Behaviour;
     use exports::nixo::rules::fraud_check::Guest;

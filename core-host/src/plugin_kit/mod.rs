@@ -1,8 +1,14 @@
-//! The kit for risk teams: `nixo plugin check` and `nixo plugin test`.
+//! The kit for risk teams: `nixo plugin new | build | check | test | install`.
 //!
 //! `check` loads an artefact exactly as the server would and reports its
 //! world, imports, size and compile time, or why it is refused. `test` runs
 //! a case file (TOML) against it and reports each case with fuel and time.
+//! Both take a rule project (its built manifest and limits), a manifest, or
+//! a bare artefact (the host's default limits). Compiled code is cached in
+//! the user's cache directory, so the second run starts at once.
+
+pub mod project;
+pub mod templates;
 
 use crate::rules::manifest::{Manifest, PluginKind};
 use crate::rules::{
@@ -10,9 +16,11 @@ use crate::rules::{
     VelocityFacts, Verdict,
 };
 use anyhow::{Context, bail};
+pub use project::{Lang, build, install};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+pub use templates::new_template;
 
 /// What `nixo plugin check` found.
 #[derive(Debug, Clone)]
@@ -42,6 +50,67 @@ fn manifest_for(path: &Path, bytes: &[u8], kind: PluginKind) -> Manifest {
     Manifest::parse(&text).expect("a rendered manifest parses")
 }
 
+/// What `check` and `test` run against.
+pub struct Target {
+    /// The artefact's bytes.
+    pub bytes: Vec<u8>,
+    /// The manifest, when the target has one (a project or a manifest).
+    pub manifest: Option<Manifest>,
+    /// The artefact's path.
+    pub path: PathBuf,
+    /// A project's case file.
+    pub cases: Option<PathBuf>,
+}
+
+impl Target {
+    /// A rule project directory (its built manifest), a manifest (`.toml`)
+    /// or an artefact (`.wasm`).
+    pub fn open(path: &Path) -> anyhow::Result<Target> {
+        let (limits, ceilings) = (RuleLimits::default(), RuleLimits::ceilings());
+        let (manifest_path, cases) = if path.is_dir() {
+            let project = project::Project::open(path)?;
+            let manifest = project.built_manifest(None);
+            anyhow::ensure!(
+                manifest.is_file(),
+                "{} is not built yet: run `nixo plugin build` there first",
+                path.display()
+            );
+            (Some(manifest), Some(path.join("cases.toml")))
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            (Some(path.to_path_buf()), None)
+        } else {
+            (None, None)
+        };
+        match manifest_path {
+            Some(manifest_path) => {
+                let (manifest, bytes) = Manifest::load(&manifest_path, &limits, &ceilings)
+                    .with_context(|| format!("loading {}", manifest_path.display()))?;
+                Ok(Target {
+                    path: manifest.artefact_path(&manifest_path),
+                    bytes,
+                    manifest: Some(manifest),
+                    cases,
+                })
+            }
+            None => Ok(Target {
+                bytes: std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                manifest: None,
+                path: path.to_path_buf(),
+                cases,
+            }),
+        }
+    }
+}
+
+/// Loads a target: with its manifest, else as a fraud rule, else as a
+/// payout rule.
+fn load_target(host: &RuleHost, target: &Target) -> anyhow::Result<Plugin> {
+    match &target.manifest {
+        Some(manifest) => host.load_plugin(manifest.clone(), &target.bytes),
+        None => load(host, &target.path, &target.bytes),
+    }
+}
+
 /// Loads the artefact as a fraud rule, else as a payout rule.
 fn load(host: &RuleHost, path: &Path, bytes: &[u8]) -> anyhow::Result<Plugin> {
     match host.load_plugin(manifest_for(path, bytes, PluginKind::Fraud), bytes) {
@@ -53,17 +122,38 @@ fn load(host: &RuleHost, path: &Path, bytes: &[u8]) -> anyhow::Result<Plugin> {
     }
 }
 
-fn scratch_host() -> anyhow::Result<(RuleHost, tempfile::TempDir)> {
-    let cache = tempfile::tempdir()?;
-    Ok((RuleHost::new(RuleLimits::default(), cache.path().to_path_buf())?, cache))
+/// Where compiled plugins are kept between runs of the kit:
+/// `$NIXO_CACHE_DIR`, else `$XDG_CACHE_HOME/nixo/compiled`, else
+/// `~/.cache/nixo/compiled`.
+pub fn kit_cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("NIXO_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("nixo/compiled")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/nixo/compiled")))
+}
+
+/// A rule host with the server's default limits, compiling into the kit's
+/// cache (a scratch directory when there is none).
+pub(crate) fn kit_host() -> anyhow::Result<(RuleHost, Option<tempfile::TempDir>)> {
+    if let Some(dir) = kit_cache_dir()
+        && std::fs::create_dir_all(&dir).is_ok()
+    {
+        return Ok((RuleHost::new(RuleLimits::default(), dir)?, None));
+    }
+    let scratch = tempfile::tempdir()?;
+    Ok((
+        RuleHost::new(RuleLimits::default(), scratch.path().to_path_buf())?,
+        Some(scratch),
+    ))
 }
 
 pub fn check(path: &Path) -> anyhow::Result<CheckReport> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (host, _cache) = scratch_host()?;
-    let imports = host.imports(&bytes).unwrap_or_default();
+    let target = Target::open(path)?;
+    let bytes = &target.bytes;
+    let (host, _scratch) = kit_host()?;
+    let imports = host.imports(bytes).unwrap_or_default();
     let started = Instant::now();
-    let outcome = load(&host, path, &bytes)
+    let outcome = load_target(&host, &target)
         .map(|p| (p.world().to_string(), p.display_name().to_string()))
         .map_err(|e| format!("{e:#}"));
     Ok(CheckReport {
@@ -86,6 +176,9 @@ pub struct Case {
     pub age_days: Option<u32>,
     pub sandbox: Option<bool>,
     pub count_last_hour: Option<u32>,
+    pub sum_last_hour: Option<String>,
+    pub count_last_day: Option<u32>,
+    pub sum_last_day: Option<String>,
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
     /// The manifest `[config]` to run this case with (default: none).
     pub config: Option<std::collections::BTreeMap<String, String>>,
@@ -147,9 +240,9 @@ fn transaction(case: &Case) -> anyhow::Result<Transaction> {
         },
         velocity: VelocityFacts {
             count_last_hour: case.count_last_hour.unwrap_or(0),
-            sum_last_hour: "0".into(),
-            count_last_day: case.count_last_hour.unwrap_or(0),
-            sum_last_day: "0".into(),
+            sum_last_hour: case.sum_last_hour.clone().unwrap_or_else(|| "0".into()),
+            count_last_day: case.count_last_day.or(case.count_last_hour).unwrap_or(0),
+            sum_last_day: case.sum_last_day.clone().unwrap_or_else(|| "0".into()),
         },
         metadata: case.metadata.clone().unwrap_or_default().into_iter().collect(),
     })
@@ -243,18 +336,22 @@ fn run_case(host: &RuleHost, plugin: &Plugin, case: &Case) -> anyhow::Result<Cas
     })
 }
 
-/// Runs every case of `cases` (TOML) against the artefact at `path`.
-pub fn test(path: &Path, cases: &Path) -> anyhow::Result<Vec<CaseResult>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let text = std::fs::read_to_string(cases).with_context(|| format!("reading {}", cases.display()))?;
+/// Runs every case of `cases` (TOML; a project's own `cases.toml` when
+/// not given) against the target at `path`.
+pub fn test(path: &Path, cases: Option<&Path>) -> anyhow::Result<Vec<CaseResult>> {
+    let target = Target::open(path)?;
+    let Some(cases) = cases.map(Path::to_path_buf).or_else(|| target.cases.clone()) else {
+        bail!("name the case file with --cases (only a rule project has one of its own)");
+    };
+    let text = std::fs::read_to_string(&cases).with_context(|| format!("reading {}", cases.display()))?;
     let file: CaseFile = toml::from_str(&text).with_context(|| format!("parsing {}", cases.display()))?;
-    let (host, _cache) = scratch_host()?;
-    let plugin = load(&host, path, &bytes)?;
+    let (host, _scratch) = kit_host()?;
+    let plugin = load_target(&host, &target)?;
     file.case.iter().map(|case| run_case(&host, &plugin, case)).collect()
 }
 
 /// The WIT contract, as shipped with this build.
-pub const RULES_WIT: &str = include_str!("../../wit/rules.wit");
+pub const RULES_WIT: &str = include_str!("../../../wit/nixo-rules@0.1.0/rules.wit");
 
 /// Wraps a core module built by `wit-bindgen` (wasm32-unknown-unknown) into
 /// a component, as the host loads it.
@@ -265,183 +362,3 @@ pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         .validate(true)
         .encode()
 }
-
-/// Writes a new rule crate `dir/name` that builds on its own.
-pub fn new_template(name: &str, kind: PluginKind, dir: &Path) -> anyhow::Result<PathBuf> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid {
-        bail!("a plugin name is 1 to 64 characters of a-z, 0-9 and '-', starting with a letter");
-    }
-    let root = dir.join(name);
-    if root.exists() {
-        bail!("{} already exists", root.display());
-    }
-    std::fs::create_dir_all(root.join("src"))?;
-    std::fs::create_dir_all(root.join("wit"))?;
-    let stem = name.replace('-', "_");
-    let (world, lib, cases) = match kind {
-        PluginKind::Fraud => ("fraud-rule", FRAUD_TEMPLATE, FRAUD_CASES),
-        PluginKind::Payout => ("payout-rule", PAYOUT_TEMPLATE, PAYOUT_CASES),
-    };
-    let cargo = format!(
-        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
-         [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
-         [target.'cfg(target_family = \"wasm\")'.dependencies]\n\
-         wit-bindgen = {{ version = \"0.51\", default-features = false, features = [\"macros\"] }}\n\n\
-         # A crate of its own, not a member of any enclosing workspace.\n[workspace]\n\n\
-         [profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\n"
-    );
-    std::fs::write(root.join("Cargo.toml"), cargo)?;
-    std::fs::write(root.join("wit/rules.wit"), RULES_WIT)?;
-    std::fs::write(root.join("src/lib.rs"), lib.replace("{world}", world))?;
-    std::fs::write(root.join("cases.toml"), cases)?;
-    let readme = format!(
-        "# {name}\n\nA Nixo {world} plugin.\n\n```sh\ncargo test                                   # the rules, natively\n\
-         cargo build --release --target wasm32-unknown-unknown\n\
-         nixo plugin componentize target/wasm32-unknown-unknown/release/{stem}.wasm -o {name}.wasm\n\
-         nixo plugin check {name}.wasm\nnixo plugin test {name}.wasm --cases cases.toml\n```\n\n\
-         To load it, copy `{name}.wasm` into the server's plugins directory with a manifest `{name}.toml`\n\
-         (name, version, kind, sha256 of the artefact; see the Nixo README).\n"
-    );
-    std::fs::write(root.join("README.md"), readme)?;
-    Ok(root)
-}
-
-const FRAUD_TEMPLATE: &str = r#"//! A Nixo fraud rule. The logic is plain Rust in `decide` (test it with
-//! `cargo test`); the export below is compiled only for wasm targets.
-
-/// Decides on a transfer of `amount` (an exact decimal string) in `currency`:
-/// returns (verdict, score in basis points, reasons).
-pub fn decide(amount: &str, currency: &str) -> (&'static str, u16, Vec<String>) {
-    let whole: u64 = amount.split('.').next().and_then(|w| w.parse().ok()).unwrap_or(u64::MAX);
-    match (currency, whole) {
-        ("KES", w) if w >= 100_000 => ("review", 6_000, vec!["large_kes_amount".into()]),
-        _ => ("allow", 100, Vec::new()),
-    }
-}
-
-#[cfg(target_family = "wasm")]
-mod component {
-    wit_bindgen::generate!({ path: "wit", world: "{world}" });
-
-    use exports::nixo::rules::fraud_check::Guest;
-    use nixo::rules::types::{Decision, Transaction, Verdict};
-
-    struct Rule;
-
-    impl Guest for Rule {
-        fn name() -> String {
-            "MyRule".to_string()
-        }
-
-        fn check(tx: Transaction, _config: Vec<(String, String)>) -> Decision {
-            let (verdict, score_bp, reasons) = super::decide(&tx.amount.amount, &tx.amount.currency);
-            let verdict = match verdict {
-                "deny" => Verdict::Deny,
-                "review" => Verdict::Review,
-                _ => Verdict::Allow,
-            };
-            Decision { verdict, score_bp, reasons }
-        }
-    }
-
-    export!(Rule);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn large_kes_amounts_are_reviewed() {
-        assert_eq!(super::decide("150000.00", "KES").0, "review");
-        assert_eq!(super::decide("50.00", "KES").0, "allow");
-    }
-}
-"#;
-
-const PAYOUT_TEMPLATE: &str = r#"//! A Nixo payout rule. The logic is plain Rust in `normalise` (test it with
-//! `cargo test`); the export below is compiled only for wasm targets.
-
-/// Accepts destinations of 6 to 34 letters and digits (spaces ignored),
-/// upper-cased; refuses anything else with (field, code, message).
-pub fn normalise(destination: &str) -> Result<String, (&'static str, &'static str, String)> {
-    let compact: String = destination.chars().filter(|c| !c.is_whitespace()).collect();
-    if (6..=34).contains(&compact.len()) && compact.chars().all(|c| c.is_ascii_alphanumeric()) {
-        Ok(compact.to_ascii_uppercase())
-    } else {
-        Err(("destination", "invalid_destination", "6 to 34 letters and digits".to_string()))
-    }
-}
-
-#[cfg(target_family = "wasm")]
-mod component {
-    wit_bindgen::generate!({ path: "wit", world: "{world}" });
-
-    use exports::nixo::rules::payout_check::{Guest, PayoutRequest, Refusal, Routing};
-
-    struct Rule;
-
-    impl Guest for Rule {
-        fn name() -> String {
-            "MyPayoutRule".to_string()
-        }
-
-        fn check(request: PayoutRequest, _config: Vec<(String, String)>) -> Result<Routing, Refusal> {
-            super::normalise(&request.destination)
-                .map(|destination| Routing { destination, facts: Vec::new() })
-                .map_err(|(field, code, message)| Refusal { field: field.into(), code: code.into(), message })
-        }
-    }
-
-    export!(Rule);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn destinations_are_normalised_or_refused() {
-        assert_eq!(super::normalise("ab12 cd34").unwrap(), "AB12CD34");
-        assert!(super::normalise("x").is_err());
-    }
-}
-"#;
-
-const FRAUD_CASES: &str = r#"[[case]]
-name = "a small transfer is allowed"
-kind = "transfer"
-amount = "50.00"
-currency = "KES"
-destination = "102"
-expect_verdict = "allow"
-
-[[case]]
-name = "a large KES transfer is reviewed"
-kind = "transfer"
-amount = "150000.00"
-currency = "KES"
-destination = "102"
-expect_verdict = "review"
-expect_reasons = ["large_kes_amount"]
-"#;
-
-const PAYOUT_CASES: &str = r#"[[case]]
-name = "a spaced destination is normalised"
-rail = "bank"
-destination = "ab12 cd34"
-amount = "10.00"
-currency = "EUR"
-expect_destination = "AB12CD34"
-
-[[case]]
-name = "a short destination is refused"
-rail = "bank"
-destination = "x"
-amount = "10.00"
-currency = "EUR"
-expect_refusal = "invalid_destination"
-expect_field = "destination"
-"#;
