@@ -221,14 +221,27 @@ fn the_javascript_and_python_plugins_build_from_source_and_pass_their_cases() {
         assert!(ok && text.contains(&format!("{cases} passed, 0 failed")), "{text}");
 
         // The default limits refuse a language runtime; the manifest's
-        // [limits] are what let it in.
+        // [limits] are what let it in, one by one.
         let bare = out.join(format!("{name}.wasm"));
         let (ok, text) = nixo(&["plugin", "check", bare.to_str().unwrap()]);
         assert!(!ok, "{text}");
-        assert!(
-            text.contains("core module instances") || text.contains("its limit"),
-            "{text}"
-        );
+        assert!(text.contains("bytes; its limit is 8388608"), "artefact size: {text}");
+        if lang == "python" {
+            let built = std::fs::read_to_string(&manifest).unwrap();
+            let tight: String = built
+                .lines()
+                .filter(|l| !l.starts_with("core_instances_max"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let tight_manifest = out.join("tight.toml");
+            std::fs::write(&tight_manifest, tight).unwrap();
+            let (ok, text) = nixo(&["plugin", "check", tight_manifest.to_str().unwrap()]);
+            assert!(!ok, "{text}");
+            assert!(
+                text.contains("creates 38 core module instances; its limit is 8"),
+                "{text}"
+            );
+        }
     }
 }
 

@@ -32,19 +32,19 @@ pub fn new_template(name: &str, kind: PluginKind, lang: Lang, dir: &Path) -> any
         PluginKind::Payout => ("payout", "payout-rule"),
     };
     let payout = kind == PluginKind::Payout;
-    // Payout rules name their rail; a language runtime needs more room
-    // than the defaults give a Rust rule.
+    // Payout rules name their rail; a language runtime needs a larger
+    // artefact (and CPython more core instances) than a Rust rule, and
+    // time for a fresh pool slot's first decision.
     let rail = if payout { "rail = \"bank\"\n" } else { "" };
     let limits = match lang {
         Lang::Rust => "",
         Lang::Js => {
             "\n# A JavaScript engine (SpiderMonkey) runs inside the component.\n[manifest.limits]\n\
-             artefact_len_max_bytes = 16777216\nfuel_per_call_max = 20000000\ndeadline_ms = 500\n"
+             artefact_len_max_bytes = 16777216\ndeadline_ms = 500\n"
         }
         Lang::Python => {
             "\n# A Python interpreter (CPython) runs inside the component.\n[manifest.limits]\n\
-             artefact_len_max_bytes = 25165824\nmemory_max_bytes = 67108864\ncore_instances_max = 40\n
-             fuel_per_call_max = 50000000\ndeadline_ms = 500\n"
+             artefact_len_max_bytes = 25165824\ncore_instances_max = 40\ndeadline_ms = 500\n"
         }
     };
     let project = format!(
