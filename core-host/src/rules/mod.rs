@@ -137,7 +137,7 @@ pub const EPOCH_TICK_MS: u64 = 5;
 pub const PLUGIN_LOAD_DEADLINE_MS: u64 = 5_000;
 /// Bytes of memory and table per pooled slot reset in place between
 /// decisions (with PAGEMAP_SCAN only the dirty pages are touched).
-pub const POOL_KEEP_RESIDENT_BYTES: usize = 64 << 20;
+pub const POOL_KEEP_RESIDENT_BYTES: usize = 1 << 20;
 /// Instances the pool holds at once (concurrent decisions).
 pub const POOL_INSTANCES_MAX: u32 = 128;
 /// Core module instances the pool holds at once, over all decisions in
