@@ -268,3 +268,35 @@ fn a_missing_builder_names_what_to_install() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("pip install componentize-py==0.25.1"), "{text}");
 }
+
+/// The payout templates in JavaScript and Python (a result: the routing,
+/// or a refusal naming the field) build and pass their own cases.
+#[test]
+fn the_payout_templates_in_javascript_and_python_build_and_pass_their_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    for lang in ["js", "python"] {
+        if !builder_present(lang) {
+            continue;
+        }
+        let name = format!("route-{lang}");
+        let (ok, out) = nixo(&[
+            "plugin",
+            "new",
+            &name,
+            "--lang",
+            lang,
+            "--kind",
+            "payout",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(ok, "{out}");
+        let project = dir.path().join(&name);
+        let (ok, out) = nixo(&["plugin", "build", project.to_str().unwrap()]);
+        assert!(ok, "{lang}: {out}");
+        let (ok, out) = nixo(&["plugin", "check", project.to_str().unwrap()]);
+        assert!(ok && out.contains("world:    nixo:rules/payout-rule"), "{lang}: {out}");
+        let (ok, out) = nixo(&["plugin", "test", project.to_str().unwrap()]);
+        assert!(ok && out.contains("2 passed, 0 failed"), "{lang}: {out}");
+    }
+}
