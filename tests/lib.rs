@@ -72,6 +72,7 @@ pub fn nixo_cli() -> PathBuf {
     nixo
 }
 
+pub mod bench;
 pub mod spin;
 
 pub struct TestServer {

@@ -6,7 +6,8 @@
 //! `nixo_rule_decision_duration_seconds` by plugin and outcome;
 //! `nixo_ledger_transactions_total` by kind and status;
 //! `nixo_jobs_finished_total` by kind and state; `nixo_jobs` by state;
-//! `nixo_db_pool_connections` by state (idle, in use).
+//! `nixo_db_pool_connections` by state (idle, in use);
+//! `nixo_stage_duration_seconds` by stage of a request's path (see [`Stage`]).
 
 use crate::db::Db;
 use axum::extract::{MatchedPath, Request};
@@ -25,6 +26,72 @@ const DECISION_BUCKETS_S: [f64; 10] = [
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.001, 0.01, 0.05, 0.1,
 ];
 
+/// Histogram buckets for the stages of a request, in seconds (5 µs to 1 s).
+const STAGE_BUCKETS_S: [f64; 14] = [
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
+
+/// A stage of a request's path through the product, timed on every request
+/// into `nixo_stage_duration_seconds{stage}` (where the time goes, from the
+/// outside in: the edge's whole answer contains its instantiation and its
+/// call to the core; the core's answer contains the signature check, the
+/// idempotency record and the service's steps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The edge: request in to response head out, through the gateway component.
+    EdgeRequest,
+    /// The edge: a fresh gateway instance from the pool.
+    EdgeInstantiate,
+    /// The edge: the component's call to the core, to the core's response head.
+    EdgeCoreCall,
+    /// The core: the gateway signature, the key's principal and the version.
+    CoreAdmit,
+    /// The core: taking the Idempotency-Key (before the handler runs).
+    IdempotencyBegin,
+    /// The core: storing the answer under the Idempotency-Key.
+    IdempotencyComplete,
+    /// A transfer: wallets, currency and account limits.
+    TransferChecks,
+    /// A transfer: velocity facts and every fraud rule's decision.
+    TransferRules,
+    /// A transfer: the ledger write, queue and commit (durable when it ends).
+    TransferLedger,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 9] = [
+        Stage::EdgeRequest,
+        Stage::EdgeInstantiate,
+        Stage::EdgeCoreCall,
+        Stage::CoreAdmit,
+        Stage::IdempotencyBegin,
+        Stage::IdempotencyComplete,
+        Stage::TransferChecks,
+        Stage::TransferRules,
+        Stage::TransferLedger,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::EdgeRequest => "edge.request",
+            Stage::EdgeInstantiate => "edge.instantiate",
+            Stage::EdgeCoreCall => "edge.core_call",
+            Stage::CoreAdmit => "core.admit",
+            Stage::IdempotencyBegin => "idempotency.begin",
+            Stage::IdempotencyComplete => "idempotency.complete",
+            Stage::TransferChecks => "transfer.checks",
+            Stage::TransferRules => "transfer.rules",
+            Stage::TransferLedger => "transfer.ledger",
+        }
+    }
+
+    /// Records how long the stage took since `started`.
+    pub fn done(self, started: Instant) {
+        metrics::histogram!("nixo_stage_duration_seconds", "stage" => self.as_str())
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process's recorder, installed on first use.
@@ -40,6 +107,9 @@ pub fn handle() -> &'static PrometheusHandle {
                     Matcher::Full("nixo_rule_decision_duration_seconds".into()),
                     &DECISION_BUCKETS_S,
                 )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("nixo_stage_duration_seconds".into()), &STAGE_BUCKETS_S)
             })
             .expect("bucket lists are not empty");
         let recorder = builder.build_recorder();

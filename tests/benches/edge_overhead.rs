@@ -18,10 +18,14 @@ use nixo_api::signing::{self, SignedParts};
 use nixo_core::auth::{self, KeyAccess};
 use nixo_core::ledger::Environment;
 use nixo_core::server;
+use nixo_tests::bench::{Goal, figure};
 use nixo_tests::spin::{self, SpinGateway};
 use nixo_tests::{redis_url, start};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Goal: what the embedded gateway adds to a request, p50.
+const EDGE_OVERHEAD_P50_GOAL_US: f64 = 150.0;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -206,11 +210,22 @@ async fn main() {
         }
         let direct = p50_p99.last().copied().unwrap();
         for (route, (p50, p99)) in routes.iter().zip(&p50_p99).filter(|(r, _)| **r != Route::Direct) {
+            let overhead = micros(*p50) - micros(direct.0);
             println!(
-                "{label:<40} {} overhead p50 = {:.1} µs, p99 = {:.1} µs",
+                "{label:<40} {} overhead p50 = {overhead:.1} µs, p99 = {:.1} µs",
                 route.label(),
-                micros(*p50) - micros(direct.0),
                 micros(*p99) - micros(direct.1)
+            );
+            let goal = if *route == Route::Embedded && method == "GET" {
+                Goal::AtMost(EDGE_OVERHEAD_P50_GOAL_US)
+            } else {
+                Goal::None
+            };
+            figure(
+                &format!("edge overhead p50, {label}, {}", route.label()),
+                overhead,
+                "µs",
+                goal,
             );
         }
         println!();

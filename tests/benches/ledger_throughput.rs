@@ -1,6 +1,8 @@
 //! Durable ledger throughput on SQLite and PostgreSQL, with 1 and 32
-//! concurrent clients, next to the raw rate of the same database doing one
-//! equally durable single-row insert per commit.
+//! concurrent clients, next to the raw rate of the same database doing
+//! equally durable single-row inserts: one per commit, and batched
+//! (`RAW_BATCH_ROWS` to a commit, the best a writer can do; the figure is
+//! the ledger's best rate against it).
 //!
 //! `cargo bench -p nixo-tests --bench ledger_throughput`
 //! (NIXO_BENCH_TRANSFERS to change the count per run, default 3000).
@@ -9,12 +11,19 @@ use nixo_core::db::Db;
 use nixo_core::ledger::Ledger;
 use nixo_core::money::Currency;
 use nixo_tests::PgDatabase;
+use nixo_tests::bench::{Goal, figure};
 use nixo_tests::ledger_kit::{Fixture, fixture, movement};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WALLETS: usize = 64;
 const CLIENT_COUNTS: [usize; 2] = [1, 32];
+/// Raw inserts per commit in the batched comparator.
+const RAW_BATCH_ROWS: usize = 1_000;
+/// Batched raw rows inserted per ledger transfer of the run.
+const RAW_BATCH_RUNS_PER_TRANSFER: usize = 20;
+/// Goal: durable ledger transfers/s against batched raw inserts/s.
+const LEDGER_TO_BATCHED_RAW_GOAL: f64 = 0.5;
 
 struct Run {
     per_second: f64,
@@ -64,7 +73,32 @@ fn print(label: &str, clients: usize, run: &Run) {
     );
 }
 
-async fn bench(name: &str, url: &str, total: usize) {
+/// Single-row inserts committed `RAW_BATCH_ROWS` to a transaction on one
+/// connection (the same durability as the ledger's commits): rows per second.
+async fn raw_batched_per_s(db: &Db, rows: usize) -> f64 {
+    sqlx::query("CREATE TABLE bench_raw_batched (id BIGINT PRIMARY KEY, payload BIGINT NOT NULL)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut id = 0i64;
+    while (id as usize) < rows {
+        let mut tx = db.pool.begin().await.unwrap();
+        for _ in 0..RAW_BATCH_ROWS {
+            id += 1;
+            sqlx::query("INSERT INTO bench_raw_batched (id, payload) VALUES ($1, $2)")
+                .bind(id)
+                .bind(id * 7)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    id as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn bench(name: &str, short: &str, url: &str, total: usize) {
     let db = Db::open(url).await.unwrap();
     sqlx::query("CREATE TABLE bench_raw (id BIGINT PRIMARY KEY, payload BIGINT NOT NULL)")
         .execute(&db.pool)
@@ -75,6 +109,7 @@ async fn bench(name: &str, url: &str, total: usize) {
     let Fixture { account_id, wallets } = fixture(&ledger, kes, WALLETS, 1_000_000).await;
     let wallets = Arc::new(wallets);
 
+    let mut best: f64 = 0.0;
     for clients in CLIENT_COUNTS {
         let pool = db.pool.clone();
         let base = clients as i64 * 10_000_000;
@@ -106,11 +141,29 @@ async fn bench(name: &str, url: &str, total: usize) {
         })
         .await;
         print(&format!("{name}: ledger transfer"), clients, &run);
+        best = best.max(run.per_second);
         println!(
             "{name:<40} clients={clients:<3} ledger/raw = {:.0} %\n",
             100.0 * run.per_second / raw.per_second
         );
     }
+    let raw_batched = raw_batched_per_s(&db, total * RAW_BATCH_RUNS_PER_TRANSFER).await;
+    println!(
+        "{:<40} clients=1   {raw_batched:>8.0}/s  ({RAW_BATCH_ROWS} rows per commit)",
+        format!("{name}: raw insert, batched")
+    );
+    figure(
+        &format!("{short}: durable ledger transfers/s, best of 1 and 32 clients"),
+        best,
+        "/s",
+        Goal::None,
+    );
+    figure(
+        &format!("{short}: ledger transfers/s / batched raw inserts/s"),
+        best / raw_batched,
+        "x",
+        Goal::AtLeast(LEDGER_TO_BATCHED_RAW_GOAL),
+    );
     let report = nixo_core::ledger::verify::verify(&db, i64::MAX / 2, 0).await.unwrap();
     assert!(report.is_sound(), "{report}");
     db.close().await;
@@ -125,12 +178,13 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     bench(
         "sqlite (WAL, synchronous=FULL)",
+        "SQLite",
         &nixo_core::db::sqlite_url(&dir.path().join("bench.db")),
         total,
     )
     .await;
     match PgDatabase::create("bench").await {
-        Some(pg) => bench("postgresql (synchronous_commit=on)", &pg.url, total).await,
+        Some(pg) => bench("postgresql (synchronous_commit=on)", "PostgreSQL", &pg.url, total).await,
         None => println!("postgresql: skipped (not reachable)"),
     }
 }

@@ -7,9 +7,14 @@
 
 use nixo_core::rules::manifest::Manifest;
 use nixo_core::rules::{AccountFacts, Money, RuleHost, RuleLimits, Transaction, TransactionKind, VelocityFacts};
+use nixo_tests::bench::{Goal, figure};
 use std::time::{Duration, Instant};
 
-fn report(label: &str, mut samples: Vec<Duration>) {
+/// Goal: one decision with a fresh pooled instance, p50.
+const DECISION_P50_GOAL_US: f64 = 8.0;
+
+/// Sorts and prints; answers p50 in µs.
+fn report(label: &str, mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
     println!(
@@ -18,6 +23,7 @@ fn report(label: &str, mut samples: Vec<Duration>) {
         at(0.5),
         at(0.99)
     );
+    at(0.5)
 }
 
 fn main() {
@@ -76,7 +82,13 @@ fn main() {
             t.elapsed()
         })
         .collect();
-    report("wasm: fresh pooled instance per decision (host path)", samples);
+    let p50 = report("wasm: fresh pooled instance per decision (host path)", samples);
+    figure(
+        "rule decision p50, fresh pooled instance (fraud-check)",
+        p50,
+        "µs",
+        Goal::AtMost(DECISION_P50_GOAL_US),
+    );
 
     let input = nixo_fraud_check::rules::Input {
         is_transfer: true,
@@ -97,5 +109,6 @@ fn main() {
             t.elapsed()
         })
         .collect();
-    report("native: the same rule compiled into the host", samples);
+    let native = report("native: the same rule compiled into the host", samples);
+    figure("rule decision p50, the same rule native", native, "µs", Goal::None);
 }

@@ -8,11 +8,17 @@
 
 use nixo_core::db::Backend;
 use nixo_core::server::ServeConfig;
+use nixo_tests::bench::{Goal, figure, peak_rss_kib};
 use nixo_tests::{PgDatabase, TestServer, env_count, start_with};
 use std::time::{Duration, Instant};
 
 const SAMPLES: usize = 200;
 const PAGE: usize = 100;
+/// Goal: a 100-row page with 1,000,000 rows, p50.
+const PAGE_P50_GOAL_MS: f64 = 10.0;
+/// Goal: a page far in costs what page 1 does (within the spread of the
+/// machine).
+const FAR_PAGE_RATIO_GOAL: f64 = 1.25;
 
 async fn seed(server: &TestServer, n: i64) {
     let started = Instant::now();
@@ -31,7 +37,8 @@ async fn timed_page(server: &TestServer, query: &str) -> (Duration, serde_json::
     (took, reply.body)
 }
 
-async fn measure(server: &TestServer, label: &str, query: &str) {
+/// Times `SAMPLES` pages of `query`; prints and answers p50.
+async fn measure(server: &TestServer, label: &str, query: &str) -> Duration {
     let mut times = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         let (took, body) = timed_page(server, query).await;
@@ -44,12 +51,13 @@ async fn measure(server: &TestServer, label: &str, query: &str) {
         times[SAMPLES / 2].as_secs_f64() * 1e3,
         times[SAMPLES * 99 / 100].as_secs_f64() * 1e3
     );
+    times[SAMPLES / 2]
 }
 
 async fn run(label: &str, server: TestServer, n: i64) {
     println!("{label}:");
     seed(&server, n).await;
-    measure(&server, "page 1", &format!("limit={PAGE}")).await;
+    let first = measure(&server, "page 1", &format!("limit={PAGE}")).await;
     // The id 1,000 pages in (fewer with a short history): walk there once,
     // then time the page after it.
     let pages = (usize::try_from(n).unwrap_or(0) / PAGE).saturating_sub(2).min(1_000);
@@ -63,8 +71,20 @@ async fn run(label: &str, server: TestServer, n: i64) {
         let (_, body) = timed_page(&server, &query).await;
         cursor = body["data"][PAGE - 1]["id"].to_string();
     }
-    let label = format!("page {}", pages + 1);
-    measure(&server, &label, &format!("limit={PAGE}&starting_after={cursor}")).await;
+    let far = format!("page {}", pages + 1);
+    let later = measure(&server, &far, &format!("limit={PAGE}&starting_after={cursor}")).await;
+    figure(
+        &format!("{label}: page of {PAGE}, {n} rows, p50"),
+        first.as_secs_f64() * 1e3,
+        "ms",
+        Goal::AtMost(PAGE_P50_GOAL_MS),
+    );
+    figure(
+        &format!("{label}: {far} p50 / page 1 p50"),
+        later.as_secs_f64() / first.as_secs_f64(),
+        "x",
+        Goal::AtMost(FAR_PAGE_RATIO_GOAL),
+    );
     measure(
         &server,
         "filtered (type, currency, amount)",
@@ -100,18 +120,6 @@ async fn run(label: &str, server: TestServer, n: i64) {
         peak_rss_kib() / 1024
     );
     server.stop().await;
-}
-
-/// The process's peak resident memory (VmHWM), KiB.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// A server whose sandbox rate limit does not get in the way.

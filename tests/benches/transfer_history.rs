@@ -11,10 +11,95 @@
 
 use futures_util::StreamExt;
 use nixo_core::server::ServeConfig;
+use nixo_tests::bench::{Goal, RssSampler, figure, histogram_means};
 use nixo_tests::{TestServer, env_count, seed_transfers_between, start_with};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Goal: end-to-end transfers/s at 16 connections.
+const TRANSFERS_PER_S_GOAL: f64 = 5_000.0;
+/// Goal: the rate with the history against the rate on an empty ledger.
+const HISTORY_RATIO_GOAL: f64 = 0.90;
+/// Goal: p99 under an open-loop load of half `TRANSFERS_PER_S_GOAL`.
+const OPEN_LOOP_P99_GOAL_MS: f64 = 10.0;
+/// Goal: the process's resident memory under the 16-connection load.
+const RSS_GOAL_MB: f64 = 150.0;
+/// How long each open-loop run sends for.
+const OPEN_LOOP_DURATION_MS: u64 = 2_000;
 
 const BODY: &str = r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#;
+
+async fn send_transfer(client: reqwest::Client, url: String, key: String, idempotency_key: String) -> u16 {
+    client
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .header("idempotency-key", idempotency_key)
+        .body(BODY)
+        .send()
+        .await
+        .expect("the server answers")
+        .status()
+        .as_u16()
+}
+
+/// Open loop: `rate` transfers a second for `OPEN_LOOP_DURATION_MS`, each
+/// sent at its scheduled time whatever the earlier ones are doing. Latency
+/// counts from the scheduled time, so a stall counts for every request
+/// queued behind it. Answers (p50, p99, how many were not 200).
+async fn open_loop(server: &TestServer, run: &str, rate: f64) -> (Duration, Duration, usize) {
+    let url = format!("{}/v1/payments/transfer", server.base);
+    let count = (rate * OPEN_LOOP_DURATION_MS as f64 / 1e3).round() as usize;
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let scheduled = started + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(scheduled).await;
+        let request = send_transfer(
+            server.client.clone(),
+            url.clone(),
+            server.key.clone(),
+            format!("{run}-{i}"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let status = request.await;
+            (scheduled.elapsed(), status)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    let mut refused = 0;
+    for task in tasks {
+        let (took, status) = task.await.unwrap();
+        latencies.push(took);
+        refused += usize::from(status != 200);
+    }
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    (at(0.5), at(0.99), refused)
+}
+
+/// Where a transfer's time went in the run between two scrapes of the
+/// process's metrics: the mean of each stage (they nest: see
+/// `nixo_core::metrics::Stage`), of each rule's decision, and of the core's
+/// whole answer.
+fn stage_figures(before: &str, after: &str) {
+    for (series, label) in [
+        ("nixo_stage_duration_seconds", "stage"),
+        ("nixo_rule_decision_duration_seconds", "rule decision"),
+        ("nixo_http_request_duration_seconds", "core answer"),
+    ] {
+        for (labels, mean_s, n) in histogram_means(before, after, series) {
+            if series.starts_with("nixo_http") && !labels.contains("/v1/payments/transfer") {
+                continue;
+            }
+            figure(
+                &format!("mean per transfer, {label} {labels} (n={n})"),
+                mean_s * 1e6,
+                "µs",
+                Goal::None,
+            );
+        }
+    }
+}
 
 /// Transfers per second over `count` transfers, `connections` at a time.
 async fn transfers_per_s(server: &TestServer, run: &str, count: usize, connections: usize) -> f64 {
@@ -22,21 +107,12 @@ async fn transfers_per_s(server: &TestServer, run: &str, count: usize, connectio
     let started = Instant::now();
     let statuses: Vec<u16> = futures_util::stream::iter(0..count)
         .map(|i| {
-            let (client, url, key) = (server.client.clone(), url.clone(), server.key.clone());
-            let idempotency_key = format!("{run}-{i}");
-            async move {
-                client
-                    .post(url)
-                    .bearer_auth(key)
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", idempotency_key)
-                    .body(BODY)
-                    .send()
-                    .await
-                    .expect("the server answers")
-                    .status()
-                    .as_u16()
-            }
+            send_transfer(
+                server.client.clone(),
+                url.clone(),
+                server.key.clone(),
+                format!("{run}-{i}"),
+            )
         })
         .buffer_unordered(connections)
         .collect()
@@ -73,7 +149,12 @@ async fn main() {
     let server = start_with(config(), Some(key)).await;
     // Warm up (compile caches, connections), then measure on an empty ledger.
     transfers_per_s(&server, "warm", 200, connections).await;
+    let rss = RssSampler::start();
+    let before = nixo_core::metrics::handle().render();
     let empty = transfers_per_s(&server, "empty", count, connections).await;
+    let after = nixo_core::metrics::handle().render();
+    let rss_empty_kib = rss.stop();
+    stage_figures(&before, &after);
     let seeding = Instant::now();
     // Inside the last day's windows, before the last hour.
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -82,11 +163,49 @@ async fn main() {
         "seeded {history} transfers from wallet 101 over the last day in {:.1} s",
         seeding.elapsed().as_secs_f64()
     );
+    let rss = RssSampler::start();
     let busy = transfers_per_s(&server, "history", count, connections).await;
+    let rss_kib = rss.stop().max(rss_empty_kib);
     println!(
         "SQLite, {connections} connections, {count} transfers a run: empty ledger {empty:>6.0}/s; \
          with {history} transfers of history on the wallet {busy:>6.0}/s; ratio {:.2} (goal >= 0.90)",
         busy / empty
     );
+    figure(
+        &format!("transfers/s end to end, {connections} connections, empty ledger"),
+        empty,
+        "/s",
+        Goal::AtLeast(TRANSFERS_PER_S_GOAL),
+    );
+    figure(
+        &format!("transfers/s with {history} transfers of history / empty"),
+        busy / empty,
+        "x",
+        Goal::AtLeast(HISTORY_RATIO_GOAL),
+    );
+    // The server runs in this process beside the load generator: an upper bound.
+    figure(
+        &format!("peak RSS under the {connections}-connection load (server + load generator)"),
+        rss_kib as f64 / 1024.0,
+        "MiB",
+        Goal::AtMost(RSS_GOAL_MB),
+    );
+    for (rate, goal) in [
+        (TRANSFERS_PER_S_GOAL / 2.0, Goal::AtMost(OPEN_LOOP_P99_GOAL_MS)),
+        ((busy.min(empty) / 2.0).floor(), Goal::None),
+    ] {
+        let (p50, p99, refused) = open_loop(&server, &format!("open-{rate}"), rate).await;
+        println!(
+            "open loop at {rate:.0}/s for {OPEN_LOOP_DURATION_MS} ms: p50 {:.2} ms, p99 {:.2} ms, {refused} not 200",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+        figure(
+            &format!("transfer p99, open loop at {rate:.0}/s ({refused} not 200)"),
+            p99.as_secs_f64() * 1e3,
+            "ms",
+            goal,
+        );
+    }
     server.stop().await;
 }

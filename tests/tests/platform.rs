@@ -295,6 +295,27 @@ async fn health_readiness_metrics_and_allow_headers() {
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
     }
+    // Where the transfer's time went, stage by stage (the edge's stages when
+    // the gateway runs in this process rather than on Spin).
+    let mut stages = vec![
+        "core.admit",
+        "idempotency.begin",
+        "idempotency.complete",
+        "transfer.checks",
+        "transfer.rules",
+        "transfer.ledger",
+    ];
+    if server.spin.is_none() {
+        stages.extend(["edge.request", "edge.instantiate", "edge.core_call"]);
+    }
+    for stage in stages {
+        let count = format!("nixo_stage_duration_seconds_count{{stage=\"{stage}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&count));
+        let n: f64 = line
+            .and_then(|l| l[count.len()..].parse().ok())
+            .unwrap_or_else(|| panic!("missing {count} in:\n{text}"));
+        assert!(n >= 1.0, "{line:?}");
+    }
 
     // A known path with another method: 405 naming the methods it takes.
     let wrong = server

@@ -13,6 +13,7 @@
 use super::{AppState, Caller};
 use crate::error::ApiError;
 use crate::idempotency::{Begin, Scope, StoredResponse, TABLE_LEASE_RENEW_MS, request_hash};
+use crate::metrics::Stage;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -76,7 +77,9 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         key,
     };
     let store = &state.idempotency;
+    let started = std::time::Instant::now();
     let begun = store.begin(&scope, &hash, state.services.clock.now_ms()).await;
+    Stage::IdempotencyBegin.done(started);
     let lease = match begun {
         Ok(Begin::Proceed(lease)) => lease,
         Ok(Begin::Replay(stored)) => return replay(stored),
@@ -130,6 +133,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             return ApiError::internal(&anyhow::anyhow!("reading a handler's answer: {err}")).into_response();
         }
     };
+    let started = std::time::Instant::now();
     let outcome = if storable(parts.status) {
         let headers = STORED_HEADERS
             .iter()
@@ -147,6 +151,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     } else {
         store.release(&lease).await
     };
+    Stage::IdempotencyComplete.done(started);
     if let Err(err) = outcome {
         // The answer stands (its effects are committed); a retry runs again
         // and the ledger recognises it.

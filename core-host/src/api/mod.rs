@@ -221,7 +221,10 @@ fn not_through_gateway() -> ApiError {
 /// handler with a [`Caller`] in the request extensions.
 async fn gatekeeper(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request.headers().get(signing::REQUEST_ID_HEADER).cloned();
-    let mut response = match admit(&state, request).await {
+    let started = std::time::Instant::now();
+    let admitted = admit(&state, request).await;
+    crate::metrics::Stage::CoreAdmit.done(started);
+    let mut response = match admitted {
         Ok(request) => next.run(request).await,
         Err(err) => err.into_response(),
     };

@@ -35,6 +35,7 @@ mod spin_variables {
     });
 }
 
+use crate::metrics::Stage;
 use crate::wasm_cache;
 use anyhow::Context;
 use axum::Router;
@@ -151,10 +152,12 @@ impl WasiHttpHooks for CoreDispatch {
                 .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None))?
                 .to_bytes();
             let request = http::Request::from_parts(parts, axum::body::Body::from(body));
+            let started = std::time::Instant::now();
             let response = match core.oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
+            Stage::EdgeCoreCall.done(started);
             // The core's answer streams to the component as it is made
             // (an export of any size keeps memory flat).
             let (parts, body) = response.into_parts();
@@ -265,6 +268,7 @@ impl Gateway {
             ));
         }
         let request = hyper::Request::from_parts(parts, Full::new(body));
+        let started = std::time::Instant::now();
         let mut store = Store::new(
             self.pre.engine(),
             EdgeState {
@@ -281,14 +285,19 @@ impl Gateway {
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
         let task = tokio::task::spawn(async move {
+            let instantiating = std::time::Instant::now();
             let proxy = pre.instantiate_async(&mut store).await?;
+            Stage::EdgeInstantiate.done(instantiating);
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, out)
                 .await
         });
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                Stage::EdgeRequest.done(started);
+                Ok(response)
+            }
             Ok(Err(code)) => anyhow::bail!("gateway answered with error code {code:?}"),
             Err(_) => match task.await {
                 Ok(Ok(())) => anyhow::bail!("gateway returned without a response"),

@@ -5,10 +5,12 @@
 use super::{Actor, ServiceError, ServiceResult, Services};
 use crate::ledger::fx::{self, FxError};
 use crate::ledger::{AccountKind, FxApplied, LedgerError, Leg, Movement, Recorded, TxStatus, Wallet};
+use crate::metrics::Stage;
 use crate::money::Currency;
 use crate::rules;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::time::Instant;
 
 const HOUR_MS: i64 = 3_600_000;
 /// How long a transfer held for review keeps its funds before the ledger
@@ -126,6 +128,7 @@ async fn plan_legs(
 /// Runs a transfer: checks, fraud rules, ledger.
 pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResult<TransferOutcome> {
     let actor = &cmd.actor;
+    let started = Instant::now();
     let from = usable_wallet(services, actor, cmd.from_wallet, "from_wallet", true).await?;
     let to = usable_wallet(services, actor, cmd.to_wallet, "to_wallet", false).await?;
     if from.currency != cmd.currency.code {
@@ -148,7 +151,9 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
         now_ms,
     )
     .await?;
+    Stage::TransferChecks.done(started);
     let ledger = &services.ledger;
+    let started = Instant::now();
     // Wallet ids are not personal data: the log keeps the destination as is.
     let (verdicts, logged_input) = super::risk::assess(
         services,
@@ -165,6 +170,7 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
         },
     )
     .await?;
+    Stage::TransferRules.done(started);
 
     let status = match verdicts.verdict {
         rules::Verdict::Allow => TxStatus::Settled,
@@ -230,7 +236,9 @@ pub async fn transfer(services: &Services, cmd: TransferCommand) -> ServiceResul
         effects,
         now_ms,
     };
+    let started = Instant::now();
     let recorded = ledger.record(movement).await;
+    Stage::TransferLedger.done(started);
     let decided_tx = recorded.as_ref().ok().filter(|r| !r.replayed).map(|r| r.tx_id);
     if decided_tx.is_some() || recorded.is_err() {
         services
