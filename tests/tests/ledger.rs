@@ -537,6 +537,45 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
     }
 }
 
+on_both!(bulk_history_keeps_velocity_exact, bulk_history);
+/// History written by one statement (an import: 20,000 rows, every status,
+/// two source wallets, spread over the last 26 hours) leaves the velocity
+/// facts equal to a full scan, as single writes do.
+async fn bulk_history(backend: Backend) {
+    let Some((ledger, _guard)) = open(backend, "bulk_history").await else {
+        return;
+    };
+    let f = fixture(&ledger, kes(), 3, 1_000_000).await;
+    let (a, b, c) = (f.wallets[0], f.wallets[1], f.wallets[2]);
+    let numbers = nixo_tests::numbers_sql(ledger.db.backend);
+    let sql = format!(
+        "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, from_wallet,
+             to_wallet, created_at_ms)
+         SELECT 'sandbox', $2,
+                'transfer',
+                CASE i % 4 WHEN 0 THEN 'SETTLED' WHEN 1 THEN 'PENDING_REVIEW' WHEN 2 THEN 'DECLINED' ELSE 'PENDING' END,
+                (i * 37) % 5000 + 1, 'KES',
+                CASE WHEN i % 3 = 0 THEN $3 WHEN i % 3 = 1 THEN $4 ELSE NULL END,
+                $5, $6 - (i * 4679) % (26 * 3600000)
+         FROM ({numbers}) AS s"
+    );
+    sqlx::query(&sql)
+        .bind(20_000i64)
+        .bind(f.account_id.as_str())
+        .bind(a)
+        .bind(b)
+        .bind(c)
+        .bind(now_ms())
+        .execute(&ledger.db.pool)
+        .await
+        .unwrap();
+    for wallet in [a, b, c] {
+        assert_velocity_exact(&ledger, wallet).await;
+    }
+    let counted = ledger.velocity(a, now_ms()).await.unwrap();
+    assert!(counted.last_day.count > 1_000, "{counted:?}");
+}
+
 /// The velocity facts the ledger keeps incrementally equal a full scan of
 /// the wallet's transactions over the same windows, now and later on.
 async fn assert_velocity_exact(ledger: &Ledger, wallet: i64) {
