@@ -238,6 +238,13 @@ async fn concurrent_conservation(backend: Backend) {
     const TASKS: usize = 32;
     const TRANSFERS_PER_TASK: usize = 25;
     let f = fixture(&ledger, kes(), WALLETS, FUNDS).await;
+    let transactions = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM transactions")
+            .fetch_one(&ledger.db.pool)
+            .await
+            .unwrap()
+    };
+    let before = transactions().await;
     let mut tasks = Vec::new();
     for t in 0..TASKS {
         let ledger = ledger.clone();
@@ -266,11 +273,16 @@ async fn concurrent_conservation(backend: Backend) {
             (ok, refused)
         }));
     }
-    let mut total_ok = 0;
+    let (mut total_ok, mut total_refused) = (0, 0);
     for task in tasks {
-        total_ok += task.await.unwrap().0;
+        let (ok, refused) = task.await.unwrap();
+        total_ok += ok;
+        total_refused += refused;
     }
-    assert!(total_ok > 0);
+    assert!(total_ok > 0 && total_refused > 0, "{total_ok} recorded, {total_refused} refused");
+    // A refused transfer leaves nothing behind, even when it shared a
+    // commit with recorded ones (SQLite's group commit).
+    assert_eq!(transactions().await - before, total_ok as i64);
     let mut sum = 0;
     for w in &f.wallets {
         let balance = available(&ledger, *w).await;

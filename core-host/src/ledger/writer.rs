@@ -35,38 +35,50 @@ async fn commit_batch(
     batch: &[(WriteOp, Reply)],
     faults: &Faults,
 ) -> Vec<Result<super::WriteOutcome, LedgerError>> {
-    if let Err(err) = conn.execute("BEGIN IMMEDIATE").await {
-        return batch.iter().map(|_| Err(LedgerError::Db(clone_error(&err)))).collect();
+    // Each statement is a round trip to the connection's worker thread (two
+    // thread wake-ups, most of a statement's cost here), so the control
+    // statements that need no answer of their own travel with their
+    // neighbour: the transaction's start with the first savepoint, one
+    // operation's end with the next one's savepoint, the last one's with
+    // the commit.
+    let refuse_all = |err: &sqlx::Error| -> Vec<Result<super::WriteOutcome, LedgerError>> {
+        batch.iter().map(|_| Err(LedgerError::Db(clone_error(err)))).collect()
+    };
+    if let Err(err) = conn.execute("BEGIN IMMEDIATE; SAVEPOINT ledger_op").await {
+        let _ = conn.execute("ROLLBACK").await;
+        return refuse_all(&err);
     }
     let mut results = Vec::with_capacity(batch.len());
-    for (op, _) in batch {
-        let result = match conn.execute("SAVEPOINT ledger_op").await {
-            Err(err) => Err(LedgerError::Db(err)),
-            Ok(_) => {
-                let result = apply::apply(conn, op).await;
-                let end = if result.is_ok() {
-                    "RELEASE ledger_op"
-                } else {
-                    "ROLLBACK TO ledger_op; RELEASE ledger_op"
-                };
-                match conn.execute(end).await {
-                    Ok(_) => result,
-                    Err(err) => Err(LedgerError::Db(err)),
-                }
-            }
+    let mut end = String::new();
+    for (i, (op, _)) in batch.iter().enumerate() {
+        let result = apply::apply(conn, op).await;
+        end = if result.is_ok() {
+            "RELEASE ledger_op".to_string()
+        } else {
+            "ROLLBACK TO ledger_op; RELEASE ledger_op".to_string()
         };
         results.push(result);
+        if i + 1 < batch.len() {
+            end.push_str("; SAVEPOINT ledger_op");
+            if let Err(err) = conn.execute(end.as_str()).await {
+                // Which of the two failed is unknown: nothing of the batch
+                // is kept, and every caller hears so.
+                let _ = conn.execute("ROLLBACK").await;
+                return refuse_all(&err);
+            }
+        }
     }
     if faults.take_for(batch.iter().map(|(op, _)| op)) {
         let _ = conn.execute("ROLLBACK").await;
         return batch.iter().map(|_| Err(super::injected_fault())).collect();
     }
-    match conn.execute("COMMIT").await {
+    end.push_str("; COMMIT");
+    match conn.execute(end.as_str()).await {
         Ok(_) => results,
         Err(err) => {
             let _ = conn.execute("ROLLBACK").await;
             tracing::error!(error = %err, "ledger group commit failed; every operation in it is refused");
-            batch.iter().map(|_| Err(LedgerError::Db(clone_error(&err)))).collect()
+            refuse_all(&err)
         }
     }
 }
