@@ -547,6 +547,8 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
     for wallet in &f.wallets {
         assert_velocity_exact(ledger, *wallet).await;
     }
+    assert_daily_outgoing_exact(ledger, &f.account_id).await;
+    assert_daily_outgoing_exact(ledger, &g.account_id).await;
 }
 
 on_both!(bulk_history_keeps_velocity_exact, bulk_history);
@@ -584,8 +586,34 @@ async fn bulk_history(backend: Backend) {
     for wallet in [a, b, c] {
         assert_velocity_exact(&ledger, wallet).await;
     }
+    assert_daily_outgoing_exact(&ledger, &f.account_id).await;
     let counted = ledger.velocity(a, now_ms()).await.unwrap();
     assert!(counted.last_day.count > 1_000, "{counted:?}");
+}
+
+/// What the daily limit reads (kept incrementally) equals a full scan of
+/// the account's outgoing transactions today, in each currency.
+async fn assert_daily_outgoing_exact(ledger: &Ledger, account_id: &str) {
+    let now = now_ms();
+    for currency in ["KES", "USD"] {
+        let kept = nixo_core::limits::used_today_minor(&ledger.db, account_id, currency, now)
+            .await
+            .unwrap();
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM transactions
+             WHERE account_id = $1 AND currency = $2 AND created_at_ms >= $3
+               AND kind IN ({}) AND status IN ('SETTLED', 'PENDING', 'PENDING_REVIEW')",
+            nixo_core::limits::OUTGOING_KINDS
+        );
+        let scanned: i64 = sqlx::query_scalar(&sql)
+            .bind(account_id)
+            .bind(currency)
+            .bind(nixo_core::limits::day_start_ms(now))
+            .fetch_one(&ledger.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(kept, scanned, "{currency} sent today by {account_id}");
+    }
 }
 
 /// The velocity facts the ledger keeps incrementally equal a full scan of

@@ -590,14 +590,19 @@ impl Ledger {
     }
 
     /// Deletes velocity buckets no window reads any more (older than a day
-    /// and an hour before `now_ms`); returns how many.
+    /// and an hour before `now_ms`) and daily outgoing sums of days before
+    /// yesterday (the daily limit reads today's); returns how many.
     pub async fn purge_velocity(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
         let before = velocity_window_starts(now_ms).1 - VELOCITY_HOUR_MS;
-        let done = sqlx::query("DELETE FROM velocity_buckets WHERE start_ms < $1")
+        let buckets = sqlx::query("DELETE FROM velocity_buckets WHERE start_ms < $1")
             .bind(before)
             .execute(&self.db.pool)
             .await?;
-        Ok(done.rows_affected())
+        let days = sqlx::query("DELETE FROM outgoing_daily WHERE day_start_ms < $1")
+            .bind(crate::limits::day_start_ms(now_ms) - crate::limits::DAY_MS)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(buckets.rows_affected() + days.rows_affected())
     }
 }
 
