@@ -45,8 +45,8 @@ async fn send_transfer(client: reqwest::Client, url: String, key: String, idempo
 /// Open loop: `rate` transfers a second for `OPEN_LOOP_DURATION_MS`, each
 /// sent at its scheduled time whatever the earlier ones are doing. Latency
 /// counts from the scheduled time, so a stall counts for every request
-/// queued behind it. Answers (p50, p99, how many were not 200).
-async fn open_loop(server: &TestServer, run: &str, rate: f64) -> (Duration, Duration, usize) {
+/// queued behind it. Answers (p50, p99, the answers other than 200 by status).
+async fn open_loop(server: &TestServer, run: &str, rate: f64) -> (Duration, Duration, String) {
     let url = format!("{}/v1/payments/transfer", server.base);
     let count = (rate * OPEN_LOOP_DURATION_MS as f64 / 1e3).round() as usize;
     let started = tokio::time::Instant::now();
@@ -66,14 +66,24 @@ async fn open_loop(server: &TestServer, run: &str, rate: f64) -> (Duration, Dura
         }));
     }
     let mut latencies = Vec::with_capacity(count);
-    let mut refused = 0;
+    let mut refused = std::collections::BTreeMap::<u16, usize>::new();
     for task in tasks {
         let (took, status) = task.await.unwrap();
         latencies.push(took);
-        refused += usize::from(status != 200);
+        if status != 200 {
+            *refused.entry(status).or_default() += 1;
+        }
     }
     latencies.sort();
     let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let refused = match refused.is_empty() {
+        true => "all 200".to_string(),
+        false => refused
+            .iter()
+            .map(|(status, n)| format!("{n} × {status}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     (at(0.5), at(0.99), refused)
 }
 
@@ -91,8 +101,15 @@ fn stage_figures(before: &str, after: &str) {
             if series.starts_with("nixo_http") && !labels.contains("/v1/payments/transfer") {
                 continue;
             }
+            // `{stage="edge.request"}` → `edge.request`, `{plugin="x",outcome="allow"}` → `x allow`.
+            let labels: Vec<&str> = labels
+                .trim_matches(['{', '}'])
+                .split(',')
+                .filter_map(|pair| Some(pair.split_once('=')?.1.trim_matches('"')))
+                .filter(|value| !value.is_empty())
+                .collect();
             figure(
-                &format!("mean per transfer, {label} {labels} (n={n})"),
+                &format!("mean per transfer, {label} {} (n={n})", labels.join(" ")),
                 mean_s * 1e6,
                 "µs",
                 Goal::None,
@@ -196,12 +213,12 @@ async fn main() {
     ] {
         let (p50, p99, refused) = open_loop(&server, &format!("open-{rate}"), rate).await;
         println!(
-            "open loop at {rate:.0}/s for {OPEN_LOOP_DURATION_MS} ms: p50 {:.2} ms, p99 {:.2} ms, {refused} not 200",
+            "open loop at {rate:.0}/s for {OPEN_LOOP_DURATION_MS} ms: p50 {:.2} ms, p99 {:.2} ms, {refused}",
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );
         figure(
-            &format!("transfer p99, open loop at {rate:.0}/s ({refused} not 200)"),
+            &format!("transfer p99, open loop at {rate:.0}/s ({refused})"),
             p99.as_secs_f64() * 1e3,
             "ms",
             goal,

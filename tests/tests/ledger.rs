@@ -279,7 +279,10 @@ async fn concurrent_conservation(backend: Backend) {
         total_ok += ok;
         total_refused += refused;
     }
-    assert!(total_ok > 0 && total_refused > 0, "{total_ok} recorded, {total_refused} refused");
+    assert!(
+        total_ok > 0 && total_refused > 0,
+        "{total_ok} recorded, {total_refused} refused"
+    );
     // A refused transfer leaves nothing behind, even when it shared a
     // commit with recorded ones (SQLite's group commit).
     assert_eq!(transactions().await - before, total_ok as i64);
