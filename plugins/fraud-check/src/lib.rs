@@ -9,6 +9,7 @@ pub mod rules;
 #[cfg(target_family = "wasm")]
 #[allow(unsafe_code)]
 mod wasm {
+    use nixo_rule_arena as _;
     wit_bindgen::generate!({
         path: "../../wit/nixo-rules@0.1.0",
         world: "fraud-rule",
