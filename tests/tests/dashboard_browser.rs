@@ -25,6 +25,9 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Ending the session makes chromedriver quit Chromium; killing
+        // chromedriver alone would leave the browser running (on a panic too).
+        self.end_session();
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
@@ -96,6 +99,30 @@ impl Driver {
             .await;
         driver.session = created["sessionId"].as_str().expect("a session").to_string();
         driver
+    }
+
+    /// `DELETE /session/{id}`, blocking (it runs in `drop`), bounded by timeouts.
+    fn end_session(&self) {
+        use std::io::{Read, Write};
+        let Some(addr) = self.base.strip_prefix("http://") else {
+            return;
+        };
+        if self.session.is_empty() {
+            return;
+        }
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        let request = format!(
+            "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.session
+        );
+        if stream.write_all(request.as_bytes()).is_ok() {
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+        }
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
