@@ -22,7 +22,7 @@ pub const POOL_ACQUIRE_TIMEOUT_MS: u64 = 3_000;
 
 /// Durable and safe settings applied to every SQLite connection: WAL with
 /// `synchronous = FULL` (an acknowledged commit survives power loss).
-fn sqlite_pragmas() -> String {
+pub(crate) fn sqlite_pragmas() -> String {
     sqlite_pragmas_with("FULL")
 }
 
@@ -168,7 +168,15 @@ impl Db {
         Self::open(&sqlite_url(path)).await
     }
 
-    /// A dedicated connection outside the pool (the SQLite ledger writer).
+    /// The database file, on SQLite (`None` on PostgreSQL).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match self.backend {
+            Backend::Sqlite => sqlite_path(&self.url),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// A dedicated connection outside the pool.
     pub async fn dedicated_connection(&self) -> anyhow::Result<AnyConnection> {
         let mut conn = AnyConnectOptions::from_str(&self.url)?.connect().await?;
         if self.backend == Backend::Sqlite {
@@ -234,6 +242,12 @@ impl From<String> for Bind {
 impl From<Option<String>> for Bind {
     fn from(v: Option<String>) -> Self {
         v.map_or(Bind::NullText, Bind::Text)
+    }
+}
+
+impl From<Option<&str>> for Bind {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Bind::NullText, |v| Bind::Text(v.to_string()))
     }
 }
 

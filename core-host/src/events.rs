@@ -10,7 +10,7 @@ use crate::db::Db;
 use crate::ledger::Environment;
 use nixo_api::versions;
 use serde_json::{Value, json};
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 /// Event types emitted today.
 pub const BALANCE_UPDATED: &str = "balance.updated";
@@ -31,8 +31,8 @@ fn new_id() -> String {
 }
 
 /// Writes one event on `conn` (the transaction of the change).
-pub async fn emit(
-    conn: &mut AnyConnection,
+pub async fn emit<C: crate::sql_exec::Exec>(
+    conn: &mut C,
     event_type: &str,
     account_id: &str,
     environment: Environment,
@@ -40,18 +40,19 @@ pub async fn emit(
     now_ms: i64,
 ) -> Result<String, sqlx::Error> {
     let id = new_id();
-    sqlx::query(
+    conn.execute(
         "INSERT INTO events (id, type, account_id, environment, api_version, data, created_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            id.as_str().into(),
+            event_type.into(),
+            account_id.into(),
+            environment.as_str().into(),
+            versions::CURRENT.into(),
+            json!({ "object": object }).to_string().into(),
+            now_ms.into(),
+        ],
     )
-    .bind(id.as_str())
-    .bind(event_type)
-    .bind(account_id)
-    .bind(environment.as_str())
-    .bind(versions::CURRENT)
-    .bind(json!({ "object": object }).to_string())
-    .bind(now_ms)
-    .execute(&mut *conn)
     .await?;
     Ok(id)
 }

@@ -32,5 +32,6 @@ pub mod resources;
 pub mod rules;
 pub mod server;
 pub mod services;
+pub mod sql_exec;
 pub mod wasm_cache;
 pub mod webhooks;

@@ -16,7 +16,7 @@ pub mod runner;
 
 use crate::db::Db;
 use serde_json::Value;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 /// Attempts a job gets by default before it is `dead`.
 pub const MAX_ATTEMPTS_DEFAULT: i64 = 20;
@@ -104,27 +104,33 @@ impl NewJob {
 /// Enqueues a job on `conn` (a transaction, to commit it with the change
 /// that asks for it). Returns its id, or `None` when a live job already
 /// holds its unique key.
-pub async fn enqueue(conn: &mut AnyConnection, job: &NewJob, now_ms: i64) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
-        "INSERT INTO jobs (kind, payload, state, max_attempts, run_at_ms, unique_key, created_at_ms)
-         VALUES ($1, $2, 'available', $3, $4, $5, $6)
-         ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(job.kind.as_str())
-    .bind(job.payload.to_string())
-    .bind(job.max_attempts)
-    .bind(job.run_at_ms)
-    .bind(job.unique_key.as_deref())
-    .bind(now_ms)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| r.try_get(0)).transpose()
+pub async fn enqueue<C: crate::sql_exec::Exec>(
+    conn: &mut C,
+    job: &NewJob,
+    now_ms: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = conn
+        .fetch_optional(
+            "INSERT INTO jobs (kind, payload, state, max_attempts, run_at_ms, unique_key, created_at_ms)
+             VALUES ($1, $2, 'available', $3, $4, $5, $6)
+             ON CONFLICT DO NOTHING RETURNING id",
+            &[
+                job.kind.as_str().into(),
+                job.payload.to_string().into(),
+                job.max_attempts.into(),
+                job.run_at_ms.into(),
+                job.unique_key.as_deref().into(),
+                now_ms.into(),
+            ],
+        )
+        .await?;
+    row.map(|r| r.int(0)).transpose()
 }
 
 /// Enqueues a job in a transaction of its own.
 pub async fn enqueue_now(db: &Db, job: &NewJob, now_ms: i64) -> Result<Option<i64>, sqlx::Error> {
     let mut tx = db.pool.begin().await?;
-    let id = enqueue(&mut tx, job, now_ms).await?;
+    let id = enqueue(&mut *tx, job, now_ms).await?;
     tx.commit().await?;
     Ok(id)
 }

@@ -383,7 +383,7 @@ async fn schedule_periodic(worker: &Worker, now_ms: i64) -> anyhow::Result<()> {
         let job = NewJob::new(kind.clone(), Value::Null, now_ms)
             .run_at(now_ms + interval_ms)
             .unique(format!("periodic:{kind}"));
-        super::enqueue(&mut tx, &job, now_ms).await?;
+        super::enqueue(&mut *tx, &job, now_ms).await?;
     }
     let sql = format!(
         "UPDATE jobs SET state = 'dead', finished_at_ms = $1, locked_by = NULL, lease_until_ms = NULL,

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::db::Bind;
 use crate::money::Currency;
-use sqlx::{AnyConnection, Row};
+use crate::sql_exec::Exec;
 use std::collections::BTreeMap;
 
 /// Changes to one account's four totals.
@@ -36,7 +36,7 @@ fn delta(deltas: &mut Deltas, account: i64, currency: Currency) -> Result<&mut D
     Ok(entry)
 }
 
-pub(super) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteOutcome, LedgerError> {
+pub(super) async fn apply<C: Exec>(conn: &mut C, op: &WriteOp) -> Result<WriteOutcome, LedgerError> {
     match op {
         WriteOp::Record(movement) => record(conn, movement).await.map(WriteOutcome::Recorded),
         WriteOp::Resolve {
@@ -64,8 +64,8 @@ pub(super) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> Result<Writ
 /// Runs the caller's effects, in order, on the operation's transaction;
 /// `this_tx` is the transaction a movement just recorded (for
 /// [`Bind::ThisTransaction`] and [`Effect::EventOfTransaction`]).
-async fn apply_effects(
-    conn: &mut AnyConnection,
+async fn apply_effects<C: Exec>(
+    conn: &mut C,
     effects: &[Effect],
     now_ms: i64,
     this_tx: Option<i64>,
@@ -84,11 +84,9 @@ async fn apply_effects(
                         (other, _) => other.clone(),
                     })
                     .collect();
-                let done = crate::db::bind_all(sqlx::query(sql), &binds)
-                    .execute(&mut *conn)
-                    .await?;
+                let changed = conn.execute(sql, &binds).await?;
                 if let Some(refusal) = must_change
-                    && done.rows_affected() == 0
+                    && changed == 0
                 {
                     return Err(LedgerError::EffectRefused(refusal));
                 }
@@ -123,44 +121,48 @@ async fn apply_effects(
 /// Applies deltas in ascending account order (no deadlocks between writers),
 /// each update carrying the no-overdraft rule in its `WHERE`.
 /// Returns the accounts (owner, environment) whose wallets changed.
-async fn apply_deltas(conn: &mut AnyConnection, deltas: &Deltas) -> Result<Owners, LedgerError> {
+async fn apply_deltas<C: Exec>(conn: &mut C, deltas: &Deltas) -> Result<Owners, LedgerError> {
     let mut owners = Owners::new();
     for (account, d) in deltas {
-        let updated = sqlx::query(
-            "UPDATE ledger_accounts SET
-                 debits_pending = debits_pending + $1, debits_posted = debits_posted + $2,
-                 credits_pending = credits_pending + $3, credits_posted = credits_posted + $4
-             WHERE id = $5 AND currency = $6
-               AND ((flags & 1) = 0
-                    OR (debits_posted + $2) + (debits_pending + $1) <= credits_posted + $4)
-             RETURNING kind, owner_account_id, environment",
-        )
-        .bind(d.debits_pending)
-        .bind(d.debits_posted)
-        .bind(d.credits_pending)
-        .bind(d.credits_posted)
-        .bind(*account)
-        .bind(d.currency)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let updated = conn
+            .fetch_optional(
+                "UPDATE ledger_accounts SET
+                     debits_pending = debits_pending + $1, debits_posted = debits_posted + $2,
+                     credits_pending = credits_pending + $3, credits_posted = credits_posted + $4
+                 WHERE id = $5 AND currency = $6
+                   AND ((flags & 1) = 0
+                        OR (debits_posted + $2) + (debits_pending + $1) <= credits_posted + $4)
+                 RETURNING kind, owner_account_id, environment",
+                &[
+                    d.debits_pending.into(),
+                    d.debits_posted.into(),
+                    d.credits_pending.into(),
+                    d.credits_posted.into(),
+                    (*account).into(),
+                    d.currency.into(),
+                ],
+            )
+            .await?;
         if let Some(row) = updated {
-            let kind: String = row.try_get(0)?;
-            let owner: Option<String> = row.try_get(1)?;
+            let kind = row.text(0)?;
+            let owner = row.opt_text(1)?;
             if let (true, Some(owner)) = (kind == "wallet", owner) {
-                let environment: String = row.try_get(2)?;
+                let environment = row.text(2)?;
                 let environment =
                     Environment::parse(&environment).ok_or(LedgerError::Invalid("unknown stored environment"))?;
                 owners.insert((owner, environment));
             }
             continue;
         }
-        let found = sqlx::query("SELECT currency FROM ledger_accounts WHERE id = $1")
-            .bind(*account)
-            .fetch_optional(&mut *conn)
+        let found = conn
+            .fetch_optional(
+                "SELECT currency FROM ledger_accounts WHERE id = $1",
+                &[(*account).into()],
+            )
             .await?;
         return Err(match found {
             None => LedgerError::AccountNotFound { account: *account },
-            Some(row) if row.try_get::<String, _>(0)? != d.currency => LedgerError::CurrencyMismatch {
+            Some(row) if row.text(0)? != d.currency => LedgerError::CurrencyMismatch {
                 account: *account,
                 currency: d.currency,
             },
@@ -175,12 +177,10 @@ type Owners = std::collections::BTreeSet<(String, Environment)>;
 
 /// `balance.updated` for every account whose wallets changed, with the
 /// account's balances after the change, in the same transaction.
-async fn emit_balance_events(conn: &mut AnyConnection, owners: &Owners, now_ms: i64) -> Result<(), LedgerError> {
+async fn emit_balance_events<C: Exec>(conn: &mut C, owners: &Owners, now_ms: i64) -> Result<(), LedgerError> {
     for (account_id, environment) in owners {
-        let rows = sqlx::query(super::BALANCES_SQL)
-            .bind(account_id.as_str())
-            .bind(0_i64)
-            .fetch_all(&mut *conn)
+        let rows = conn
+            .fetch_all(super::BALANCES_SQL, &[account_id.as_str().into(), 0_i64.into()])
             .await?;
         let balances = super::balances_from_rows(&rows)?;
         let object = serde_json::to_value(crate::resources::balance(*environment == Environment::Live, &balances))
@@ -198,40 +198,42 @@ async fn emit_balance_events(conn: &mut AnyConnection, owners: &Owners, now_ms: 
     Ok(())
 }
 
-async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, LedgerError> {
+async fn record<C: Exec>(conn: &mut C, m: &Movement) -> Result<Recorded, LedgerError> {
     let rules = serde_json::to_string(&m.rules_applied).expect("strings serialise");
     let fx: Option<&FxApplied> = m.fx.as_ref();
-    let inserted = sqlx::query(
-        "INSERT INTO transactions (idempotency_id, environment, account_id, kind, status, amount_minor, currency,
-             to_amount_minor, to_currency, fx_rate, fee_minor, from_wallet, to_wallet, risk_score_bp,
-             rules_applied, metadata, error_code, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-         ON CONFLICT (idempotency_id) DO NOTHING RETURNING id",
-    )
-    .bind(m.idempotency_id.as_deref())
-    .bind(m.environment.as_str())
-    .bind(m.account_id.as_str())
-    .bind(m.kind)
-    .bind(m.status.as_str())
-    .bind(m.amount_minor)
-    .bind(m.currency.code)
-    .bind(fx.map(|f| f.to_amount_minor))
-    .bind(fx.map(|f| f.to_currency.code))
-    .bind(fx.map(|f| f.rate.as_str()))
-    .bind(fx.map_or(0, |f| f.fee_minor))
-    .bind(m.from_wallet)
-    .bind(m.to_wallet)
-    .bind(m.risk_score_bp.map(i64::from))
-    .bind(rules)
-    .bind(m.metadata_json.as_str())
-    .bind(m.error_code)
-    .bind(m.now_ms)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let inserted = conn
+        .fetch_optional(
+            "INSERT INTO transactions (idempotency_id, environment, account_id, kind, status, amount_minor, currency,
+                 to_amount_minor, to_currency, fx_rate, fee_minor, from_wallet, to_wallet, risk_score_bp,
+                 rules_applied, metadata, error_code, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             ON CONFLICT (idempotency_id) DO NOTHING RETURNING id",
+            &[
+                m.idempotency_id.as_deref().into(),
+                m.environment.as_str().into(),
+                m.account_id.as_str().into(),
+                m.kind.into(),
+                m.status.as_str().into(),
+                m.amount_minor.into(),
+                m.currency.code.into(),
+                fx.map(|f| f.to_amount_minor).into(),
+                fx.map(|f| f.to_currency.code).into(),
+                fx.map(|f| f.rate.as_str()).into(),
+                fx.map_or(0, |f| f.fee_minor).into(),
+                m.from_wallet.into(),
+                m.to_wallet.into(),
+                m.risk_score_bp.map(i64::from).into(),
+                rules.into(),
+                m.metadata_json.as_str().into(),
+                m.error_code.into(),
+                m.now_ms.into(),
+            ],
+        )
+        .await?;
     let Some(inserted) = inserted else {
         return replay(conn, m).await;
     };
-    let tx_id: i64 = inserted.try_get(0)?;
+    let tx_id = inserted.int(0)?;
 
     let mut deltas = Deltas::new();
     for leg in &m.legs {
@@ -251,19 +253,20 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
         } else {
             c.credits_posted += leg.amount_minor;
         }
-        sqlx::query(
+        conn.execute(
             "INSERT INTO transfers (transaction_id, kind, debit_account_id, credit_account_id, amount_minor,
                  currency, timeout_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                tx_id.into(),
+                (if pending { "pending" } else { "posted" }).into(),
+                leg.debit.into(),
+                leg.credit.into(),
+                leg.amount_minor.into(),
+                leg.currency.code.into(),
+                leg.pending_timeout_at_ms.into(),
+                m.now_ms.into(),
+            ],
         )
-        .bind(tx_id)
-        .bind(if pending { "pending" } else { "posted" })
-        .bind(leg.debit)
-        .bind(leg.credit)
-        .bind(leg.amount_minor)
-        .bind(leg.currency.code)
-        .bind(leg.pending_timeout_at_ms)
-        .bind(m.now_ms)
-        .execute(&mut *conn)
         .await?;
     }
     let owners = apply_deltas(conn, &deltas).await?;
@@ -273,32 +276,31 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
         .chain(owners.iter().map(|(owner, _)| owner.as_str()))
         .collect::<std::collections::BTreeSet<_>>();
     for account in seen_by {
-        sqlx::query(
+        conn.execute(
             "INSERT INTO account_transactions (account_id, environment, transaction_id, kind, currency, amount_minor,
                  created_at_ms, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            &[
+                account.into(),
+                m.environment.as_str().into(),
+                tx_id.into(),
+                m.kind.into(),
+                m.currency.code.into(),
+                m.amount_minor.into(),
+                m.now_ms.into(),
+                m.status.as_str().into(),
+            ],
         )
-        .bind(account)
-        .bind(m.environment.as_str())
-        .bind(tx_id)
-        .bind(m.kind)
-        .bind(m.currency.code)
-        .bind(m.amount_minor)
-        .bind(m.now_ms)
-        .bind(m.status.as_str())
-        .execute(&mut *conn)
         .await?;
     }
     // And every wallet its legs touch, for the wallet filter.
-    sqlx::query(
+    conn.execute(
         "INSERT INTO wallet_transactions (wallet_id, transaction_id, account_id, created_at_ms)
          SELECT DISTINCT w.id, $1, w.owner_account_id, $2 FROM transfers tr
          JOIN ledger_accounts w ON w.id = tr.debit_account_id OR w.id = tr.credit_account_id
          WHERE tr.transaction_id = $1 AND w.kind = 'wallet' AND w.owner_account_id IS NOT NULL
          ON CONFLICT DO NOTHING",
+        &[tx_id.into(), m.now_ms.into()],
     )
-    .bind(tx_id)
-    .bind(m.now_ms)
-    .execute(&mut *conn)
     .await?;
     apply_effects(conn, &m.effects, m.now_ms, Some(tx_id)).await?;
     Ok(Recorded {
@@ -313,54 +315,55 @@ async fn record(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, Ledg
 
 /// The earlier transaction with the same identity, if it is the same
 /// operation; a different operation under a used identity is refused.
-async fn replay(conn: &mut AnyConnection, m: &Movement) -> Result<Recorded, LedgerError> {
+async fn replay<C: Exec>(conn: &mut C, m: &Movement) -> Result<Recorded, LedgerError> {
     let id = m.idempotency_id.clone().expect("only identified movements conflict");
-    let row = sqlx::query(
-        "SELECT id, kind, amount_minor, currency, from_wallet, to_wallet, account_id, status, created_at_ms,
-                risk_score_bp, rules_applied
-         FROM transactions WHERE idempotency_id = $1",
-    )
-    .bind(id.as_str())
-    .fetch_one(&mut *conn)
-    .await?;
-    let same = row.try_get::<String, _>(1)? == m.kind
-        && row.try_get::<i64, _>(2)? == m.amount_minor
-        && row.try_get::<String, _>(3)? == m.currency.code
-        && row.try_get::<Option<i64>, _>(4)? == m.from_wallet
-        && row.try_get::<Option<i64>, _>(5)? == m.to_wallet
-        && row.try_get::<String, _>(6)? == m.account_id;
+    let row = conn
+        .fetch_optional(
+            "SELECT id, kind, amount_minor, currency, from_wallet, to_wallet, account_id, status, created_at_ms,
+                    risk_score_bp, rules_applied
+             FROM transactions WHERE idempotency_id = $1",
+            &[id.as_str().into()],
+        )
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let same = row.text(1)? == m.kind
+        && row.int(2)? == m.amount_minor
+        && row.text(3)? == m.currency.code
+        && row.opt_int(4)? == m.from_wallet
+        && row.opt_int(5)? == m.to_wallet
+        && row.text(6)? == m.account_id;
     if !same {
         return Err(LedgerError::IdempotencyConflict(id));
     }
-    let status: String = row.try_get(7)?;
-    let rules: String = row.try_get(10)?;
+    let status = row.text(7)?;
+    let rules = row.text(10)?;
     Ok(Recorded {
-        tx_id: row.try_get(0)?,
+        tx_id: row.int(0)?,
         status: TxStatus::parse(&status).ok_or(LedgerError::Invalid("unknown stored status"))?,
         replayed: true,
-        created_at_ms: row.try_get(8)?,
-        risk_score_bp: row.try_get::<Option<i64>, _>(9)?.and_then(|s| u16::try_from(s).ok()),
+        created_at_ms: row.int(8)?,
+        risk_score_bp: row.opt_int(9)?.and_then(|s| u16::try_from(s).ok()),
         rules_applied: serde_json::from_str(&rules).unwrap_or_default(),
     })
 }
 
-async fn resolve(
-    conn: &mut AnyConnection,
+async fn resolve<C: Exec>(
+    conn: &mut C,
     tx_id: i64,
     resolution: Resolution,
     status: TxStatus,
     now_ms: i64,
 ) -> Result<TxStatus, LedgerError> {
-    let rows = sqlx::query(
-        "SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount_minor, t.currency, t.timeout_at_ms
-         FROM transfers t
-         WHERE t.transaction_id = $1 AND t.kind = 'pending'
-           AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)
-         ORDER BY t.id",
-    )
-    .bind(tx_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = conn
+        .fetch_all(
+            "SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount_minor, t.currency, t.timeout_at_ms
+             FROM transfers t
+             WHERE t.transaction_id = $1 AND t.kind = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)
+             ORDER BY t.id",
+            &[tx_id.into()],
+        )
+        .await?;
     if rows.is_empty() {
         return Err(LedgerError::NotPending(tx_id));
     }
@@ -372,12 +375,12 @@ async fn resolve(
     }
     let mut deltas = Deltas::new();
     for row in &rows {
-        let pending_id: i64 = row.try_get(0)?;
-        let debit: i64 = row.try_get(1)?;
-        let credit: i64 = row.try_get(2)?;
-        let held: i64 = row.try_get(3)?;
-        let currency_code: String = row.try_get(4)?;
-        let timeout_at_ms: Option<i64> = row.try_get(5)?;
+        let pending_id = row.int(0)?;
+        let debit = row.int(1)?;
+        let credit = row.int(2)?;
+        let held = row.int(3)?;
+        let currency_code = row.text(4)?;
+        let timeout_at_ms = row.opt_int(5)?;
         let currency = Currency::from_code(&currency_code).ok_or(LedgerError::Invalid("unknown stored currency"))?;
         let (kind, moved) = match resolution {
             Resolution::Post(partial) => {
@@ -398,20 +401,22 @@ async fn resolve(
         let c = delta(&mut deltas, credit, currency)?;
         c.credits_pending -= held;
         c.credits_posted += moved;
-        let inserted = sqlx::query(
-            "INSERT INTO transfers (transaction_id, kind, debit_account_id, credit_account_id, amount_minor,
-                 currency, pending_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(tx_id)
-        .bind(kind)
-        .bind(debit)
-        .bind(credit)
-        .bind(if moved > 0 { moved } else { held })
-        .bind(currency.code)
-        .bind(pending_id)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await;
+        let inserted = conn
+            .execute(
+                "INSERT INTO transfers (transaction_id, kind, debit_account_id, credit_account_id, amount_minor,
+                     currency, pending_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    tx_id.into(),
+                    kind.into(),
+                    debit.into(),
+                    credit.into(),
+                    (if moved > 0 { moved } else { held }).into(),
+                    currency.code.into(),
+                    pending_id.into(),
+                    now_ms.into(),
+                ],
+            )
+            .await;
         match inserted {
             Ok(_) => {}
             // A concurrent resolution of the same hold won the race.
@@ -425,35 +430,34 @@ async fn resolve(
     // facts), then the balances: the order `record` takes them in (the
     // transaction's insert, then the balances), so that a recording and a
     // resolution on the same wallet cannot deadlock on PostgreSQL.
-    sqlx::query("UPDATE transactions SET status = $1 WHERE id = $2")
-        .bind(status.as_str())
-        .bind(tx_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("UPDATE account_transactions SET status = $1 WHERE transaction_id = $2")
-        .bind(status.as_str())
-        .bind(tx_id)
-        .execute(&mut *conn)
-        .await?;
+    conn.execute(
+        "UPDATE transactions SET status = $1 WHERE id = $2",
+        &[status.as_str().into(), tx_id.into()],
+    )
+    .await?;
+    conn.execute(
+        "UPDATE account_transactions SET status = $1 WHERE transaction_id = $2",
+        &[status.as_str().into(), tx_id.into()],
+    )
+    .await?;
     let owners = apply_deltas(conn, &deltas).await?;
     emit_balance_events(conn, &owners, now_ms).await?;
     Ok(status)
 }
 
-async fn expire_due(conn: &mut AnyConnection, now_ms: i64, limit: i64) -> Result<u64, LedgerError> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT t.transaction_id FROM transfers t
-         WHERE t.kind = 'pending' AND t.timeout_at_ms <= $1
-           AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)
-         ORDER BY t.transaction_id LIMIT $2",
-    )
-    .bind(now_ms)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+async fn expire_due<C: Exec>(conn: &mut C, now_ms: i64, limit: i64) -> Result<u64, LedgerError> {
+    let rows = conn
+        .fetch_all(
+            "SELECT DISTINCT t.transaction_id FROM transfers t
+             WHERE t.kind = 'pending' AND t.timeout_at_ms <= $1
+               AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)
+             ORDER BY t.transaction_id LIMIT $2",
+            &[now_ms.into(), limit.into()],
+        )
+        .await?;
     let mut expired = 0;
     for row in rows {
-        let tx_id: i64 = row.try_get(0)?;
+        let tx_id = row.int(0)?;
         resolve(conn, tx_id, Resolution::Void, TxStatus::Expired, now_ms).await?;
         expired += 1;
     }

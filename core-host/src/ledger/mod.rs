@@ -340,7 +340,12 @@ impl Ledger {
     pub async fn new(db: Db) -> anyhow::Result<Ledger> {
         let faults = Faults::default();
         let writer = match db.backend {
-            Backend::Sqlite => Some(writer::spawn(db.dedicated_connection().await?, faults.clone())),
+            Backend::Sqlite => {
+                let file = db.sqlite_file().ok_or_else(|| {
+                    anyhow::anyhow!("the SQLite ledger needs a database file, not an in-memory database")
+                })?;
+                Some(writer::spawn(&file, faults.clone())?)
+            }
             Backend::Postgres => None,
         };
         Ok(Ledger { db, writer, faults })
@@ -383,7 +388,7 @@ impl Ledger {
     /// One database transaction for `op` (PostgreSQL).
     async fn write_once(&self, op: &WriteOp) -> Result<WriteOutcome, LedgerError> {
         let mut tx = self.db.pool.begin().await?;
-        match apply::apply(&mut tx, op).await {
+        match apply::apply(&mut *tx, op).await {
             Ok(_) if self.faults.take_for(std::iter::once(op)) => {
                 tx.rollback().await?;
                 Err(injected_fault())
@@ -550,11 +555,13 @@ impl Ledger {
 
     /// Balances of an account's wallets per currency, optionally of one wallet.
     pub async fn balances(&self, account_id: &str, wallet_id: Option<i64>) -> Result<Vec<Balance>, sqlx::Error> {
-        let rows = sqlx::query(BALANCES_SQL)
-            .bind(account_id)
-            .bind(wallet_id.unwrap_or(0))
-            .fetch_all(&self.db.pool)
-            .await?;
+        let mut conn = self.db.pool.acquire().await?;
+        let rows = crate::sql_exec::Exec::fetch_all(
+            &mut *conn,
+            BALANCES_SQL,
+            &[account_id.into(), wallet_id.unwrap_or(0).into()],
+        )
+        .await?;
         balances_from_rows(&rows)
     }
 
@@ -636,14 +643,14 @@ pub(crate) const BALANCES_SQL: &str = "SELECT currency,
      WHERE owner_account_id = $1 AND kind = 'wallet' AND ($2 = 0 OR id = $2)
      GROUP BY currency ORDER BY currency";
 
-pub(crate) fn balances_from_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Balance>, sqlx::Error> {
+pub(crate) fn balances_from_rows(rows: &[crate::sql_exec::SqlRow]) -> Result<Vec<Balance>, sqlx::Error> {
     rows.iter()
         .map(|r| {
             Ok(Balance {
-                currency: r.try_get(0)?,
-                available_minor: r.try_get(1)?,
-                pending_minor: r.try_get(2)?,
-                reserved_minor: r.try_get(3)?,
+                currency: r.text(0)?,
+                available_minor: r.int(1)?,
+                pending_minor: r.int(2)?,
+                reserved_minor: r.int(3)?,
             })
         })
         .collect()
