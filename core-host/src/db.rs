@@ -58,6 +58,9 @@ pub struct Db {
     pub relaxed: AnyPool,
     pub backend: Backend,
     url: String,
+    /// Direct readers of the SQLite file, for the reads on a request's path
+    /// ([`Db::read_all`]); `None` on PostgreSQL.
+    readers: Option<std::sync::Arc<crate::sqlite_direct::Readers>>,
 }
 
 /// The file of a `sqlite://<path>[?…]` URL (`None` for other databases and
@@ -156,11 +159,16 @@ impl Db {
             .connect_with(AnyConnectOptions::from_str(url).context("parsing the database URL")?)
             .await
             .context("connecting to the database")?;
+        let readers = (backend == Backend::Sqlite)
+            .then(|| sqlite_path(url))
+            .flatten()
+            .map(|file| std::sync::Arc::new(crate::sqlite_direct::Readers::new(file)));
         Ok(Db {
             pool,
             relaxed,
             backend,
             url: url.to_string(),
+            readers,
         })
     }
 
@@ -183,6 +191,32 @@ impl Db {
             conn.execute(sqlite_pragmas().as_str()).await?;
         }
         Ok(conn)
+    }
+
+    /// Runs one read: on SQLite on this thread through a direct reader (no
+    /// hand-off to a driver thread), on PostgreSQL through the pool.
+    pub async fn read_all(&self, sql: &str, binds: &[Bind]) -> Result<Vec<crate::sql_exec::SqlRow>, sqlx::Error> {
+        match &self.readers {
+            Some(readers) => readers.read(sql, binds),
+            None => {
+                let mut conn = self.pool.acquire().await?;
+                crate::sql_exec::Exec::fetch_all(&mut *conn, sql, binds).await
+            }
+        }
+    }
+
+    /// [`Db::read_all`]'s first row, if any.
+    pub async fn read_optional(
+        &self,
+        sql: &str,
+        binds: &[Bind],
+    ) -> Result<Option<crate::sql_exec::SqlRow>, sqlx::Error> {
+        Ok(self.read_all(sql, binds).await?.into_iter().next())
+    }
+
+    /// [`Db::read_all`]'s first row; [`sqlx::Error::RowNotFound`] without one.
+    pub async fn read_one(&self, sql: &str, binds: &[Bind]) -> Result<crate::sql_exec::SqlRow, sqlx::Error> {
+        self.read_optional(sql, binds).await?.ok_or(sqlx::Error::RowNotFound)
     }
 
     /// Closes every pooled connection.

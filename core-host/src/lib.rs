@@ -33,5 +33,6 @@ pub mod rules;
 pub mod server;
 pub mod services;
 pub mod sql_exec;
+pub mod sqlite_direct;
 pub mod wasm_cache;
 pub mod webhooks;

@@ -15,7 +15,6 @@ use crate::db::Db;
 use crate::money::{Currency, MinorUnits};
 use crate::services::{ServiceError, ServiceResult};
 use serde_json::Value;
-use sqlx::Row;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -129,16 +128,13 @@ pub async fn used_today_minor(db: &Db, account_id: &str, currency: &str, now_ms:
     // Kept by database triggers on every write of `transactions` (the
     // kinds in OUTGOING_KINDS; statuses SETTLED, PENDING, PENDING_REVIEW):
     // one row, however long the day's history.
-    sqlx::query(
+    db.read_one(
         "SELECT CAST(COALESCE(SUM(sum_minor), 0) AS BIGINT) FROM outgoing_daily
          WHERE account_id = $1 AND currency = $2 AND day_start_ms = $3",
+        &[account_id.into(), currency.into(), day_start_ms(now_ms).into()],
     )
-    .bind(account_id)
-    .bind(currency)
-    .bind(day_start_ms(now_ms))
-    .fetch_one(&db.pool)
     .await?
-    .try_get(0)
+    .int(0)
 }
 
 fn shown(currency: Currency, minor: i64) -> String {

@@ -536,32 +536,29 @@ impl Ledger {
 
     /// Finds a wallet by its public id.
     pub async fn wallet(&self, id: i64) -> Result<Option<Wallet>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT id, owner_account_id, environment, currency FROM ledger_accounts
-             WHERE id = $1 AND kind = 'wallet'",
-        )
-        .bind(id)
-        .fetch_optional(&self.db.pool)
-        .await?;
+        let row = self
+            .db
+            .read_optional(
+                "SELECT id, owner_account_id, environment, currency FROM ledger_accounts
+                 WHERE id = $1 AND kind = 'wallet'",
+                &[id.into()],
+            )
+            .await?;
         let Some(row) = row else { return Ok(None) };
-        let environment: String = row.try_get(2)?;
         Ok(Some(Wallet {
-            id: row.try_get(0)?,
-            owner_account_id: row.try_get(1)?,
-            environment: Environment::parse(&environment).unwrap_or(Environment::Live),
-            currency: row.try_get(3)?,
+            id: row.int(0)?,
+            owner_account_id: row.text(1)?,
+            environment: Environment::parse(&row.text(2)?).unwrap_or(Environment::Live),
+            currency: row.text(3)?,
         }))
     }
 
     /// Balances of an account's wallets per currency, optionally of one wallet.
     pub async fn balances(&self, account_id: &str, wallet_id: Option<i64>) -> Result<Vec<Balance>, sqlx::Error> {
-        let mut conn = self.db.pool.acquire().await?;
-        let rows = crate::sql_exec::Exec::fetch_all(
-            &mut *conn,
-            BALANCES_SQL,
-            &[account_id.into(), wallet_id.unwrap_or(0).into()],
-        )
-        .await?;
+        let rows = self
+            .db
+            .read_all(BALANCES_SQL, &[account_id.into(), wallet_id.unwrap_or(0).into()])
+            .await?;
         balances_from_rows(&rows)
     }
 
@@ -571,28 +568,31 @@ impl Ledger {
     /// 0017): at most 60 + 24 rows, whatever the wallet's history.
     pub async fn velocity(&self, wallet_id: i64, now_ms: i64) -> Result<VelocityWindows, sqlx::Error> {
         let (hour_from, day_from) = velocity_window_starts(now_ms);
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN width_ms = $2 THEN count ELSE 0 END), 0) AS BIGINT),
+        let row = self
+            .db
+            .read_one(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN width_ms = $2 THEN count ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN width_ms = $2 THEN sum_minor ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN width_ms = $4 THEN count ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN width_ms = $4 THEN sum_minor ELSE 0 END), 0) AS BIGINT)
              FROM velocity_buckets
              WHERE wallet_id = $1 AND ((width_ms = $2 AND start_ms >= $3) OR (width_ms = $4 AND start_ms >= $5))",
-        )
-        .bind(wallet_id)
-        .bind(VELOCITY_MINUTE_MS)
-        .bind(hour_from)
-        .bind(VELOCITY_HOUR_MS)
-        .bind(day_from)
-        .fetch_one(&self.db.pool)
-        .await?;
+                &[
+                    wallet_id.into(),
+                    VELOCITY_MINUTE_MS.into(),
+                    hour_from.into(),
+                    VELOCITY_HOUR_MS.into(),
+                    day_from.into(),
+                ],
+            )
+            .await?;
         let window = |count: i64, sum_minor: i64| Velocity {
             count: u32::try_from(count).unwrap_or(u32::MAX),
             sum_minor,
         };
         Ok(VelocityWindows {
-            last_hour: window(row.try_get(0)?, row.try_get(1)?),
-            last_day: window(row.try_get(2)?, row.try_get(3)?),
+            last_hour: window(row.int(0)?, row.int(1)?),
+            last_day: window(row.int(2)?, row.int(3)?),
         })
     }
 
