@@ -21,14 +21,35 @@ use tokio::sync::mpsc;
 pub const GROUP_COMMIT_OPS_MAX: usize = 256;
 /// Operations waiting for the writer at most (back-pressure beyond).
 pub const WRITE_QUEUE_LEN_MAX: usize = 4_096;
+/// How often the checkpointer copies the WAL back into the database file.
+pub const WAL_CHECKPOINT_INTERVAL_MS: u64 = 200;
 /// Opens the writer's connection to `path` and starts its thread; the
 /// thread ends when every sender is gone.
 pub(super) fn spawn(path: &Path, faults: Faults) -> anyhow::Result<mpsc::Sender<(WriteOp, Reply)>> {
-    let conn = Direct::open_writer(path)?;
+    let mut conn = Direct::open_writer(path)?;
+    // Checkpoints leave the writer's commits: another thread copies the WAL
+    // back into the database file, so no transfer waits on that copy and
+    // its fsync.
+    conn.control("PRAGMA wal_autocheckpoint = 0")
+        .map_err(anyhow::Error::from)?;
+    let mut checkpointer = Direct::open_writer(path)?;
     let (sender, receiver) = mpsc::channel(WRITE_QUEUE_LEN_MAX);
     std::thread::Builder::new()
         .name("nixo-ledger-writer".into())
         .spawn(move || run(conn, receiver, faults))?;
+    let writer = sender.downgrade();
+    std::thread::Builder::new()
+        .name("nixo-wal-checkpointer".into())
+        .spawn(move || {
+            while writer.upgrade().is_some() {
+                std::thread::sleep(std::time::Duration::from_millis(WAL_CHECKPOINT_INTERVAL_MS));
+                // PASSIVE: copies what no reader still needs, never waits on
+                // the writer; what it cannot copy now, a later round does.
+                if let Err(err) = checkpointer.control("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %err, "WAL checkpoint failed; trying again later");
+                }
+            }
+        })?;
     Ok(sender)
 }
 
