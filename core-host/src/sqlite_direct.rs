@@ -28,6 +28,12 @@ pub const WRITER_BUSY_RETRY_US: u64 = 50;
 /// (only a recovery or an exclusive lock does that in WAL mode) before the
 /// request fails as unavailable.
 pub const READER_BUSY_TIMEOUT_MS: u64 = 200;
+/// Database pages the writer keeps in memory, in KiB (SQLite's default is
+/// 2,000 KiB). A transfer inserts into indexes with random keys (the
+/// idempotency identity, event ids); with a million rows their leaf pages
+/// no longer fit the default, and each insert read its page back from the
+/// file.
+pub const WRITER_PAGE_CACHE_KIB: u64 = 32_768;
 /// Idle reader connections kept (about one per thread that reads at once).
 pub const READERS_IDLE_MAX: usize = 8;
 
@@ -99,6 +105,7 @@ impl Direct {
     pub fn open_writer(path: &Path) -> anyhow::Result<Direct> {
         let conn = rusqlite::Connection::open(path)?;
         conn.execute_batch(&crate::db::sqlite_pragmas())?;
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_PAGE_CACHE_KIB}"))?;
         conn.busy_handler(Some(writer_retry_when_busy))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_LEN);
         Ok(Direct(conn))
