@@ -126,17 +126,3 @@ impl Exec for AnyConnection {
             .collect()
     }
 }
-
-impl Exec for sqlx::Transaction<'_, sqlx::Any> {
-    async fn execute(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
-        (**self).execute(sql, binds).await
-    }
-
-    async fn fetch_optional(&mut self, sql: &str, binds: &[Bind]) -> Result<Option<SqlRow>, sqlx::Error> {
-        (**self).fetch_optional(sql, binds).await
-    }
-
-    async fn fetch_all(&mut self, sql: &str, binds: &[Bind]) -> Result<Vec<SqlRow>, sqlx::Error> {
-        (**self).fetch_all(sql, binds).await
-    }
-}

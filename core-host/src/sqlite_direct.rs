@@ -18,12 +18,12 @@ use std::sync::Mutex;
 /// Prepared statements each direct connection keeps (the ledger's own, the
 /// services' effects, events, jobs and reads: a few dozen distinct ones).
 pub const STATEMENT_CACHE_LEN: usize = 128;
-/// How long the writer sleeps between tries of a database another
-/// connection is writing (the decision log's and idempotency records'
-/// batches). SQLite's own busy handler sleeps 1 ms, then 2, 5, 10 …, which
-/// holds every waiting transfer for at least that long; the other writers'
-/// transactions last tens of microseconds.
-pub const WRITER_BUSY_RETRY_US: u64 = 50;
+/// How long a direct connection sleeps between tries of a database another
+/// connection holds (for the writer: the decision log's and idempotency
+/// records' batches). SQLite's own busy handler sleeps 1 ms, then 2, 5,
+/// 10 …, which holds every waiting transfer for at least that long; the
+/// other writers' transactions last tens of microseconds.
+pub const BUSY_RETRY_US: u64 = 50;
 /// How long a reader waits, at most, on a database it cannot read for now
 /// (only a recovery or an exclusive lock does that in WAL mode) before the
 /// request fails as unavailable.
@@ -37,7 +37,7 @@ pub const WRITER_PAGE_CACHE_KIB: u64 = 32_768;
 /// Idle reader connections kept (about one per thread that reads at once).
 pub const READERS_IDLE_MAX: usize = 8;
 
-/// The writer's busy handler: tries again every [`WRITER_BUSY_RETRY_US`]
+/// The writer's busy handler: tries again every [`BUSY_RETRY_US`]
 /// for as long as any connection waits on a locked database
 /// ([`crate::db::SQLITE_BUSY_TIMEOUT_MS`]), then gives up (`SQLITE_BUSY`).
 fn writer_retry_when_busy(tries: i32) -> bool {
@@ -50,11 +50,11 @@ fn reader_retry_when_busy(tries: i32) -> bool {
 }
 
 fn retry_when_busy(tries: i32, timeout_ms: u64) -> bool {
-    let waited_us = u64::try_from(tries).unwrap_or(0) * WRITER_BUSY_RETRY_US;
+    let waited_us = u64::try_from(tries).unwrap_or(0) * BUSY_RETRY_US;
     if waited_us >= timeout_ms * 1_000 {
         return false;
     }
-    std::thread::sleep(std::time::Duration::from_micros(WRITER_BUSY_RETRY_US));
+    std::thread::sleep(std::time::Duration::from_micros(BUSY_RETRY_US));
     true
 }
 

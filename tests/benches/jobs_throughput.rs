@@ -19,7 +19,7 @@ async fn drain(db: &Db, label: &str, count: i64) {
     let now = chrono::Utc::now().timestamp_millis();
     let mut tx = db.pool.begin().await.unwrap();
     for _ in 0..count {
-        jobs::enqueue(&mut tx, &NewJob::new("noop", json!({}), now), now)
+        jobs::enqueue(&mut *tx, &NewJob::new("noop", json!({}), now), now)
             .await
             .unwrap();
     }

@@ -284,7 +284,7 @@ async fn two_workers_on_postgresql_drain_a_thousand_jobs_once_each() {
         // being taken over by the other worker.
         let sleep_ms = if i % 50 == 0 { 4_000 } else { 0 };
         let job = NewJob::new("probe", json!({ "sleep_ms": sleep_ms }), now);
-        jobs::enqueue(&mut tx, &job, now).await.unwrap();
+        jobs::enqueue(&mut *tx, &job, now).await.unwrap();
     }
     tx.commit().await.unwrap();
 
