@@ -23,7 +23,7 @@ use crate::db::{Backend, Bind, Db};
 use crate::money::Currency;
 use sqlx::Row;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) fn injected_fault() -> LedgerError {
@@ -316,6 +316,9 @@ pub struct Ledger {
     pub db: Db,
     writer: Option<mpsc::Sender<(WriteOp, Reply)>>,
     faults: Faults,
+    /// PostgreSQL writes rolled back by a deadlock or a serialization
+    /// failure and run again (also `nixo_ledger_write_conflicts_total`).
+    conflicts: Arc<AtomicU64>,
 }
 
 /// Fault injection for tests: make the next commit fail after every
@@ -348,7 +351,12 @@ impl Ledger {
             }
             Backend::Postgres => None,
         };
-        Ok(Ledger { db, writer, faults })
+        Ok(Ledger {
+            db,
+            writer,
+            faults,
+            conflicts: Arc::default(),
+        })
     }
 
     /// Makes the next ledger commit that records a movement fail after its
@@ -376,6 +384,8 @@ impl Ledger {
                             // A deadlock or serialization failure rolled the
                             // whole operation back: run it again.
                             tracing::warn!(attempt, error = %e, "ledger write conflicted; running it again");
+                            self.conflicts.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!("nixo_ledger_write_conflicts_total").increment(1);
                             attempt += 1;
                         }
                         other => return other,
@@ -383,6 +393,13 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// Writes that lost a deadlock or a serialization conflict and ran again
+    /// since this ledger started (PostgreSQL; always 0 on SQLite's single
+    /// writer).
+    pub fn write_conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     /// One database transaction for `op` (PostgreSQL).
