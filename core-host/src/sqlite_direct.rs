@@ -322,6 +322,35 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_locked_out_gives_up_after_its_limit_as_unavailable() {
+        let (dir, mut writer) = open();
+        writer.control("CREATE TABLE t (v INTEGER)").unwrap();
+        drop(writer);
+        // Another process holding the file exclusively (the only way a WAL
+        // reader is kept out, with a recovery).
+        let owner = rusqlite::Connection::open(dir.path().join("writer.db")).unwrap();
+        owner
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; INSERT INTO t (v) VALUES (1);")
+            .unwrap();
+        let readers = Readers::new(dir.path().join("writer.db"));
+        let started = std::time::Instant::now();
+        let err = readers.read("SELECT COUNT(*) FROM t", &[]).unwrap_err();
+        let waited = started.elapsed();
+        assert!(crate::db::unavailable(&err), "{err}");
+        assert!(
+            waited >= std::time::Duration::from_millis(READER_BUSY_TIMEOUT_MS),
+            "gave up after {waited:?}"
+        );
+        assert!(waited < std::time::Duration::from_secs(10), "waited {waited:?}");
+        owner.execute_batch("COMMIT; PRAGMA locking_mode = NORMAL;").unwrap();
+        drop(owner);
+        assert_eq!(
+            readers.read("SELECT COUNT(*) FROM t", &[]).unwrap(),
+            vec![SqlRow(vec![Cell::Int(1)])]
+        );
+    }
+
+    #[test]
     fn readers_see_commits_and_cannot_write() {
         let (dir, mut writer) = open();
         writer.control("CREATE TABLE t (v INTEGER)").unwrap();
