@@ -2,7 +2,9 @@
 //! `plugins/velocity-js` (SpiderMonkey) and `plugins/country-py` (CPython),
 //! built from source here with `nixo plugin build` — through the rule host:
 //! a fresh pooled instance per decision, timed as instantiation and
-//! execution apart, with artefact size, fuel and first load.
+//! execution apart, with artefact size, fuel and first load; then, for the
+//! plugins that keep pre-warmed instances, a decision as the server makes
+//! it (in an instance made and warmed ahead) and what making one costs.
 //!
 //! `cargo bench -p nixo-tests --bench rule_languages` (NIXO_BENCH_DECISIONS,
 //! default 2000). JavaScript needs `npm install` in plugins/velocity-js (or
@@ -117,6 +119,31 @@ fn main() {
         loaded.push((label, host, plugin));
     }
     println!("(µs unless named; a fresh pooled instance per decision, fuel and deadline on)");
+    println!(
+        "\n{:<34} {:>8} {:>10} {:>10} {:>14} {:>8}",
+        "pre-warmed (as the server decides)", "kept", "total p50", "total p99", "make (bg) µs", "hits"
+    );
+    for (label, host, plugin) in &loaded {
+        let kept = plugin.manifest.limits.prewarmed_instances.unwrap_or(0);
+        if kept == 0 {
+            println!("{label:<34} {:>8}", "none");
+            continue;
+        }
+        let mut total: Vec<Duration> = (0..n)
+            .map(|_| host.time_fraud_prewarmed(plugin, &tx).unwrap())
+            .collect();
+        let (hits, misses) = plugin.warm.hits_and_misses();
+        println!(
+            "{label:<34} {kept:>8} {:>10.1} {:>10.1} {:>14.0} {:>8}",
+            percentile(&mut total, 0.5),
+            percentile(&mut total, 0.99),
+            plugin.warm.mean_make_time().unwrap_or_default().as_secs_f64() * 1e6,
+            format!("{hits}/{}", hits + misses),
+        );
+    }
+    println!(
+        "(a decision in an instance made and warmed ahead by one synthetic decision; make = that, off the request path)"
+    );
     for (label, host, plugin) in &loaded {
         let calls = host.time_fraud_in_one_instance(plugin, &tx, 5).unwrap();
         let shown: Vec<String> = calls

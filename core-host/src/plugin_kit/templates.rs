@@ -47,11 +47,18 @@ pub fn new_template(name: &str, kind: PluginKind, lang: Lang, dir: &Path) -> any
              artefact_len_max_bytes = 25165824\ncore_instances_max = 40\ndeadline_ms = 500\n"
         }
     };
+    // A fraud rule in a language runtime is decided in instances warmed
+    // ahead: the runtime's first call in an instance costs more than the rule.
+    let prewarm = if payout || lang == Lang::Rust {
+        ""
+    } else {
+        "# Decided in instances made and warmed ahead, off the request path.\nprewarmed_instances = 2\n"
+    };
     let project = format!(
         "# How `nixo plugin build` builds this rule, and the manifest it writes\n\
          # beside the artefact in dist/ (see the Nixo README for every field).\n\
          lang = \"{}\"\n\n[manifest]\nname = \"{name}\"\nversion = \"0.1.0\"\nkind = \"{kind_name}\"\n{rail}\
-         failure_policy = \"fail_closed\"\n{limits}",
+         failure_policy = \"fail_closed\"\n{limits}{prewarm}",
         lang.as_str()
     );
     std::fs::write(root.join(PROJECT_FILE), project)?;

@@ -15,6 +15,7 @@
 //! memory_max_bytes = 16777216
 //! artefact_len_max_bytes = 8388608
 //! core_instances_max = 8
+//! prewarmed_instances = 2        # warm instances kept ready (default 0)
 //! ```
 
 use super::{RuleLimits, TransactionKind};
@@ -70,6 +71,7 @@ pub struct ManifestLimits {
     pub memory_max_bytes: Option<usize>,
     pub artefact_len_max_bytes: Option<u64>,
     pub core_instances_max: Option<u32>,
+    pub prewarmed_instances: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -238,6 +240,11 @@ impl Manifest {
                 defaults.core_instances_max,
                 ceilings.core_instances_max,
             ),
+            prewarmed_instances: pick(
+                own.prewarmed_instances,
+                defaults.prewarmed_instances,
+                ceilings.prewarmed_instances,
+            ),
             // A manifest may raise memory; the table grows with it.
             table_elements_max: if own.memory_max_bytes.is_some_and(|m| m > defaults.memory_max_bytes) {
                 ceilings.table_elements_max
@@ -251,6 +258,17 @@ impl Manifest {
     /// The `[config]` table as the plugin receives it.
     pub fn config_pairs(&self) -> Vec<(String, String)> {
         self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The first kind of transaction the rule applies to (transfers when
+    /// it applies to every kind).
+    pub fn first_kind(&self) -> TransactionKind {
+        match self.applies_to.as_deref().and_then(<[AppliesTo]>::first) {
+            None | Some(AppliesTo::Transfer) => TransactionKind::Transfer,
+            Some(AppliesTo::Deposit) => TransactionKind::Deposit,
+            Some(AppliesTo::Withdrawal) => TransactionKind::Withdrawal,
+            Some(AppliesTo::Payout) => TransactionKind::Payout,
+        }
     }
 
     pub fn applies_to(&self, kind: TransactionKind) -> bool {
@@ -307,7 +325,7 @@ mod tests {
         let text = format!(
             "name = \"x\"\nversion = \"1\"\nkind = \"fraud\"\nsha256 = \"{SHA}\"\napplies_to = [\"transfer\"]\n\
              [limits]\nfuel_per_call_max = 1000000000000\ndeadline_ms = 5\nmemory_max_bytes = 67108864\n\
-             core_instances_max = 1000\n"
+             core_instances_max = 1000\nprewarmed_instances = 99\n"
         );
         let m = Manifest::parse(&text).unwrap();
         let (host, ceilings) = (RuleLimits::default(), RuleLimits::ceilings());
@@ -316,6 +334,7 @@ mod tests {
         assert_eq!(limits.deadline_ms, 5);
         assert_eq!(limits.memory_max_bytes, 64 << 20, "raised, under the ceiling");
         assert_eq!(limits.core_instances_max, ceilings.core_instances_max);
+        assert_eq!(limits.prewarmed_instances, super::super::PREWARMED_INSTANCES_MAX);
         assert_eq!(
             limits.artefact_len_max_bytes, host.artefact_len_max_bytes,
             "not named: the default"

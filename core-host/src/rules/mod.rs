@@ -23,6 +23,9 @@ mod payout_bindings {
 
 pub mod decision_log;
 pub mod manifest;
+pub mod prewarm;
+
+pub use prewarm::PREWARMED_INSTANCES_MAX;
 
 use payout_bindings::PayoutRulePre;
 pub use payout_bindings::exports::nixo::rules::payout_check::{PayoutRequest, Rail, Refusal, Routing};
@@ -31,16 +34,16 @@ pub use payout_bindings::nixo::rules::types::Money as PayoutMoney;
 
 use crate::wasm_cache;
 use anyhow::Context;
-use bindings::FraudRulePre;
 pub use bindings::nixo::rules::types::{
     AccountFacts, Decision, Money, Transaction, TransactionKind, VelocityFacts, Verdict,
 };
+use bindings::{FraudRule, FraudRulePre};
 use decision_log::DecisionRecord;
 use manifest::{FailurePolicy, Manifest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
@@ -75,6 +78,11 @@ pub struct RuleLimits {
     /// Core module instances one instance of the plugin may create (a Rust
     /// rule needs 1 to 3; a language runtime with its WASI adapter, more).
     pub core_instances_max: u32,
+    /// Instances kept ready for the next decisions, each instantiated and
+    /// warmed by one synthetic decision off the request path (a language
+    /// runtime's first call in an instance costs more than the rule): 0
+    /// means a fresh instance per decision, made on the request path.
+    pub prewarmed_instances: u32,
 }
 
 impl Default for RuleLimits {
@@ -91,6 +99,7 @@ impl Default for RuleLimits {
             input_len_max_bytes: 64 << 10,
             artefact_len_max_bytes: 8 << 20,
             core_instances_max: 8,
+            prewarmed_instances: 0,
         }
     }
 }
@@ -107,6 +116,7 @@ impl RuleLimits {
             table_elements_max: 50_000,
             artefact_len_max_bytes: 32 << 20,
             core_instances_max: 64,
+            prewarmed_instances: PREWARMED_INSTANCES_MAX,
             ..Self::default()
         }
     }
@@ -125,6 +135,7 @@ impl RuleLimits {
             input_len_max_bytes: self.input_len_max_bytes.max(other.input_len_max_bytes),
             artefact_len_max_bytes: self.artefact_len_max_bytes.max(other.artefact_len_max_bytes),
             core_instances_max: self.core_instances_max.max(other.core_instances_max),
+            prewarmed_instances: self.prewarmed_instances.max(other.prewarmed_instances),
         }
     }
 }
@@ -195,6 +206,9 @@ pub struct LoadedRule<P> {
     limits: RuleLimits,
     uses_wasi: bool,
     pre: P,
+    /// Instances made ahead for the next decisions (fraud rules whose
+    /// manifest asks for `prewarmed_instances`).
+    pub warm: prewarm::WarmPool,
 }
 
 /// One loaded payout rule.
@@ -291,13 +305,16 @@ pub struct RuleHost {
     /// The most a manifest may ask for.
     ceilings: RuleLimits,
     cache_dir: PathBuf,
-    plugins: RwLock<Arc<Vec<Plugin>>>,
+    plugins: Arc<RwLock<Arc<Vec<Plugin>>>>,
     ticker_stop: Arc<AtomicBool>,
+    refiller: Arc<prewarm::Refiller>,
 }
 
 impl Drop for RuleHost {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+        self.refiller.stop.store(true, Ordering::Relaxed);
+        self.refiller.notify();
     }
 }
 
@@ -373,6 +390,20 @@ impl RuleHost {
             })
             .context("starting the rule epoch ticker")?;
 
+        let plugins = Arc::new(RwLock::new(Arc::new(Vec::new())));
+        let refiller = Arc::new(prewarm::Refiller {
+            plugins: plugins.clone(),
+            wanted: Mutex::new(false),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            used: Mutex::new(Vec::new()),
+        });
+        let (refill_engine, shared) = (engine.clone(), refiller.clone());
+        std::thread::Builder::new()
+            .name("nixo-rule-prewarm".into())
+            .spawn(move || shared.run(|plugin| make_warm(&refill_engine, plugin)))
+            .context("starting the rule pre-warming thread")?;
+
         Ok(RuleHost {
             engine,
             bare_linker,
@@ -380,35 +411,14 @@ impl RuleHost {
             limits,
             ceilings,
             cache_dir,
-            plugins: RwLock::new(Arc::new(Vec::new())),
+            plugins,
             ticker_stop,
+            refiller,
         })
     }
 
     fn new_store(&self, limits: &RuleLimits, uses_wasi: bool) -> anyhow::Result<Store<RuleState>> {
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(limits.memory_max_bytes)
-            .table_elements(limits.table_elements_max)
-            .trap_on_grow_failure(true)
-            .build();
-        let stdio = uses_wasi.then(|| {
-            let capture = || MemoryOutputPipe::new(STDIO_BUFFER_MAX_BYTES);
-            (capture(), capture())
-        });
-        let wasi = stdio
-            .as_ref()
-            .map(|(out, err)| WasiCtx::builder().stdout(out.clone()).stderr(err.clone()).build());
-        let state = RuleState {
-            limits: store_limits,
-            stdio,
-            wasi,
-            table: ResourceTable::new(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_fuel(limits.fuel_per_call_max)?;
-        store.set_epoch_deadline(deadline_ticks(limits));
-        Ok(store)
+        new_store(&self.engine, limits, uses_wasi)
     }
 
     /// Compiles (or loads from cache) a plugin, checks its imports against
@@ -478,10 +488,15 @@ impl RuleHost {
                     limits,
                     uses_wasi,
                     pre,
+                    warm: Default::default(),
                 };
                 (Plugin::Fraud(Arc::new(rule)), name)
             }
             manifest::PluginKind::Payout => {
+                anyhow::ensure!(
+                    limits.prewarmed_instances == 0,
+                    "plugin {label} asks for prewarmed_instances; only fraud rules are pre-warmed"
+                );
                 let pre = PayoutRulePre::new(pre)
                     .map_err(anyhow::Error::from)
                     .with_context(|| world_error("payout-rule"))?;
@@ -498,6 +513,7 @@ impl RuleHost {
                     limits,
                     uses_wasi,
                     pre,
+                    warm: Default::default(),
                 };
                 (Plugin::Payout(Arc::new(rule)), name)
             }
@@ -587,6 +603,7 @@ impl RuleHost {
             .set(0.0);
         }
         *self.plugins.write().expect("rule set lock") = Arc::new(active);
+        self.refiller.notify();
         Ok(report)
     }
 
@@ -656,28 +673,66 @@ impl RuleHost {
         }
     }
 
+    /// The server's decision: in a pre-warmed instance when the plugin
+    /// keeps them and one is ready, else in a fresh one.
     fn call_fraud(&self, plugin: &FraudPlugin, tx: &Transaction) -> Called<Decision> {
-        self.call_fraud_with(plugin, tx, &plugin.manifest.config_pairs())
+        let config = plugin.manifest.config_pairs();
+        if plugin.limits.prewarmed_instances > 0 && !plugin.warm.is_off() {
+            let warm = plugin.warm.take();
+            let instance = if warm.is_some() { "prewarmed" } else { "fresh" };
+            metrics::counter!("nixo_rule_prewarm_decisions_total", "plugin" => plugin.manifest.name.clone(),
+                "instance" => instance)
+            .increment(1);
+            let called = match warm {
+                Some(warm) => {
+                    let mut store = warm.store;
+                    let called = self.decide_in(&mut store, Some(warm.instance), warm.stdio_skip, plugin, tx, &config);
+                    // Releasing a used slot resets its dirtied memory: the
+                    // refiller does that off the request path.
+                    self.refiller.dispose(store);
+                    called
+                }
+                None => self.call_fraud_with(plugin, tx, &config),
+            };
+            // Refilled after the decision, so making the next instance
+            // does not contend with this one.
+            self.refiller.notify();
+            return called;
+        }
+        self.call_fraud_with(plugin, tx, &config)
     }
 
+    /// A decision in a fresh store and instance.
     fn call_fraud_with(&self, plugin: &FraudPlugin, tx: &Transaction, config: &[(String, String)]) -> Called<Decision> {
-        let mut store = match self.new_store(&plugin.limits, plugin.uses_wasi) {
-            Ok(store) => store,
-            Err(err) => {
-                return Called {
-                    result: Err(err),
-                    fuel_used: 0,
-                    stdio: None,
-                };
-            }
-        };
-        let result = self.call_fraud_in(&mut store, plugin, tx, config);
+        match self.new_store(&plugin.limits, plugin.uses_wasi) {
+            Ok(mut store) => self.decide_in(&mut store, None, (0, 0), plugin, tx, config),
+            Err(err) => Called {
+                result: Err(err),
+                fuel_used: 0,
+                stdio: None,
+            },
+        }
+    }
+
+    /// One decision in `store`: in `instance` (a warm one), else in a new
+    /// instance. `stdio_skip`: bytes of stdout and stderr written before
+    /// this decision.
+    fn decide_in(
+        &self,
+        store: &mut Store<RuleState>,
+        instance: Option<FraudRule>,
+        stdio_skip: (usize, usize),
+        plugin: &FraudPlugin,
+        tx: &Transaction,
+        config: &[(String, String)],
+    ) -> Called<Decision> {
+        let result = self.call_fraud_in(store, instance, plugin, tx, config);
         let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
         let stdio = store
             .data()
             .stdio
             .as_ref()
-            .map(|(out, err)| captured(out, err, self.limits.stdio_capture_max_bytes))
+            .map(|(out, err)| captured(out, err, stdio_skip, self.limits.stdio_capture_max_bytes))
             .filter(|s| !s.is_empty());
         Called {
             result,
@@ -689,6 +744,7 @@ impl RuleHost {
     fn call_fraud_in(
         &self,
         store: &mut Store<RuleState>,
+        instance: Option<FraudRule>,
         plugin: &FraudPlugin,
         tx: &Transaction,
         config: &[(String, String)],
@@ -699,7 +755,10 @@ impl RuleHost {
             "input of {input_len} bytes is over the limit of {}",
             self.limits.input_len_max_bytes
         );
-        let instance = plugin.pre.instantiate(&mut *store).map_err(anyhow::Error::from)?;
+        let instance = match instance {
+            Some(warm) => warm,
+            None => plugin.pre.instantiate(&mut *store).map_err(anyhow::Error::from)?,
+        };
         store.set_epoch_deadline(deadline_ticks(&plugin.limits));
         let decision = instance
             .nixo_rules_fraud_check()
@@ -876,6 +935,36 @@ impl RuleHost {
         Ok((instantiated, called))
     }
 
+    /// One decision as the server makes it, in a pre-warmed instance: waits
+    /// (up to `PLUGIN_LOAD_DEADLINE_MS`) until one is ready, then times the
+    /// decision alone (for benchmarks). Errs if the plugin keeps none.
+    pub fn time_fraud_prewarmed(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<Duration> {
+        anyhow::ensure!(
+            plugin.limits.prewarmed_instances > 0,
+            "plugin {} keeps no pre-warmed instances",
+            plugin.manifest.name
+        );
+        let waited = Instant::now();
+        while plugin.warm.ready_len() == 0 {
+            anyhow::ensure!(!plugin.warm.is_off(), "pre-warming is off: the warm-up failed");
+            anyhow::ensure!(
+                waited.elapsed() < Duration::from_millis(PLUGIN_LOAD_DEADLINE_MS),
+                "no instance was made ready in time"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let (hits, _) = plugin.warm.hits_and_misses();
+        let started = Instant::now();
+        let called = self.call_fraud(plugin, tx);
+        let elapsed = started.elapsed();
+        called.result?;
+        anyhow::ensure!(
+            plugin.warm.hits_and_misses().0 == hits + 1,
+            "the decision found no warm instance"
+        );
+        Ok(elapsed)
+    }
+
     /// `calls` decisions of a fraud rule in one instance: the time and fuel
     /// of each (for benchmarks: what a fresh instance per decision costs).
     pub fn time_fraud_in_one_instance(
@@ -901,20 +990,72 @@ impl RuleHost {
             .collect()
     }
 
-    /// Runs one fraud rule once (for `nixo plugin test`): the decision and
-    /// the fuel it used.
+    /// Runs one fraud rule once in a fresh instance (for `nixo plugin
+    /// test`): the decision and the fuel it used.
     pub fn call_fraud_once(
         &self,
         plugin: &FraudPlugin,
         tx: &Transaction,
         config: Option<&[(String, String)]>,
     ) -> anyhow::Result<(Decision, u64)> {
-        let called = match config {
-            Some(config) => self.call_fraud_with(plugin, tx, config),
-            None => self.call_fraud(plugin, tx),
-        };
+        // Always a fresh instance: the fuel reported is a decision's whole cost.
+        let own = plugin.manifest.config_pairs();
+        let called = self.call_fraud_with(plugin, tx, config.unwrap_or(&own));
         called.result.map(|d| (d, called.fuel_used))
     }
+}
+
+/// A store for one instance of a plugin: its memory and table caps, fuel,
+/// deadline, and (for WASI plugins) bounded stdout/stderr capture.
+fn new_store(engine: &Engine, limits: &RuleLimits, uses_wasi: bool) -> anyhow::Result<Store<RuleState>> {
+    let store_limits = StoreLimitsBuilder::new()
+        .memory_size(limits.memory_max_bytes)
+        .table_elements(limits.table_elements_max)
+        .trap_on_grow_failure(true)
+        .build();
+    let stdio = uses_wasi.then(|| {
+        let capture = || MemoryOutputPipe::new(STDIO_BUFFER_MAX_BYTES);
+        (capture(), capture())
+    });
+    let wasi = stdio
+        .as_ref()
+        .map(|(out, err)| WasiCtx::builder().stdout(out.clone()).stderr(err.clone()).build());
+    let state = RuleState {
+        limits: store_limits,
+        stdio,
+        wasi,
+        table: ResourceTable::new(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_fuel(limits.fuel_per_call_max)?;
+    store.set_epoch_deadline(deadline_ticks(limits));
+    Ok(store)
+}
+
+/// A warm instance of a fraud rule: instantiated, then one warm-up
+/// decision, then the fuel refilled (the deadline is set per decision).
+fn make_warm(engine: &Engine, plugin: &FraudPlugin) -> anyhow::Result<prewarm::Warm> {
+    let mut store = new_store(engine, &plugin.limits, plugin.uses_wasi)?;
+    store.set_epoch_deadline(PLUGIN_LOAD_DEADLINE_MS.div_ceil(EPOCH_TICK_MS));
+    let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+    store.set_epoch_deadline(deadline_ticks(&plugin.limits));
+    let tx = prewarm::warm_up_transaction(plugin.manifest.first_kind());
+    instance
+        .nixo_rules_fraud_check()
+        .call_check(&mut store, &tx, &plugin.manifest.config_pairs())
+        .map_err(anyhow::Error::from)?;
+    store.set_fuel(plugin.limits.fuel_per_call_max)?;
+    let stdio_skip = store
+        .data()
+        .stdio
+        .as_ref()
+        .map_or((0, 0), |(out, err)| (out.contents().len(), err.contents().len()));
+    Ok(prewarm::Warm {
+        store,
+        instance,
+        stdio_skip,
+    })
 }
 
 /// The result of one plugin call and what it cost.
@@ -925,13 +1066,15 @@ struct Called<T> {
     stdio: Option<String>,
 }
 
-/// The first `max_bytes` of stdout, then of stderr.
-fn captured(out: &MemoryOutputPipe, err: &MemoryOutputPipe, max_bytes: usize) -> String {
+/// The first `max_bytes` of stdout, then of stderr, after the first
+/// `skip` bytes of each (a warm-up's).
+fn captured(out: &MemoryOutputPipe, err: &MemoryOutputPipe, skip: (usize, usize), max_bytes: usize) -> String {
     let (out, err) = (out.contents(), err.contents());
+    let (out, err) = (&out[skip.0.min(out.len())..], &err[skip.1.min(err.len())..]);
     let take = |b: &[u8], n: usize| String::from_utf8_lossy(&b[..b.len().min(n)]).into_owned();
-    let mut text = take(&out, max_bytes);
+    let mut text = take(out, max_bytes);
     if !err.is_empty() {
-        text.push_str(&take(&err, max_bytes));
+        text.push_str(&take(err, max_bytes));
     }
     text
 }

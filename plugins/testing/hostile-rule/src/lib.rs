@@ -1,6 +1,9 @@
 //! A deliberately broken fraud rule, for the host's sandbox tests. The
 //! transaction's `behaviour` metadata picks the misbehaviour; without it the
 //! rule allows, so a host can be shown to recover and serve normally.
+//! `remember` reports what earlier calls in the same instance left behind
+//! (for the host's instance-isolation tests); the `trap_on_source` config
+//! key makes it trap for one source account.
 
 /// The misbehaviours this fixture can act out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +14,7 @@ pub enum Behaviour {
     DeepRecursion,
     Trap,
     HugeOutput,
+    Remember,
 }
 
 pub fn behaviour(metadata: &[(String, String)]) -> Behaviour {
@@ -20,6 +24,7 @@ pub fn behaviour(metadata: &[(String, String)]) -> Behaviour {
         Some("recursion") => Behaviour::DeepRecursion,
         Some("trap") => Behaviour::Trap,
         Some("huge-output") => Behaviour::HugeOutput,
+        Some("remember") => Behaviour::Remember,
         _ => Behaviour::Allow,
     }
 }
@@ -35,6 +40,10 @@ mod wasm {
 
     struct Hostile;
 
+    /// Calls this instance has served, and the source of the last one.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static LAST_SOURCE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
     #[inline(never)]
     #[allow(unconditional_recursion)]
     fn recurse(depth: u64, sink: &mut [u64; 64]) -> u64 {
@@ -47,8 +56,13 @@ mod wasm {
             "Hostile".to_string()
         }
 
-        fn check(tx: Transaction, _config: Vec<(String, String)>) -> Decision {
+        fn check(tx: Transaction, config: Vec<(String, String)>) -> Decision {
             let mut reasons = Vec::new();
+            let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let previous = std::mem::replace(&mut *LAST_SOURCE.lock().unwrap(), tx.source.clone());
+            if config.iter().any(|(k, v)| k == "trap_on_source" && *v == tx.source) {
+                panic!("this rule traps for source {} on purpose", tx.source);
+            }
             match super::behaviour(&tx.metadata) {
                 Behaviour::Allow => {}
                 Behaviour::InfiniteLoop => {
@@ -74,6 +88,9 @@ mod wasm {
                 Behaviour::Trap => panic!("this rule traps on purpose"),
                 Behaviour::HugeOutput => {
                     reasons = (0..1_000).map(|i| format!("reason-{i}")).collect();
+                }
+                Behaviour::Remember => {
+                    reasons = vec![format!("calls:{calls}"), format!("previous:{previous}")];
                 }
             }
             Decision {

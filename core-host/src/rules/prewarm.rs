@@ -1,0 +1,214 @@
+//! Pre-warmed instances for rules whose language runtime makes a fresh
+//! instance slow (SpiderMonkey, CPython): the first call in an instance
+//! runs the runtime's lazy set-up on top of the rule, and instantiating
+//! CPython's dozens of core modules costs more than a decision.
+//!
+//! A plugin whose manifest asks for `prewarmed_instances = N` gets up to N
+//! instances made ahead by one background thread, each instantiated in its
+//! own store and warmed by one decision on a fixed synthetic transaction
+//! ([`warm_up_transaction`]). A real decision takes one, gets the full fuel
+//! budget and deadline, and the instance is dropped after it: no instance
+//! ever sees two real transactions, so decisions stay as isolated as with a
+//! fresh instance each. When none is ready (a burst drained them), the
+//! decision makes a fresh instance on its own path, as without pre-warming.
+//! A warm-up that fails turns pre-warming off for that plugin version.
+
+use super::bindings::FraudRule;
+use super::{AccountFacts, FraudPlugin, Money, Plugin, RuleState, Transaction, TransactionKind, VelocityFacts};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use wasmtime::Store;
+
+/// The most instances one plugin may keep warm (each holds a pool slot
+/// and its memory).
+pub const PREWARMED_INSTANCES_MAX: u32 = 4;
+/// Used stores waiting for the refiller to release them, at most.
+pub const USED_STORES_MAX: usize = 16;
+/// How long the refiller sleeps when no decision woke it.
+pub const PREWARM_IDLE_WAIT_MS: u64 = 1_000;
+
+/// An instance that has run only the warm-up decision.
+pub(super) struct Warm {
+    pub store: Store<RuleState>,
+    pub instance: FraudRule,
+    /// Bytes the warm-up wrote to stdout and to stderr: not the decision's.
+    pub stdio_skip: (usize, usize),
+}
+
+/// One plugin version's ready instances.
+#[derive(Default)]
+pub struct WarmPool {
+    ready: Mutex<Vec<Warm>>,
+    /// Set when a warm-up failed: this version gets fresh instances.
+    off: AtomicBool,
+    /// Decisions that found an instance ready, and that did not.
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// Instances made, and the time spent making them (instantiation and
+    /// warm-up), off the request path.
+    made: AtomicU64,
+    made_ns: AtomicU64,
+}
+
+impl WarmPool {
+    /// A ready instance, if there is one.
+    pub(super) fn take(&self) -> Option<Warm> {
+        let warm = self.ready.lock().expect("warm pool lock").pop();
+        let counter = if warm.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        warm
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.ready.lock().expect("warm pool lock").len()
+    }
+
+    /// Decisions served by a warm instance, and by a fresh one made on the
+    /// decision's path.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+
+    /// Mean cost of making one warm instance (instantiation + warm-up).
+    pub fn mean_make_time(&self) -> Option<Duration> {
+        let made = self.made.load(Ordering::Relaxed);
+        (made > 0).then(|| Duration::from_nanos(self.made_ns.load(Ordering::Relaxed) / made))
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.off.load(Ordering::Relaxed)
+    }
+}
+
+/// The transaction every warm-up decides: the plugin's first kind, a small
+/// amount, a verified account with a little history. Rules must not rely on
+/// state kept between calls; this one call is the only one an instance sees
+/// before a real decision.
+pub fn warm_up_transaction(kind: TransactionKind) -> Transaction {
+    Transaction {
+        kind,
+        amount: Money {
+            amount: "10.00".into(),
+            currency: "KES".into(),
+        },
+        source: "100000".into(),
+        destination: "100001".into(),
+        destination_country: Some("KE".into()),
+        account: AccountFacts {
+            kyc_level: 2,
+            age_days: 30,
+            sandbox: true,
+        },
+        velocity: VelocityFacts {
+            count_last_hour: 1,
+            sum_last_hour: "10.00".into(),
+            count_last_day: 2,
+            sum_last_day: "20.00".into(),
+        },
+        metadata: Vec::new(),
+    }
+}
+
+/// What the refiller thread shares with the host.
+pub(super) struct Refiller {
+    pub plugins: Arc<RwLock<Arc<Vec<Plugin>>>>,
+    /// Set by a decision that took an instance; the refiller waits on it.
+    pub wanted: Mutex<bool>,
+    pub wake: Condvar,
+    pub stop: AtomicBool,
+    /// Stores of decided instances, released by the refiller.
+    pub used: Mutex<Vec<Store<RuleState>>>,
+}
+
+impl Refiller {
+    /// Hands a used store over to be released off the request path; when
+    /// [`USED_STORES_MAX`] already wait (the refiller is behind), releases
+    /// it here, so used stores never hold many pool slots.
+    pub fn dispose(&self, store: Store<RuleState>) {
+        let mut used = self.used.lock().expect("refiller lock");
+        if used.len() < USED_STORES_MAX {
+            used.push(store);
+        } else {
+            drop(used);
+            drop(store);
+        }
+    }
+
+    pub fn notify(&self) {
+        *self.wanted.lock().expect("refiller lock") = true;
+        self.wake.notify_one();
+    }
+
+    /// The refiller's loop: top every warm pool up, one instance per
+    /// plugin per round, then sleep until a decision takes one.
+    pub fn run(&self, make: impl Fn(&FraudPlugin) -> anyhow::Result<Warm>) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let used = std::mem::take(&mut *self.used.lock().expect("refiller lock"));
+            drop(used);
+            let plugins = self.plugins.read().expect("rule set lock").clone();
+            let mut made_any = false;
+            for plugin in plugins.iter() {
+                let Plugin::Fraud(plugin) = plugin else { continue };
+                let pool = &plugin.warm;
+                if pool.is_off() || pool.ready_len() >= plugin.limits.prewarmed_instances as usize {
+                    continue;
+                }
+                let started = Instant::now();
+                match make(plugin) {
+                    Ok(warm) => {
+                        pool.made.fetch_add(1, Ordering::Relaxed);
+                        pool.made_ns
+                            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        pool.ready.lock().expect("warm pool lock").push(warm);
+                        made_any = true;
+                    }
+                    Err(err) => {
+                        pool.off.store(true, Ordering::Relaxed);
+                        tracing::warn!(
+                            plugin = %plugin.manifest.name, version = %plugin.manifest.version,
+                            error = %super::failure_kind(&err), detail = %format!("{err:#}"),
+                            "the warm-up decision failed; this plugin gets a fresh instance per decision"
+                        );
+                    }
+                }
+            }
+            drop(plugins);
+            if made_any {
+                continue;
+            }
+            let wanted = self.wanted.lock().expect("refiller lock");
+            let (mut wanted, _) = self
+                .wake
+                .wait_timeout_while(wanted, Duration::from_millis(PREWARM_IDLE_WAIT_MS), |w| {
+                    !*w && !self.stop.load(Ordering::Relaxed)
+                })
+                .expect("refiller lock");
+            *wanted = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_stores_beyond_their_limit_are_released_at_once() {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let refiller = Refiller {
+            plugins: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            wanted: Mutex::new(false),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            used: Mutex::new(Vec::new()),
+        };
+        for _ in 0..USED_STORES_MAX + 3 {
+            let store = super::super::new_store(&engine, &super::super::RuleLimits::default(), false).unwrap();
+            refiller.dispose(store);
+        }
+        assert_eq!(refiller.used.lock().unwrap().len(), USED_STORES_MAX);
+    }
+}
