@@ -181,6 +181,25 @@ async fn a_new_rule_in_each_language_goes_from_template_to_deciding_live_transfe
         applied.sort();
         installed.sort();
         assert_eq!(applied, installed, "every installed rule decides");
+        if lang != "rust" {
+            // The template keeps pre-warmed instances: the server decided in them.
+            let metrics = reqwest::get(format!("{ops}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let warm = metrics.lines().find(|line| {
+                line.starts_with("nixo_rule_prewarm_decisions_total{")
+                    && line.contains(&format!("plugin=\"{name}\""))
+                    && line.contains("instance=\"prewarmed\"")
+            });
+            let count: f64 = warm
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0.0);
+            assert!(count >= 1.0, "{lang}: no decision in a pre-warmed instance: {warm:?}");
+        }
     }
     server.stop().await;
 }

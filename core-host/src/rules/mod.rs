@@ -935,24 +935,10 @@ impl RuleHost {
         Ok((instantiated, called))
     }
 
-    /// One decision as the server makes it, in a pre-warmed instance: waits
-    /// (up to `PLUGIN_LOAD_DEADLINE_MS`) until one is ready, then times the
-    /// decision alone (for benchmarks). Errs if the plugin keeps none.
+    /// One decision as the server makes it, in a pre-warmed instance
+    /// (for benchmarks: the caller waits until one is ready). Errs if none
+    /// was.
     pub fn time_fraud_prewarmed(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<Duration> {
-        anyhow::ensure!(
-            plugin.limits.prewarmed_instances > 0,
-            "plugin {} keeps no pre-warmed instances",
-            plugin.manifest.name
-        );
-        let waited = Instant::now();
-        while plugin.warm.ready_len() == 0 {
-            anyhow::ensure!(!plugin.warm.is_off(), "pre-warming is off: the warm-up failed");
-            anyhow::ensure!(
-                waited.elapsed() < Duration::from_millis(PLUGIN_LOAD_DEADLINE_MS),
-                "no instance was made ready in time"
-            );
-            std::thread::sleep(Duration::from_micros(200));
-        }
         let (hits, _) = plugin.warm.hits_and_misses();
         let started = Instant::now();
         let called = self.call_fraud(plugin, tx);
@@ -963,6 +949,19 @@ impl RuleHost {
             "the decision found no warm instance"
         );
         Ok(elapsed)
+    }
+
+    /// A decision in an instance warmed on this thread just before (for
+    /// benchmarks: the pre-warmed path without a second thread).
+    pub fn time_fraud_warmed_here(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Duration, u64)> {
+        let warm = make_warm(&self.engine, plugin)?;
+        let mut store = warm.store;
+        let config = plugin.manifest.config_pairs();
+        let started = Instant::now();
+        let called = self.decide_in(&mut store, Some(warm.instance), warm.stdio_skip, plugin, tx, &config);
+        let elapsed = started.elapsed();
+        called.result?;
+        Ok((elapsed, called.fuel_used))
     }
 
     /// `calls` decisions of a fraud rule in one instance: the time and fuel
