@@ -120,8 +120,15 @@ fn main() {
     }
     println!("(µs unless named; a fresh pooled instance per decision, fuel and deadline on)");
     println!(
-        "\n{:<34} {:>8} {:>10} {:>10} {:>10} {:>14} {:>10}",
-        "pre-warmed (as the server decides)", "between", "total p50", "total p99", "here p50", "make (bg) µs", "hits"
+        "\n{:<34} {:>8} {:>10} {:>10} {:>10} {:>14} {:>10} {:>9}",
+        "pre-warmed (as the server decides)",
+        "between",
+        "total p50",
+        "total p99",
+        "here p50",
+        "make (bg) µs",
+        "hits",
+        "fuel"
     );
     for (label, host, plugin) in &loaded {
         let kept = plugin.manifest.limits.prewarmed_instances.unwrap_or(0);
@@ -131,12 +138,14 @@ fn main() {
         }
         // Busy: the deciding core keeps running while an instance is made
         // (as under load); idle: it sleeps until one is ready.
-        for (between, idle) in [("busy", false), ("idle", true)] {
+        for (between, idle, full) in [("busy", false, false), ("idle", true, false), ("paced", true, true)] {
+            let want = if full { kept as usize } else { 1 };
             let (hits_before, misses_before) = plugin.warm.hits_and_misses();
+            let mut fuel = 0;
             let mut total: Vec<Duration> = (0..n)
                 .map(|_| {
                     let waited = Instant::now();
-                    while plugin.warm.ready_len() == 0 {
+                    while plugin.warm.ready_len() < want {
                         assert!(waited.elapsed() < Duration::from_secs(10), "{label}: no warm instance");
                         if idle {
                             std::thread::sleep(Duration::from_micros(200));
@@ -144,7 +153,9 @@ fn main() {
                             std::thread::yield_now();
                         }
                     }
-                    host.time_fraud_prewarmed(plugin, &tx).unwrap()
+                    let (took, used) = host.time_fraud_prewarmed(plugin, &tx).unwrap();
+                    fuel = used;
+                    took
                 })
                 .collect();
             let (hits, misses) = plugin.warm.hits_and_misses();
@@ -152,7 +163,7 @@ fn main() {
                 .map(|_| host.time_fraud_warmed_here(plugin, &tx).unwrap().0)
                 .collect();
             println!(
-                "{label:<34} {between:>8} {:>10.1} {:>10.1} {:>10.1} {:>14.0} {:>10}",
+                "{label:<34} {between:>8} {:>10.1} {:>10.1} {:>10.1} {:>14.0} {:>10} {fuel:>9}",
                 percentile(&mut total, 0.5),
                 percentile(&mut total, 0.99),
                 percentile(&mut here, 0.5),

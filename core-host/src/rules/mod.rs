@@ -936,9 +936,9 @@ impl RuleHost {
     }
 
     /// One decision as the server makes it, in a pre-warmed instance
-    /// (for benchmarks: the caller waits until one is ready). Errs if none
-    /// was.
-    pub fn time_fraud_prewarmed(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<Duration> {
+    /// (for benchmarks: the caller waits until one is ready): its time and
+    /// fuel. Errs if no instance was ready.
+    pub fn time_fraud_prewarmed(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Duration, u64)> {
         let (hits, _) = plugin.warm.hits_and_misses();
         let started = Instant::now();
         let called = self.call_fraud(plugin, tx);
@@ -948,7 +948,7 @@ impl RuleHost {
             plugin.warm.hits_and_misses().0 == hits + 1,
             "the decision found no warm instance"
         );
-        Ok(elapsed)
+        Ok((elapsed, called.fuel_used))
     }
 
     /// A decision in an instance warmed on this thread just before (for
