@@ -2,12 +2,12 @@
 //! instances made ahead and warmed by one synthetic decision, each used for
 //! one real decision only — no decision sees what another left behind, the
 //! fuel budget and captured output are the decision's own, and a warm-up
-//! that fails leaves the plugin on fresh instances.
+//! that fails leaves the plugin on fresh instances. Payout rules likewise.
 
 use nixo_core::rules::manifest::Manifest;
 use nixo_core::rules::{
-    AccountFacts, FraudPlugin, Money, PREWARMED_INSTANCES_MAX, Plugin, RuleHost, RuleLimits, Transaction,
-    TransactionKind, VelocityFacts, Verdict,
+    AccountFacts, FraudPlugin, Money, PREWARMED_INSTANCES_MAX, PayoutMoney, PayoutRequest, Plugin, Rail, RuleHost,
+    RuleLimits, Transaction, TransactionKind, VelocityFacts, Verdict,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ fn a_failing_warm_up_leaves_the_rule_on_fresh_instances() {
 }
 
 #[test]
-fn only_fraud_rules_may_ask_for_prewarmed_instances() {
+fn a_payout_rule_is_pre_warmed_too_and_answers_as_a_fresh_instance_does() {
     let (host, dir) = host();
     let plugins = dir.path().join("plugins");
     std::fs::write(plugins.join("mpesa.wasm"), MPESA).unwrap();
@@ -213,13 +213,37 @@ fn only_fraud_rules_may_ask_for_prewarmed_instances() {
     let manifest = Manifest::render_payout("mpesa", "1.0.0", "mpesa.wasm", &sha, "mpesa");
     std::fs::write(
         plugins.join("mpesa.toml"),
-        manifest + "\n[limits]\nprewarmed_instances = 1\n",
+        manifest + "\n[limits]\nprewarmed_instances = 2\n",
     )
     .unwrap();
     let report = host.load_dir(&plugins).unwrap();
-    assert!(report.active.is_empty(), "{report:?}");
-    assert!(
-        report.refused[0].1.contains("only fraud rules are pre-warmed"),
-        "{report:?}"
-    );
+    assert_eq!(report.active, ["mpesa@1.0.0"], "{report:?}");
+    let plugin = match host.loaded().into_iter().next() {
+        Some(Plugin::Payout(plugin)) => plugin,
+        _ => panic!("no payout rule loaded"),
+    };
+    let payout = |destination: &str, amount: &str| PayoutRequest {
+        rail: Rail::Mpesa,
+        destination: destination.into(),
+        amount: PayoutMoney {
+            amount: amount.into(),
+            currency: "KES".into(),
+        },
+        destination_country: None,
+        sent_today: "0".into(),
+    };
+    for (destination, amount) in [("0712 345 678", "1500"), ("+254712345678", "5"), ("0812345678", "100")] {
+        let request = payout(destination, amount);
+        let started = Instant::now();
+        while plugin.warm.ready_len() < 1 {
+            assert!(!plugin.warm.is_off(), "pre-warming was turned off");
+            assert!(started.elapsed() < Duration::from_secs(20), "no warm instance");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let warm = host.check_payout(&request);
+        let config = plugin.manifest.config_pairs();
+        let fresh = host.call_payout(&plugin, &request, Some(&config)).unwrap().result;
+        assert_eq!(format!("{warm:?}"), format!("{fresh:?}"), "{destination} {amount}");
+    }
+    assert_eq!(plugin.warm.hits_and_misses(), (3, 0));
 }

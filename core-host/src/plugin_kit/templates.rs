@@ -47,9 +47,9 @@ pub fn new_template(name: &str, kind: PluginKind, lang: Lang, dir: &Path) -> any
              artefact_len_max_bytes = 25165824\ncore_instances_max = 40\ndeadline_ms = 500\n"
         }
     };
-    // A fraud rule in a language runtime is decided in instances warmed
-    // ahead: the runtime's first call in an instance costs more than the rule.
-    let prewarm = if payout || lang == Lang::Rust {
+    // A rule in a language runtime is decided in instances warmed ahead:
+    // the runtime's first call in an instance costs more than the rule.
+    let prewarm = if lang == Lang::Rust {
         ""
     } else {
         "# Decided in instances made and warmed ahead, off the request path.\nprewarmed_instances = 2\n"

@@ -2,8 +2,9 @@
 //! against the `nixo:rules` WIT contract (`wit/rules.wit`).
 //!
 //! One engine for all rules; one pre-instantiated component per plugin; a
-//! fresh store and instance for every decision, under the pooling allocator,
-//! with a fuel budget, an epoch deadline and a memory cap. A plugin that
+//! store and instance of its own for every decision (fresh, or made and
+//! warmed ahead: [`prewarm`]), under the pooling allocator, with a fuel
+//! budget, an epoch deadline and a memory cap. A plugin that
 //! fails (trap, exhausted fuel, deadline, bad output) is an ordinary error:
 //! the plugin's failure policy decides, and the host goes on.
 
@@ -27,10 +28,10 @@ pub mod prewarm;
 
 pub use prewarm::PREWARMED_INSTANCES_MAX;
 
-use payout_bindings::PayoutRulePre;
 pub use payout_bindings::exports::nixo::rules::payout_check::{PayoutRequest, Rail, Refusal, Routing};
 /// Money as the payout world spells it.
 pub use payout_bindings::nixo::rules::types::Money as PayoutMoney;
+use payout_bindings::{PayoutRule, PayoutRulePre};
 
 use crate::wasm_cache;
 use anyhow::Context;
@@ -195,10 +196,10 @@ impl WasiView for RuleState {
 }
 
 /// One loaded fraud rule.
-pub type FraudPlugin = LoadedRule<FraudRulePre<RuleState>>;
+pub type FraudPlugin = LoadedRule<FraudRulePre<RuleState>, FraudRule>;
 
 /// A loaded rule of one world, ready to instantiate.
-pub struct LoadedRule<P> {
+pub struct LoadedRule<P, I> {
     pub manifest: Manifest,
     /// Display name reported by the plugin ("FraudCheck").
     pub display_name: String,
@@ -206,13 +207,13 @@ pub struct LoadedRule<P> {
     limits: RuleLimits,
     uses_wasi: bool,
     pre: P,
-    /// Instances made ahead for the next decisions (fraud rules whose
-    /// manifest asks for `prewarmed_instances`).
-    pub warm: prewarm::WarmPool,
+    /// Instances made ahead for the next decisions (plugins whose manifest
+    /// asks for `prewarmed_instances`).
+    pub warm: prewarm::WarmPool<I>,
 }
 
 /// One loaded payout rule.
-pub type PayoutPlugin = LoadedRule<PayoutRulePre<RuleState>>;
+pub type PayoutPlugin = LoadedRule<PayoutRulePre<RuleState>, PayoutRule>;
 
 /// A loaded plugin of either kind.
 #[derive(Clone)]
@@ -401,7 +402,12 @@ impl RuleHost {
         let (refill_engine, shared) = (engine.clone(), refiller.clone());
         std::thread::Builder::new()
             .name("nixo-rule-prewarm".into())
-            .spawn(move || shared.run(|plugin| make_warm(&refill_engine, plugin)))
+            .spawn(move || {
+                shared.run(
+                    |plugin| make_warm_fraud(&refill_engine, plugin),
+                    |plugin| make_warm_payout(&refill_engine, plugin),
+                )
+            })
             .context("starting the rule pre-warming thread")?;
 
         Ok(RuleHost {
@@ -493,10 +499,6 @@ impl RuleHost {
                 (Plugin::Fraud(Arc::new(rule)), name)
             }
             manifest::PluginKind::Payout => {
-                anyhow::ensure!(
-                    limits.prewarmed_instances == 0,
-                    "plugin {label} asks for prewarmed_instances; only fraud rules are pre-warmed"
-                );
                 let pre = PayoutRulePre::new(pre)
                     .map_err(anyhow::Error::from)
                     .with_context(|| world_error("payout-rule"))?;
@@ -615,16 +617,43 @@ impl RuleHost {
         config: Option<&[(String, String)]>,
     ) -> anyhow::Result<PayoutOutcome> {
         let own = plugin.manifest.config_pairs();
+        // The server's calls (no config given) use a warm instance when the
+        // plugin keeps them; `nixo plugin test` always a fresh one.
+        let warm = match config {
+            None if plugin.limits.prewarmed_instances > 0 && !plugin.warm.is_off() => {
+                let warm = plugin.warm.take();
+                let instance = if warm.is_some() { "prewarmed" } else { "fresh" };
+                metrics::counter!("nixo_rule_prewarm_decisions_total", "plugin" => plugin.manifest.name.clone(),
+                    "instance" => instance)
+                .increment(1);
+                Some(warm)
+            }
+            _ => None,
+        };
         let config = config.unwrap_or(&own);
-        let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
-        let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+        let pooled = warm.is_some();
+        let (mut store, instance) = match warm.flatten() {
+            Some(warm) => (warm.store, warm.instance),
+            None => {
+                let mut store = self.new_store(&plugin.limits, plugin.uses_wasi)?;
+                let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+                (store, instance)
+            }
+        };
         store.set_epoch_deadline(deadline_ticks(&plugin.limits));
         let result = instance
             .nixo_rules_payout_check()
             .call_check(&mut store, request, config)
-            .map_err(anyhow::Error::from)?;
+            .map_err(anyhow::Error::from);
         let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
-        Ok(PayoutOutcome { result, fuel_used })
+        if pooled {
+            self.refiller.dispose(store);
+            self.refiller.notify();
+        }
+        Ok(PayoutOutcome {
+            result: result?,
+            fuel_used,
+        })
     }
 
     /// Validates a payout destination with the rule for its rail. Payout
@@ -954,7 +983,7 @@ impl RuleHost {
     /// A decision in an instance warmed on this thread just before (for
     /// benchmarks: the pre-warmed path without a second thread).
     pub fn time_fraud_warmed_here(&self, plugin: &FraudPlugin, tx: &Transaction) -> anyhow::Result<(Duration, u64)> {
-        let warm = make_warm(&self.engine, plugin)?;
+        let warm = make_warm_fraud(&self.engine, plugin)?;
         let mut store = warm.store;
         let config = plugin.manifest.config_pairs();
         let started = Instant::now();
@@ -1034,7 +1063,7 @@ fn new_store(engine: &Engine, limits: &RuleLimits, uses_wasi: bool) -> anyhow::R
 
 /// A warm instance of a fraud rule: instantiated, then one warm-up
 /// decision, then the fuel refilled (the deadline is set per decision).
-fn make_warm(engine: &Engine, plugin: &FraudPlugin) -> anyhow::Result<prewarm::Warm> {
+fn make_warm_fraud(engine: &Engine, plugin: &FraudPlugin) -> anyhow::Result<prewarm::Warm<FraudRule>> {
     let mut store = new_store(engine, &plugin.limits, plugin.uses_wasi)?;
     store.set_epoch_deadline(PLUGIN_LOAD_DEADLINE_MS.div_ceil(EPOCH_TICK_MS));
     let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
@@ -1054,6 +1083,34 @@ fn make_warm(engine: &Engine, plugin: &FraudPlugin) -> anyhow::Result<prewarm::W
         store,
         instance,
         stdio_skip,
+    })
+}
+
+/// A warm instance of a payout rule: as [`make_warm_fraud`], with a
+/// synthetic payout on the rule's rail (a refusal is an answer, not a
+/// failure).
+fn make_warm_payout(engine: &Engine, plugin: &PayoutPlugin) -> anyhow::Result<prewarm::Warm<PayoutRule>> {
+    let mut store = new_store(engine, &plugin.limits, plugin.uses_wasi)?;
+    store.set_epoch_deadline(PLUGIN_LOAD_DEADLINE_MS.div_ceil(EPOCH_TICK_MS));
+    let instance = plugin.pre.instantiate(&mut store).map_err(anyhow::Error::from)?;
+    store.set_epoch_deadline(deadline_ticks(&plugin.limits));
+    let rail = match plugin.manifest.rail {
+        Some(manifest::PayoutRail::Bank) => Rail::Bank,
+        _ => Rail::Mpesa,
+    };
+    let _ = instance
+        .nixo_rules_payout_check()
+        .call_check(
+            &mut store,
+            &prewarm::warm_up_payout(rail),
+            &plugin.manifest.config_pairs(),
+        )
+        .map_err(anyhow::Error::from)?;
+    store.set_fuel(plugin.limits.fuel_per_call_max)?;
+    Ok(prewarm::Warm {
+        store,
+        instance,
+        stdio_skip: (0, 0),
     })
 }
 

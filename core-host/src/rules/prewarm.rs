@@ -5,16 +5,18 @@
 //!
 //! A plugin whose manifest asks for `prewarmed_instances = N` gets up to N
 //! instances made ahead by one background thread, each instantiated in its
-//! own store and warmed by one decision on a fixed synthetic transaction
-//! ([`warm_up_transaction`]). A real decision takes one, gets the full fuel
+//! own store and warmed by one decision on a fixed synthetic input
+//! ([`warm_up_transaction`], [`warm_up_payout`]). A real decision takes one, gets the full fuel
 //! budget and deadline, and the instance is dropped after it: no instance
 //! ever sees two real transactions, so decisions stay as isolated as with a
 //! fresh instance each. When none is ready (a burst drained them), the
 //! decision makes a fresh instance on its own path, as without pre-warming.
 //! A warm-up that fails turns pre-warming off for that plugin version.
 
-use super::bindings::FraudRule;
-use super::{AccountFacts, FraudPlugin, Money, Plugin, RuleState, Transaction, TransactionKind, VelocityFacts};
+use super::{
+    AccountFacts, FraudPlugin, Money, PayoutMoney, PayoutPlugin, PayoutRequest, Plugin, Rail, RuleState, Transaction,
+    TransactionKind, VelocityFacts,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -29,17 +31,16 @@ pub const USED_STORES_MAX: usize = 16;
 pub const PREWARM_IDLE_WAIT_MS: u64 = 1_000;
 
 /// An instance that has run only the warm-up decision.
-pub(super) struct Warm {
+pub(super) struct Warm<I> {
     pub store: Store<RuleState>,
-    pub instance: FraudRule,
+    pub instance: I,
     /// Bytes the warm-up wrote to stdout and to stderr: not the decision's.
     pub stdio_skip: (usize, usize),
 }
 
 /// One plugin version's ready instances.
-#[derive(Default)]
-pub struct WarmPool {
-    ready: Mutex<Vec<Warm>>,
+pub struct WarmPool<I> {
+    ready: Mutex<Vec<Warm<I>>>,
     /// Set when a warm-up failed: this version gets fresh instances.
     off: AtomicBool,
     /// Decisions that found an instance ready, and that did not.
@@ -51,9 +52,22 @@ pub struct WarmPool {
     made_ns: AtomicU64,
 }
 
-impl WarmPool {
+impl<I> Default for WarmPool<I> {
+    fn default() -> Self {
+        Self {
+            ready: Mutex::new(Vec::new()),
+            off: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            made: AtomicU64::new(0),
+            made_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<I> WarmPool<I> {
     /// A ready instance, if there is one.
-    pub(super) fn take(&self) -> Option<Warm> {
+    pub(super) fn take(&self) -> Option<Warm<I>> {
         let warm = self.ready.lock().expect("warm pool lock").pop();
         let counter = if warm.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -78,6 +92,32 @@ impl WarmPool {
 
     pub fn is_off(&self) -> bool {
         self.off.load(Ordering::Relaxed)
+    }
+
+    /// Makes one instance if the pool is short of `want`; whether it did.
+    /// A failed warm-up turns the pool off.
+    fn top_up(&self, want: u32, label: &str, make: impl FnOnce() -> anyhow::Result<Warm<I>>) -> bool {
+        if self.is_off() || self.ready_len() >= want as usize {
+            return false;
+        }
+        let started = Instant::now();
+        match make() {
+            Ok(warm) => {
+                self.made.fetch_add(1, Ordering::Relaxed);
+                self.made_ns
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                self.ready.lock().expect("warm pool lock").push(warm);
+                true
+            }
+            Err(err) => {
+                self.off.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    plugin = %label, error = %super::failure_kind(&err), detail = %format!("{err:#}"),
+                    "the warm-up decision failed; this plugin gets a fresh instance per decision"
+                );
+                false
+            }
+        }
     }
 }
 
@@ -107,6 +147,25 @@ pub fn warm_up_transaction(kind: TransactionKind) -> Transaction {
             sum_last_day: "20.00".into(),
         },
         metadata: Vec::new(),
+    }
+}
+
+/// The payout every warm-up checks: 100.00 KES to a Safaricom number on
+/// M-Pesa, 100.00 EUR to a German IBAN on the bank rail.
+pub fn warm_up_payout(rail: Rail) -> PayoutRequest {
+    let (destination, currency, country) = match rail {
+        Rail::Mpesa => ("0712345678", "KES", "KE"),
+        Rail::Bank => ("DE89370400440532013000", "EUR", "DE"),
+    };
+    PayoutRequest {
+        rail,
+        destination: destination.into(),
+        amount: PayoutMoney {
+            amount: "100.00".into(),
+            currency: currency.into(),
+        },
+        destination_country: Some(country.into()),
+        sent_today: "0".into(),
     }
 }
 
@@ -142,36 +201,22 @@ impl Refiller {
 
     /// The refiller's loop: top every warm pool up, one instance per
     /// plugin per round, then sleep until a decision takes one.
-    pub fn run(&self, make: impl Fn(&FraudPlugin) -> anyhow::Result<Warm>) {
+    pub fn run(
+        &self,
+        make_fraud: impl Fn(&FraudPlugin) -> anyhow::Result<Warm<super::FraudRule>>,
+        make_payout: impl Fn(&PayoutPlugin) -> anyhow::Result<Warm<super::PayoutRule>>,
+    ) {
         while !self.stop.load(Ordering::Relaxed) {
             let used = std::mem::take(&mut *self.used.lock().expect("refiller lock"));
             drop(used);
             let plugins = self.plugins.read().expect("rule set lock").clone();
             let mut made_any = false;
             for plugin in plugins.iter() {
-                let Plugin::Fraud(plugin) = plugin else { continue };
-                let pool = &plugin.warm;
-                if pool.is_off() || pool.ready_len() >= plugin.limits.prewarmed_instances as usize {
-                    continue;
-                }
-                let started = Instant::now();
-                match make(plugin) {
-                    Ok(warm) => {
-                        pool.made.fetch_add(1, Ordering::Relaxed);
-                        pool.made_ns
-                            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                        pool.ready.lock().expect("warm pool lock").push(warm);
-                        made_any = true;
-                    }
-                    Err(err) => {
-                        pool.off.store(true, Ordering::Relaxed);
-                        tracing::warn!(
-                            plugin = %plugin.manifest.name, version = %plugin.manifest.version,
-                            error = %super::failure_kind(&err), detail = %format!("{err:#}"),
-                            "the warm-up decision failed; this plugin gets a fresh instance per decision"
-                        );
-                    }
-                }
+                let label = format!("{}@{}", plugin.manifest().name, plugin.manifest().version);
+                made_any |= match plugin {
+                    Plugin::Fraud(p) => p.warm.top_up(p.limits.prewarmed_instances, &label, || make_fraud(p)),
+                    Plugin::Payout(p) => p.warm.top_up(p.limits.prewarmed_instances, &label, || make_payout(p)),
+                };
             }
             drop(plugins);
             if made_any {
