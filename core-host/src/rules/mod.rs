@@ -937,9 +937,10 @@ impl RuleHost {
             .collect()
     }
 
-    /// The imports of an artefact, as names.
+    /// The imports of an artefact, as names (compiled through this host's
+    /// cache: a second look costs a load, not a compile).
     pub fn imports(&self, bytes: &[u8]) -> anyhow::Result<Vec<String>> {
-        let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
+        let component = wasm_cache::load_component(&self.engine, bytes, &self.cache_dir)?;
         Ok(component
             .component_type()
             .imports(&self.engine)
