@@ -544,6 +544,74 @@ async fn async_payments_run_once_with_their_answer(server: &TestServer) {
 }
 on_both_databases!(async_payments_run_once_with_their_answer, super::start);
 
+/// Forgets every stored Idempotency-Key answer, as a crash between an
+/// answer and its record does (SQLite records are written behind the
+/// answer): the server is stopped, the rows deleted, the server started
+/// again.
+async fn lose_idempotency_records(server: TestServer, dir: &std::path::Path) -> TestServer {
+    let key = server.key.clone();
+    server.stop().await;
+    let url = format!("sqlite://{}", dir.join("nixo.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM idempotency_keys")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    start_with(
+        ServeConfig {
+            rails: RailsConfig::Sandbox(timings()),
+            ..ServeConfig::ephemeral(dir)
+        },
+        Some(key),
+    )
+    .await
+}
+
+/// A retried async payment whose first answer was lost (its Idempotency-Key
+/// record never written) is the same payment: same job, money moved once.
+/// The same key with another request is refused, not made into a payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_payment_retried_after_its_answer_was_lost_is_made_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), None).await;
+    let (before_101, _, _) = wallet(&server, 101).await;
+    let headers = [("idempotency-key", "async-lost-1")];
+    let first = server
+        .send_with("POST", "/v1/payments/async", &headers, Some(DOCUMENTED_ASYNC))
+        .await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let job_id = first.body["job_id"].as_str().unwrap().to_string();
+    assert_eq!(wait_async(&server, &job_id).await["status"], "succeeded");
+
+    let server = lose_idempotency_records(server, dir.path()).await;
+    let again = server
+        .send_with("POST", "/v1/payments/async", &headers, Some(DOCUMENTED_ASYNC))
+        .await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(
+        again.body["job_id"],
+        job_id.as_str(),
+        "the same payment, not a second one"
+    );
+    assert_eq!(wait_async(&server, &job_id).await["status"], "succeeded");
+    assert_eq!(before_101 - wallet(&server, 101).await.0, dec("1"), "moved once");
+
+    let server = lose_idempotency_records(server, dir.path()).await;
+    let other = json!({"from_wallet": 101, "to_wallet": 102, "amount": "2.00", "currency": "KES"});
+    let reused = server
+        .send_with("POST", "/v1/payments/async", &headers, Some(&other.to_string()))
+        .await;
+    assert_eq!(
+        (reused.status, reused.error().0),
+        (422, "idempotency_key_reused"),
+        "{}",
+        reused.body
+    );
+    assert_eq!(before_101 - wallet(&server, 101).await.0, dec("1"));
+    server.stop().await;
+}
+
 /// A whole server in a child process (so it can be killed with SIGKILL).
 struct Child {
     process: std::process::Child,

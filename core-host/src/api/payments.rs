@@ -141,10 +141,12 @@ pub async fn retrieve(
 pub async fn create_async(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request = nixo_api::schema::transfer_request(&body)?;
-    let job_id = async_payments::accept(&state.services, &caller.actor(), &request).await?;
+    let key = super::idempotency_key(&headers)?;
+    let job_id = async_payments::accept(&state.services, &caller.actor(), &request, key.as_deref()).await?;
     let body = AsyncAccepted {
         status: "accepted".into(),
         job_id,

@@ -3,7 +3,11 @@
 //! write) and run by the job worker. The transfer's ledger identity is
 //! derived from the async payment's id, so a job that runs twice (a crash
 //! after the transfer, a lease that ran out) moves the money once: the
-//! second run finds the first's transaction and records its answer.
+//! second run finds the first's transaction and records its answer. The
+//! payment's own id derives from the request's Idempotency-Key, so a retry
+//! whose first answer was lost (the key's record not yet written when the
+//! process died) finds the payment it already made instead of making a
+//! second one.
 
 use super::payments::PaymentView;
 use super::transfers::{self, TransferCommand};
@@ -33,6 +37,18 @@ fn new_id() -> String {
     format!("job_{}", hex::encode(bytes))
 }
 
+/// The id of the payment a request with this Idempotency-Key makes.
+fn keyed_id(actor: &Actor, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!(
+        "async\n{}\n{}\n{key}",
+        actor.environment.as_str(),
+        actor.account_id
+    ));
+    let hex = hex::encode(digest);
+    format!("job_{}", &hex[..nixo_api::payments::ASYNC_JOB_HEX_LEN])
+}
+
 fn status_text(status: AsyncPaymentStatus) -> &'static str {
     match status {
         AsyncPaymentStatus::Queued => "queued",
@@ -53,10 +69,17 @@ fn parse_status(text: &str) -> Option<AsyncPaymentStatus> {
     .find(|s| status_text(*s) == text)
 }
 
-/// Accepts an async payment: its row and its job, in one ledger write.
-pub async fn accept(services: &Services, actor: &Actor, req: &TransferRequest) -> ServiceResult<String> {
+/// Accepts an async payment: its row and its job, in one ledger write. With
+/// an Idempotency-Key, a second accept of the same request answers with
+/// the payment the first made.
+pub async fn accept(
+    services: &Services,
+    actor: &Actor,
+    req: &TransferRequest,
+    idempotency_key: Option<&str>,
+) -> ServiceResult<String> {
     let now_ms = services.clock.now_ms();
-    let id = new_id();
+    let id = idempotency_key.map_or_else(new_id, |key| keyed_id(actor, key));
     let request = json!({
         "from_wallet": req.from_wallet,
         "to_wallet": req.to_wallet,
@@ -84,7 +107,21 @@ pub async fn accept(services: &Services, actor: &Actor, req: &TransferRequest) -
                 .max_attempts(RUN_ATTEMPTS_MAX),
         ),
     ];
-    services.ledger.apply_effects(effects, now_ms).await?;
+    match services.ledger.apply_effects(effects, now_ms).await {
+        Ok(()) => {}
+        Err(LedgerError::EffectRefused(ASYNC_EXISTS)) if idempotency_key.is_some() => {
+            let stored = load(&services.ledger.db, &id).await?;
+            let same = stored.is_some_and(|s| {
+                s.account_id == actor.account_id && s.environment == actor.environment && s.request == request
+            });
+            if !same {
+                return Err(ServiceError::IdempotencyKeyReused {
+                    message: "This Idempotency-Key was used for another async payment".into(),
+                });
+            }
+        }
+        Err(other) => return Err(other.into()),
+    }
     services.jobs.wake();
     Ok(id)
 }
