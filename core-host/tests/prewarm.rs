@@ -4,10 +4,13 @@
 //! fuel budget and captured output are the decision's own, and a warm-up
 //! that fails leaves the plugin on fresh instances. Payout rules likewise.
 
+mod common;
+
 use nixo_core::rules::manifest::Manifest;
+use nixo_core::rules::prewarm::WarmPool;
 use nixo_core::rules::{
-    AccountFacts, FraudPlugin, Money, PREWARMED_INSTANCES_MAX, PayoutMoney, PayoutRequest, Plugin, Rail, RuleHost,
-    RuleLimits, Transaction, TransactionKind, VelocityFacts, Verdict,
+    FraudPlugin, PREWARMED_INSTANCES_MAX, PayoutMoney, PayoutRequest, Plugin, Rail, RuleHost, RuleLimits, Transaction,
+    Verdict,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -21,31 +24,7 @@ const MPESA: &[u8] = nixo_core::artefacts::MPESA_WASM;
 const WARM_UP_SOURCE: &str = "100000";
 
 fn tx(source: &str, behaviour: Option<&str>) -> Transaction {
-    Transaction {
-        kind: TransactionKind::Transfer,
-        amount: Money {
-            amount: "50.00".into(),
-            currency: "KES".into(),
-        },
-        source: source.into(),
-        destination: "102".into(),
-        destination_country: None,
-        account: AccountFacts {
-            kyc_level: 1,
-            age_days: 30,
-            sandbox: true,
-        },
-        velocity: VelocityFacts {
-            count_last_hour: 0,
-            sum_last_hour: "0.00".into(),
-            count_last_day: 0,
-            sum_last_day: "0.00".into(),
-        },
-        metadata: behaviour
-            .map(|b| ("behaviour".to_string(), b.to_string()))
-            .into_iter()
-            .collect(),
-    }
+    common::rule_transfer(source, behaviour)
 }
 
 /// Installs `bytes` as fraud rule `name` with `extra` appended to its manifest.
@@ -70,15 +49,15 @@ fn fraud_plugin(host: &RuleHost) -> Arc<FraudPlugin> {
     }
 }
 
-/// Waits until the plugin keeps `n` warm instances.
-fn wait_for_ready(plugin: &FraudPlugin, n: usize) {
+/// Waits until a plugin's pool keeps `n` warm instances.
+fn wait_for_ready<I>(pool: &WarmPool<I>, n: usize) {
     let started = Instant::now();
-    while plugin.warm.ready_len() < n {
-        assert!(!plugin.warm.is_off(), "pre-warming was turned off");
+    while pool.ready_len() < n {
+        assert!(!pool.is_off(), "pre-warming was turned off");
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "only {} of {n} instances ready",
-            plugin.warm.ready_len()
+            pool.ready_len()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -92,7 +71,7 @@ fn a_prewarmed_instance_serves_one_real_decision_and_never_sees_another() {
     install(&plugins, "hostile", HOSTILE, "\n[limits]\nprewarmed_instances = 99\n");
     host.load_dir(&plugins).unwrap();
     let plugin = fraud_plugin(&host);
-    wait_for_ready(&plugin, PREWARMED_INSTANCES_MAX as usize);
+    wait_for_ready(&plugin.warm, PREWARMED_INSTANCES_MAX as usize);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         plugin.warm.ready_len(),
@@ -103,7 +82,7 @@ fn a_prewarmed_instance_serves_one_real_decision_and_never_sees_another() {
     // Paced decisions: each finds a warm instance that has served only the
     // warm-up.
     for i in 0..30 {
-        wait_for_ready(&plugin, 1);
+        wait_for_ready(&plugin.warm, 1);
         let verdicts = host.check_fraud(&tx(&format!("acct-{i}"), Some("remember")));
         assert_eq!(verdicts.verdict, Verdict::Allow);
         assert_eq!(
@@ -159,7 +138,7 @@ fn a_warm_instance_gets_the_whole_fuel_budget_and_its_own_output() {
     host.load_dir(&plugins).unwrap();
     let plugin = fraud_plugin(&host);
     for _ in 0..3 {
-        wait_for_ready(&plugin, 1);
+        wait_for_ready(&plugin.warm, 1);
         let verdicts = host.check_fraud(&tx("101", None));
         assert_eq!(verdicts.rules_applied, ["FraudCheck: ALLOW"], "{verdicts:?}");
         assert!(verdicts.decisions[0].fuel_used > 0, "{verdicts:?}");
@@ -171,7 +150,7 @@ fn a_warm_instance_gets_the_whole_fuel_budget_and_its_own_output() {
     install(&plugins, "fraud-check", CHATTY, "\n[limits]\nprewarmed_instances = 1\n");
     host.load_dir(&plugins).unwrap();
     let plugin = fraud_plugin(&host);
-    wait_for_ready(&plugin, 1);
+    wait_for_ready(&plugin.warm, 1);
     let verdicts = host.check_fraud(&tx("101", None));
     assert_eq!(plugin.warm.hits_and_misses(), (1, 0));
     let stdio = verdicts.decisions[0].stdio.as_deref().expect("captured output");
@@ -234,12 +213,7 @@ fn a_payout_rule_is_pre_warmed_too_and_answers_as_a_fresh_instance_does() {
     };
     for (destination, amount) in [("0712 345 678", "1500"), ("+254712345678", "5"), ("0812345678", "100")] {
         let request = payout(destination, amount);
-        let started = Instant::now();
-        while plugin.warm.ready_len() < 1 {
-            assert!(!plugin.warm.is_off(), "pre-warming was turned off");
-            assert!(started.elapsed() < Duration::from_secs(20), "no warm instance");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_ready(&plugin.warm, 1);
         let warm = host.check_payout(&request);
         let config = plugin.manifest.config_pairs();
         let fresh = host.call_payout(&plugin, &request, Some(&config)).unwrap().result;

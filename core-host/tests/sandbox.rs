@@ -4,10 +4,10 @@
 //! artefact are refused at load, and a refused new version leaves the old
 //! one serving.
 
+mod common;
+
 use nixo_core::rules::manifest::Manifest;
-use nixo_core::rules::{
-    AccountFacts, Money, RuleHost, RuleLimits, Transaction, TransactionKind, VelocityFacts, Verdict,
-};
+use nixo_core::rules::{RuleHost, RuleLimits, Transaction, Verdict};
 use std::path::Path;
 
 const HOSTILE: &[u8] = include_bytes!(env!("NIXO_TEST_HOSTILE_RULE_WASM"));
@@ -17,31 +17,7 @@ const FRAUD_CHECK: &[u8] = nixo_core::artefacts::FRAUD_CHECK_WASM;
 const EMPTY_COMPONENT: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
 
 fn tx(behaviour: Option<&str>) -> Transaction {
-    Transaction {
-        kind: TransactionKind::Transfer,
-        amount: Money {
-            amount: "50.00".into(),
-            currency: "KES".into(),
-        },
-        source: "101".into(),
-        destination: "102".into(),
-        destination_country: None,
-        account: AccountFacts {
-            kyc_level: 1,
-            age_days: 30,
-            sandbox: true,
-        },
-        velocity: VelocityFacts {
-            count_last_hour: 0,
-            sum_last_hour: "0.00".into(),
-            count_last_day: 0,
-            sum_last_day: "0.00".into(),
-        },
-        metadata: behaviour
-            .map(|b| ("behaviour".to_string(), b.to_string()))
-            .into_iter()
-            .collect(),
-    }
+    common::rule_transfer("101", behaviour)
 }
 
 fn install(dir: &Path, name: &str, bytes: &[u8], policy: &str) {

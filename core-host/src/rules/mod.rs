@@ -212,6 +212,23 @@ pub struct LoadedRule<P, I> {
     pub warm: prewarm::WarmPool<I>,
 }
 
+impl<P, I> LoadedRule<P, I> {
+    /// For a plugin that keeps pre-warmed instances, a ready one if there
+    /// is one (counted in `nixo_rule_prewarm_decisions_total`); `None` for
+    /// a plugin that keeps none.
+    fn take_warm(&self) -> Option<Option<prewarm::Warm<I>>> {
+        if self.limits.prewarmed_instances == 0 || self.warm.is_off() {
+            return None;
+        }
+        let warm = self.warm.take();
+        let instance = if warm.is_some() { "prewarmed" } else { "fresh" };
+        metrics::counter!("nixo_rule_prewarm_decisions_total", "plugin" => self.manifest.name.clone(),
+            "instance" => instance)
+        .increment(1);
+        Some(warm)
+    }
+}
+
 /// One loaded payout rule.
 pub type PayoutPlugin = LoadedRule<PayoutRulePre<RuleState>, PayoutRule>;
 
@@ -619,17 +636,7 @@ impl RuleHost {
         let own = plugin.manifest.config_pairs();
         // The server's calls (no config given) use a warm instance when the
         // plugin keeps them; `nixo plugin test` always a fresh one.
-        let warm = match config {
-            None if plugin.limits.prewarmed_instances > 0 && !plugin.warm.is_off() => {
-                let warm = plugin.warm.take();
-                let instance = if warm.is_some() { "prewarmed" } else { "fresh" };
-                metrics::counter!("nixo_rule_prewarm_decisions_total", "plugin" => plugin.manifest.name.clone(),
-                    "instance" => instance)
-                .increment(1);
-                Some(warm)
-            }
-            _ => None,
-        };
+        let warm = if config.is_none() { plugin.take_warm() } else { None };
         let config = config.unwrap_or(&own);
         let pooled = warm.is_some();
         let (mut store, instance) = match warm.flatten() {
@@ -648,7 +655,6 @@ impl RuleHost {
         let fuel_used = plugin.limits.fuel_per_call_max - store.get_fuel().unwrap_or(0);
         if pooled {
             self.refiller.dispose(store);
-            self.refiller.notify();
         }
         Ok(PayoutOutcome {
             result: result?,
@@ -706,29 +712,20 @@ impl RuleHost {
     /// keeps them and one is ready, else in a fresh one.
     fn call_fraud(&self, plugin: &FraudPlugin, tx: &Transaction) -> Called<Decision> {
         let config = plugin.manifest.config_pairs();
-        if plugin.limits.prewarmed_instances > 0 && !plugin.warm.is_off() {
-            let warm = plugin.warm.take();
-            let instance = if warm.is_some() { "prewarmed" } else { "fresh" };
-            metrics::counter!("nixo_rule_prewarm_decisions_total", "plugin" => plugin.manifest.name.clone(),
-                "instance" => instance)
-            .increment(1);
-            let called = match warm {
-                Some(warm) => {
-                    let mut store = warm.store;
-                    let called = self.decide_in(&mut store, Some(warm.instance), warm.stdio_skip, plugin, tx, &config);
-                    // Releasing a used slot resets its dirtied memory: the
-                    // refiller does that off the request path.
-                    self.refiller.dispose(store);
-                    called
-                }
-                None => self.call_fraud_with(plugin, tx, &config),
-            };
-            // Refilled after the decision, so making the next instance
-            // does not contend with this one.
-            self.refiller.notify();
-            return called;
+        match plugin.take_warm() {
+            Some(Some(warm)) => {
+                let mut store = warm.store;
+                let called = self.decide_in(&mut store, Some(warm.instance), warm.stdio_skip, plugin, tx, &config);
+                self.refiller.dispose(store);
+                called
+            }
+            Some(None) => {
+                let called = self.call_fraud_with(plugin, tx, &config);
+                self.refiller.notify();
+                called
+            }
+            None => self.call_fraud_with(plugin, tx, &config),
         }
-        self.call_fraud_with(plugin, tx, &config)
     }
 
     /// A decision in a fresh store and instance.

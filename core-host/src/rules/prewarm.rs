@@ -181,9 +181,12 @@ pub(super) struct Refiller {
 }
 
 impl Refiller {
-    /// Hands a used store over to be released off the request path; when
-    /// [`USED_STORES_MAX`] already wait (the refiller is behind), releases
-    /// it here, so used stores never hold many pool slots.
+    /// Hands a decided instance's store over to be released off the
+    /// request path (releasing a slot resets its dirtied memory) and wakes
+    /// the refiller — after the decision, so making the next instance does
+    /// not contend with it. When [`USED_STORES_MAX`] already wait (the
+    /// refiller is behind), releases it here, so used stores never hold
+    /// many pool slots.
     pub fn dispose(&self, store: Store<RuleState>) {
         let mut used = self.used.lock().expect("refiller lock");
         if used.len() < USED_STORES_MAX {
@@ -192,6 +195,7 @@ impl Refiller {
             drop(used);
             drop(store);
         }
+        self.notify();
     }
 
     pub fn notify(&self) {

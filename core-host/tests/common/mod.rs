@@ -104,3 +104,34 @@ pub async fn postgres_database(label: &str) -> Option<String> {
         .expect("create test database");
     Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
 }
+
+/// A 50.00 KES transfer from `source` to wallet 102 as a fraud rule sees
+/// it, with the hostile test rule's `behaviour` in its metadata when given.
+pub fn rule_transfer(source: &str, behaviour: Option<&str>) -> nixo_core::rules::Transaction {
+    use nixo_core::rules::{AccountFacts, Money, Transaction, TransactionKind, VelocityFacts};
+    Transaction {
+        kind: TransactionKind::Transfer,
+        amount: Money {
+            amount: "50.00".into(),
+            currency: "KES".into(),
+        },
+        source: source.into(),
+        destination: "102".into(),
+        destination_country: None,
+        account: AccountFacts {
+            kyc_level: 1,
+            age_days: 30,
+            sandbox: true,
+        },
+        velocity: VelocityFacts {
+            count_last_hour: 0,
+            sum_last_hour: "0.00".into(),
+            count_last_day: 0,
+            sum_last_day: "0.00".into(),
+        },
+        metadata: behaviour
+            .map(|b| ("behaviour".to_string(), b.to_string()))
+            .into_iter()
+            .collect(),
+    }
+}
