@@ -174,12 +174,15 @@ pub async fn any(db: &Db) -> Result<bool, sqlx::Error> {
 }
 
 pub async fn facts(db: &Db, account_id: &str, now_ms: i64) -> Result<AccountFacts, sqlx::Error> {
-    let row = sqlx::query("SELECT kyc_level, created_at_ms FROM accounts WHERE id = $1")
-        .bind(account_id)
-        .fetch_one(&db.pool)
+    // On every transfer's path (limits and fraud facts): a direct read.
+    let row = db
+        .read_one(
+            "SELECT kyc_level, created_at_ms FROM accounts WHERE id = $1",
+            &[account_id.into()],
+        )
         .await?;
-    let kyc_level: i64 = row.try_get(0)?;
-    let created_at_ms: i64 = row.try_get(1)?;
+    let kyc_level = row.int(0)?;
+    let created_at_ms = row.int(1)?;
     Ok(AccountFacts {
         kyc_level: u8::try_from(kyc_level).unwrap_or(0),
         age_days: u32::try_from((now_ms - created_at_ms).max(0) / MS_PER_DAY).unwrap_or(u32::MAX),

@@ -248,6 +248,7 @@ impl Db {
 pub enum Bind {
     Int(i64),
     Text(String),
+    Blob(Vec<u8>),
     NullInt,
     NullText,
     /// The id of the transaction a ledger movement records (an effect of
@@ -285,6 +286,12 @@ impl From<Option<&str>> for Bind {
     }
 }
 
+impl From<Vec<u8>> for Bind {
+    fn from(v: Vec<u8>) -> Self {
+        Bind::Blob(v)
+    }
+}
+
 impl From<Option<i64>> for Bind {
     fn from(v: Option<i64>) -> Self {
         v.map_or(Bind::NullInt, Bind::Int)
@@ -300,6 +307,7 @@ pub fn bind_all<'q>(
         query = match bind {
             Bind::Int(v) => query.bind(*v),
             Bind::Text(v) => query.bind(v.as_str()),
+            Bind::Blob(v) => query.bind(v.as_slice()),
             Bind::NullInt => query.bind(None::<i64>),
             Bind::NullText => query.bind(None::<String>),
             Bind::ThisTransaction => query.bind(None::<i64>),

@@ -310,7 +310,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     };
     let db = Db::open(&database_url).await?;
     let ledger = Ledger::new(db.clone()).await?;
-    let idempotency = crate::idempotency::Store::open(db.clone(), config.clock.now_ms()).await?;
+    let idempotency = crate::idempotency::Store::open(&ledger, config.clock.now_ms()).await?;
     let bootstrap = if accounts::any(&db).await? {
         None
     } else {
@@ -333,7 +333,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let fraud_rules = loaded.active;
 
     let rules_host = rules.clone();
-    let decisions = crate::rules::decision_log::DecisionLog::spawn(db.clone());
+    let decisions = crate::rules::decision_log::DecisionLog::spawn(ledger.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let listener = TcpListener::bind(config.listen)
         .await

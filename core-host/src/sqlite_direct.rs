@@ -34,6 +34,11 @@ pub const READER_BUSY_TIMEOUT_MS: u64 = 200;
 /// no longer fit the default, and each insert read its page back from the
 /// file.
 pub const WRITER_PAGE_CACHE_KIB: u64 = 32_768;
+/// The writer's statement journals (one per operation's savepoint) stay
+/// in memory: SQLite spills one larger than 64 KiB to a temporary file,
+/// and an operation that dirties a few dozen pages did so every time —
+/// a file created, written and deleted per transfer.
+const WRITER_TEMP_STORE: &str = "PRAGMA temp_store = MEMORY";
 /// Idle reader connections kept (about one per thread that reads at once).
 pub const READERS_IDLE_MAX: usize = 8;
 
@@ -106,6 +111,7 @@ impl Direct {
         let conn = rusqlite::Connection::open(path)?;
         conn.execute_batch(&crate::db::sqlite_pragmas())?;
         conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_PAGE_CACHE_KIB}"))?;
+        conn.execute_batch(WRITER_TEMP_STORE)?;
         conn.busy_handler(Some(writer_retry_when_busy))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_LEN);
         Ok(Direct(conn))
@@ -153,6 +159,7 @@ impl Direct {
             match bind {
                 Bind::Int(v) => statement.raw_bind_parameter(index, v),
                 Bind::Text(v) => statement.raw_bind_parameter(index, v.as_str()),
+                Bind::Blob(v) => statement.raw_bind_parameter(index, v.as_slice()),
                 Bind::NullInt | Bind::NullText | Bind::ThisTransaction => {
                     statement.raw_bind_parameter(index, rusqlite::types::Null)
                 }

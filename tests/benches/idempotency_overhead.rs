@@ -17,7 +17,8 @@ fn percentile(sorted: &[Duration], p: usize) -> f64 {
 }
 
 async fn measure(db: &Db, label: &str, count: usize) {
-    let store = Store::open(db.clone(), chrono::Utc::now().timestamp_millis())
+    let ledger = nixo_core::ledger::Ledger::new(db.clone()).await.unwrap();
+    let store = Store::open(&ledger, chrono::Utc::now().timestamp_millis())
         .await
         .unwrap();
     let response = StoredResponse {

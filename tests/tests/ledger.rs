@@ -735,3 +735,46 @@ fn random_operations_keep_every_invariant_sqlite() {
 fn random_operations_keep_every_invariant_postgres() {
     property_on(Backend::Postgres, 16);
 }
+
+/// Under writes without pause, the WAL still starts over: the checkpointer
+/// restarts it once it holds more than `WAL_RESTART_BYTES`, and the file is
+/// cut back to that size. (Passive checkpoints alone never caught up with
+/// a writer that commits all the time, and the file grew without bound.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_starts_over_under_writes_without_pause() {
+    use nixo_core::ledger::WAL_RESTART_BYTES;
+    const PAYLOAD_BYTES: usize = 256 * 1024;
+    let (ledger, guard) = open(Backend::Sqlite, "wal").await.unwrap();
+    let Guard::Dir(dir) = &guard else { unreachable!() };
+    let wal = dir.path().join("ledger.db-wal");
+    sqlx::query("CREATE TABLE wal_filler (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+        .execute(&ledger.db.pool)
+        .await
+        .unwrap();
+    let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    // Three times the limit, in commits one after the other.
+    let commits = 3 * usize::try_from(WAL_RESTART_BYTES).unwrap() / PAYLOAD_BYTES;
+    let mut largest = 0;
+    for i in 0..commits {
+        let write = Effect::Sql {
+            sql: "INSERT INTO wal_filler (payload) VALUES ($1)",
+            binds: vec![vec![u8::try_from(i % 251).unwrap(); PAYLOAD_BYTES].into()],
+            must_change: None,
+        };
+        ledger.apply_effects(vec![write], now_ms()).await.unwrap();
+        largest = largest.max(wal_len());
+    }
+    let limit = u64::try_from(WAL_RESTART_BYTES).unwrap();
+    assert!(
+        largest < 2 * limit,
+        "the WAL grew to {largest} bytes over {commits} commits of {PAYLOAD_BYTES} bytes (restart past {limit})"
+    );
+    // Every row is there, and the ledger is sound.
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM wal_filler")
+        .fetch_one(&ledger.db.pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, i64::try_from(commits).unwrap());
+    assert_sound(&ledger).await;
+}

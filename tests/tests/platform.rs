@@ -419,7 +419,8 @@ async fn a_table_lease_runs_out_unless_renewed() {
     };
     assert!(i64::try_from(TABLE_LEASE_RENEW_MS).unwrap() * 3 <= TABLE_LEASE_MS);
     let db = nixo_core::db::Db::open(&pg.url).await.unwrap();
-    let store = Store::open(db.clone(), 0).await.unwrap();
+    let ledger = nixo_core::ledger::Ledger::new(db.clone()).await.unwrap();
+    let store = Store::open(&ledger, 0).await.unwrap();
     assert!(store.renews_leases(), "the table path renews");
     let scope = Scope {
         environment: Environment::Sandbox,

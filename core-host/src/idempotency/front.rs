@@ -5,13 +5,14 @@
 //! and keeps each key it sees. Taking a key, finding a request in progress
 //! or a different request under the key, and replaying a fresh answer are
 //! then decided in memory; finished answers are written to the
-//! `idempotency_keys` table behind the request, in batches, and a replay of
+//! `idempotency_keys` table behind the request, in batches (each one more
+//! operation in the ledger writer's group commit), and a replay of
 //! an older answer reads it back from there. A crash loses at most the
 //! answers not yet written and the keys in progress — exactly what a crash
 //! before the answer would lose — and the ledger recognises the retry.
 
 use super::{Begin, Lease, RETENTION_MS, Scope, StoredResponse, new_token};
-use crate::db::Db;
+use crate::ledger::{Effect, Ledger};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -73,7 +74,8 @@ pub(super) enum Decision {
 
 impl Front {
     /// Loads the live keys of the table and starts the writer.
-    pub(super) async fn start(db: &Db, now_ms: i64, lease_ms: i64) -> Result<Front, sqlx::Error> {
+    pub(super) async fn start(ledger: &Ledger, now_ms: i64, lease_ms: i64) -> Result<Front, sqlx::Error> {
+        let db = &ledger.db;
         let rows = sqlx::query(
             "SELECT environment, account_id, idempotency_key, request_hash, state, lease_until_ms, created_at_ms
              FROM idempotency_keys WHERE created_at_ms > $1",
@@ -110,7 +112,7 @@ impl Front {
         }
         let entries = Arc::new(Mutex::new(entries));
         let (writes, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(db.clone(), entries.clone(), queue));
+        tokio::spawn(write_loop(ledger.clone(), entries.clone(), queue));
         Ok(Front { entries, writes })
     }
 
@@ -214,7 +216,11 @@ impl Front {
     }
 }
 
-async fn write_loop(db: Db, entries: Arc<Mutex<HashMap<Key, Entry>>>, mut queue: mpsc::UnboundedReceiver<Write>) {
+async fn write_loop(
+    ledger: Ledger,
+    entries: Arc<Mutex<HashMap<Key, Entry>>>,
+    mut queue: mpsc::UnboundedReceiver<Write>,
+) {
     let mut batch = Vec::with_capacity(WRITE_BATCH_MAX);
     while queue.recv_many(&mut batch, WRITE_BATCH_MAX).await > 0 {
         let mut answers = Vec::new();
@@ -231,7 +237,7 @@ async fn write_loop(db: Db, entries: Arc<Mutex<HashMap<Key, Entry>>>, mut queue:
             }
         }
         loop {
-            match write_answers(&db, &answers).await {
+            match write_answers(&ledger, &answers).await {
                 Ok(()) => break,
                 Err(err) => {
                     // Until written, the answers stay in memory and are replayed from there.
@@ -260,32 +266,39 @@ async fn write_loop(db: Db, entries: Arc<Mutex<HashMap<Key, Entry>>>, mut queue:
     }
 }
 
-async fn write_answers(db: &Db, answers: &[(Scope, String, i64, Arc<StoredResponse>)]) -> Result<(), sqlx::Error> {
+async fn write_answers(
+    ledger: &Ledger,
+    answers: &[(Scope, String, i64, Arc<StoredResponse>)],
+) -> Result<(), crate::ledger::LedgerError> {
     if answers.is_empty() {
         return Ok(());
     }
-    let mut tx = db.relaxed.begin().await?;
-    for (scope, hash, created_at_ms, response) in answers {
-        let headers = serde_json::to_string(&response.headers).expect("strings serialise");
-        sqlx::query(
-            "INSERT INTO idempotency_keys (environment, account_id, idempotency_key, request_hash, state,
-                 response_status, response_headers, response_body, created_at_ms)
-             VALUES ($1, $2, $3, $4, 'done', $5, $6, $7, $8)
-             ON CONFLICT (environment, account_id, idempotency_key) DO UPDATE SET
-                 request_hash = excluded.request_hash, state = 'done', lock_token = NULL, lease_until_ms = NULL,
-                 response_status = excluded.response_status, response_headers = excluded.response_headers,
-                 response_body = excluded.response_body, created_at_ms = excluded.created_at_ms",
-        )
-        .bind(scope.environment.as_str())
-        .bind(scope.account_id.as_str())
-        .bind(scope.key.as_str())
-        .bind(hash.as_str())
-        .bind(i64::from(response.status))
-        .bind(headers)
-        .bind(response.body.clone())
-        .bind(*created_at_ms)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
+    let writes = answers
+        .iter()
+        .map(|(scope, hash, created_at_ms, response)| Effect::Sql {
+            sql: "INSERT INTO idempotency_keys (environment, account_id, idempotency_key, request_hash, state,
+                      response_status, response_headers, response_body, created_at_ms)
+                  VALUES ($1, $2, $3, $4, 'done', $5, $6, $7, $8)
+                  ON CONFLICT (environment, account_id, idempotency_key) DO UPDATE SET
+                      request_hash = excluded.request_hash, state = 'done', lock_token = NULL, lease_until_ms = NULL,
+                      response_status = excluded.response_status, response_headers = excluded.response_headers,
+                      response_body = excluded.response_body, created_at_ms = excluded.created_at_ms",
+            binds: vec![
+                scope.environment.as_str().into(),
+                scope.account_id.as_str().into(),
+                scope.key.as_str().into(),
+                hash.as_str().into(),
+                i64::from(response.status).into(),
+                serde_json::to_string(&response.headers)
+                    .expect("strings serialise")
+                    .into(),
+                response.body.clone().into(),
+                (*created_at_ms).into(),
+            ],
+            must_change: None,
+        })
+        .collect();
+    ledger
+        .apply_effects(writes, chrono::Utc::now().timestamp_millis())
+        .await
 }

@@ -108,10 +108,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store; on SQLite, loads the live keys into the front.
-    pub async fn open(db: Db, now_ms: i64) -> Result<Store, sqlx::Error> {
+    /// Opens the store of `ledger`'s database; on SQLite, loads the live
+    /// keys into the front, whose answers are written through the ledger's
+    /// writer (one more operation in its group commit).
+    pub async fn open(ledger: &crate::ledger::Ledger, now_ms: i64) -> Result<Store, sqlx::Error> {
+        let db = ledger.db.clone();
         let front = match db.backend {
-            Backend::Sqlite => Some(Arc::new(front::Front::start(&db, now_ms, LEASE_MS).await?)),
+            Backend::Sqlite => Some(Arc::new(front::Front::start(ledger, now_ms, LEASE_MS).await?)),
             Backend::Postgres => None,
         };
         Ok(Store { db, front })

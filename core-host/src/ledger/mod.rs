@@ -19,6 +19,8 @@ pub mod fx;
 pub mod verify;
 mod writer;
 
+pub use writer::WAL_RESTART_BYTES;
+
 use crate::db::{Backend, Bind, Db};
 use crate::money::Currency;
 use sqlx::Row;

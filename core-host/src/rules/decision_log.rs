@@ -1,11 +1,14 @@
 //! The decision log: every rule call, with the plugin's identity, the input
 //! (personal data masked), the output or failure, fuel and latency.
 //!
-//! Rows are written off the money path by a background task in batches;
-//! [`DecisionLog::flush`] waits for everything queued (the server calls it on
-//! stop). Each call is also a structured log line (see `rules`).
+//! Rows are written off the money path by a background task in batches,
+//! through the ledger's writer (on SQLite, one more operation in its group
+//! commit: no second writer waiting on the database lock, no fsync of its
+//! own); [`DecisionLog::flush`] waits for everything queued (the server calls
+//! it on stop). Each call is also a structured log line (see `rules`).
 
 use crate::db::Db;
+use crate::ledger::{Effect, Ledger};
 use crate::pagination::{self, Bind, Listing};
 use crate::services::ServiceResult;
 use nixo_api::pagination::ListParams;
@@ -68,9 +71,11 @@ pub fn mask(identifier: &str) -> String {
 }
 
 impl DecisionLog {
-    pub fn spawn(db: Db) -> DecisionLog {
+    /// Starts the background writer; rows go to the database through
+    /// `ledger`'s writer.
+    pub fn spawn(ledger: Ledger) -> DecisionLog {
         let (sender, receiver) = mpsc::channel(QUEUE_LEN_MAX);
-        tokio::spawn(write_loop(db, receiver));
+        tokio::spawn(write_loop(ledger, receiver));
         DecisionLog { sender }
     }
 
@@ -123,7 +128,7 @@ impl DecisionLog {
     }
 }
 
-async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Message>) {
+async fn write_loop(ledger: Ledger, mut receiver: mpsc::Receiver<Message>) {
     let mut messages = Vec::new();
     while receiver.recv_many(&mut messages, BATCH_ROWS_MAX).await > 0 {
         let mut rows = Vec::new();
@@ -134,7 +139,7 @@ async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Message>) {
                 Message::Flush(done) => flushes.push(done),
             }
         }
-        if let Err(err) = write(&db, &rows).await {
+        if let Err(err) = write(&ledger, rows.drain(..)).await {
             tracing::warn!(rows = rows.len(), error = %err, "decision log write failed; rows dropped");
         }
         for done in flushes {
@@ -143,36 +148,38 @@ async fn write_loop(db: Db, mut receiver: mpsc::Receiver<Message>) {
     }
 }
 
-async fn write(db: &Db, rows: &[Entry]) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
+async fn write(ledger: &Ledger, rows: impl ExactSizeIterator<Item = Entry>) -> Result<(), crate::ledger::LedgerError> {
+    if rows.len() == 0 {
         return Ok(());
     }
-    let mut tx = db.pool.begin().await?;
-    for row in rows {
-        let r = &row.record;
-        sqlx::query(
-            "INSERT INTO rule_decisions (id, transaction_id, account_id, plugin_name, plugin_version, plugin_sha256,
-                 input, output, failure, policy, fuel_used, latency_us, created_at_ms, stdio)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(r.decision_id.as_str())
-        .bind(row.transaction_id)
-        .bind(row.account_id.as_str())
-        .bind(r.plugin_name.as_str())
-        .bind(r.plugin_version.as_str())
-        .bind(r.plugin_sha256.as_str())
-        .bind(row.input.as_str())
-        .bind(r.output.as_ref().map(|o| o.to_string()))
-        .bind(r.failure)
-        .bind(r.policy)
-        .bind(i64::try_from(r.fuel_used).unwrap_or(i64::MAX))
-        .bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX))
-        .bind(row.at_ms)
-        .bind(r.stdio.as_deref())
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
+    let rows: Vec<Effect> = rows
+        .map(|row| {
+            let r = row.record;
+            Effect::Sql {
+                sql: "INSERT INTO rule_decisions (id, transaction_id, account_id, plugin_name, plugin_version,
+                         plugin_sha256, input, output, failure, policy, fuel_used, latency_us, created_at_ms, stdio)
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                binds: vec![
+                    r.decision_id.into(),
+                    row.transaction_id.into(),
+                    row.account_id.into(),
+                    r.plugin_name.into(),
+                    r.plugin_version.into(),
+                    r.plugin_sha256.into(),
+                    row.input.into(),
+                    r.output.map(|o| o.to_string()).into(),
+                    r.failure.into(),
+                    r.policy.into(),
+                    i64::try_from(r.fuel_used).unwrap_or(i64::MAX).into(),
+                    i64::try_from(r.latency_us).unwrap_or(i64::MAX).into(),
+                    row.at_ms.into(),
+                    r.stdio.into(),
+                ],
+                must_change: None,
+            }
+        })
+        .collect();
+    ledger.apply_effects(rows, chrono::Utc::now().timestamp_millis()).await
 }
 
 /// A page of an account's decisions, newest first, optionally of one
