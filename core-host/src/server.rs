@@ -364,12 +364,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         kyc,
         personal: crate::webhooks::Sealer::for_purpose(&pepper, crate::services::accounts::ID_NUMBER_SEALING),
     };
-    let state = AppState {
+    let state = AppState::new(api::Shared {
         services: services.clone(),
         idempotency: idempotency.clone(),
         hasher,
         gateway_secret: Arc::new(gateway_secret.clone().into_bytes()),
-    };
+    });
     let core = api::router(state);
     let kv = KvStores::single("default", config.kv_url.as_deref()).await?;
     let gateway = Gateway::new(

@@ -46,13 +46,31 @@ pub use ops::PATHS as OPS_PATHS;
 /// Largest request body the core reads.
 pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
 
-/// Shared state of the API.
+/// Shared state of the API: one reference, cloned into every request
+/// (cloning and dropping the fields one by one was ≈ 1 % of the edge's CPU).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub services: Services,
     pub idempotency: crate::idempotency::Store,
     pub hasher: KeyHasher,
     pub gateway_secret: Arc<Vec<u8>>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Who is calling and with which API version.
