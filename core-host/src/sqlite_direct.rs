@@ -50,6 +50,16 @@ fn writer_retry_when_busy(tries: i32) -> bool {
     retry_when_busy(tries, crate::db::SQLITE_BUSY_TIMEOUT_MS)
 }
 
+/// How long a WAL restart waits, at most, for readers still on old frames
+/// (it holds the write lock meanwhile, so every commit waits as long):
+/// a reader holding a snapshot for longer (an export) makes that round's
+/// restart give up, and a later round tries again.
+pub const WAL_RESTART_WAIT_MS: u64 = 10;
+
+fn checkpointer_retry_when_busy(tries: i32) -> bool {
+    retry_when_busy(tries, WAL_RESTART_WAIT_MS)
+}
+
 fn reader_retry_when_busy(tries: i32) -> bool {
     retry_when_busy(tries, READER_BUSY_TIMEOUT_MS)
 }
@@ -114,6 +124,15 @@ impl Direct {
         conn.execute_batch(WRITER_TEMP_STORE)?;
         conn.busy_handler(Some(writer_retry_when_busy))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_LEN);
+        Ok(Direct(conn))
+    }
+
+    /// The checkpointer's connection: durable settings, and a busy handler
+    /// that gives up after [`WAL_RESTART_WAIT_MS`].
+    pub fn open_checkpointer(path: &Path) -> anyhow::Result<Direct> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.execute_batch(&crate::db::sqlite_pragmas())?;
+        conn.busy_handler(Some(checkpointer_retry_when_busy))?;
         Ok(Direct(conn))
     }
 

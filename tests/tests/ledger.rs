@@ -778,3 +778,47 @@ async fn the_wal_starts_over_under_writes_without_pause() {
     assert_eq!(rows, i64::try_from(commits).unwrap());
     assert_sound(&ledger).await;
 }
+
+/// A reader that keeps an old snapshot (an export, a slow list) does not
+/// hold commits up: the WAL restart waits for it at most
+/// `WAL_RESTART_WAIT_MS` (with the write lock held), then gives up until a
+/// later round. Every commit goes through meanwhile, none waiting long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_reader_does_not_hold_commits_up_behind_a_wal_restart() {
+    use nixo_core::ledger::WAL_RESTART_BYTES;
+    use nixo_core::sqlite_direct::WAL_RESTART_WAIT_MS;
+    const PAYLOAD_BYTES: usize = 256 * 1024;
+    let (ledger, _guard) = open(Backend::Sqlite, "wal_reader").await.unwrap();
+    sqlx::query("CREATE TABLE wal_filler (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+        .execute(&ledger.db.pool)
+        .await
+        .unwrap();
+    // The reader: a transaction that has read, so it keeps its snapshot.
+    let mut reader = ledger.db.pool.begin().await.unwrap();
+    let _: i64 = sqlx::query("SELECT COUNT(*) FROM wal_filler")
+        .fetch_one(&mut *reader)
+        .await
+        .unwrap()
+        .get(0);
+    let commits = 3 * usize::try_from(WAL_RESTART_BYTES).unwrap() / PAYLOAD_BYTES;
+    let started = std::time::Instant::now();
+    let mut slowest = std::time::Duration::ZERO;
+    for i in 0..commits {
+        let write = Effect::Sql {
+            sql: "INSERT INTO wal_filler (payload) VALUES ($1)",
+            binds: vec![vec![u8::try_from(i % 251).unwrap(); PAYLOAD_BYTES].into()],
+            must_change: None,
+        };
+        let t = std::time::Instant::now();
+        ledger.apply_effects(vec![write], now_ms()).await.unwrap();
+        slowest = slowest.max(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    reader.rollback().await.unwrap();
+    // A restart blocked on the reader would hold a commit for the whole
+    // busy timeout (seconds); the bound is generous for a slow machine.
+    assert!(
+        slowest < std::time::Duration::from_millis(WAL_RESTART_WAIT_MS * 50),
+        "a commit waited {slowest:?} behind the reader ({commits} commits in {elapsed:?})"
+    );
+}

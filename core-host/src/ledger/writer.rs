@@ -28,9 +28,10 @@ pub const WAL_CHECKPOINT_INTERVAL_MS: u64 = 200;
 /// commits without pause, and the WAL only starts over from its beginning
 /// once every frame is copied: under steady load it grew without bound
 /// (1.2 GB after 30,000 transfers). A restart waits for the writer's
-/// current commit and for readers on old frames (microseconds each), copies
-/// the few frames the passive round left, and the log starts over — and
-/// is cut back to this size.
+/// current commit and for readers on old frames (microseconds each; at most
+/// [`crate::sqlite_direct::WAL_RESTART_WAIT_MS`], else it gives up until the
+/// next round), copies the few frames the passive round left, and the log
+/// starts over — and is cut back to this size.
 pub const WAL_RESTART_BYTES: i64 = 64 * 1024 * 1024;
 /// Opens the writer's connection to `path` and starts its thread; the
 /// thread ends when every sender is gone.
@@ -43,7 +44,7 @@ pub(super) fn spawn(path: &Path, faults: Faults) -> anyhow::Result<mpsc::Sender<
         .map_err(anyhow::Error::from)?;
     conn.control(&format!("PRAGMA journal_size_limit = {WAL_RESTART_BYTES}"))
         .map_err(anyhow::Error::from)?;
-    let mut checkpointer = Direct::open_writer(path)?;
+    let mut checkpointer = Direct::open_checkpointer(path)?;
     checkpointer
         .control(&format!("PRAGMA journal_size_limit = {WAL_RESTART_BYTES}"))
         .map_err(anyhow::Error::from)?;
@@ -74,8 +75,14 @@ fn checkpoint(conn: &mut Direct) -> Result<(), sqlx::Error> {
     let (page, _) = conn.run("PRAGMA page_size", &[])?;
     let page_bytes = page.first().map(|row| row.int(0)).transpose()?.unwrap_or(4096);
     if frames.saturating_mul(page_bytes) > WAL_RESTART_BYTES {
-        conn.run("PRAGMA wal_checkpoint(RESTART)", &[])?;
-        metrics::counter!("nixo_ledger_wal_restarts_total").increment(1);
+        // (busy, frames, copied): busy when a reader kept an old snapshot
+        // past the wait; this round's restart then gave up.
+        let (rows, _) = conn.run("PRAGMA wal_checkpoint(RESTART)", &[])?;
+        let outcome = match rows.first().map(|row| row.int(0)).transpose()? {
+            Some(0) => "restarted",
+            _ => "deferred",
+        };
+        metrics::counter!("nixo_ledger_wal_restarts_total", "outcome" => outcome).increment(1);
     }
     Ok(())
 }
