@@ -736,6 +736,31 @@ fn random_operations_keep_every_invariant_postgres() {
     property_on(Backend::Postgres, 16);
 }
 
+/// Bytes of each commit in the WAL tests.
+const WAL_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// Back-to-back commits that write three times `WAL_RESTART_BYTES`.
+fn wal_commits() -> usize {
+    3 * usize::try_from(nixo_core::ledger::WAL_RESTART_BYTES).unwrap() / WAL_PAYLOAD_BYTES
+}
+
+async fn create_wal_filler(ledger: &Ledger) {
+    sqlx::query("CREATE TABLE wal_filler (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+        .execute(&ledger.db.pool)
+        .await
+        .unwrap();
+}
+
+/// Commit `i` of a WAL test: one `WAL_PAYLOAD_BYTES` row, through the writer.
+async fn write_wal_filler(ledger: &Ledger, i: usize) {
+    let write = Effect::Sql {
+        sql: "INSERT INTO wal_filler (payload) VALUES ($1)",
+        binds: vec![vec![u8::try_from(i % 251).unwrap(); WAL_PAYLOAD_BYTES].into()],
+        must_change: None,
+    };
+    ledger.apply_effects(vec![write], now_ms()).await.unwrap();
+}
+
 /// Under writes without pause, the WAL still starts over: the checkpointer
 /// restarts it once it holds more than `WAL_RESTART_BYTES`, and the file is
 /// cut back to that size. (Passive checkpoints alone never caught up with
@@ -743,31 +768,22 @@ fn random_operations_keep_every_invariant_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_starts_over_under_writes_without_pause() {
     use nixo_core::ledger::WAL_RESTART_BYTES;
-    const PAYLOAD_BYTES: usize = 256 * 1024;
     let (ledger, guard) = open(Backend::Sqlite, "wal").await.unwrap();
     let Guard::Dir(dir) = &guard else { unreachable!() };
     let wal = dir.path().join("ledger.db-wal");
-    sqlx::query("CREATE TABLE wal_filler (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
-        .execute(&ledger.db.pool)
-        .await
-        .unwrap();
+    create_wal_filler(&ledger).await;
     let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     // Three times the limit, in commits one after the other.
-    let commits = 3 * usize::try_from(WAL_RESTART_BYTES).unwrap() / PAYLOAD_BYTES;
+    let commits = wal_commits();
     let mut largest = 0;
     for i in 0..commits {
-        let write = Effect::Sql {
-            sql: "INSERT INTO wal_filler (payload) VALUES ($1)",
-            binds: vec![vec![u8::try_from(i % 251).unwrap(); PAYLOAD_BYTES].into()],
-            must_change: None,
-        };
-        ledger.apply_effects(vec![write], now_ms()).await.unwrap();
+        write_wal_filler(&ledger, i).await;
         largest = largest.max(wal_len());
     }
     let limit = u64::try_from(WAL_RESTART_BYTES).unwrap();
     assert!(
         largest < 2 * limit,
-        "the WAL grew to {largest} bytes over {commits} commits of {PAYLOAD_BYTES} bytes (restart past {limit})"
+        "the WAL grew to {largest} bytes over {commits} commits of {WAL_PAYLOAD_BYTES} bytes (restart past {limit})"
     );
     // Every row is there, and the ledger is sound.
     let rows: i64 = sqlx::query("SELECT COUNT(*) FROM wal_filler")
@@ -785,14 +801,9 @@ async fn the_wal_starts_over_under_writes_without_pause() {
 /// later round. Every commit goes through meanwhile, none waiting long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_reader_does_not_hold_commits_up_behind_a_wal_restart() {
-    use nixo_core::ledger::WAL_RESTART_BYTES;
     use nixo_core::sqlite_direct::WAL_RESTART_WAIT_MS;
-    const PAYLOAD_BYTES: usize = 256 * 1024;
     let (ledger, _guard) = open(Backend::Sqlite, "wal_reader").await.unwrap();
-    sqlx::query("CREATE TABLE wal_filler (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
-        .execute(&ledger.db.pool)
-        .await
-        .unwrap();
+    create_wal_filler(&ledger).await;
     // The reader: a transaction that has read, so it keeps its snapshot.
     let mut reader = ledger.db.pool.begin().await.unwrap();
     let _: i64 = sqlx::query("SELECT COUNT(*) FROM wal_filler")
@@ -800,17 +811,12 @@ async fn a_long_reader_does_not_hold_commits_up_behind_a_wal_restart() {
         .await
         .unwrap()
         .get(0);
-    let commits = 3 * usize::try_from(WAL_RESTART_BYTES).unwrap() / PAYLOAD_BYTES;
+    let commits = wal_commits();
     let started = std::time::Instant::now();
     let mut slowest = std::time::Duration::ZERO;
     for i in 0..commits {
-        let write = Effect::Sql {
-            sql: "INSERT INTO wal_filler (payload) VALUES ($1)",
-            binds: vec![vec![u8::try_from(i % 251).unwrap(); PAYLOAD_BYTES].into()],
-            must_change: None,
-        };
         let t = std::time::Instant::now();
-        ledger.apply_effects(vec![write], now_ms()).await.unwrap();
+        write_wal_filler(&ledger, i).await;
         slowest = slowest.max(t.elapsed());
     }
     let elapsed = started.elapsed();
