@@ -321,6 +321,10 @@ pub struct Ledger {
     /// PostgreSQL writes rolled back by a deadlock or a serialization
     /// failure and run again (also `nixo_ledger_write_conflicts_total`).
     conflicts: Arc<AtomicU64>,
+    /// SQLite group commits run a second time, each operation in its own
+    /// savepoint, because one of their operations failed (also
+    /// `nixo_ledger_batches_rerun_total`).
+    reruns: Arc<AtomicU64>,
 }
 
 /// Fault injection for tests: make the next commit fail after every
@@ -344,12 +348,13 @@ fn now_ms() -> i64 {
 impl Ledger {
     pub async fn new(db: Db) -> anyhow::Result<Ledger> {
         let faults = Faults::default();
+        let reruns = Arc::<AtomicU64>::default();
         let writer = match db.backend {
             Backend::Sqlite => {
                 let file = db.sqlite_file().ok_or_else(|| {
                     anyhow::anyhow!("the SQLite ledger needs a database file, not an in-memory database")
                 })?;
-                Some(writer::spawn(&file, faults.clone())?)
+                Some(writer::spawn(&file, faults.clone(), reruns.clone())?)
             }
             Backend::Postgres => None,
         };
@@ -358,6 +363,7 @@ impl Ledger {
             writer,
             faults,
             conflicts: Arc::default(),
+            reruns,
         })
     }
 
@@ -402,6 +408,12 @@ impl Ledger {
     /// writer).
     pub fn write_conflicts(&self) -> u64 {
         self.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// Group commits (SQLite) that ran again, each operation in its own
+    /// savepoint, because one of their operations failed.
+    pub fn batches_rerun(&self) -> u64 {
+        self.reruns.load(Ordering::Relaxed)
     }
 
     /// One database transaction for `op` (PostgreSQL).

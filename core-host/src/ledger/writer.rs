@@ -1,8 +1,10 @@
 //! Group commit for SQLite: one thread owns the only ledger-writing
 //! connection, takes every operation that is waiting (up to a bound), runs
-//! each inside its own savepoint, and commits them together with one fsync.
-//! A failed operation rolls back to its savepoint and fails alone; callers
-//! hear back only after the commit that made their operation durable.
+//! them in one transaction and commits them together with one fsync.
+//! A failed operation fails alone: the batch is rolled back and run again
+//! with each operation in its own savepoint (the failed one rolls back to
+//! it); callers hear back only after the commit that made their operation
+//! durable.
 //!
 //! The thread talks to SQLite directly ([`Direct`]), so a statement costs
 //! what SQLite takes to run it. The operations are the same code as on
@@ -14,11 +16,17 @@ use super::{Faults, LedgerError, Reply, WriteOp, WriteOutcome, apply};
 use crate::sqlite_direct::Direct;
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::mpsc;
 
 /// Operations committed together at most.
 pub const GROUP_COMMIT_OPS_MAX: usize = 256;
+/// After a batch with a failed operation (it ran twice: all together, then
+/// each in its savepoint), how many batches go straight to savepoints: a
+/// run of failures (a drained wallet under load) does not pay twice each.
+pub const CAREFUL_BATCHES_AFTER_FAILURE: u32 = 16;
 /// Operations waiting for the writer at most (back-pressure beyond).
 pub const WRITE_QUEUE_LEN_MAX: usize = 4_096;
 /// How often the checkpointer copies the WAL back into the database file.
@@ -35,7 +43,11 @@ pub const WAL_CHECKPOINT_INTERVAL_MS: u64 = 200;
 pub const WAL_RESTART_BYTES: i64 = 64 * 1024 * 1024;
 /// Opens the writer's connection to `path` and starts its thread; the
 /// thread ends when every sender is gone.
-pub(super) fn spawn(path: &Path, faults: Faults) -> anyhow::Result<mpsc::Sender<(WriteOp, Reply)>> {
+pub(super) fn spawn(
+    path: &Path,
+    faults: Faults,
+    reruns: Arc<AtomicU64>,
+) -> anyhow::Result<mpsc::Sender<(WriteOp, Reply)>> {
     let mut conn = Direct::open_writer(path)?;
     // Checkpoints leave the writer's commits: another thread copies the WAL
     // back into the database file, so no transfer waits on that copy and
@@ -51,7 +63,7 @@ pub(super) fn spawn(path: &Path, faults: Faults) -> anyhow::Result<mpsc::Sender<
     let (sender, receiver) = mpsc::channel(WRITE_QUEUE_LEN_MAX);
     std::thread::Builder::new()
         .name("nixo-ledger-writer".into())
-        .spawn(move || run(conn, receiver, faults))?;
+        .spawn(move || run(conn, receiver, faults, reruns))?;
     let writer = sender.downgrade();
     std::thread::Builder::new()
         .name("nixo-wal-checkpointer".into())
@@ -87,8 +99,10 @@ fn checkpoint(conn: &mut Direct) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Faults) {
+fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Faults, reruns: Arc<AtomicU64>) {
     let mut batch: Vec<(WriteOp, Reply)> = Vec::with_capacity(GROUP_COMMIT_OPS_MAX);
+    // Batches left to commit the careful way after one whose operation failed.
+    let mut careful_batches = 0;
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < GROUP_COMMIT_OPS_MAX {
@@ -97,7 +111,21 @@ fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Fa
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&mut conn, &batch, &faults);
+        let results = match careful_batches {
+            0 => match commit_all_or_none(&mut conn, &batch, &faults) {
+                Some(results) => results,
+                None => {
+                    reruns.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("nixo_ledger_batches_rerun_total").increment(1);
+                    careful_batches = CAREFUL_BATCHES_AFTER_FAILURE;
+                    commit_batch(&mut conn, &batch, &faults)
+                }
+            },
+            _ => {
+                careful_batches -= 1;
+                commit_batch(&mut conn, &batch, &faults)
+            }
+        };
         for ((_, reply), result) in batch.drain(..).zip(results) {
             // The caller may have gone away; its operation is durable anyway.
             let _ = reply.send(result);
@@ -105,6 +133,49 @@ fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Fa
     }
 }
 
+/// The fast way: every operation of the batch in one transaction, with no
+/// savepoints (a savepoint copies each page an operation changes into a
+/// statement journal first). `None` when an operation failed: then nothing
+/// of the batch was kept, and the caller commits it again the careful way,
+/// where the failed operation fails alone. An operation is a function of
+/// the database it runs on, so running the others again gives what they
+/// would have given.
+fn commit_all_or_none(
+    conn: &mut Direct,
+    batch: &[(WriteOp, Reply)],
+    faults: &Faults,
+) -> Option<Vec<Result<WriteOutcome, LedgerError>>> {
+    if conn.control("BEGIN IMMEDIATE").is_err() {
+        conn.rollback();
+        return None;
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for (op, _) in batch {
+        match run_ready(apply::apply(conn, op)) {
+            Ok(outcome) => results.push(Ok(outcome)),
+            Err(_) => {
+                conn.rollback();
+                return None;
+            }
+        }
+    }
+    if faults.take_for(batch.iter().map(|(op, _)| op)) {
+        conn.rollback();
+        return Some(batch.iter().map(|_| Err(super::injected_fault())).collect());
+    }
+    match conn.control("COMMIT") {
+        Ok(()) => Some(results),
+        Err(_) => {
+            // Not committed (a full disk, failing I/O): the careful way
+            // tries again and tells every caller what happened.
+            conn.rollback();
+            None
+        }
+    }
+}
+
+/// The careful way: each operation in its own savepoint, so that one that
+/// fails rolls back alone and the others commit.
 fn commit_batch(
     conn: &mut Direct,
     batch: &[(WriteOp, Reply)],

@@ -863,7 +863,9 @@ impl RuleHost {
                         "score_bp": decision.score_bp,
                         "reasons": decision.reasons,
                     }));
-                    tracing::info!(
+                    // Every decision is kept in the decision log; the
+                    // line is for debugging a rule.
+                    tracing::debug!(
                         decision_id = %record.decision_id,
                         plugin = %plugin.manifest.name, version = %plugin.manifest.version, sha256 = %plugin.sha256,
                         verdict = verdict_label(decision.verdict), score_bp = decision.score_bp, fuel_used,
