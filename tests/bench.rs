@@ -240,6 +240,52 @@ impl RssSampler {
     }
 }
 
+/// One keep-alive HTTP/1.1 connection of a load generator: hyper's
+/// connection-level client (no pool, no redirects, no decompression), so a
+/// request costs the sending process about what `wrk` costs: the bench's
+/// load shares the server's two cores, and a heavier client would be
+/// measured as the server's slowness.
+pub struct LoadConnection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    authority: String,
+}
+
+impl LoadConnection {
+    /// Connects to `base` (`http://host:port`).
+    pub async fn open(base: &str) -> LoadConnection {
+        let authority = base.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .expect("the server accepts connections");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("an HTTP/1.1 connection");
+        tokio::spawn(connection);
+        LoadConnection { sender, authority }
+    }
+
+    /// Sends one request, reads its whole answer, and answers its status.
+    pub async fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &'static str) -> u16 {
+        use http_body_util::BodyExt;
+        self.sender.ready().await.expect("the connection stays open");
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.authority.as_str());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())))
+            .expect("a well-formed request");
+        let response = self.sender.send_request(request).await.expect("the server answers");
+        let status = response.status().as_u16();
+        response.into_body().collect().await.expect("the whole answer");
+        status
+    }
+}
+
 /// Sum and count of every series of the histogram `name` in a Prometheus
 /// text exposition, keyed by the series' labels (`{stage="edge.request"}`).
 pub fn histogram_totals(text: &str, name: &str) -> std::collections::BTreeMap<String, (f64, f64)> {

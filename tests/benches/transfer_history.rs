@@ -7,17 +7,20 @@
 //! servers in this process, one with an empty ledger and one with the
 //! history, are measured in alternation (NIXO_BENCH_ROUNDS pairs): the
 //! figure is the median of the pairs' ratios, so the machine's drift
-//! between runs cancels out instead of landing on one side.
+//! between runs cancels out instead of landing on one side. The load comes
+//! from this process over loopback TCP, one keep-alive HTTP/1.1 connection
+//! each (`bench::LoadConnection`, about what `wrk` costs per request).
 //!
 //! `cargo bench -p nixo-tests --bench transfer_history`
 //! (NIXO_BENCH_HISTORY, default 1000000; NIXO_BENCH_TRANSFERS per run,
 //! default 5000; NIXO_BENCH_CONNECTIONS, default 16; NIXO_BENCH_ROUNDS,
 //! default 3).
 
-use futures_util::StreamExt;
 use nixo_core::server::ServeConfig;
-use nixo_tests::bench::{Goal, RssSampler, figure, histogram_means};
+use nixo_tests::bench::{Goal, LoadConnection, RssSampler, figure, histogram_means};
 use nixo_tests::{TestServer, env_count, seed_transfers_between, start_with};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Goal: end-to-end transfers/s at 16 connections.
@@ -28,23 +31,57 @@ const HISTORY_RATIO_GOAL: f64 = 0.90;
 const OPEN_LOOP_P99_GOAL_MS: f64 = 10.0;
 /// Goal: the process's resident memory under the 16-connection load.
 const RSS_GOAL_MB: f64 = 150.0;
+/// Connections the open loop opens before it starts (more when all are busy).
+const OPEN_LOOP_WARM_CONNECTIONS: usize = 64;
 /// How long each open-loop run sends for.
 const OPEN_LOOP_DURATION_MS: u64 = 2_000;
 
 const BODY: &str = r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#;
 
-async fn send_transfer(client: reqwest::Client, url: String, key: String, idempotency_key: String) -> u16 {
-    client
-        .post(url)
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .header("idempotency-key", idempotency_key)
-        .body(BODY)
-        .send()
-        .await
-        .expect("the server answers")
-        .status()
-        .as_u16()
+async fn send_transfer(conn: &mut LoadConnection, authorization: &str, idempotency_key: &str) -> u16 {
+    conn.send(
+        "POST",
+        "/v1/payments/transfer",
+        &[
+            ("authorization", authorization),
+            ("content-type", "application/json"),
+            ("idempotency-key", idempotency_key),
+        ],
+        BODY,
+    )
+    .await
+}
+
+/// Idle connections of the open loop: a request takes one, or opens one
+/// when every connection is busy, and puts it back after its answer.
+struct ConnectionPool {
+    base: String,
+    idle: tokio::sync::Mutex<Vec<LoadConnection>>,
+}
+
+impl ConnectionPool {
+    async fn new(base: &str, warm: usize) -> Arc<ConnectionPool> {
+        let mut idle = Vec::with_capacity(warm);
+        for _ in 0..warm {
+            idle.push(LoadConnection::open(base).await);
+        }
+        Arc::new(ConnectionPool {
+            base: base.to_string(),
+            idle: tokio::sync::Mutex::new(idle),
+        })
+    }
+
+    async fn take(&self) -> LoadConnection {
+        let idle = self.idle.lock().await.pop();
+        match idle {
+            Some(conn) => conn,
+            None => LoadConnection::open(&self.base).await,
+        }
+    }
+
+    async fn give_back(&self, conn: LoadConnection) {
+        self.idle.lock().await.push(conn);
+    }
 }
 
 /// Open loop: `rate` transfers a second for `OPEN_LOOP_DURATION_MS`, each
@@ -52,22 +89,21 @@ async fn send_transfer(client: reqwest::Client, url: String, key: String, idempo
 /// counts from the scheduled time, so a stall counts for every request
 /// queued behind it. Answers (p50, p99, the answers other than 200 by status).
 async fn open_loop(server: &TestServer, run: &str, rate: f64) -> (Duration, Duration, String) {
-    let url = format!("{}/v1/payments/transfer", server.base);
     let count = (rate * OPEN_LOOP_DURATION_MS as f64 / 1e3).round() as usize;
+    let pool = ConnectionPool::new(&server.base, OPEN_LOOP_WARM_CONNECTIONS).await;
+    let authorization: Arc<str> = format!("Bearer {}", server.key).into();
     let started = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let scheduled = started + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(scheduled).await;
-        let request = send_transfer(
-            server.client.clone(),
-            url.clone(),
-            server.key.clone(),
-            format!("{run}-{i}"),
-        );
+        let (pool, authorization, key) = (pool.clone(), authorization.clone(), format!("{run}-{i}"));
         tasks.push(tokio::spawn(async move {
-            let status = request.await;
-            (scheduled.elapsed(), status)
+            let mut conn = pool.take().await;
+            let status = send_transfer(&mut conn, &authorization, &key).await;
+            let took = scheduled.elapsed();
+            pool.give_back(conn).await;
+            (took, status)
         }));
     }
     let mut latencies = Vec::with_capacity(count);
@@ -123,22 +159,36 @@ fn stage_figures(before: &str, after: &str) {
     }
 }
 
-/// Transfers per second over `count` transfers, `connections` at a time.
+/// Transfers per second over `count` transfers, `connections` at a time
+/// (each its own keep-alive connection, opened before the clock starts).
 async fn transfers_per_s(server: &TestServer, run: &str, count: usize, connections: usize) -> f64 {
-    let url = format!("{}/v1/payments/transfer", server.base);
+    let authorization: Arc<str> = format!("Bearer {}", server.key).into();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(LoadConnection::open(&server.base).await);
+    }
     let started = Instant::now();
-    let statuses: Vec<u16> = futures_util::stream::iter(0..count)
-        .map(|i| {
-            send_transfer(
-                server.client.clone(),
-                url.clone(),
-                server.key.clone(),
-                format!("{run}-{i}"),
-            )
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            let (next, authorization, run) = (next.clone(), authorization.clone(), run.to_string());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        break statuses;
+                    }
+                    statuses.push(send_transfer(&mut conn, &authorization, &format!("{run}-{i}")).await);
+                }
+            })
         })
-        .buffer_unordered(connections)
-        .collect()
-        .await;
+        .collect();
+    let mut statuses = Vec::with_capacity(count);
+    for task in tasks {
+        statuses.extend(task.await.expect("a load connection's task"));
+    }
     let rate = count as f64 / started.elapsed().as_secs_f64();
     let settled = statuses.iter().filter(|s| **s == 200).count();
     assert_eq!(settled, count, "every transfer settled (200): {statuses:?}");
