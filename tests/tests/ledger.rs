@@ -765,10 +765,11 @@ async fn write_wal_filler(ledger: &Ledger, i: usize) {
     ledger.apply_effects(vec![write], now_ms()).await.unwrap();
 }
 
-/// Under writes without pause, the WAL still starts over: the checkpointer
-/// restarts it once it holds more than `WAL_RESTART_BYTES`, and the file is
-/// cut back to that size. (Passive checkpoints alone never caught up with
-/// a writer that commits all the time, and the file grew without bound.)
+/// Under writes without pause, the WAL still starts over (the writer's own
+/// checkpoints, and behind them the checkpointer's restart past
+/// `WAL_RESTART_BYTES`): it never reaches twice that size. (Passive
+/// checkpoints from another thread alone never caught up with a writer that
+/// commits all the time, and the file grew without bound.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_starts_over_under_writes_without_pause() {
     use nixo_core::ledger::WAL_RESTART_BYTES;
@@ -831,4 +832,52 @@ async fn a_long_reader_does_not_hold_commits_up_behind_a_wal_restart() {
         slowest < std::time::Duration::from_millis(WAL_RESTART_WAIT_MS * 50),
         "a commit waited {slowest:?} behind the reader ({commits} commits in {elapsed:?})"
     );
+}
+
+/// Under steady transfers from many callers the WAL stays near
+/// `WAL_AUTOCHECKPOINT_PAGES`: the writer copies the log back after its
+/// commits and starts it over, instead of letting it grow until the
+/// checkpointer's restart (which held every commit for milliseconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_near_the_autocheckpoint_size_under_transfers() {
+    use nixo_core::ledger::WAL_AUTOCHECKPOINT_PAGES;
+    const TASKS: usize = 16;
+    const TRANSFERS_PER_TASK: usize = 250;
+    let (ledger, guard) = open(Backend::Sqlite, "wal_auto").await.unwrap();
+    let Guard::Dir(dir) = &guard else { unreachable!() };
+    let wal = std::sync::Arc::new(dir.path().join("ledger.db-wal"));
+    let f = fixture(&ledger, kes(), 8, 1_000_000_000).await;
+    let page_bytes: i64 = sqlx::query("PRAGMA page_size")
+        .fetch_one(&ledger.db.pool)
+        .await
+        .unwrap()
+        .get(0);
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (ledger, wallets, account_id, wal) = (ledger.clone(), f.wallets.clone(), f.account_id.clone(), wal.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut largest = 0;
+            for i in 0..TRANSFERS_PER_TASK {
+                let from = wallets[(t + i) % wallets.len()];
+                let to = wallets[(t + i + 1) % wallets.len()];
+                ledger
+                    .record(movement(&account_id, "transfer", from, to, 1, kes(), None))
+                    .await
+                    .unwrap();
+                largest = largest.max(std::fs::metadata(&*wal).map(|m| m.len()).unwrap_or(0));
+            }
+            largest
+        }));
+    }
+    let mut largest = 0;
+    for task in tasks {
+        largest = largest.max(task.await.unwrap());
+    }
+    let bound = 4 * u64::from(WAL_AUTOCHECKPOINT_PAGES) * u64::try_from(page_bytes).unwrap();
+    assert!(
+        largest <= bound,
+        "the WAL grew to {largest} bytes over {} transfers (bound {bound})",
+        TASKS * TRANSFERS_PER_TASK
+    );
+    assert_sound(&ledger).await;
 }

@@ -19,7 +19,7 @@ pub mod fx;
 pub mod verify;
 mod writer;
 
-pub use writer::WAL_RESTART_BYTES;
+pub use writer::{WAL_AUTOCHECKPOINT_PAGES, WAL_RESTART_BYTES};
 
 use crate::db::{Backend, Bind, Db};
 use crate::money::Currency;
