@@ -388,7 +388,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         tokio::spawn(expire_holds(ledger.clone(), shutdown_rx.clone())),
         tokio::spawn(crate::rules::watch_dir(rules_host, plugins_dir, shutdown_rx.clone())),
         runner::spawn(
-            db.clone(),
+            ledger.clone(),
             job_registry(&services, &idempotency),
             config.clock.clone(),
             RunnerConfig {

@@ -10,6 +10,7 @@ use nixo_core::clock::Clock;
 use nixo_core::db::{self, Db};
 use nixo_core::jobs::runner::{self, Registry, RunnerConfig};
 use nixo_core::jobs::{self, NewJob};
+use nixo_core::ledger::Ledger;
 use nixo_tests::PgDatabase;
 use serde_json::json;
 use sqlx::Row;
@@ -35,7 +36,7 @@ async fn drain(db: &Db, label: &str, count: i64) {
     };
     let started = Instant::now();
     let worker = runner::spawn(
-        db.clone(),
+        Ledger::new(db.clone()).await.unwrap(),
         registry,
         Clock::system(),
         config,

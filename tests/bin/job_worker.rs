@@ -13,6 +13,7 @@
 use nixo_core::clock::Clock;
 use nixo_core::db::Db;
 use nixo_core::jobs::runner::{self, ClaimedJob, Registry, RunnerConfig};
+use nixo_core::ledger::Ledger;
 use std::time::Duration;
 
 fn now_us() -> i64 {
@@ -71,7 +72,14 @@ async fn main() -> anyhow::Result<()> {
         sole_worker: args.len() == 5,
         ..RunnerConfig::default()
     };
-    let worker = runner::spawn(db, registry, Clock::system(), config, runner::Waker::default(), stopped);
+    let worker = runner::spawn(
+        Ledger::new(db).await?,
+        registry,
+        Clock::system(),
+        config,
+        runner::Waker::default(),
+        stopped,
+    );
     println!("ready");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     term.recv().await;

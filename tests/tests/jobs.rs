@@ -9,6 +9,7 @@
 
 use nixo_core::db::{self, Backend, Db};
 use nixo_core::jobs::{self, NewJob};
+use nixo_core::ledger::Ledger;
 use nixo_tests::PgDatabase;
 use serde_json::json;
 use sqlx::Row;
@@ -103,7 +104,8 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once() {
     let url = db::sqlite_url(&dir.path().join("jobs.db"));
     let db = prepare(&url).await;
     let job = NewJob::new("probe", json!({ "sleep_ms": 3_000 }), now_ms());
-    let id = jobs::enqueue_now(&db, &job, now_ms()).await.unwrap().unwrap();
+    let ledger = Ledger::new(db.clone()).await.unwrap();
+    let id = jobs::enqueue_now(&ledger, &job, now_ms()).await.unwrap().unwrap();
 
     let mut first = Worker::start(&url, "worker-a", 1_500);
     wait_for(&db, "SELECT COUNT(*) FROM probe_runs", 1, Duration::from_secs(10)).await;
@@ -178,7 +180,8 @@ const SHORT_LEASE_MS: i64 = 1_000;
 /// to succeed; returns its runs.
 async fn hold_the_writer_under(db: &Db, url: &str, worker: &str, sole: bool) -> Vec<(String, i64, bool)> {
     let job = NewJob::new("probe", json!({ "sleep_ms": 2_000 }), now_ms());
-    let id = jobs::enqueue_now(db, &job, now_ms()).await.unwrap().unwrap();
+    let ledger = Ledger::new(db.clone()).await.unwrap();
+    let id = jobs::enqueue_now(&ledger, &job, now_ms()).await.unwrap().unwrap();
     let _worker = if sole {
         Worker::start_sole(url, worker, SHORT_LEASE_MS)
     } else {
@@ -244,7 +247,8 @@ async fn the_sole_worker_takes_over_a_dead_workers_job_at_once() {
     let url = db::sqlite_url(&dir.path().join("jobs.db"));
     let db = prepare(&url).await;
     let job = NewJob::new("probe", json!({ "sleep_ms": 1_000 }), now_ms());
-    let id = jobs::enqueue_now(&db, &job, now_ms()).await.unwrap().unwrap();
+    let ledger = Ledger::new(db.clone()).await.unwrap();
+    let id = jobs::enqueue_now(&ledger, &job, now_ms()).await.unwrap().unwrap();
     // A lease far longer than the test may wait: only the sole worker's
     // knowledge that the other worker is gone lets the job run again.
     let lease_ms = 120_000;
@@ -355,9 +359,10 @@ async fn failures_back_off_then_die_visibly_and_an_operator_can_retry() {
     let job = NewJob::new("always-fails", json!({}), clock.now_ms())
         .max_attempts(3)
         .unique("refund:42");
-    let id = jobs::enqueue_now(&db, &job, clock.now_ms()).await.unwrap().unwrap();
+    let ledger = Ledger::new(db.clone()).await.unwrap();
+    let id = jobs::enqueue_now(&ledger, &job, clock.now_ms()).await.unwrap().unwrap();
     assert_eq!(
-        jobs::enqueue_now(&db, &job, clock.now_ms()).await.unwrap(),
+        jobs::enqueue_now(&ledger, &job, clock.now_ms()).await.unwrap(),
         None,
         "a unique key admits one live job"
     );
@@ -367,7 +372,7 @@ async fn failures_back_off_then_die_visibly_and_an_operator_can_retry() {
         ..RunnerConfig::default()
     };
     let worker = runner::spawn(
-        db.clone(),
+        ledger.clone(),
         registry,
         clock.clone(),
         config,

@@ -4,7 +4,9 @@
 //! transaction, so a job can be written in the same transaction as the
 //! change that asks for it (it exists exactly when that change committed).
 //! Workers ([`runner`]) claim due jobs with a lease — `UPDATE … RETURNING`
-//! through SQLite's single writer, `FOR UPDATE SKIP LOCKED` on PostgreSQL —
+//! through the ledger's writer (on SQLite the database's one writing
+//! connection: the queue's writes join its group commits instead of waiting
+//! on its lock), `FOR UPDATE SKIP LOCKED` on PostgreSQL —
 //! extend the lease while a job runs (heartbeat), and finish it fenced on
 //! `(locked_by, attempt)`, so a job rescued after its lease passed cannot be
 //! finished twice. Failures are retried with exponential backoff and jitter
@@ -15,6 +17,7 @@
 pub mod runner;
 
 use crate::db::Db;
+use crate::ledger::{Ledger, LedgerError, Statement};
 use serde_json::Value;
 use sqlx::Row;
 
@@ -101,6 +104,24 @@ impl NewJob {
     }
 }
 
+/// The statement that enqueues `job`: answers its id, or no row when a live
+/// job already holds its unique key.
+fn enqueue_statement(job: &NewJob, now_ms: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO jobs (kind, payload, state, max_attempts, run_at_ms, unique_key, created_at_ms)
+         VALUES ($1, $2, 'available', $3, $4, $5, $6)
+         ON CONFLICT DO NOTHING RETURNING id",
+        vec![
+            job.kind.as_str().into(),
+            job.payload.to_string().into(),
+            job.max_attempts.into(),
+            job.run_at_ms.into(),
+            job.unique_key.as_deref().into(),
+            now_ms.into(),
+        ],
+    )
+}
+
 /// Enqueues a job on `conn` (a transaction, to commit it with the change
 /// that asks for it). Returns its id, or `None` when a live job already
 /// holds its unique key.
@@ -109,29 +130,20 @@ pub async fn enqueue<C: crate::sql_exec::Exec>(
     job: &NewJob,
     now_ms: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row = conn
-        .fetch_optional(
-            "INSERT INTO jobs (kind, payload, state, max_attempts, run_at_ms, unique_key, created_at_ms)
-             VALUES ($1, $2, 'available', $3, $4, $5, $6)
-             ON CONFLICT DO NOTHING RETURNING id",
-            &[
-                job.kind.as_str().into(),
-                job.payload.to_string().into(),
-                job.max_attempts.into(),
-                job.run_at_ms.into(),
-                job.unique_key.as_deref().into(),
-                now_ms.into(),
-            ],
-        )
-        .await?;
+    let statement = enqueue_statement(job, now_ms);
+    let row = conn.fetch_optional(&statement.sql, &statement.binds).await?;
     row.map(|r| r.int(0)).transpose()
 }
 
-/// Enqueues a job in a transaction of its own.
-pub async fn enqueue_now(db: &Db, job: &NewJob, now_ms: i64) -> Result<Option<i64>, sqlx::Error> {
-    let mut tx = db.pool.begin().await?;
-    let id = enqueue(&mut *tx, job, now_ms).await?;
-    tx.commit().await?;
+/// Enqueues a job in a transaction of its own, through the ledger's writer
+/// (the database's one writing connection on SQLite).
+pub async fn enqueue_now(ledger: &Ledger, job: &NewJob, now_ms: i64) -> Result<Option<i64>, LedgerError> {
+    let answers = ledger.write_statements(vec![enqueue_statement(job, now_ms)]).await?;
+    let id = answers
+        .first()
+        .and_then(|rows| rows.first())
+        .map(|r| r.int(0))
+        .transpose()?;
     Ok(id)
 }
 

@@ -58,6 +58,13 @@ pub(super) async fn apply<C: Exec>(conn: &mut C, op: &WriteOp) -> Result<WriteOu
             Ok(WriteOutcome::Applied)
         }
         WriteOp::ExpireDue { now_ms, limit } => expire_due(conn, *now_ms, *limit).await.map(WriteOutcome::Expired),
+        WriteOp::Statements(statements) => {
+            let mut answers = Vec::with_capacity(statements.len());
+            for statement in statements {
+                answers.push(conn.fetch_all(&statement.sql, &statement.binds).await?);
+            }
+            Ok(WriteOutcome::Rows(answers))
+        }
     }
 }
 

@@ -299,6 +299,23 @@ pub(crate) enum WriteOp {
         now_ms: i64,
         limit: i64,
     },
+    /// Statements of a subsystem that shares the database (the job queue),
+    /// in one transaction, each answering its rows.
+    Statements(Vec<Statement>),
+}
+
+/// One statement for [`Ledger::write_statements`]: `$1…$n` bound to `binds`.
+/// Those that change rows say which with `RETURNING`.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<String>, binds: Vec<Bind>) -> Statement {
+        Statement { sql: sql.into(), binds }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +324,8 @@ pub(crate) enum WriteOutcome {
     Resolved(TxStatus),
     Applied,
     Expired(u64),
+    /// Each statement's rows, in order.
+    Rows(Vec<Vec<crate::sql_exec::SqlRow>>),
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<WriteOutcome, LedgerError>>;
@@ -485,6 +504,20 @@ impl Ledger {
         match self.write(WriteOp::Effects { effects, now_ms }).await? {
             WriteOutcome::Applied => Ok(()),
             other => unreachable!("effects answered {other:?}"),
+        }
+    }
+
+    /// Runs `statements` in one transaction through the ledger's writer (on
+    /// SQLite the one writing connection, so another subsystem's writes never
+    /// wait on the ledger's lock, nor it on theirs); answers each statement's
+    /// rows. All or nothing: one that fails undoes the others.
+    pub async fn write_statements(
+        &self,
+        statements: Vec<Statement>,
+    ) -> Result<Vec<Vec<crate::sql_exec::SqlRow>>, LedgerError> {
+        match self.write(WriteOp::Statements(statements)).await? {
+            WriteOutcome::Rows(rows) => Ok(rows),
+            other => unreachable!("statements answered {other:?}"),
         }
     }
 

@@ -605,7 +605,7 @@ pub async fn check(services: &Services, job: &ClaimedJob) -> anyhow::Result<()> 
         Ok(StkStatus::Pending) if query < STK_QUERIES_MAX => {
             let wait = services.rails.stk_result_wait_ms * (query + 1);
             let next = check_job(&d.id, query + 1, now_ms + wait, now_ms);
-            crate::jobs::enqueue_now(db, &next, now_ms).await?;
+            crate::jobs::enqueue_now(&services.ledger, &next, now_ms).await?;
         }
         Ok(StkStatus::Pending) => {
             tracing::error!(deposit = %d.id, "no M-Pesa answer after {STK_QUERIES_MAX} queries; the pending amount expires by itself");

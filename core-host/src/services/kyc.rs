@@ -166,7 +166,7 @@ pub async fn run_check(services: &Services, job: &ClaimedJob) -> anyhow::Result<
         }
         let wait = POLL_FIRST_MS.saturating_mul(1 << polls.min(20)).min(POLL_MAX_MS);
         let next = check_job(&check_id, polls + 1, now_ms + wait, now_ms);
-        crate::jobs::enqueue_now(&services.ledger.db, &next, now_ms).await?;
+        crate::jobs::enqueue_now(&services.ledger, &next, now_ms).await?;
         return Ok(());
     }
     settle(services, &check_id, &account, &outcome(&state), now_ms).await

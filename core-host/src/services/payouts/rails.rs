@@ -381,7 +381,7 @@ pub async fn mpesa_check(services: &Services, rails: &PayoutRails, job: &Claimed
             now_ms + rails.mpesa_result_wait_ms * (query + 1),
             now_ms,
         );
-        crate::jobs::enqueue_now(&services.ledger.db, &job, now_ms).await?;
+        crate::jobs::enqueue_now(&services.ledger, &job, now_ms).await?;
     } else {
         tracing::error!(payout = %p.id, "no M-Pesa result after {MPESA_STATUS_QUERIES_MAX} status queries; an operator must look");
     }
@@ -582,7 +582,7 @@ pub async fn ingest_mpesa_timeout(services: &Services, body: &[u8]) -> ServiceRe
     };
     if p.status == PayoutStatus::Processing {
         let now_ms = services.clock.now_ms();
-        crate::jobs::enqueue_now(&services.ledger.db, &check_job(&p.id, 0, now_ms, now_ms), now_ms).await?;
+        crate::jobs::enqueue_now(&services.ledger, &check_job(&p.id, 0, now_ms, now_ms), now_ms).await?;
         services.jobs.wake();
     }
     Ok(Ok(()))
