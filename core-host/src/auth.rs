@@ -7,7 +7,7 @@
 
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::ledger::Environment;
+use crate::ledger::{Environment, Ledger, Statement};
 use hmac::{Hmac, Mac};
 use nixo_api::access::KeyEnvironment;
 use nixo_api::access::{KeyRecord, RateLimit};
@@ -152,8 +152,11 @@ pub async fn create_key(
 
 /// Resolves an API key (in clear, as the edge received it) to what the edge
 /// needs to admit requests. An account without a pinned API version is
-/// pinned to the current one now: at its first authenticated request.
-pub async fn resolve_key(db: &Db, hasher: &KeyHasher, key: &str) -> Result<KeyRecord, ApiError> {
+/// pinned to the current one now: at its first authenticated request,
+/// through the ledger's writer (on SQLite a pool connection would wait for
+/// the write lock behind the writer's commits: over a second under load).
+pub async fn resolve_key(ledger: &Ledger, hasher: &KeyHasher, key: &str) -> Result<KeyRecord, ApiError> {
+    let db = &ledger.db;
     let unknown = || ApiError::invalid_api_key("Invalid API key provided");
     let claimed = if key.starts_with("sk_sandbox_") {
         Environment::Sandbox
@@ -180,11 +183,14 @@ pub async fn resolve_key(db: &Db, hasher: &KeyHasher, key: &str) -> Result<KeyRe
     let account_id: String = row.try_get(1)?;
     let mut api_version: Option<String> = row.try_get(6)?;
     if api_version.is_none() {
-        sqlx::query("UPDATE accounts SET api_version = $1 WHERE id = $2 AND api_version IS NULL")
-            .bind(versions::CURRENT)
-            .bind(&account_id)
-            .execute(&db.pool)
-            .await?;
+        let pin = Statement::new(
+            "UPDATE accounts SET api_version = $1 WHERE id = $2 AND api_version IS NULL RETURNING id",
+            vec![versions::CURRENT.into(), account_id.as_str().into()],
+        );
+        ledger
+            .write_statements(vec![pin])
+            .await
+            .map_err(|err| ApiError::from(crate::services::ServiceError::from(err)))?;
         api_version = pinned_version(db, &account_id).await?;
     }
     let scopes: String = row.try_get(3)?;

@@ -17,6 +17,6 @@ pub async fn resolve(State(state): State<AppState>, body: Bytes) -> Result<Respo
     let key = std::str::from_utf8(&body)
         .map(str::trim)
         .map_err(|_| ApiError::invalid_api_key("Invalid API key format"))?;
-    let record = auth::resolve_key(&state.services.ledger.db, &state.hasher, key).await?;
+    let record = auth::resolve_key(&state.services.ledger, &state.hasher, key).await?;
     Ok(Json(record.to_json()).into_response())
 }

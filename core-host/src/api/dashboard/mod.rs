@@ -146,7 +146,7 @@ async fn login(State(state): State<AppState>, body: axum::body::Bytes) -> Respon
     }
     let fields = form(&body);
     let key = fields.get("key").map(|k| k.trim()).unwrap_or_default();
-    let record = match crate::auth::resolve_key(&state.services.ledger.db, &state.hasher, key).await {
+    let record = match crate::auth::resolve_key(&state.services.ledger, &state.hasher, key).await {
         Ok(record) => record,
         Err(_) => return html(StatusCode::UNAUTHORIZED, page::login(Some("That key is not valid."))),
     };
