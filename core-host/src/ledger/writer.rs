@@ -112,7 +112,7 @@ fn checkpoint(conn: &mut Direct) -> Result<(), sqlx::Error> {
 fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Faults, reruns: Arc<AtomicU64>) {
     let mut batch: Vec<(WriteOp, Reply)> = Vec::with_capacity(GROUP_COMMIT_OPS_MAX);
     // Batches left to commit the careful way after one whose operation failed.
-    let mut careful_batches = 0;
+    let mut careful_batches: u32 = 0;
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < GROUP_COMMIT_OPS_MAX {
@@ -121,19 +121,24 @@ fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Fa
                 Err(_) => break,
             }
         }
-        let results = match careful_batches {
-            0 => match commit_all_or_none(&mut conn, &batch, &faults) {
-                Some(results) => results,
-                None => {
-                    reruns.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("nixo_ledger_batches_rerun_total").increment(1);
-                    careful_batches = CAREFUL_BATCHES_AFTER_FAILURE;
-                    commit_batch(&mut conn, &batch, &faults)
+        let careful = careful_batches > 0;
+        careful_batches = careful_batches.saturating_sub(1);
+        let results = match commit(&mut conn, &batch, &faults, careful) {
+            Ok(results) => results,
+            // Not committed, and every operation would fail the same way.
+            Err(Some(err)) if careful => refuse_all(&batch, &err),
+            // The fast way did not commit: an operation failed (`None`), or
+            // the transaction did (a full disk, failing I/O). The careful way
+            // runs the batch again; the failed operation fails alone, and a
+            // failed transaction is told to every caller.
+            Err(_) => {
+                reruns.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("nixo_ledger_batches_rerun_total").increment(1);
+                careful_batches = CAREFUL_BATCHES_AFTER_FAILURE;
+                match commit(&mut conn, &batch, &faults, true) {
+                    Ok(results) => results,
+                    Err(err) => refuse_all(&batch, &err.expect("the careful way fails only as a whole")),
                 }
-            },
-            _ => {
-                careful_batches -= 1;
-                commit_batch(&mut conn, &batch, &faults)
             }
         };
         for ((_, reply), result) in batch.drain(..).zip(results) {
@@ -143,91 +148,62 @@ fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Fa
     }
 }
 
-/// The fast way: every operation of the batch in one transaction, with no
-/// savepoints (a savepoint copies each page an operation changes into a
-/// statement journal first). `None` when an operation failed: then nothing
-/// of the batch was kept, and the caller commits it again the careful way,
-/// where the failed operation fails alone. An operation is a function of
-/// the database it runs on, so running the others again gives what they
-/// would have given.
-fn commit_all_or_none(
+/// Commits a batch in one transaction; answers each operation's result.
+///
+/// The fast way (`careful` false) runs the operations without savepoints (a
+/// savepoint copies each page an operation changes into a statement journal
+/// first); when one fails, nothing of the batch is kept and the answer is
+/// `Err(None)`: the caller runs it again the careful way. An operation is a
+/// function of the database it runs on, so running the others again gives
+/// what they would have given. The careful way runs each operation in its
+/// own savepoint, so that one that fails rolls back alone and the others
+/// commit. Either way `Err(Some(error))` when the transaction itself failed
+/// and nothing was kept.
+fn commit(
     conn: &mut Direct,
     batch: &[(WriteOp, Reply)],
     faults: &Faults,
-) -> Option<Vec<Result<WriteOutcome, LedgerError>>> {
-    if conn.control("BEGIN IMMEDIATE").is_err() {
+    careful: bool,
+) -> Result<Vec<Result<WriteOutcome, LedgerError>>, Option<sqlx::Error>> {
+    let abandon = |conn: &mut Direct, err: Option<sqlx::Error>| {
+        // SQLite may have rolled the whole transaction back by itself
+        // already (a full disk, failing I/O); this makes sure.
         conn.rollback();
-        return None;
-    }
-    let mut results = Vec::with_capacity(batch.len());
-    for (op, _) in batch {
-        match run_ready(apply::apply(conn, op)) {
-            Ok(outcome) => results.push(Ok(outcome)),
-            Err(_) => {
-                conn.rollback();
-                return None;
-            }
-        }
-    }
-    if faults.take_for(batch.iter().map(|(op, _)| op)) {
-        conn.rollback();
-        return Some(batch.iter().map(|_| Err(super::injected_fault())).collect());
-    }
-    match conn.control("COMMIT") {
-        Ok(()) => Some(results),
-        Err(_) => {
-            // Not committed (a full disk, failing I/O): the careful way
-            // tries again and tells every caller what happened.
-            conn.rollback();
-            None
-        }
-    }
-}
-
-/// The careful way: each operation in its own savepoint, so that one that
-/// fails rolls back alone and the others commit.
-fn commit_batch(
-    conn: &mut Direct,
-    batch: &[(WriteOp, Reply)],
-    faults: &Faults,
-) -> Vec<Result<WriteOutcome, LedgerError>> {
-    let refuse_all = |conn: &mut Direct, err: sqlx::Error| -> Vec<Result<WriteOutcome, LedgerError>> {
-        conn.rollback();
-        batch.iter().map(|_| Err(LedgerError::Db(clone_error(&err)))).collect()
+        err
     };
-    if let Err(err) = conn.control("BEGIN IMMEDIATE") {
-        return refuse_all(conn, err);
-    }
+    conn.control("BEGIN IMMEDIATE")
+        .map_err(|err| abandon(conn, Some(err)))?;
     let mut results = Vec::with_capacity(batch.len());
     for (op, _) in batch {
-        if let Err(err) = conn.control("SAVEPOINT ledger_op") {
-            return refuse_all(conn, err);
+        if careful {
+            conn.control("SAVEPOINT ledger_op")
+                .map_err(|err| abandon(conn, Some(err)))?;
         }
         let result = run_ready(apply::apply(conn, op));
-        let end = if result.is_ok() {
-            "RELEASE ledger_op"
-        } else {
-            "ROLLBACK TO ledger_op; RELEASE ledger_op"
-        };
-        if let Err(err) = conn.control(end) {
-            // SQLite rolled the whole transaction back by itself (a full
-            // disk, failing I/O): nothing of the batch is kept, and every
-            // caller hears so.
-            return refuse_all(conn, err);
+        if careful {
+            let end = if result.is_ok() {
+                "RELEASE ledger_op"
+            } else {
+                "ROLLBACK TO ledger_op; RELEASE ledger_op"
+            };
+            conn.control(end).map_err(|err| abandon(conn, Some(err)))?;
+        } else if result.is_err() {
+            return Err(abandon(conn, None));
         }
         results.push(result);
     }
     if faults.take_for(batch.iter().map(|(op, _)| op)) {
         conn.rollback();
-        return batch.iter().map(|_| Err(super::injected_fault())).collect();
+        return Ok(batch.iter().map(|_| Err(super::injected_fault())).collect());
     }
-    match conn.control("COMMIT") {
-        Ok(()) => results,
-        Err(err) => {
-            tracing::error!(error = %err, "ledger group commit failed; every operation in it is refused");
-            refuse_all(conn, err)
-        }
-    }
+    conn.control("COMMIT").map_err(|err| abandon(conn, Some(err)))?;
+    Ok(results)
+}
+
+/// Every operation of a batch that could not be committed hears why.
+fn refuse_all(batch: &[(WriteOp, Reply)], err: &sqlx::Error) -> Vec<Result<WriteOutcome, LedgerError>> {
+    tracing::error!(error = %err, "ledger group commit failed; every operation in it is refused");
+    batch.iter().map(|_| Err(LedgerError::Db(clone_error(err)))).collect()
 }
 
 /// Runs an operation whose every statement answers at once (they all go to
