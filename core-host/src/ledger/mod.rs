@@ -568,34 +568,34 @@ impl Ledger {
         row.try_get(0)
     }
 
-    /// The system account of a kind for a currency, created on first use.
+    /// The system account of a kind for a currency, created on first use
+    /// (through the writer; found by the direct reader every other time).
     pub async fn system_account(
         &self,
         environment: Environment,
         kind: AccountKind,
         currency: Currency,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<i64, LedgerError> {
         assert!(kind != AccountKind::Wallet, "wallets are not system accounts");
-        let find = || {
-            sqlx::query("SELECT id FROM ledger_accounts WHERE environment = $1 AND kind = $2 AND currency = $3")
-                .bind(environment.as_str())
-                .bind(kind.as_str())
-                .bind(currency.code)
-        };
-        if let Some(row) = find().fetch_optional(&self.db.pool).await? {
-            return row.try_get(0);
+        let binds = [environment.as_str().into(), kind.as_str().into(), currency.code.into()];
+        let find = "SELECT id FROM ledger_accounts WHERE environment = $1 AND kind = $2 AND currency = $3";
+        if let Some(row) = self.db.read_optional(find, &binds).await? {
+            return Ok(row.int(0)?);
         }
-        sqlx::query(
+        let mut create_binds = binds.to_vec();
+        create_binds.push(now_ms().into());
+        let create = Statement::new(
             "INSERT INTO ledger_accounts (environment, kind, currency, flags, created_at_ms)
-             VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(environment.as_str())
-        .bind(kind.as_str())
-        .bind(currency.code)
-        .bind(now_ms())
-        .execute(&self.db.pool)
-        .await?;
-        find().fetch_one(&self.db.pool).await?.try_get(0)
+             VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING RETURNING id",
+            create_binds,
+        );
+        self.write_statements(vec![create]).await?;
+        let row = self
+            .db
+            .read_optional(find, &binds)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        Ok(row.int(0)?)
     }
 
     /// Finds a wallet by its public id.
