@@ -133,15 +133,12 @@ pub async fn run_check(services: &Services, job: &ClaimedJob) -> anyhow::Result<
         Some(id) => id,
         None => match services.kyc.create_check(&request(services, &check_id, &account)).await {
             Ok(id) => {
-                sqlx::query(
+                let submitted = crate::ledger::Statement::new(
                     "UPDATE kyc_checks SET provider_check_id = $1, state = 'pending', updated_at_ms = $2
-                     WHERE id = $3 AND state = 'submitting'",
-                )
-                .bind(&id)
-                .bind(now_ms)
-                .bind(&check_id)
-                .execute(&services.ledger.db.pool)
-                .await?;
+                     WHERE id = $3 AND state = 'submitting' RETURNING id",
+                    vec![id.as_str().into(), now_ms.into(), check_id.as_str().into()],
+                );
+                services.ledger.write_statements(vec![submitted]).await?;
                 id
             }
             Err(RailError::Rejected { code, .. }) => {

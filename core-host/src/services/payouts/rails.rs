@@ -399,13 +399,12 @@ pub async fn bank_reports(services: &Services, rails: &PayoutRails) -> anyhow::R
             break;
         };
         ingest_bank_report(services, &item.report).await?;
-        sqlx::query(
+        let advance = crate::ledger::Statement::new(
             "INSERT INTO rail_cursors (rail, cursor) VALUES ('bank', $1)
-             ON CONFLICT (rail) DO UPDATE SET cursor = excluded.cursor",
-        )
-        .bind(item.cursor.as_str())
-        .execute(&db.pool)
-        .await?;
+             ON CONFLICT (rail) DO UPDATE SET cursor = excluded.cursor RETURNING rail",
+            vec![item.cursor.as_str().into()],
+        );
+        services.ledger.write_statements(vec![advance]).await?;
         cursor = Some(item.cursor);
     }
     Ok(())
