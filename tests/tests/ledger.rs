@@ -4,8 +4,8 @@
 
 use nixo_core::db::Db;
 use nixo_core::ledger::{
-    AccountKind, Effect, Environment, FxApplied, Ledger, LedgerError, Leg, Resolution, TxStatus, Velocity, fx,
-    velocity_window_starts, verify,
+    AccountKind, Effect, Environment, FxApplied, Ledger, LedgerError, Leg, Resolution, Statement, TxStatus, Velocity,
+    fx, velocity_window_starts, verify,
 };
 use nixo_core::money::Currency;
 use nixo_tests::PgDatabase;
@@ -145,6 +145,58 @@ async fn retries_apply_once(backend: Backend) {
         Err(LedgerError::IdempotencyConflict(_))
     ));
     assert_eq!(snapshot(&ledger).await, before);
+    assert_sound(&ledger).await;
+}
+
+on_both!(
+    statements_of_other_subsystems_commit_all_or_nothing_beside_transfers,
+    statements_all_or_nothing
+);
+async fn statements_all_or_nothing(backend: Backend) {
+    let Some((ledger, _guard)) = open(backend, "statements").await else {
+        return;
+    };
+    let f = fixture(&ledger, kes(), 2, 10_000).await;
+    // Transfers in flight meanwhile: on SQLite they share group commits with
+    // the statements, and a failed call of statements must not undo them.
+    let transfers: Vec<_> = (0..16)
+        .map(|_| {
+            let m = movement(&f.account_id, "transfer", f.wallets[0], f.wallets[1], 100, kes(), None);
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.record(m).await })
+        })
+        .collect();
+    let cursor = |rail: &str| {
+        Statement::new(
+            "INSERT INTO rail_cursors (rail, cursor) VALUES ($1, 'c-1') RETURNING rail",
+            vec![rail.into()],
+        )
+    };
+    let answers = ledger.write_statements(vec![cursor("kept")]).await.unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].len(), 1, "the inserted row is returned");
+    assert_eq!(answers[0][0].text(0).unwrap(), "kept");
+    // The second statement fails (the rail exists): the first is undone too.
+    let failed = ledger.write_statements(vec![cursor("undone"), cursor("kept")]).await;
+    assert!(matches!(failed, Err(LedgerError::Db(_))), "{failed:?}");
+    let count = |rail: &'static str| {
+        let db = ledger.db.clone();
+        async move {
+            sqlx::query("SELECT COUNT(*) FROM rail_cursors WHERE rail = $1")
+                .bind(rail)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        }
+    };
+    assert_eq!(count("undone").await, 0, "nothing of a failed call is kept");
+    assert_eq!(count("kept").await, 1);
+    for transfer in transfers {
+        transfer.await.unwrap().unwrap();
+    }
+    assert_eq!(available(&ledger, f.wallets[0]).await, 10_000 - 1_600);
+    assert_eq!(available(&ledger, f.wallets[1]).await, 10_000 + 1_600);
     assert_sound(&ledger).await;
 }
 
