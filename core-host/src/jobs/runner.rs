@@ -143,7 +143,10 @@ impl Leases {
     fn confirm(&self, ids: impl IntoIterator<Item = i64>, at: Instant) {
         let mut confirmed = self.confirmed.lock().expect("lease map");
         for id in ids {
-            confirmed.insert(id, at);
+            // Never backwards: a heartbeat that started before a claim of the
+            // same job (a new attempt) must not date that claim's lease back.
+            let entry = confirmed.entry(id).or_insert(at);
+            *entry = (*entry).max(at);
         }
         drop(confirmed);
         self.beat.notify_waiters();
@@ -455,7 +458,10 @@ async fn heartbeat_loop(worker: Arc<Worker>, mut shutdown: watch::Receiver<bool>
             Backend::Sqlite => "",
         };
         // A sole worker's lease cannot pass to another: it renews a late one
-        // too (the row only shows operators that its worker is alive).
+        // too (the row only shows operators that its worker is alive). A
+        // heartbeat only extends: one that waited for the write lock while
+        // this worker claimed the job again (its next attempt) leaves that
+        // claim's later lease as it is.
         let live = if worker.config.sole_worker {
             ""
         } else {
@@ -464,7 +470,8 @@ async fn heartbeat_loop(worker: Arc<Worker>, mut shutdown: watch::Receiver<bool>
         let sql = format!(
             "UPDATE jobs SET lease_until_ms = $1
              WHERE id IN (SELECT id FROM jobs
-                          WHERE state = 'running' AND locked_by = $2{live} AND id IN ({}){lock})
+                          WHERE state = 'running' AND locked_by = $2{live} AND lease_until_ms <= $1
+                            AND id IN ({}){lock})
              RETURNING id",
             ids.join(", ")
         );
