@@ -582,11 +582,10 @@ async fn random_operations(ledger: &Ledger, ops: Vec<Op>) {
                 None => continue,
                 Some((tx, ..)) => ledger
                     .apply_effects(
-                        vec![Effect::Sql {
-                            sql: "UPDATE transactions SET status = 'PENDING' WHERE id = $1 AND status = 'PENDING_REVIEW'",
-                            binds: vec![tx.into()],
-                            must_change: None,
-                        }],
+                        vec![Effect::Sql(Statement::new(
+                            "UPDATE transactions SET status = 'PENDING' WHERE id = $1 AND status = 'PENDING_REVIEW'",
+                            vec![tx.into()],
+                        ))],
                         now_ms(),
                     )
                     .await,
@@ -809,11 +808,10 @@ async fn create_wal_filler(ledger: &Ledger) {
 
 /// Commit `i` of a WAL test: one `WAL_PAYLOAD_BYTES` row, through the writer.
 async fn write_wal_filler(ledger: &Ledger, i: usize) {
-    let write = Effect::Sql {
-        sql: "INSERT INTO wal_filler (payload) VALUES ($1)",
-        binds: vec![vec![u8::try_from(i % 251).unwrap(); WAL_PAYLOAD_BYTES].into()],
-        must_change: None,
-    };
+    let write = Effect::Sql(Statement::new(
+        "INSERT INTO wal_filler (payload) VALUES ($1)",
+        vec![vec![u8::try_from(i % 251).unwrap(); WAL_PAYLOAD_BYTES].into()],
+    ));
     ledger.apply_effects(vec![write], now_ms()).await.unwrap();
 }
 

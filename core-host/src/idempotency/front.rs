@@ -12,7 +12,7 @@
 //! before the answer would lose — and the ledger recognises the retry.
 
 use super::{Begin, Lease, RETENTION_MS, Scope, StoredResponse, new_token};
-use crate::ledger::{Effect, Ledger};
+use crate::ledger::{Effect, Ledger, Statement};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -275,27 +275,28 @@ async fn write_answers(
     }
     let writes = answers
         .iter()
-        .map(|(scope, hash, created_at_ms, response)| Effect::Sql {
-            sql: "INSERT INTO idempotency_keys (environment, account_id, idempotency_key, request_hash, state,
+        .map(|(scope, hash, created_at_ms, response)| {
+            Effect::Sql(Statement::new(
+                "INSERT INTO idempotency_keys (environment, account_id, idempotency_key, request_hash, state,
                       response_status, response_headers, response_body, created_at_ms)
                   VALUES ($1, $2, $3, $4, 'done', $5, $6, $7, $8)
                   ON CONFLICT (environment, account_id, idempotency_key) DO UPDATE SET
                       request_hash = excluded.request_hash, state = 'done', lock_token = NULL, lease_until_ms = NULL,
                       response_status = excluded.response_status, response_headers = excluded.response_headers,
                       response_body = excluded.response_body, created_at_ms = excluded.created_at_ms",
-            binds: vec![
-                scope.environment.as_str().into(),
-                scope.account_id.as_str().into(),
-                scope.key.as_str().into(),
-                hash.as_str().into(),
-                i64::from(response.status).into(),
-                serde_json::to_string(&response.headers)
-                    .expect("strings serialise")
-                    .into(),
-                response.body.clone().into(),
-                (*created_at_ms).into(),
-            ],
-            must_change: None,
+                vec![
+                    scope.environment.as_str().into(),
+                    scope.account_id.as_str().into(),
+                    scope.key.as_str().into(),
+                    hash.as_str().into(),
+                    i64::from(response.status).into(),
+                    serde_json::to_string(&response.headers)
+                        .expect("strings serialise")
+                        .into(),
+                    response.body.clone().into(),
+                    (*created_at_ms).into(),
+                ],
+            ))
         })
         .collect();
     ledger

@@ -3,11 +3,12 @@
 //! transaction). On any error the caller rolls back: nothing half-applied.
 
 use super::{
-    Effect, Environment, FxApplied, LedgerError, Movement, Recorded, Resolution, TxStatus, WriteOp, WriteOutcome,
+    Effect, Environment, FxApplied, LedgerError, Movement, Recorded, Resolution, Statement, TxStatus, WriteOp,
+    WriteOutcome,
 };
 use crate::db::Bind;
 use crate::money::Currency;
-use crate::sql_exec::Exec;
+use crate::sql_exec::{Exec, SqlRow};
 use std::collections::BTreeMap;
 
 /// Changes to one account's four totals.
@@ -54,48 +55,53 @@ pub(super) async fn apply<C: Exec>(conn: &mut C, op: &WriteOp) -> Result<WriteOu
             Ok(WriteOutcome::Resolved(status))
         }
         WriteOp::Effects { effects, now_ms } => {
-            apply_effects(conn, effects, *now_ms, None).await?;
-            Ok(WriteOutcome::Applied)
+            let rows = apply_effects(conn, effects, *now_ms, None).await?;
+            Ok(WriteOutcome::Rows(rows))
         }
         WriteOp::ExpireDue { now_ms, limit } => expire_due(conn, *now_ms, *limit).await.map(WriteOutcome::Expired),
-        WriteOp::Statements(statements) => {
-            let mut answers = Vec::with_capacity(statements.len());
-            for statement in statements {
-                answers.push(conn.fetch_all(&statement.sql, &statement.binds).await?);
-            }
-            Ok(WriteOutcome::Rows(answers))
-        }
     }
 }
 
 /// Runs the caller's effects, in order, on the operation's transaction;
 /// `this_tx` is the transaction a movement just recorded (for
-/// [`Bind::ThisTransaction`] and [`Effect::EventOfTransaction`]).
+/// [`Bind::ThisTransaction`] and [`Effect::EventOfTransaction`]). Answers
+/// the rows of each statement among them, in order (a guarded statement
+/// answers none).
 async fn apply_effects<C: Exec>(
     conn: &mut C,
     effects: &[Effect],
     now_ms: i64,
     this_tx: Option<i64>,
-) -> Result<(), LedgerError> {
+) -> Result<Vec<Vec<SqlRow>>, LedgerError> {
+    let mut answers = Vec::new();
     for effect in effects {
         match effect {
-            Effect::Sql {
+            Effect::Sql(Statement {
                 sql,
                 binds,
                 must_change,
-            } => {
-                let binds: Vec<Bind> = binds
-                    .iter()
-                    .map(|b| match (b, this_tx) {
-                        (Bind::ThisTransaction, Some(id)) => Bind::Int(id),
-                        (other, _) => other.clone(),
-                    })
-                    .collect();
-                let changed = conn.execute(sql, &binds).await?;
-                if let Some(refusal) = must_change
-                    && changed == 0
-                {
-                    return Err(LedgerError::EffectRefused(refusal));
+            }) => {
+                let bound: Vec<Bind>;
+                let binds = if this_tx.is_some() && binds.iter().any(|b| matches!(b, Bind::ThisTransaction)) {
+                    bound = binds
+                        .iter()
+                        .map(|b| match (b, this_tx) {
+                            (Bind::ThisTransaction, Some(id)) => Bind::Int(id),
+                            (other, _) => other.clone(),
+                        })
+                        .collect();
+                    &bound
+                } else {
+                    binds
+                };
+                match must_change {
+                    Some(refusal) => {
+                        if conn.execute(sql, binds).await? == 0 {
+                            return Err(LedgerError::EffectRefused(refusal));
+                        }
+                        answers.push(Vec::new());
+                    }
+                    None => answers.push(conn.fetch_all(sql, binds).await?),
                 }
             }
             Effect::Event {
@@ -122,7 +128,7 @@ async fn apply_effects<C: Exec>(
             }
         }
     }
-    Ok(())
+    Ok(answers)
 }
 
 /// Applies deltas in ascending account order (no deadlocks between writers),

@@ -24,6 +24,7 @@ pub use writer::{WAL_AUTOCHECKPOINT_PAGES, WAL_RESTART_BYTES};
 use crate::db::{Backend, Bind, Db};
 use crate::money::Currency;
 use sqlx::Row;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
@@ -207,15 +208,8 @@ pub struct Movement {
 /// them after its own rows; it knows nothing of what they mean.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    /// A statement with `$1…$n` bound to `binds`. With `must_change`, a
-    /// statement that changes no row undoes the whole operation
-    /// ([`LedgerError::EffectRefused`] with `refusal`): a guarded state
-    /// change that lost a race.
-    Sql {
-        sql: &'static str,
-        binds: Vec<Bind>,
-        must_change: Option<&'static str>,
-    },
+    /// A statement (see [`Statement`]).
+    Sql(Statement),
     /// An outbox event.
     Event {
         event_type: &'static str,
@@ -299,22 +293,36 @@ pub(crate) enum WriteOp {
         now_ms: i64,
         limit: i64,
     },
-    /// Statements of a subsystem that shares the database (the job queue),
-    /// in one transaction, each answering its rows.
-    Statements(Vec<Statement>),
 }
 
-/// One statement for [`Ledger::write_statements`]: `$1…$n` bound to `binds`.
-/// Those that change rows say which with `RETURNING`.
+/// A statement of the caller's domain: `$1…$n` bound to `binds`. One that
+/// changes rows can say which with `RETURNING` (see
+/// [`Ledger::write_statements`]). With `must_change`, a statement that
+/// changes no row undoes the whole operation ([`LedgerError::EffectRefused`]
+/// with that refusal): a guarded state change that lost a race.
 #[derive(Debug, Clone)]
 pub struct Statement {
-    pub sql: String,
+    pub sql: Cow<'static, str>,
     pub binds: Vec<Bind>,
+    pub must_change: Option<&'static str>,
 }
 
 impl Statement {
-    pub fn new(sql: impl Into<String>, binds: Vec<Bind>) -> Statement {
-        Statement { sql: sql.into(), binds }
+    pub fn new(sql: impl Into<Cow<'static, str>>, binds: Vec<Bind>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            binds,
+            must_change: None,
+        }
+    }
+
+    /// Makes the statement guarded: changing no row undoes the operation
+    /// with `refusal`.
+    pub fn must_change(self, refusal: &'static str) -> Statement {
+        Statement {
+            must_change: Some(refusal),
+            ..self
+        }
     }
 }
 
@@ -322,9 +330,8 @@ impl Statement {
 pub(crate) enum WriteOutcome {
     Recorded(Recorded),
     Resolved(TxStatus),
-    Applied,
     Expired(u64),
-    /// Each statement's rows, in order.
+    /// The rows of each statement among the effects, in order.
     Rows(Vec<Vec<crate::sql_exec::SqlRow>>),
 }
 
@@ -502,7 +509,7 @@ impl Ledger {
     /// the one writing connection), without moving money.
     pub async fn apply_effects(&self, effects: Vec<Effect>, now_ms: i64) -> Result<(), LedgerError> {
         match self.write(WriteOp::Effects { effects, now_ms }).await? {
-            WriteOutcome::Applied => Ok(()),
+            WriteOutcome::Rows(_) => Ok(()),
             other => unreachable!("effects answered {other:?}"),
         }
     }
@@ -515,7 +522,14 @@ impl Ledger {
         &self,
         statements: Vec<Statement>,
     ) -> Result<Vec<Vec<crate::sql_exec::SqlRow>>, LedgerError> {
-        match self.write(WriteOp::Statements(statements)).await? {
+        let effects = statements.into_iter().map(Effect::Sql).collect();
+        match self
+            .write(WriteOp::Effects {
+                effects,
+                now_ms: now_ms(),
+            })
+            .await?
+        {
             WriteOutcome::Rows(rows) => Ok(rows),
             other => unreachable!("statements answered {other:?}"),
         }

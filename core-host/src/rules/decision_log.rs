@@ -8,7 +8,7 @@
 //! it on stop). Each call is also a structured log line (see `rules`).
 
 use crate::db::Db;
-use crate::ledger::{Effect, Ledger};
+use crate::ledger::{Effect, Ledger, Statement};
 use crate::pagination::{self, Bind, Listing};
 use crate::services::ServiceResult;
 use nixo_api::pagination::ListParams;
@@ -155,11 +155,11 @@ async fn write(ledger: &Ledger, rows: impl ExactSizeIterator<Item = Entry>) -> R
     let rows: Vec<Effect> = rows
         .map(|row| {
             let r = row.record;
-            Effect::Sql {
-                sql: "INSERT INTO rule_decisions (id, transaction_id, account_id, plugin_name, plugin_version,
+            Effect::Sql(Statement::new(
+                "INSERT INTO rule_decisions (id, transaction_id, account_id, plugin_name, plugin_version,
                          plugin_sha256, input, output, failure, policy, fuel_used, latency_us, created_at_ms, stdio)
                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                binds: vec![
+                vec![
                     r.decision_id.into(),
                     row.transaction_id.into(),
                     row.account_id.into(),
@@ -175,8 +175,7 @@ async fn write(ledger: &Ledger, rows: impl ExactSizeIterator<Item = Entry>) -> R
                     row.at_ms.into(),
                     r.stdio.into(),
                 ],
-                must_change: None,
-            }
+            ))
         })
         .collect();
     ledger.apply_effects(rows, chrono::Utc::now().timestamp_millis()).await

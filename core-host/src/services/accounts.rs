@@ -6,7 +6,7 @@
 use super::kyc;
 use super::{Actor, ServiceError, ServiceResult, Services};
 use crate::accounts::{self, AccountRow};
-use crate::ledger::{Effect, Environment};
+use crate::ledger::{Effect, Environment, Statement};
 use crate::money::Currency;
 use crate::pagination::{self, Listing, Scope};
 use nixo_api::accounts::{AccountFilter, AccountType, CreateAccount, KycInput, UpdateAccount};
@@ -177,18 +177,17 @@ fn row_binds(row: &AccountRow) -> Vec<crate::db::Bind> {
 
 /// A verification history step.
 fn history_effect(account_id: &str, status: &str, reasons: &[String], check_id: Option<&str>, now_ms: i64) -> Effect {
-    Effect::Sql {
-        sql: "INSERT INTO account_verifications (account_id, status, reasons, check_id, created_at_ms)
+    Effect::Sql(Statement::new(
+        "INSERT INTO account_verifications (account_id, status, reasons, check_id, created_at_ms)
               VALUES ($1, $2, $3, $4, $5)",
-        binds: vec![
+        vec![
             account_id.to_string().into(),
             status.to_string().into(),
             Value::from(reasons.to_vec()).to_string().into(),
             check_id.map(str::to_string).into(),
             now_ms.into(),
         ],
-        must_change: None,
-    }
+    ))
 }
 
 /// Sets the row's status after new KYC data: pending with a check when the
@@ -257,13 +256,12 @@ pub async fn create(
     ]);
     effects.insert(
         0,
-        Effect::Sql {
-            sql: "INSERT INTO accounts (id, name, profile, id_number_sealed, verification_status, verification_reasons,
+        Effect::Sql(Statement::new(
+            "INSERT INTO accounts (id, name, profile, id_number_sealed, verification_status, verification_reasons,
                      kyc_level, metadata, updated_at_ms, environment, platform_account_id, account_type, created_at_ms)
                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             binds,
-            must_change: None,
-        },
+        )),
     );
     let currencies = if request.currencies.is_empty() {
         vec![Currency::from_code(DEFAULT_WALLET_CURRENCY).expect("USD is ISO 4217")]
@@ -271,18 +269,17 @@ pub async fn create(
         request.currencies
     };
     for currency in currencies {
-        effects.push(Effect::Sql {
-            sql: "INSERT INTO ledger_accounts (owner_account_id, environment, kind, currency, flags, created_at_ms)
+        effects.push(Effect::Sql(Statement::new(
+            "INSERT INTO ledger_accounts (owner_account_id, environment, kind, currency, flags, created_at_ms)
                   VALUES ($1, $2, 'wallet', $3, $4, $5)",
-            binds: vec![
+            vec![
                 row.id.clone().into(),
                 row.environment.as_str().into(),
                 currency.code.into(),
                 crate::ledger::FLAG_NO_OVERDRAFT.into(),
                 now_ms.into(),
             ],
-            must_change: None,
-        });
+        )));
     }
     effects.extend(verification);
     services.ledger.apply_effects(effects, now_ms).await?;
@@ -343,13 +340,15 @@ pub async fn update(
     };
     let mut binds = row_binds(&row);
     binds.push(before.into());
-    let mut effects = vec![Effect::Sql {
-        sql: "UPDATE accounts SET name = $2, profile = $3, id_number_sealed = $4, verification_status = $5,
+    let mut effects = vec![Effect::Sql(
+        Statement::new(
+            "UPDATE accounts SET name = $2, profile = $3, id_number_sealed = $4, verification_status = $5,
                  verification_reasons = $6, kyc_level = $7, metadata = $8, updated_at_ms = $9
               WHERE id = $1 AND COALESCE(updated_at_ms, created_at_ms) = $10",
-        binds,
-        must_change: Some("account_changed"),
-    }];
+            binds,
+        )
+        .must_change("account_changed"),
+    )];
     effects.extend(verification);
     services
         .ledger

@@ -15,7 +15,7 @@ use super::{Actor, ServiceError, ServiceResult, Services};
 use crate::db::Db;
 use crate::jobs::NewJob;
 use crate::jobs::runner::ClaimedJob;
-use crate::ledger::{Effect, Environment, LedgerError, TxStatus};
+use crate::ledger::{Effect, Environment, LedgerError, Statement, TxStatus};
 use crate::money::Currency;
 use nixo_api::schema::TransferRequest;
 use nixo_api::types::{AsyncPayment, AsyncPaymentStatus};
@@ -88,19 +88,15 @@ pub async fn accept(
         "metadata": req.metadata,
     });
     let effects = vec![
-        Effect::Sql {
-            sql:
-                "INSERT INTO async_payments (id, environment, account_id, request, status, created_at_ms, updated_at_ms)
-                  VALUES ($1, $2, $3, $4, 'queued', $5, $5) ON CONFLICT DO NOTHING",
-            binds: vec![
+        Effect::Sql(Statement::new("INSERT INTO async_payments (id, environment, account_id, request, status, created_at_ms, updated_at_ms)
+                  VALUES ($1, $2, $3, $4, 'queued', $5, $5) ON CONFLICT DO NOTHING"
+                    , vec![
                 id.clone().into(),
                 actor.environment.as_str().into(),
                 actor.account_id.clone().into(),
                 request.to_string().into(),
                 now_ms.into(),
-            ],
-            must_change: Some(ASYNC_EXISTS),
-        },
+            ]).must_change(ASYNC_EXISTS)),
         Effect::Job(
             NewJob::new(RUN_JOB, json!({ "id": id }), now_ms)
                 .unique(format!("{RUN_JOB}:{id}"))
@@ -277,19 +273,21 @@ pub async fn run(services: &Services, job: &ClaimedJob) -> anyhow::Result<()> {
         ASYNC_FAILED
     };
     let effects = vec![
-        Effect::Sql {
-            sql: "UPDATE async_payments SET status = $2, result = $3, error = $4, tx_id = $5, updated_at_ms = $6
+        Effect::Sql(
+            Statement::new(
+                "UPDATE async_payments SET status = $2, result = $3, error = $4, tx_id = $5, updated_at_ms = $6
                   WHERE id = $1 AND status IN ('queued', 'running')",
-            binds: vec![
-                id.clone().into(),
-                status_text(status).into(),
-                result.map(|v| v.to_string()).into(),
-                error.map(|v| v.to_string()).into(),
-                tx_id.into(),
-                now_ms.into(),
-            ],
-            must_change: Some(ASYNC_FINISHED),
-        },
+                vec![
+                    id.clone().into(),
+                    status_text(status).into(),
+                    result.map(|v| v.to_string()).into(),
+                    error.map(|v| v.to_string()).into(),
+                    tx_id.into(),
+                    now_ms.into(),
+                ],
+            )
+            .must_change(ASYNC_FINISHED),
+        ),
         Effect::Event {
             event_type,
             account_id: finished.account_id.clone(),

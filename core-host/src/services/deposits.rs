@@ -16,7 +16,7 @@ use super::{Actor, ServiceError, ServiceResult, Services};
 use crate::db::{Bind, Db};
 use crate::jobs::NewJob;
 use crate::jobs::runner::ClaimedJob;
-use crate::ledger::{AccountKind, Effect, Environment, LedgerError, Leg, Movement, Resolution, TxStatus};
+use crate::ledger::{AccountKind, Effect, Environment, LedgerError, Leg, Movement, Resolution, Statement, TxStatus};
 use crate::money::{Currency, MinorUnits};
 use crate::providers::RailError;
 use crate::providers::mpesa::{self, StkPush, StkStatus, daraja};
@@ -152,11 +152,7 @@ async fn credited_wallet(services: &Services, actor: &Actor, req: &DepositReques
 }
 
 fn row_update(sql: &'static str, binds: Vec<Bind>, refusal: &'static str) -> Effect {
-    Effect::Sql {
-        sql,
-        binds,
-        must_change: Some(refusal),
-    }
+    Effect::Sql(Statement::new(sql, binds).must_change(refusal))
 }
 
 const DEPOSIT_EXISTS: &str = "deposit_exists";
@@ -220,25 +216,27 @@ pub async fn initiate(
     let id = crate::ids::new_id("dep_");
     let rails = &services.rails;
     let metadata = Value::Object(req.metadata.clone()).to_string();
-    let insert = Effect::Sql {
-        sql: "INSERT INTO deposits (id, environment, account_id, wallet_id, amount_minor, currency, msisdn, status,
+    let insert = Effect::Sql(
+        Statement::new(
+            "INSERT INTO deposits (id, environment, account_id, wallet_id, amount_minor, currency, msisdn, status,
                   metadata, idempotency_id, created_at_ms, updated_at_ms)
               VALUES ($1, $2, $3, $4, $5, $6, $7, 'initiating', $8, $9, $10, $10)
               ON CONFLICT DO NOTHING",
-        binds: vec![
-            id.clone().into(),
-            actor.environment.as_str().into(),
-            actor.account_id.clone().into(),
-            wallet.into(),
-            req.amount_minor.into(),
-            req.currency.code.into(),
-            req.msisdn.clone().into(),
-            metadata.into(),
-            idempotency_id.clone().into(),
-            now_ms.into(),
-        ],
-        must_change: Some(DEPOSIT_EXISTS),
-    };
+            vec![
+                id.clone().into(),
+                actor.environment.as_str().into(),
+                actor.account_id.clone().into(),
+                wallet.into(),
+                req.amount_minor.into(),
+                req.currency.code.into(),
+                req.msisdn.clone().into(),
+                metadata.into(),
+                idempotency_id.clone().into(),
+                now_ms.into(),
+            ],
+        )
+        .must_change(DEPOSIT_EXISTS),
+    );
     // If nothing records the push's answer, this job closes the deposit.
     let orphan_check = Effect::Job(check_job(&id, 0, now_ms + rails.stk_result_wait_ms, now_ms));
     match services.ledger.apply_effects(vec![insert, orphan_check], now_ms).await {

@@ -13,7 +13,7 @@ use super::Services;
 use crate::accounts;
 use crate::jobs::NewJob;
 use crate::jobs::runner::ClaimedJob;
-use crate::ledger::{Effect, LedgerError};
+use crate::ledger::{Effect, LedgerError, Statement};
 use crate::providers::RailError;
 use crate::providers::kyc::{CheckRequest, Outcome, outcome};
 use nixo_api::types::VerificationChange;
@@ -39,22 +39,20 @@ fn check_job(check_id: &str, polls: i64, run_at_ms: i64, now_ms: i64) -> NewJob 
 /// The effects that start verifying an account with a new check.
 pub fn start_effects(account_id: &str, check_id: &str, now_ms: i64) -> Vec<Effect> {
     vec![
-        Effect::Sql {
-            sql: "UPDATE kyc_checks SET state = 'superseded', updated_at_ms = $2
+        Effect::Sql(Statement::new(
+            "UPDATE kyc_checks SET state = 'superseded', updated_at_ms = $2
                   WHERE account_id = $1 AND state IN ('submitting', 'pending')",
-            binds: vec![account_id.to_string().into(), now_ms.into()],
-            must_change: None,
-        },
-        Effect::Sql {
-            sql: "INSERT INTO kyc_checks (id, account_id, state, created_at_ms, updated_at_ms)
+            vec![account_id.to_string().into(), now_ms.into()],
+        )),
+        Effect::Sql(Statement::new(
+            "INSERT INTO kyc_checks (id, account_id, state, created_at_ms, updated_at_ms)
                   VALUES ($1, $2, 'submitting', $3, $3)",
-            binds: vec![
+            vec![
                 check_id.to_string().into(),
                 account_id.to_string().into(),
                 now_ms.into(),
             ],
-            must_change: None,
-        },
+        )),
         Effect::Job(check_job(check_id, 0, now_ms, now_ms)),
     ]
 }
@@ -133,7 +131,7 @@ pub async fn run_check(services: &Services, job: &ClaimedJob) -> anyhow::Result<
         Some(id) => id,
         None => match services.kyc.create_check(&request(services, &check_id, &account)).await {
             Ok(id) => {
-                let submitted = crate::ledger::Statement::new(
+                let submitted = Statement::new(
                     "UPDATE kyc_checks SET provider_check_id = $1, state = 'pending', updated_at_ms = $2
                      WHERE id = $3 AND state = 'submitting' RETURNING id",
                     vec![id.as_str().into(), now_ms.into(), check_id.as_str().into()],
@@ -184,40 +182,40 @@ async fn settle(
     };
     let reasons_json = Value::from(reasons.clone()).to_string();
     let mut effects = vec![
-        Effect::Sql {
-            sql: "UPDATE kyc_checks SET state = 'complete', outcome = $1, updated_at_ms = $2
+        Effect::Sql(
+            Statement::new(
+                "UPDATE kyc_checks SET state = 'complete', outcome = $1, updated_at_ms = $2
                   WHERE id = $3 AND state IN ('submitting', 'pending')",
-            binds: vec![
-                json!({ "status": status, "reasons": reasons }).to_string().into(),
-                now_ms.into(),
-                check_id.to_string().into(),
-            ],
-            must_change: Some("superseded"),
-        },
-        Effect::Sql {
-            sql: "UPDATE accounts SET verification_status = $1, verification_reasons = $2, kyc_level = $3,
+                vec![
+                    json!({ "status": status, "reasons": reasons }).to_string().into(),
+                    now_ms.into(),
+                    check_id.to_string().into(),
+                ],
+            )
+            .must_change("superseded"),
+        ),
+        Effect::Sql(Statement::new(
+            "UPDATE accounts SET verification_status = $1, verification_reasons = $2, kyc_level = $3,
                      updated_at_ms = $4 WHERE id = $5",
-            binds: vec![
+            vec![
                 status.into(),
                 reasons_json.clone().into(),
                 level.into(),
                 now_ms.into(),
                 account.id.clone().into(),
             ],
-            must_change: None,
-        },
-        Effect::Sql {
-            sql: "INSERT INTO account_verifications (account_id, status, reasons, check_id, created_at_ms)
+        )),
+        Effect::Sql(Statement::new(
+            "INSERT INTO account_verifications (account_id, status, reasons, check_id, created_at_ms)
                   VALUES ($1, $2, $3, $4, $5)",
-            binds: vec![
+            vec![
                 account.id.clone().into(),
                 status.into(),
                 reasons_json.into(),
                 check_id.to_string().into(),
                 now_ms.into(),
             ],
-            must_change: None,
-        },
+        )),
     ];
     if status == "verified" {
         let mut verified = account.clone();

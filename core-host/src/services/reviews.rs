@@ -12,7 +12,7 @@
 use super::payouts::store::{self as payout_store, Payout};
 use super::{Actor, ServiceError, ServiceResult, Services};
 use crate::db::{Bind, Db};
-use crate::ledger::{Effect, Environment, LedgerError, Resolution};
+use crate::ledger::{Effect, Environment, LedgerError, Resolution, Statement};
 use crate::money::{Currency, MinorUnits};
 use crate::pagination::{self, Listing};
 use crate::rules::manifest::ReviewExpiry;
@@ -172,11 +172,11 @@ pub fn open_effects(actor: &Actor, opening: &Opening, now_ms: i64) -> Vec<Effect
         expires_at_ms: now_ms + REVIEW_WINDOW_MS,
         closed_at_ms: None,
     };
-    let insert = Effect::Sql {
-        sql: "INSERT INTO reviews (id, environment, account_id, subject, transaction_id, payout_id, amount_minor,
+    let insert = Effect::Sql(Statement::new(
+        "INSERT INTO reviews (id, environment, account_id, subject, transaction_id, payout_id, amount_minor,
                   currency, parties, rules, reasons, score_bp, status, created_at_ms, expires_at_ms, on_expiry)
               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13, $14, $15)",
-        binds: vec![
+        vec![
             row.id.clone().into(),
             row.environment.as_str().into(),
             row.account_id.clone().into(),
@@ -193,8 +193,7 @@ pub fn open_effects(actor: &Actor, opening: &Opening, now_ms: i64) -> Vec<Effect
             row.expires_at_ms.into(),
             row.on_expiry.clone().into(),
         ],
-        must_change: None,
-    };
+    ));
     let event = Effect::EventOfTransaction {
         event_type: REVIEW_OPENED,
         account_id: row.account_id.clone(),
@@ -301,18 +300,20 @@ fn close_effects(r: &ReviewRow, decision: Decision, by: &str, note: Option<&str>
     closed.note = note.map(str::to_string);
     closed.closed_at_ms = Some(now_ms);
     vec![
-        Effect::Sql {
-            sql: "UPDATE reviews SET status = $2, closed_by = $3, note = $4, closed_at_ms = $5
+        Effect::Sql(
+            Statement::new(
+                "UPDATE reviews SET status = $2, closed_by = $3, note = $4, closed_at_ms = $5
                   WHERE id = $1 AND status = 'open'",
-            binds: vec![
-                r.id.clone().into(),
-                decision.status().into(),
-                by.into(),
-                note.map(str::to_string).into(),
-                now_ms.into(),
-            ],
-            must_change: Some(REVIEW_CLOSED_ALREADY),
-        },
+                vec![
+                    r.id.clone().into(),
+                    decision.status().into(),
+                    by.into(),
+                    note.map(str::to_string).into(),
+                    now_ms.into(),
+                ],
+            )
+            .must_change(REVIEW_CLOSED_ALREADY),
+        ),
         Effect::Event {
             event_type: REVIEW_CLOSED,
             account_id: r.account_id.clone(),
@@ -359,11 +360,10 @@ pub async fn close(
             .await
             .map(drop),
         ("transfer", _) => {
-            effects.push(Effect::Sql {
-                sql: "UPDATE transactions SET error_code = $2 WHERE id = $1",
-                binds: vec![r.transaction_id.into(), decision.failure_code().into()],
-                must_change: None,
-            });
+            effects.push(Effect::Sql(Statement::new(
+                "UPDATE transactions SET error_code = $2 WHERE id = $1",
+                vec![r.transaction_id.into(), decision.failure_code().into()],
+            )));
             ledger
                 .resolve_with(r.transaction_id, Resolution::Void, effects, now_ms)
                 .await
@@ -386,11 +386,7 @@ pub async fn close(
                 "UPDATE transactions SET status = 'PENDING' WHERE id = $1 AND status = 'PENDING_REVIEW'",
                 "UPDATE account_transactions SET status = 'PENDING' WHERE transaction_id = $1",
             ] {
-                effects.push(Effect::Sql {
-                    sql,
-                    binds: vec![r.transaction_id.into()],
-                    must_change: None,
-                });
+                effects.push(Effect::Sql(Statement::new(sql, vec![r.transaction_id.into()])));
             }
             ledger.apply_effects(effects, now_ms).await
         }

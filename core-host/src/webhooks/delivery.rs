@@ -22,7 +22,7 @@
 use super::Endpoint;
 use crate::events::{self, EventRow};
 use crate::jobs::NewJob;
-use crate::ledger::{Effect, Environment};
+use crate::ledger::{Effect, Environment, Statement};
 use crate::services::Services;
 use nixo_api::schema::RouteId;
 use nixo_api::versions;
@@ -148,16 +148,15 @@ fn pump_job(endpoint_id: &str, now_ms: i64) -> NewJob {
 /// The row of a new delivery series of an event to an endpoint (its pump
 /// job is [`pump_effect`]).
 pub fn queue_effect(event_id: &str, endpoint_id: &str, now_ms: i64) -> Effect {
-    Effect::Sql {
-        sql: "INSERT INTO webhook_deliveries (endpoint_id, event_id, attempt, state, run_at_ms, created_at_ms,
+    Effect::Sql(Statement::new(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_id, attempt, state, run_at_ms, created_at_ms,
                  updated_at_ms) VALUES ($1, $2, 1, 'pending', $3, $3, $3)",
-        binds: vec![
+        vec![
             endpoint_id.to_string().into(),
             event_id.to_string().into(),
             now_ms.into(),
         ],
-        must_change: None,
-    }
+    ))
 }
 
 /// Makes sure the endpoint's pump runs.
@@ -228,11 +227,10 @@ pub async fn fanout(services: &Services) -> anyhow::Result<()> {
                 effects.push(queue_effect(&event.id, &endpoint.id, now_ms));
                 pumps.insert(endpoint.id.clone());
             }
-            effects.push(Effect::Sql {
-                sql: "UPDATE events SET dispatched_at_ms = $1 WHERE id = $2 AND dispatched_at_ms IS NULL",
-                binds: vec![now_ms.into(), event.id.clone().into()],
-                must_change: None,
-            });
+            effects.push(Effect::Sql(Statement::new(
+                "UPDATE events SET dispatched_at_ms = $1 WHERE id = $2 AND dispatched_at_ms IS NULL",
+                vec![now_ms.into(), event.id.clone().into()],
+            )));
         }
         effects.extend(pumps.iter().map(|id| pump_effect(id, now_ms)));
         services.ledger.apply_effects(effects, now_ms).await?;
@@ -564,12 +562,11 @@ pub async fn pump(services: &Services, endpoint_id: &str) -> anyhow::Result<()> 
 async fn defer_due(services: &Services, endpoint_id: &str) -> anyhow::Result<()> {
     let now_ms = services.clock.now_ms();
     let until_ms = now_ms + services.webhooks.retry_delay_ms(2);
-    let effects = vec![Effect::Sql {
-        sql: "UPDATE webhook_deliveries SET run_at_ms = $1, updated_at_ms = $2
+    let effects = vec![Effect::Sql(Statement::new(
+        "UPDATE webhook_deliveries SET run_at_ms = $1, updated_at_ms = $2
               WHERE endpoint_id = $3 AND state = 'pending' AND run_at_ms <= $2",
-        binds: vec![until_ms.into(), now_ms.into(), endpoint_id.to_string().into()],
-        must_change: None,
-    }];
+        vec![until_ms.into(), now_ms.into(), endpoint_id.to_string().into()],
+    ))];
     services.ledger.apply_effects(effects, now_ms).await?;
     tracing::info!(
         endpoint = endpoint_id,
@@ -603,10 +600,10 @@ async fn settle(services: &Services, endpoint: &mut Endpoint, done: Vec<(Due, At
             }
         };
         let next_retry_at_ms = (state == "pending").then_some(run_at_ms);
-        effects.push(Effect::Sql {
-            sql: "INSERT INTO webhook_attempts (id, endpoint_id, event_id, attempt, http_status, latency_ms, error,
+        effects.push(Effect::Sql(Statement::new(
+            "INSERT INTO webhook_attempts (id, endpoint_id, event_id, attempt, http_status, latency_ms, error,
                      next_retry_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            binds: vec![
+            vec![
                 super::new_attempt_id().into(),
                 endpoint.id.clone().into(),
                 due.event_id.clone().into(),
@@ -621,20 +618,18 @@ async fn settle(services: &Services, endpoint: &mut Endpoint, done: Vec<(Due, At
                 next_retry_at_ms.into(),
                 after_ms.into(),
             ],
-            must_change: None,
-        });
-        effects.push(Effect::Sql {
-            sql: "UPDATE webhook_deliveries SET state = $1, attempt = $2, run_at_ms = $3, updated_at_ms = $4
+        )));
+        effects.push(Effect::Sql(Statement::new(
+            "UPDATE webhook_deliveries SET state = $1, attempt = $2, run_at_ms = $3, updated_at_ms = $4
                   WHERE id = $5 AND state = 'pending'",
-            binds: vec![
+            vec![
                 state.into(),
                 next_attempt.into(),
                 run_at_ms.into(),
                 after_ms.into(),
                 due.id.into(),
             ],
-            must_change: None,
-        });
+        )));
     }
     services.ledger.apply_effects(effects, after_ms).await?;
     metrics::counter!("nixo_webhook_attempts_total", "outcome" => "delivered").increment(outcomes.0);

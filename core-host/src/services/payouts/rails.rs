@@ -16,7 +16,7 @@ use super::store::{self, Payout};
 use super::{ServiceError, ServiceResult, Services};
 use crate::jobs::NewJob;
 use crate::jobs::runner::ClaimedJob;
-use crate::ledger::{LedgerError, Resolution};
+use crate::ledger::{LedgerError, Resolution, Statement};
 use crate::providers::RailError;
 use crate::providers::bank::{self, BankRail, CreditTransfer, Debtor, StatusReport, TxStatus};
 use crate::providers::mpesa::{self, B2cPayment, B2cResult, MobileMoneyRail, StatusQuery, daraja};
@@ -399,7 +399,7 @@ pub async fn bank_reports(services: &Services, rails: &PayoutRails) -> anyhow::R
             break;
         };
         ingest_bank_report(services, &item.report).await?;
-        let advance = crate::ledger::Statement::new(
+        let advance = Statement::new(
             "INSERT INTO rail_cursors (rail, cursor) VALUES ('bank', $1)
              ON CONFLICT (rail) DO UPDATE SET cursor = excluded.cursor RETURNING rail",
             vec![item.cursor.as_str().into()],

@@ -2,7 +2,7 @@
 //! them (handed to the ledger so they commit with the money they describe).
 
 use crate::db::{Bind, Db};
-use crate::ledger::{Effect, Environment};
+use crate::ledger::{Effect, Environment, Statement};
 use crate::money::{Currency, MinorUnits};
 use nixo_api::types::{self, ObjectType, PayoutRecipient, PayoutStatus, PayoutStatusChange};
 use serde_json::{Map, Number, Value};
@@ -287,57 +287,58 @@ pub async fn sent_since(db: &Db, wallet_id: i64, method: &str, since_ms: i64) ->
 }
 
 fn history_effect(p: &Payout, change: &Change) -> Effect {
-    Effect::Sql {
-        sql: "INSERT INTO payout_status_history (payout_id, status, reason, at_ms) VALUES ($1, $2, $3, $4)",
-        binds: vec![
+    Effect::Sql(Statement::new(
+        "INSERT INTO payout_status_history (payout_id, status, reason, at_ms) VALUES ($1, $2, $3, $4)",
+        vec![
             p.id.clone().into(),
             status_text(change.status).into(),
             change.reason.clone().into(),
             change.at_ms.into(),
         ],
-        must_change: None,
-    }
+    ))
 }
 
 /// Effects that write a new payout (its whole history so far, and an event
 /// per step). `transaction_id` is looked up by the ledger identity of its
 /// hold, written in the same transaction just before.
 pub fn insert(p: &Payout, hold_identity: Option<&str>, events: &[(&'static str, &Payout)]) -> Vec<Effect> {
-    let mut effects = vec![Effect::Sql {
-        sql: "INSERT INTO payouts (id, environment, account_id, status, status_reason, method, wallet_id, amount_minor,
+    let mut effects = vec![Effect::Sql(
+        Statement::new(
+            "INSERT INTO payouts (id, environment, account_id, status, status_reason, method, wallet_id, amount_minor,
                  currency, fee_minor, destination_country, destination_amount_minor, destination_currency, fx_rate,
                  recipient_name, recipient_account, description, metadata, transaction_id, rail_state, idempotency_id,
                  created_at_ms, updated_at_ms)
               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
                  (SELECT id FROM transactions WHERE idempotency_id = $19), $20, $21, $22, $23)
               ON CONFLICT DO NOTHING",
-        binds: vec![
-            p.id.clone().into(),
-            p.environment.as_str().into(),
-            p.account_id.clone().into(),
-            status_text(p.status).into(),
-            p.status_reason.clone().into(),
-            p.method.as_str().into(),
-            p.wallet_id.into(),
-            p.amount_minor.into(),
-            p.currency.code.into(),
-            p.fee_minor.into(),
-            p.destination_country.clone().into(),
-            p.destination_amount_minor.into(),
-            p.destination_currency.code.into(),
-            p.fx_rate.clone().into(),
-            p.recipient_name.clone().into(),
-            p.recipient_account.clone().into(),
-            p.description.clone().into(),
-            Value::Object(p.metadata.clone()).to_string().into(),
-            hold_identity.map(str::to_string).into(),
-            p.rail_state.into(),
-            p.idempotency_id.clone().into(),
-            p.created_at_ms.into(),
-            p.updated_at_ms.into(),
-        ],
-        must_change: Some(PAYOUT_EXISTS),
-    }];
+            vec![
+                p.id.clone().into(),
+                p.environment.as_str().into(),
+                p.account_id.clone().into(),
+                status_text(p.status).into(),
+                p.status_reason.clone().into(),
+                p.method.as_str().into(),
+                p.wallet_id.into(),
+                p.amount_minor.into(),
+                p.currency.code.into(),
+                p.fee_minor.into(),
+                p.destination_country.clone().into(),
+                p.destination_amount_minor.into(),
+                p.destination_currency.code.into(),
+                p.fx_rate.clone().into(),
+                p.recipient_name.clone().into(),
+                p.recipient_account.clone().into(),
+                p.description.clone().into(),
+                Value::Object(p.metadata.clone()).to_string().into(),
+                hold_identity.map(str::to_string).into(),
+                p.rail_state.into(),
+                p.idempotency_id.clone().into(),
+                p.created_at_ms.into(),
+                p.updated_at_ms.into(),
+            ],
+        )
+        .must_change(PAYOUT_EXISTS),
+    )];
     effects.extend(p.history.iter().map(|c| history_effect(p, c)));
     effects.extend(events.iter().map(|(t, snapshot)| snapshot.event(t)));
     effects
@@ -352,26 +353,28 @@ pub const PAYOUT_MOVED: &str = "payout_moved";
 /// rail state (a concurrent change makes it [`PAYOUT_MOVED`]); new history
 /// entries and `event` (if any) with them.
 pub fn update(before: &Payout, after: &Payout, event: Option<&'static str>) -> Vec<Effect> {
-    let mut effects = vec![Effect::Sql {
-        sql: "UPDATE payouts SET status = $2, status_reason = $3, rail_state = $4, rail_reference = $5,
+    let mut effects = vec![Effect::Sql(
+        Statement::new(
+            "UPDATE payouts SET status = $2, status_reason = $3, rail_state = $4, rail_reference = $5,
                  rail_status = $6, rail_receipt = $7, failure_code = $8, failure_message = $9, updated_at_ms = $10
               WHERE id = $1 AND status = $11 AND rail_state = $12",
-        binds: vec![
-            after.id.clone().into(),
-            status_text(after.status).into(),
-            after.status_reason.clone().into(),
-            after.rail_state.into(),
-            after.rail_reference.clone().into(),
-            after.rail_status.clone().into(),
-            after.rail_receipt.clone().into(),
-            after.failure_code.clone().into(),
-            after.failure_message.clone().into(),
-            after.updated_at_ms.into(),
-            status_text(before.status).into(),
-            before.rail_state.into(),
-        ],
-        must_change: Some(PAYOUT_MOVED),
-    }];
+            vec![
+                after.id.clone().into(),
+                status_text(after.status).into(),
+                after.status_reason.clone().into(),
+                after.rail_state.into(),
+                after.rail_reference.clone().into(),
+                after.rail_status.clone().into(),
+                after.rail_receipt.clone().into(),
+                after.failure_code.clone().into(),
+                after.failure_message.clone().into(),
+                after.updated_at_ms.into(),
+                status_text(before.status).into(),
+                before.rail_state.into(),
+            ],
+        )
+        .must_change(PAYOUT_MOVED),
+    )];
     effects.extend(
         after.history[before.history.len()..]
             .iter()
@@ -393,10 +396,10 @@ pub fn rail_message(
     body: &str,
     at_ms: i64,
 ) -> Effect {
-    Effect::Sql {
-        sql: "INSERT INTO rail_messages (rail, direction, kind, payout_id, dedupe_key, body, at_ms)
+    Effect::Sql(Statement::new(
+        "INSERT INTO rail_messages (rail, direction, kind, payout_id, dedupe_key, body, at_ms)
               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        binds: vec![
+        vec![
             rail.into(),
             direction.into(),
             kind.into(),
@@ -405,8 +408,7 @@ pub fn rail_message(
             body.into(),
             at_ms.into(),
         ],
-        must_change: None,
-    }
+    ))
 }
 
 #[cfg(test)]
