@@ -13,6 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// Address space reserved for each linear memory of an engine's instances:
+/// all 4 GiB a 32-bit memory can address, so that, with the guard region
+/// after it, compiled code needs no explicit bounds check (and no Spectre
+/// masking) on each load and store; a smaller reservation makes Cranelift
+/// emit both. Only the pages a memory uses are backed; `max_memory_size`
+/// still caps how far a memory may grow.
+pub const MEMORY_RESERVATION_BYTES: u64 = 4 << 30;
+
 /// Hex sha256 of an artefact.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

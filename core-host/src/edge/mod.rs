@@ -361,8 +361,7 @@ fn edge_engine_config() -> Config {
         .table_keep_resident(1 << 20);
     let mut config = Config::new();
     config
-        .memory_reservation(EDGE_MEMORY_MAX_BYTES as u64)
-        .memory_reservation_for_growth(0)
+        .memory_reservation(wasm_cache::MEMORY_RESERVATION_BYTES)
         .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     config
 }

@@ -397,8 +397,7 @@ impl RuleHost {
         config
             .consume_fuel(true)
             .epoch_interruption(true)
-            .memory_reservation(ceilings.memory_max_bytes as u64)
-            .memory_reservation_for_growth(0)
+            .memory_reservation(crate::wasm_cache::MEMORY_RESERVATION_BYTES)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let bare_linker = Linker::new(&engine);
