@@ -495,12 +495,12 @@ pub fn job_registry(services: &Services, idempotency: &crate::idempotency::Store
             }
         })
         .every(crate::idempotency::PURGE_JOB, crate::idempotency::PURGE_INTERVAL_MS);
-    let (db, clock) = (services.ledger.db.clone(), services.clock.clone());
+    let (ledger, clock) = (services.ledger.clone(), services.clock.clone());
     registry
         .register(JOB_PURGE_JOB, move |_job| {
-            let (db, clock) = (db.clone(), clock.clone());
+            let (ledger, clock) = (ledger.clone(), clock.clone());
             async move {
-                crate::jobs::purge_finished(&db, clock.now_ms() - JOB_RETENTION_MS).await?;
+                crate::jobs::purge_finished(&ledger, clock.now_ms() - JOB_RETENTION_MS).await?;
                 Ok(())
             }
         })

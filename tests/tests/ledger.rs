@@ -200,6 +200,80 @@ async fn statements_all_or_nothing(backend: Backend) {
     assert_sound(&ledger).await;
 }
 
+on_both!(
+    retention_purges_delete_in_chunks_beside_transfers_and_keep_what_the_windows_read,
+    purges_in_chunks
+);
+async fn purges_in_chunks(backend: Backend) {
+    let Some((ledger, _guard)) = open(backend, "purges").await else {
+        return;
+    };
+    let f = fixture(&ledger, kes(), 2, 100_000).await;
+    let old_buckets = 2 * nixo_core::ledger::PURGE_CHUNK_ROWS_MAX + 7;
+    let long_ago = now_ms() - 30 * 86_400_000;
+    for i in 0..old_buckets as i64 {
+        sqlx::query(
+            "INSERT INTO velocity_buckets (wallet_id, width_ms, start_ms, count, sum_minor) VALUES ($1, 60000, $2, 1, 5)",
+        )
+        .bind(f.wallets[1])
+        .bind(long_ago + i * 60_000)
+        .execute(&ledger.db.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO outgoing_daily (account_id, currency, day_start_ms, sum_minor) VALUES ($1, 'KES', $2, 9)")
+        .bind(&f.account_id)
+        .bind(long_ago - long_ago % 86_400_000)
+        .execute(&ledger.db.pool)
+        .await
+        .unwrap();
+    // Transfers meanwhile: they commit between the purge's chunks, and their
+    // own buckets (this minute, this hour, today) are not purged.
+    let transfers: Vec<_> = (0..32)
+        .map(|_| {
+            let m = movement(&f.account_id, "transfer", f.wallets[0], f.wallets[1], 100, kes(), None);
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.record(m).await })
+        })
+        .collect();
+    let purged = ledger.purge_velocity(now_ms()).await.unwrap();
+    for transfer in transfers {
+        transfer.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        purged,
+        old_buckets as u64 + 1,
+        "every old bucket and day, over three chunks"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM velocity_buckets WHERE start_ms < $1")
+        .bind(long_ago + old_buckets as i64 * 60_000)
+        .fetch_one(&ledger.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(
+        ledger.purge_velocity(now_ms()).await.unwrap(),
+        0,
+        "nothing left to purge"
+    );
+    // The job queue's sweep goes the same way (a finished job, an old one).
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, state, attempt, max_attempts, run_at_ms, created_at_ms, finished_at_ms)
+         VALUES ('old', '{}', 'succeeded', 1, 1, $1, $1, $1), ('new', '{}', 'succeeded', 1, 1, $2, $2, $2)",
+    )
+    .bind(long_ago)
+    .bind(now_ms())
+    .execute(&ledger.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(nixo_core::jobs::purge_finished(&ledger, long_ago + 1).await.unwrap(), 1);
+    assert_velocity_exact(&ledger, f.wallets[0]).await;
+    assert_velocity_exact(&ledger, f.wallets[1]).await;
+    assert_daily_outgoing_exact(&ledger, &f.account_id).await;
+    assert_eq!(available(&ledger, f.wallets[0]).await, 100_000 - 3_200);
+    assert_sound(&ledger).await;
+}
+
 on_both!(holds_post_partially_void_and_expire, holds_resolve_once);
 async fn holds_resolve_once(backend: Backend) {
     let Some((ledger, _guard)) = open(backend, "holds").await else {

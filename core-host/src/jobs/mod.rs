@@ -224,12 +224,15 @@ pub async fn retry(db: &Db, id: i64, now_ms: i64) -> Result<bool, sqlx::Error> {
 }
 
 /// Deletes finished jobs older than `before_ms`; returns how many.
-pub async fn purge_finished(db: &Db, before_ms: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM jobs WHERE state IN ('succeeded', 'dead') AND finished_at_ms < $1")
-        .bind(before_ms)
-        .execute(&db.pool)
-        .await?;
-    Ok(done.rows_affected())
+pub async fn purge_finished(ledger: &Ledger, before_ms: i64) -> Result<u64, LedgerError> {
+    ledger
+        .purge(
+            "jobs",
+            "id",
+            "state IN ('succeeded', 'dead') AND finished_at_ms < $1",
+            vec![before_ms.into()],
+        )
+        .await
 }
 
 /// Bounded error text for a job row.

@@ -41,6 +41,11 @@ pub const CONFLICT_ATTEMPTS_MAX: u32 = 3;
 
 /// Ledger account flag: debits may never exceed credits (no overdraft).
 pub const FLAG_NO_OVERDRAFT: i64 = 1;
+/// Rows one purge statement deletes at most ([`Ledger::purge`]): a purge is
+/// a series of such deletes through the writer, so commits of transfers run
+/// between them. (One `DELETE` of an hour of events — millions of rows under
+/// sustained load — held SQLite's write lock, and every commit, for seconds.)
+pub const PURGE_CHUNK_ROWS_MAX: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Environment {
@@ -535,6 +540,34 @@ impl Ledger {
         }
     }
 
+    /// Deletes the rows of `table` that `condition` selects (`$1…` bound to
+    /// `binds`), [`PURGE_CHUNK_ROWS_MAX`] at a time, each chunk one write of
+    /// its own; `key` names a row (its key's columns: `id`, or `a, b`).
+    /// Returns how many rows it deleted. Retention sweeps use it.
+    pub async fn purge(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        condition: &'static str,
+        binds: Vec<Bind>,
+    ) -> Result<u64, LedgerError> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE ({key}) IN \
+             (SELECT {key} FROM {table} WHERE {condition} LIMIT {PURGE_CHUNK_ROWS_MAX}) RETURNING 1"
+        );
+        let mut deleted = 0;
+        loop {
+            let answers = self
+                .write_statements(vec![Statement::new(sql.clone(), binds.clone())])
+                .await?;
+            let chunk = answers.first().map_or(0, Vec::len);
+            deleted += chunk as u64;
+            if chunk < PURGE_CHUNK_ROWS_MAX {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// Voids up to `limit` holds whose time is up; returns how many.
     pub async fn expire_due(&self, now_ms: i64, limit: i64) -> Result<u64, LedgerError> {
         match self.write(WriteOp::ExpireDue { now_ms, limit }).await? {
@@ -677,17 +710,26 @@ impl Ledger {
     /// Deletes velocity buckets no window reads any more (older than a day
     /// and an hour before `now_ms`) and daily outgoing sums of days before
     /// yesterday (the daily limit reads today's); returns how many.
-    pub async fn purge_velocity(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
+    pub async fn purge_velocity(&self, now_ms: i64) -> Result<u64, LedgerError> {
         let before = velocity_window_starts(now_ms).1 - VELOCITY_HOUR_MS;
-        let buckets = sqlx::query("DELETE FROM velocity_buckets WHERE start_ms < $1")
-            .bind(before)
-            .execute(&self.db.pool)
+        let buckets = self
+            .purge(
+                "velocity_buckets",
+                "wallet_id, width_ms, start_ms",
+                "start_ms < $1",
+                vec![before.into()],
+            )
             .await?;
-        let days = sqlx::query("DELETE FROM outgoing_daily WHERE day_start_ms < $1")
-            .bind(crate::limits::day_start_ms(now_ms) - crate::limits::DAY_MS)
-            .execute(&self.db.pool)
+        let yesterday = crate::limits::day_start_ms(now_ms) - crate::limits::DAY_MS;
+        let days = self
+            .purge(
+                "outgoing_daily",
+                "account_id, currency, day_start_ms",
+                "day_start_ms < $1",
+                vec![yesterday.into()],
+            )
             .await?;
-        Ok(buckets.rows_affected() + days.rows_affected())
+        Ok(buckets + days)
     }
 }
 

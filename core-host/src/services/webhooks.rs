@@ -282,14 +282,17 @@ pub async fn resend(services: &Services, actor: &Actor, event_id: &str, endpoint
 /// `events.purge` job; retries end long before).
 pub async fn purge_events(services: &Services) -> ServiceResult<u64> {
     let before = services.clock.now_ms() - EVENT_RETENTION_MS;
-    let pool = &services.ledger.db.pool;
-    let events = sqlx::query("DELETE FROM events WHERE created_at_ms < $1 AND dispatched_at_ms IS NOT NULL")
-        .bind(before)
-        .execute(pool)
+    let ledger = &services.ledger;
+    let events = ledger
+        .purge(
+            "events",
+            "id",
+            "created_at_ms < $1 AND dispatched_at_ms IS NOT NULL",
+            vec![before.into()],
+        )
         .await?;
-    sqlx::query("DELETE FROM webhook_deliveries WHERE created_at_ms < $1")
-        .bind(before)
-        .execute(pool)
+    ledger
+        .purge("webhook_deliveries", "id", "created_at_ms < $1", vec![before.into()])
         .await?;
-    Ok(events.rows_affected())
+    Ok(events)
 }
