@@ -141,6 +141,8 @@ fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Fa
                 }
             }
         };
+        metrics::counter!("nixo_ledger_group_commits_total").increment(1);
+        metrics::counter!("nixo_ledger_group_commit_ops_total").increment(batch.len() as u64);
         for ((_, reply), result) in batch.drain(..).zip(results) {
             // The caller may have gone away; its operation is durable anyway.
             let _ = reply.send(result);
