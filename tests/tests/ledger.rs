@@ -148,6 +148,22 @@ async fn retries_apply_once(backend: Backend) {
     assert_sound(&ledger).await;
 }
 
+/// `n` transfers of 100 from the fixture's first wallet to its second,
+/// each on its own task (in flight while a test does something else).
+fn spawn_transfers(
+    ledger: &Ledger,
+    f: &nixo_tests::ledger_kit::Fixture,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<nixo_core::ledger::Recorded, LedgerError>>> {
+    (0..n)
+        .map(|_| {
+            let m = movement(&f.account_id, "transfer", f.wallets[0], f.wallets[1], 100, kes(), None);
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.record(m).await })
+        })
+        .collect()
+}
+
 on_both!(
     statements_of_other_subsystems_commit_all_or_nothing_beside_transfers,
     statements_all_or_nothing
@@ -159,13 +175,7 @@ async fn statements_all_or_nothing(backend: Backend) {
     let f = fixture(&ledger, kes(), 2, 10_000).await;
     // Transfers in flight meanwhile: on SQLite they share group commits with
     // the statements, and a failed call of statements must not undo them.
-    let transfers: Vec<_> = (0..16)
-        .map(|_| {
-            let m = movement(&f.account_id, "transfer", f.wallets[0], f.wallets[1], 100, kes(), None);
-            let ledger = ledger.clone();
-            tokio::spawn(async move { ledger.record(m).await })
-        })
-        .collect();
+    let transfers = spawn_transfers(&ledger, &f, 16);
     let cursor = |rail: &str| {
         Statement::new(
             "INSERT INTO rail_cursors (rail, cursor) VALUES ($1, 'c-1') RETURNING rail",
@@ -229,13 +239,7 @@ async fn purges_in_chunks(backend: Backend) {
         .unwrap();
     // Transfers meanwhile: they commit between the purge's chunks, and their
     // own buckets (this minute, this hour, today) are not purged.
-    let transfers: Vec<_> = (0..32)
-        .map(|_| {
-            let m = movement(&f.account_id, "transfer", f.wallets[0], f.wallets[1], 100, kes(), None);
-            let ledger = ledger.clone();
-            tokio::spawn(async move { ledger.record(m).await })
-        })
-        .collect();
+    let transfers = spawn_transfers(&ledger, &f, 32);
     let purged = ledger.purge_velocity(now_ms()).await.unwrap();
     for transfer in transfers {
         transfer.await.unwrap().unwrap();
