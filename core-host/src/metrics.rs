@@ -44,6 +44,14 @@ pub enum Stage {
     EdgeInstantiate,
     /// The edge: the component's call to the core, to the core's response head.
     EdgeCoreCall,
+    /// The edge: the component's own work before it calls the core (reading
+    /// the request, the key and its rate limit, validation, signing), from
+    /// the instance being ready.
+    EdgeGuestRequest,
+    /// The edge: the component's own work after the core answered (reading
+    /// that answer, translating it for an older version), to the response
+    /// head it hands back.
+    EdgeGuestResponse,
     /// The core: the gateway signature, the key's principal and the version.
     CoreAdmit,
     /// The core: taking the Idempotency-Key (before the handler runs).
@@ -59,10 +67,12 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 11] = [
         Stage::EdgeRequest,
         Stage::EdgeInstantiate,
         Stage::EdgeCoreCall,
+        Stage::EdgeGuestRequest,
+        Stage::EdgeGuestResponse,
         Stage::CoreAdmit,
         Stage::IdempotencyBegin,
         Stage::IdempotencyComplete,
@@ -76,6 +86,8 @@ impl Stage {
             Stage::EdgeRequest => "edge.request",
             Stage::EdgeInstantiate => "edge.instantiate",
             Stage::EdgeCoreCall => "edge.core_call",
+            Stage::EdgeGuestRequest => "edge.guest_request",
+            Stage::EdgeGuestResponse => "edge.guest_response",
             Stage::CoreAdmit => "core.admit",
             Stage::IdempotencyBegin => "idempotency.begin",
             Stage::IdempotencyComplete => "idempotency.complete",

@@ -306,7 +306,13 @@ async fn health_readiness_metrics_and_allow_headers() {
         "transfer.ledger",
     ];
     if server.spin.is_none() {
-        stages.extend(["edge.request", "edge.instantiate", "edge.core_call"]);
+        stages.extend([
+            "edge.request",
+            "edge.instantiate",
+            "edge.core_call",
+            "edge.guest_request",
+            "edge.guest_response",
+        ]);
     }
     for stage in stages {
         let count = format!("nixo_stage_duration_seconds_count{{stage=\"{stage}\"}} ");

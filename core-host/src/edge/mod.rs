@@ -46,7 +46,8 @@ use spin_variables::fermyon::spin::variables;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -124,6 +125,31 @@ impl variables::Host for EdgeState {
 struct CoreDispatch {
     core: Router,
     allowed: Arc<AllowedHosts>,
+    /// This request's moments, for the component's own stages.
+    marks: Arc<GuestMarks>,
+}
+
+/// When a request's instance was ready and when the core last answered it:
+/// the component's own work is [`Stage::EdgeGuestRequest`] (from the
+/// first to its first call to the core) and [`Stage::EdgeGuestResponse`]
+/// (from the second to the response head it hands back).
+#[derive(Default)]
+struct GuestMarks {
+    instantiated: Mutex<Option<Instant>>,
+    core_answered: Mutex<Option<Instant>>,
+}
+
+impl GuestMarks {
+    fn set(mark: &Mutex<Option<Instant>>) {
+        *mark.lock().expect("guest marks") = Some(Instant::now());
+    }
+
+    /// Records `stage` as ended now, since `mark`, once.
+    fn done(stage: Stage, mark: &Mutex<Option<Instant>>) {
+        if let Some(at) = mark.lock().expect("guest marks").take() {
+            stage.done(at);
+        }
+    }
 }
 
 type Pending<T> = Box<dyn Future<Output = T> + Send>;
@@ -137,8 +163,10 @@ impl WasiHttpHooks for CoreDispatch {
     ) -> Pending<
         Result<(http::Response<WasiBody>, Pending<Result<(), wasmtime_wasi_http::Error>>), wasmtime_wasi_http::Error>,
     > {
+        GuestMarks::done(Stage::EdgeGuestRequest, &self.marks.instantiated);
         let core = self.core.clone();
         let allowed = self.allowed.clone();
+        let marks = self.marks.clone();
         Box::new(async move {
             if !allowed.allows(request.uri()) {
                 tracing::warn!(uri = %request.uri(), "gateway tried an outbound host that is not allowed");
@@ -152,12 +180,13 @@ impl WasiHttpHooks for CoreDispatch {
                 .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None))?
                 .to_bytes();
             let request = http::Request::from_parts(parts, axum::body::Body::from(body));
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let response = match core.oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
             Stage::EdgeCoreCall.done(started);
+            GuestMarks::set(&marks.core_answered);
             // The core's answer streams to the component as it is made
             // (an export of any size keeps memory flat).
             let (parts, body) = response.into_parts();
@@ -216,6 +245,7 @@ impl Gateway {
             dispatch: CoreDispatch {
                 core,
                 allowed: Arc::new(allowed),
+                marks: Arc::default(),
             },
             variables: Arc::new(variables),
             kv: config.kv,
@@ -268,14 +298,18 @@ impl Gateway {
             ));
         }
         let request = hyper::Request::from_parts(parts, Full::new(body));
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        let marks = Arc::new(GuestMarks::default());
         let mut store = Store::new(
             self.pre.engine(),
             EdgeState {
                 wasi: WasiCtx::builder().inherit_stderr().build(),
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                dispatch: self.dispatch.clone(),
+                dispatch: CoreDispatch {
+                    marks: marks.clone(),
+                    ..self.dispatch.clone()
+                },
                 variables: self.variables.clone(),
                 kv: self.kv.clone(),
             },
@@ -284,10 +318,12 @@ impl Gateway {
         let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
+        let instance_marks = marks.clone();
         let task = tokio::task::spawn(async move {
-            let instantiating = std::time::Instant::now();
+            let instantiating = Instant::now();
             let proxy = pre.instantiate_async(&mut store).await?;
             Stage::EdgeInstantiate.done(instantiating);
+            GuestMarks::set(&instance_marks.instantiated);
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, out)
@@ -296,6 +332,7 @@ impl Gateway {
         match receiver.await {
             Ok(Ok(response)) => {
                 Stage::EdgeRequest.done(started);
+                GuestMarks::done(Stage::EdgeGuestResponse, &marks.core_answered);
                 Ok(response)
             }
             Ok(Err(code)) => anyhow::bail!("gateway answered with error code {code:?}"),
