@@ -125,7 +125,8 @@ impl variables::Host for EdgeState {
 struct CoreDispatch {
     core: Router,
     allowed: Arc<AllowedHosts>,
-    /// This request's moments, for the component's own stages.
+    /// This request's moments, for the component's own stages (the
+    /// gateway's own copy is a template: each request gets fresh marks).
     marks: Arc<GuestMarks>,
 }
 
