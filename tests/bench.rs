@@ -329,6 +329,46 @@ pub fn histogram_means(before: &str, after: &str, name: &str) -> Vec<(String, f6
         .collect()
 }
 
+/// How many observations of each series of the histogram `name` took
+/// longer than `bound_s` between two expositions (`bound_s` must be one of
+/// its bucket bounds), for the series that saw any in between: (labels,
+/// over, count).
+pub fn histogram_over(before: &str, after: &str, name: &str, bound_s: f64) -> Vec<(String, f64, f64)> {
+    let within = |text: &str| {
+        let mut within = std::collections::BTreeMap::<String, f64>::new();
+        let prefix = format!("{name}_bucket{{");
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once(' ') else {
+                continue;
+            };
+            let Some((labels, le)) = labels.trim_end_matches('}').rsplit_once("le=\"") else {
+                continue;
+            };
+            let (Ok(le), Ok(value)) = (le.trim_end_matches('"').parse::<f64>(), value.parse::<f64>()) else {
+                continue;
+            };
+            if (le - bound_s).abs() <= bound_s * 1e-9 {
+                let labels = format!("{{{}}}", labels.trim_end_matches(','));
+                within.insert(labels, value);
+            }
+        }
+        within
+    };
+    let (within_before, within_after) = (within(before), within(after));
+    let totals_before = histogram_totals(before, name);
+    histogram_totals(after, name)
+        .into_iter()
+        .filter_map(|(labels, (_, count))| {
+            let n = count - totals_before.get(&labels).map_or(0.0, |t| t.1);
+            let inside = within_after.get(&labels)? - within_before.get(&labels).copied().unwrap_or(0.0);
+            (n > 0.0).then(|| (labels, n - inside, n))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +414,21 @@ mod tests {
         assert!(text.lines().nth(4).unwrap().ends_with("info"), "{text}");
         assert_eq!(format_value(5000.0), "5,000");
         assert_eq!(format_value(-1234.0), "-1,234");
+    }
+
+    #[test]
+    fn histogram_over_counts_what_took_longer_than_a_bound() {
+        let before = "h_bucket{stage=\"a\",le=\"0.005\"} 2\nh_bucket{stage=\"a\",le=\"+Inf\"} 3\nh_sum{stage=\"a\"} 1\nh_count{stage=\"a\"} 3\n";
+        let after = "h_bucket{stage=\"a\",le=\"0.001\"} 4\nh_bucket{stage=\"a\",le=\"0.005\"} 9\nh_bucket{stage=\"a\",le=\"+Inf\"} 13\nh_sum{stage=\"a\"} 2\nh_count{stage=\"a\"} 13\nh_bucket{stage=\"b\",le=\"0.005\"} 1\nh_sum{stage=\"b\"} 0\nh_count{stage=\"b\"} 1\n";
+        let over = histogram_over(before, after, "h", 0.005);
+        // a: 10 new, 7 of them within 5 ms; b: 1 new, within.
+        assert_eq!(
+            over,
+            vec![
+                ("{stage=\"a\"}".to_string(), 3.0, 10.0),
+                ("{stage=\"b\"}".to_string(), 0.0, 1.0)
+            ]
+        );
     }
 
     #[test]

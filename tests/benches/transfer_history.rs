@@ -17,7 +17,7 @@
 //! default 3).
 
 use nixo_core::server::ServeConfig;
-use nixo_tests::bench::{Goal, LoadConnection, RssSampler, figure, histogram_means};
+use nixo_tests::bench::{Goal, LoadConnection, RssSampler, figure, histogram_means, histogram_over};
 use nixo_tests::{TestServer, env_count, seed_transfers_between, start_with};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +33,9 @@ const OPEN_LOOP_P99_GOAL_MS: f64 = 10.0;
 const RSS_GOAL_MB: f64 = 150.0;
 /// Connections the open loop opens before it starts (more when all are busy).
 const OPEN_LOOP_WARM_CONNECTIONS: usize = 64;
+/// A stage longer than this in an open-loop run counts towards its tail
+/// (one of the stage histogram's bucket bounds).
+const TAIL_STAGE_BOUND_S: f64 = 0.002_5;
 /// How long each open-loop run sends for.
 const OPEN_LOOP_DURATION_MS: u64 = 2_000;
 
@@ -154,6 +157,19 @@ fn stage_figures(before: &str, after: &str) {
                 mean_s * 1e6,
                 "µs",
                 Goal::None,
+            );
+        }
+    }
+}
+
+/// Where the open loop's slow transfers spent their time: per stage, how
+/// many of the run's transfers spent longer than `TAIL_STAGE_BOUND_S` in it.
+fn tail_stages(before: &str, after: &str) {
+    for (labels, over, n) in histogram_over(before, after, "nixo_stage_duration_seconds", TAIL_STAGE_BOUND_S) {
+        if over > 0.0 {
+            println!(
+                "  {labels}: {over:.0} of {n:.0} over {:.0} ms",
+                TAIL_STAGE_BOUND_S * 1e3
             );
         }
     }
@@ -305,7 +321,9 @@ async fn main() {
         (TRANSFERS_PER_S_GOAL / 2.0, Goal::AtMost(OPEN_LOOP_P99_GOAL_MS)),
         ((busy.min(empty) / 2.0).floor(), Goal::None),
     ] {
+        let before = nixo_core::metrics::handle().render();
         let (p50, p99, refused) = open_loop(&server, &format!("open-{rate}"), rate).await;
+        tail_stages(&before, &nixo_core::metrics::handle().render());
         println!(
             "open loop at {rate:.0}/s for {OPEN_LOOP_DURATION_MS} ms: p50 {:.2} ms, p99 {:.2} ms, {refused}",
             p50.as_secs_f64() * 1e3,
