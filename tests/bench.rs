@@ -364,7 +364,7 @@ pub fn histogram_over(before: &str, after: &str, name: &str, bound_s: f64) -> Ve
         .filter_map(|(labels, (_, count))| {
             let n = count - totals_before.get(&labels).map_or(0.0, |t| t.1);
             let inside = within_after.get(&labels)? - within_before.get(&labels).copied().unwrap_or(0.0);
-            (n > 0.0).then(|| (labels, n - inside, n))
+            (n > 0.0).then_some((labels, n - inside, n))
         })
         .collect()
 }
