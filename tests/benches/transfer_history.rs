@@ -167,10 +167,7 @@ fn stage_figures(before: &str, after: &str) {
 fn tail_stages(before: &str, after: &str) {
     for (labels, over, n) in histogram_over(before, after, "nixo_stage_duration_seconds", TAIL_STAGE_BOUND_S) {
         if over > 0.0 {
-            println!(
-                "  {labels}: {over:.0} of {n:.0} over {:.0} ms",
-                TAIL_STAGE_BOUND_S * 1e3
-            );
+            println!("  {labels}: {over:.0} of {n:.0} over {} ms", TAIL_STAGE_BOUND_S * 1e3);
         }
     }
 }
@@ -323,12 +320,13 @@ async fn main() {
     ] {
         let before = nixo_core::metrics::handle().render();
         let (p50, p99, refused) = open_loop(&server, &format!("open-{rate}"), rate).await;
-        tail_stages(&before, &nixo_core::metrics::handle().render());
+        let after = nixo_core::metrics::handle().render();
         println!(
             "open loop at {rate:.0}/s for {OPEN_LOOP_DURATION_MS} ms: p50 {:.2} ms, p99 {:.2} ms, {refused}",
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );
+        tail_stages(&before, &after);
         figure(
             &format!("transfer p99, open loop at {rate:.0}/s ({refused})"),
             p99.as_secs_f64() * 1e3,
