@@ -95,27 +95,41 @@ impl KeyRecord {
         })
     }
 
+    /// Reads what [`KeyRecord::to_json`] wrote (the core's answer, the
+    /// edge's cache): `None` for anything else. The edge does this on every
+    /// request with a cached key, so the fields are read straight into their
+    /// types, not through a JSON value tree (a map, its hashing, a string
+    /// copied per field).
     pub fn from_json(bytes: &[u8]) -> Option<KeyRecord> {
-        let value: Value = serde_json::from_slice(bytes).ok()?;
-        let text = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
-        let rate_limit = match value.get("rate_limit") {
-            Some(Value::String(s)) => Some(RateLimit::parse(s)?),
-            _ => None,
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            key_id: String,
+            account_id: String,
+            environment: String,
+            scopes: Vec<String>,
+            #[serde(default)]
+            rate_limit: Option<String>,
+            #[serde(default)]
+            expires_at_ms: Option<i64>,
+            #[serde(default)]
+            api_version: Option<String>,
+            #[serde(default)]
+            checked_at_s: Option<i64>,
+        }
+        let wire: Wire = serde_json::from_slice(bytes).ok()?;
+        let rate_limit = match wire.rate_limit {
+            Some(text) => Some(RateLimit::parse(&text)?),
+            None => None,
         };
         Some(KeyRecord {
-            key_id: text("key_id")?,
-            account_id: text("account_id")?,
-            environment: KeyEnvironment::parse(&text("environment")?)?,
-            scopes: value
-                .get("scopes")?
-                .as_array()?
-                .iter()
-                .map(|s| s.as_str().map(str::to_string))
-                .collect::<Option<_>>()?,
+            key_id: wire.key_id,
+            account_id: wire.account_id,
+            environment: KeyEnvironment::parse(&wire.environment)?,
+            scopes: wire.scopes,
             rate_limit,
-            expires_at_ms: value.get("expires_at_ms").and_then(Value::as_i64),
-            api_version: text("api_version"),
-            checked_at_s: value.get("checked_at_s").and_then(Value::as_i64).unwrap_or(0),
+            expires_at_ms: wire.expires_at_ms,
+            api_version: wire.api_version,
+            checked_at_s: wire.checked_at_s.unwrap_or(0),
         })
     }
 
@@ -384,6 +398,24 @@ mod tests {
         assert!(r.has_scope("balances:read") && !r.has_scope("transfers:write"));
         assert_eq!(r.principal(), "key_1 acct_1 sandbox");
         assert_eq!(KeyRecord::from_json(b"{}"), None);
+        // What the core leaves out (no limit of its own, no expiry, no pinned
+        // version, not yet checked) reads as absent.
+        let bare = br#"{"key_id":"key_1","account_id":"acct_1","environment":"live","scopes":["*"]}"#;
+        let bare = KeyRecord::from_json(bare).unwrap();
+        assert_eq!(
+            (bare.rate_limit, bare.expires_at_ms, bare.api_version, bare.checked_at_s),
+            (None, None, None, 0)
+        );
+        // Anything else is not a record: the edge asks the core again.
+        for broken in [
+            r#"{"key_id":"key_1","account_id":"acct_1","environment":"staging","scopes":[]}"#,
+            r#"{"key_id":"key_1","account_id":"acct_1","environment":"live","scopes":"*"}"#,
+            r#"{"key_id":"key_1","account_id":"acct_1","environment":"live","scopes":[],"rate_limit":"fast"}"#,
+            r#"{"key_id":"key_1","account_id":"acct_1","environment":"live","scopes":[],"expires_at_ms":"soon"}"#,
+            r#"unknown:1700000000"#,
+        ] {
+            assert_eq!(KeyRecord::from_json(broken.as_bytes()), None, "{broken}");
+        }
     }
 
     #[test]

@@ -64,10 +64,23 @@ pub enum Stage {
     TransferRules,
     /// A transfer: the ledger write, queue and commit (durable when it ends).
     TransferLedger,
+    /// The SQLite ledger writer: an operation's wait in its queue, until
+    /// the group commit that takes it begins (one per operation).
+    LedgerQueue,
+    /// The SQLite ledger writer: a group commit's statements, from `BEGIN`
+    /// to its `COMMIT` (one per group commit).
+    LedgerApply,
+    /// The SQLite ledger writer: a group commit's `COMMIT` — writing the
+    /// WAL, its fsync, and the checkpoint that follows when the log is long
+    /// enough (one per group commit).
+    LedgerCommit,
+    /// The SQLite ledger writer's answer to an operation, from its sending
+    /// to the waiting task running again (one per operation).
+    LedgerReply,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 11] = [
+    pub const ALL: [Stage; 15] = [
         Stage::EdgeRequest,
         Stage::EdgeInstantiate,
         Stage::EdgeCoreCall,
@@ -79,6 +92,10 @@ impl Stage {
         Stage::TransferChecks,
         Stage::TransferRules,
         Stage::TransferLedger,
+        Stage::LedgerQueue,
+        Stage::LedgerApply,
+        Stage::LedgerCommit,
+        Stage::LedgerReply,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +111,10 @@ impl Stage {
             Stage::TransferChecks => "transfer.checks",
             Stage::TransferRules => "transfer.rules",
             Stage::TransferLedger => "transfer.ledger",
+            Stage::LedgerQueue => "ledger.queue",
+            Stage::LedgerApply => "ledger.apply",
+            Stage::LedgerCommit => "ledger.commit",
+            Stage::LedgerReply => "ledger.reply",
         }
     }
 

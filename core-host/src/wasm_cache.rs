@@ -21,6 +21,29 @@ use wasmtime::component::Component;
 /// still caps how far a memory may grow.
 pub const MEMORY_RESERVATION_BYTES: u64 = 4 << 30;
 
+/// Environment variable that names a profiler for compiled Wasm:
+/// `perfmap` writes `/tmp/perf-<pid>.map`, so `perf report` names the
+/// guest's functions (a gateway or plugin built with its name section)
+/// instead of `[JIT]` addresses. Unset: no profiler.
+pub const PROFILER_ENV: &str = "NIXO_WASM_PROFILER";
+
+/// Applies [`PROFILER_ENV`] to an engine's configuration.
+pub fn apply_profiler(config: &mut wasmtime::Config) -> anyhow::Result<()> {
+    if let Some(strategy) = profiler(std::env::var(PROFILER_ENV).ok().as_deref())? {
+        config.profiler(strategy);
+    }
+    Ok(())
+}
+
+/// The profiler a value of [`PROFILER_ENV`] names (`None`: no profiler).
+fn profiler(value: Option<&str>) -> anyhow::Result<Option<wasmtime::ProfilingStrategy>> {
+    match value.map(str::trim) {
+        None | Some("") | Some("none") => Ok(None),
+        Some("perfmap") => Ok(Some(wasmtime::ProfilingStrategy::PerfMap)),
+        Some(other) => anyhow::bail!("{PROFILER_ENV}={other}: the profilers known are perfmap and none"),
+    }
+}
+
 /// Hex sha256 of an artefact.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -77,4 +100,22 @@ pub fn load_component(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> anyhow
     std::fs::write(&partial, compiled).with_context(|| format!("writing {}", partial.display()))?;
     std::fs::rename(&partial, &path).with_context(|| format!("renaming into {}", path.display()))?;
     Ok(component)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profiler_switch_knows_perfmap_and_refuses_the_rest() {
+        assert!(profiler(None).unwrap().is_none());
+        assert!(profiler(Some("none")).unwrap().is_none());
+        assert!(profiler(Some(" ")).unwrap().is_none());
+        assert!(matches!(
+            profiler(Some("perfmap")).unwrap(),
+            Some(wasmtime::ProfilingStrategy::PerfMap)
+        ));
+        let err = profiler(Some("jitdump")).unwrap_err().to_string();
+        assert!(err.contains("NIXO_WASM_PROFILER=jitdump"), "{err}");
+    }
 }

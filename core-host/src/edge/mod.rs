@@ -225,7 +225,9 @@ impl Gateway {
     /// Compiles (or loads from `cache_dir`) the component and links it with
     /// WASI, WASI HTTP and Spin variables.
     pub fn new(component_bytes: &[u8], cache_dir: &Path, core: Router, config: EdgeConfig) -> anyhow::Result<Gateway> {
-        let engine = Engine::new(&edge_engine_config())?;
+        let mut engine_config = edge_engine_config();
+        wasm_cache::apply_profiler(&mut engine_config)?;
+        let engine = Engine::new(&engine_config)?;
         let component = wasm_cache::load_component(&engine, component_bytes, cache_dir)
             .context("compiling the gateway component")?;
         let mut linker = Linker::<EdgeState>::new(&engine);

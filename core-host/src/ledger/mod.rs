@@ -340,14 +340,18 @@ pub(crate) enum WriteOutcome {
     Rows(Vec<Vec<crate::sql_exec::SqlRow>>),
 }
 
-pub(crate) type Reply = oneshot::Sender<Result<WriteOutcome, LedgerError>>;
+/// The writer's answer to one operation, and when it sent it.
+pub(crate) type Reply = oneshot::Sender<(Result<WriteOutcome, LedgerError>, std::time::Instant)>;
+/// An operation for the SQLite writer, with where to answer and when it
+/// was queued.
+pub(crate) type Queued = (WriteOp, Reply, std::time::Instant);
 
 /// The ledger: reads through the pool; writes through the group-commit
 /// writer on SQLite, or in their own transactions on PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct Ledger {
     pub db: Db,
-    writer: Option<mpsc::Sender<(WriteOp, Reply)>>,
+    writer: Option<mpsc::Sender<Queued>>,
     faults: Faults,
     /// PostgreSQL writes rolled back by a deadlock or a serialization
     /// failure and run again (also `nixo_ledger_write_conflicts_total`).
@@ -409,8 +413,13 @@ impl Ledger {
         match &self.writer {
             Some(writer) => {
                 let (reply, answer) = oneshot::channel();
-                writer.send((op, reply)).await.map_err(|_| sqlx::Error::PoolClosed)?;
-                answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+                writer
+                    .send((op, reply, std::time::Instant::now()))
+                    .await
+                    .map_err(|_| sqlx::Error::PoolClosed)?;
+                let (outcome, answered_at) = answer.await.map_err(|_| sqlx::Error::PoolClosed)?;
+                crate::metrics::Stage::LedgerReply.done(answered_at);
+                outcome
             }
             None => {
                 let mut attempt = 1;

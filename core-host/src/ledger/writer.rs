@@ -12,13 +12,15 @@
 //! connection every statement answers at once, so each operation runs to
 //! its end in one poll.
 
-use super::{Faults, LedgerError, Reply, WriteOp, WriteOutcome, apply};
+use super::{Faults, LedgerError, Queued, Reply, WriteOp, WriteOutcome, apply};
+use crate::metrics::Stage;
 use crate::sqlite_direct::Direct;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Operations committed together at most.
@@ -56,11 +58,7 @@ pub const WAL_CHECKPOINT_INTERVAL_MS: u64 = 200;
 pub const WAL_RESTART_BYTES: i64 = 64 * 1024 * 1024;
 /// Opens the writer's connection to `path` and starts its thread; the
 /// thread ends when every sender is gone.
-pub(super) fn spawn(
-    path: &Path,
-    faults: Faults,
-    reruns: Arc<AtomicU64>,
-) -> anyhow::Result<mpsc::Sender<(WriteOp, Reply)>> {
+pub(super) fn spawn(path: &Path, faults: Faults, reruns: Arc<AtomicU64>) -> anyhow::Result<mpsc::Sender<Queued>> {
     let mut conn = Direct::open_writer(path)?;
     conn.control(&format!("PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}"))
         .map_err(anyhow::Error::from)?;
@@ -109,15 +107,19 @@ fn checkpoint(conn: &mut Direct) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Faults, reruns: Arc<AtomicU64>) {
+fn run(mut conn: Direct, mut queue: mpsc::Receiver<Queued>, faults: Faults, reruns: Arc<AtomicU64>) {
     let mut batch: Vec<(WriteOp, Reply)> = Vec::with_capacity(GROUP_COMMIT_OPS_MAX);
     // Batches left to commit the careful way after one whose operation failed.
     let mut careful_batches: u32 = 0;
+    let take = |batch: &mut Vec<(WriteOp, Reply)>, (op, reply, queued_at): Queued| {
+        Stage::LedgerQueue.done(queued_at);
+        batch.push((op, reply));
+    };
     while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
+        take(&mut batch, first);
         while batch.len() < GROUP_COMMIT_OPS_MAX {
             match queue.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => take(&mut batch, next),
                 Err(_) => break,
             }
         }
@@ -145,7 +147,7 @@ fn run(mut conn: Direct, mut queue: mpsc::Receiver<(WriteOp, Reply)>, faults: Fa
         metrics::counter!("nixo_ledger_group_commit_ops_total").increment(batch.len() as u64);
         for ((_, reply), result) in batch.drain(..).zip(results) {
             // The caller may have gone away; its operation is durable anyway.
-            let _ = reply.send(result);
+            let _ = reply.send((result, Instant::now()));
         }
     }
 }
@@ -173,6 +175,7 @@ fn commit(
         conn.rollback();
         err
     };
+    let began = Instant::now();
     conn.control("BEGIN IMMEDIATE")
         .map_err(|err| abandon(conn, Some(err)))?;
     let mut results = Vec::with_capacity(batch.len());
@@ -198,7 +201,10 @@ fn commit(
         conn.rollback();
         return Ok(batch.iter().map(|_| Err(super::injected_fault())).collect());
     }
+    Stage::LedgerApply.done(began);
+    let committing = Instant::now();
     conn.control("COMMIT").map_err(|err| abandon(conn, Some(err)))?;
+    Stage::LedgerCommit.done(committing);
     Ok(results)
 }
 

@@ -399,6 +399,7 @@ impl RuleHost {
             .epoch_interruption(true)
             .memory_reservation(crate::wasm_cache::MEMORY_RESERVATION_BYTES)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        crate::wasm_cache::apply_profiler(&mut config)?;
         let engine = Engine::new(&config)?;
         let bare_linker = Linker::new(&engine);
         let mut wasi_linker = Linker::new(&engine);
