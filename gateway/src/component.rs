@@ -1,18 +1,26 @@
 //! The Spin entry point: glue between `wasi:http`, `wasi:keyvalue`, Spin
 //! variables and the edge logic.
+//!
+//! The handler is synchronous and speaks the raw `wasi:http@0.2.0` types: a
+//! request is read once into [`Incoming`], the core is called with one
+//! outgoing request (its body written in one call), and the reply goes out
+//! with a `content-length`. Fewer host calls per request than the SDK's
+//! async conversions make, and no executor between them.
 
 use crate::access::{self, KeyRecord, RateDecision, RateLimit};
 use crate::edge::{self, EdgeError, KeyEnvironment};
 use crate::schema::{self, Route};
 use crate::signing::{self, SignedParts};
 use crate::versions;
-use futures::{SinkExt, StreamExt};
-use spin_sdk::http::conversions::TryFromIncomingRequest;
 use spin_sdk::http::{
-    Fields, IncomingRequest, IncomingResponse, Method, OutgoingResponse, Request, Response, ResponseOutparam,
+    Fields, IncomingRequest, IncomingResponse, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
 };
 use spin_sdk::http_component;
+use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+use spin_sdk::wit::wasi::http0_2_0::types::IncomingBody;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::edge::variables::{
     AUTH_FAILURES_PER_ADDRESS as VAR_AUTH_FAILURES, CORE_URL as VAR_CORE_URL, ENVIRONMENTS as VAR_ENVIRONMENTS,
@@ -28,13 +36,135 @@ const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
 /// (the API key in particular, and any client-sent `spin-*` header).
 const FORWARDED_HEADERS: [&str; 2] = ["content-type", "idempotency-key"];
 
-fn respond(status: u16, request_id: &str, body: Vec<u8>) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header(signing::REQUEST_ID_HEADER, request_id)
-        .body(body)
-        .build()
+/// Largest chunk read from a body stream in one call.
+const READ_CHUNK_MAX_BYTES: u64 = 64 * 1024;
+/// Largest write `blocking-write-and-flush` takes (the `wasi:io` contract).
+const WRITE_AND_FLUSH_MAX_BYTES: usize = 4096;
+
+type HeaderList = Vec<(String, Vec<u8>)>;
+
+/// A client's request, read whole (the body up to one byte past the limit,
+/// so that an oversized body is known as such without reading all of it).
+struct Incoming {
+    method: Method,
+    path_and_query: String,
+    headers: HeaderList,
+    body: Vec<u8>,
+}
+
+impl Incoming {
+    fn read(request: IncomingRequest) -> Option<Incoming> {
+        let body = request.consume().ok()?;
+        let bytes = read_body(&body, edge::BODY_LEN_MAX_BYTES + 1)?;
+        Some(Incoming {
+            method: request.method(),
+            path_and_query: request.path_with_query().unwrap_or_else(|| "/".into()),
+            headers: request.headers().entries(),
+            body: bytes,
+        })
+    }
+
+    /// A header's value as text (`None` when absent or not UTF-8).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.header_bytes(name)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_slice())
+    }
+
+    fn path(&self) -> &str {
+        self.path_and_query.split('?').next().unwrap_or_default()
+    }
+
+    /// The query string without its `?` (empty when there is none).
+    fn query(&self) -> &str {
+        self.path_and_query.split_once('?').map_or("", |(_, query)| query)
+    }
+}
+
+/// Reads a body stream to its end, or to `limit` bytes; `None` when the
+/// stream fails.
+fn read_body(body: &IncomingBody, limit: usize) -> Option<Vec<u8>> {
+    let stream = body.stream().ok()?;
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        match stream.blocking_read(READ_CHUNK_MAX_BYTES) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(_)) => return None,
+        }
+    }
+    Some(bytes)
+}
+
+/// Writes all of `bytes`, waiting for the stream's permits, then flushes.
+fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
+    if bytes.len() <= WRITE_AND_FLUSH_MAX_BYTES {
+        return stream.blocking_write_and_flush(bytes);
+    }
+    while !bytes.is_empty() {
+        let permit = stream.check_write()?;
+        if permit == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let (now, later) = bytes.split_at((permit as usize).min(bytes.len()));
+        stream.write(now)?;
+        bytes = later;
+    }
+    stream.blocking_flush()
+}
+
+/// A response the edge sends: whole, with its headers in order.
+struct Reply {
+    status: u16,
+    headers: HeaderList,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// A JSON answer of the edge's own.
+    fn json(status: u16, request_id: &str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("content-type".into(), b"application/json".to_vec()),
+                (signing::REQUEST_ID_HEADER.into(), request_id.as_bytes().to_vec()),
+            ],
+            body,
+        }
+    }
+
+    /// Sets a header, replacing any value it had.
+    fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.as_bytes().to_vec()));
+    }
+}
+
+/// The body of a core response being relayed as it streams (an export).
+/// Fields drop in order: the stream before the body before the response.
+struct CoreStream {
+    stream: InputStream,
+    _body: IncomingBody,
+    _response: IncomingResponse,
+}
+
+impl CoreStream {
+    fn open(response: IncomingResponse) -> Option<CoreStream> {
+        let body = response.consume().ok()?;
+        let stream = body.stream().ok()?;
+        Some(CoreStream {
+            stream,
+            _body: body,
+            _response: response,
+        })
+    }
 }
 
 fn new_request_id() -> String {
@@ -70,103 +200,154 @@ fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// What every response after authentication carries.
-struct Answer {
-    response: Response,
-    rate: Option<RateDecision>,
-    version: Option<&'static str>,
-}
-
 /// The core's answer: whole, or (an export) a head whose body streams from
 /// the core as it comes.
-type Forwarded = (Response, Option<IncomingResponse>);
+type Forwarded = (Reply, Option<CoreStream>);
 
 #[http_component]
-async fn handle(incoming: IncomingRequest, response_out: ResponseOutparam) {
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let request_id = new_request_id();
-    let Ok(req) = Request::try_from_incoming_request(incoming).await else {
+    let Some(incoming) = Incoming::read(request) else {
         let body = br#"{"error":{"code":"invalid_request","message":"The request could not be read","field":"body"}}"#;
-        emit(respond(400, &request_id, body.to_vec()), None, response_out).await;
+        emit(Reply::json(400, &request_id, body.to_vec()), None, response_out);
         return;
     };
-    let (answer, stream) = answer(req, &request_id).await;
-    emit(finish(answer), stream, response_out).await;
-}
-
-/// Writes the response: its body, or the core's body as it streams in.
-async fn emit(response: Response, stream: Option<IncomingResponse>, out: ResponseOutparam) {
-    let headers: Vec<(String, Vec<u8>)> = response
-        .headers()
-        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-        .collect();
-    let Ok(fields) = Fields::from_list(&headers) else {
-        return;
-    };
-    let outgoing = OutgoingResponse::new(fields);
-    let _ = outgoing.set_status_code(*response.status());
-    let mut sink = outgoing.take_body();
-    out.set(outgoing);
-    match stream {
-        None => {
-            let _ = sink.send(response.into_body()).await;
-        }
-        Some(core) => {
-            let mut chunks = core.take_body_stream();
-            while let Some(Ok(chunk)) = chunks.next().await {
-                if sink.send(chunk).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-}
-
-async fn answer(req: Request, request_id: &str) -> (Answer, Option<IncomingResponse>) {
     let mut rate = None;
     let mut version = None;
-    let path = req.path().to_string();
-    match gate_and_forward(req, request_id, &mut rate, &mut version).await {
-        Ok((response, stream)) => (
-            Answer {
-                response,
-                rate,
-                version,
-            },
-            stream,
-        ),
+    let (mut reply, stream) = match gate_and_forward(&incoming, &request_id, &mut rate, &mut version) {
+        Ok(forwarded) => forwarded,
         Err(err) => {
-            let mut response = respond(err.status, request_id, err.body().into_bytes());
+            let mut reply = Reply::json(err.status, &request_id, err.body().into_bytes());
             if err.status == 405 {
-                response.set_header("allow", schema::allowed_methods(&path));
+                reply.set_header("allow", &schema::allowed_methods(incoming.path()));
             }
-            (
-                Answer {
-                    response,
-                    rate,
-                    version,
-                },
-                None,
-            )
+            (reply, None)
         }
-    }
-}
-
-/// Adds the rate-limit and version headers to a response.
-fn finish(answer: Answer) -> Response {
-    let Answer {
-        mut response,
-        rate,
-        version,
-    } = answer;
+    };
     if let Some(rate) = rate {
         for (name, value) in rate.headers() {
-            response.set_header(name, value);
+            reply.set_header(name, &value);
         }
     }
     if let Some(version) = version {
-        response.set_header("nixo-version", version);
+        reply.set_header("nixo-version", version);
     }
-    response
+    emit(reply, stream, response_out);
+}
+
+/// Writes the response: its body, or the core's body as it streams in.
+fn emit(reply: Reply, stream: Option<CoreStream>, out: ResponseOutparam) {
+    let Reply {
+        status,
+        mut headers,
+        body,
+    } = reply;
+    if stream.is_none() {
+        headers.push(("content-length".into(), body.len().to_string().into_bytes()));
+    }
+    let Ok(fields) = Fields::from_list(&headers) else {
+        return;
+    };
+    let response = OutgoingResponse::new(fields);
+    let _ = response.set_status_code(status);
+    let Ok(outgoing) = response.body() else {
+        return;
+    };
+    out.set(response);
+    let Ok(sink) = outgoing.write() else {
+        return;
+    };
+    let written = match stream {
+        None => write_all(&sink, &body).is_ok(),
+        Some(core) => loop {
+            match core.stream.blocking_read(READ_CHUNK_MAX_BYTES) {
+                Ok(chunk) => {
+                    if write_all(&sink, &chunk).is_err() {
+                        break false;
+                    }
+                }
+                Err(StreamError::Closed) => break true,
+                Err(StreamError::LastOperationFailed(_)) => break false,
+            }
+        },
+    };
+    drop(sink);
+    // A body cut short is left unfinished, so the client sees it broken
+    // rather than complete.
+    if written {
+        let _ = OutgoingBody::finish(outgoing, None);
+    }
+}
+
+/// Sends one request to the core and waits for its response head.
+fn send_to_core(
+    config: &Config,
+    method: &Method,
+    path_and_query: &str,
+    mut headers: HeaderList,
+    body: &[u8],
+) -> Result<IncomingResponse, EdgeError> {
+    let target = edge::core_target(&config.core_url, path_and_query).ok_or(edge::ERR_MISCONFIGURED)?;
+    if !body.is_empty() {
+        headers.push(("content-length".into(), body.len().to_string().into_bytes()));
+    }
+    let fields = Fields::from_list(&headers).map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let request = OutgoingRequest::new(fields);
+    let scheme = if target.https { Scheme::Https } else { Scheme::Http };
+    let set = [
+        request.set_method(method),
+        request.set_scheme(Some(&scheme)),
+        request.set_authority(Some(target.authority)),
+        request.set_path_with_query(Some(&target.path_and_query)),
+    ];
+    if set.iter().any(Result::is_err) {
+        return Err(edge::ERR_MISCONFIGURED);
+    }
+    let outgoing = request.body().map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let future = outgoing_handler::handle(request, None).map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    if !body.is_empty() {
+        let sink = outgoing.write().map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+        write_all(&sink, body).map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let response = loop {
+        if let Some(response) = future.get() {
+            break response;
+        }
+        future.subscribe().block();
+    };
+    match response {
+        Ok(Ok(response)) => Ok(response),
+        _ => Err(edge::ERR_CORE_UNAVAILABLE),
+    }
+}
+
+/// A core response read whole: status, relayed headers, body.
+fn read_core_response(response: IncomingResponse) -> Result<(u16, HeaderList, Vec<u8>), EdgeError> {
+    let status = response.status();
+    let headers = response.headers().entries();
+    let body = response.consume().map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let bytes = read_body(&body, usize::MAX).ok_or(edge::ERR_CORE_UNAVAILABLE)?;
+    drop(IncomingBody::finish(body));
+    Ok((status, headers, bytes))
+}
+
+/// The core's response headers a client sees, and the edge's request id.
+fn relayed(core_headers: HeaderList, request_id: &str) -> HeaderList {
+    let mut headers: HeaderList = core_headers
+        .into_iter()
+        .filter(|(name, value)| edge::relay_response_header(name) && std::str::from_utf8(value).is_ok())
+        .collect();
+    headers.push((signing::REQUEST_ID_HEADER.into(), request_id.as_bytes().to_vec()));
+    headers
+}
+
+/// The headers that carry a request's signature to the core.
+fn signed_headers(request_id: &str, signature: String) -> HeaderList {
+    vec![
+        (signing::REQUEST_ID_HEADER.into(), request_id.as_bytes().to_vec()),
+        (signing::SIGNATURE_HEADER.into(), signature.into_bytes()),
+    ]
 }
 
 /// The edge's configuration, read from Spin variables.
@@ -199,30 +380,28 @@ fn default_limit(environment: KeyEnvironment) -> RateLimit {
     variable(name).and_then(|v| RateLimit::parse(&v)).unwrap_or(fallback)
 }
 
-async fn gate_and_forward(
-    req: Request,
+fn gate_and_forward(
+    req: &Incoming,
     request_id: &str,
     rate: &mut Option<RateDecision>,
     version: &mut Option<&'static str>,
 ) -> Result<Forwarded, EdgeError> {
-    let method = method_name(req.method());
+    let method = method_name(&req.method);
     let route = schema::find_route(&method, req.path()).map_err(edge::route_error)?;
     let config = config()?;
     let bucket =
         store::open(&variable(VAR_KV_STORE).unwrap_or_else(|| "default".into())).map_err(|_| edge::ERR_KEY_STORE)?;
     let now_ms = unix_now_ms();
-    let client = Client::of(&req, &config, now_ms);
+    let client = Client::of(req, &config, now_ms);
     if route.is_public() {
         let decision = client.count(&bucket, "public", 1)?;
         if !decision.allowed {
             *rate = Some(decision);
             return Err(edge::ERR_PUBLIC_RATE_LIMITED);
         }
-        return forward_public(&req, route, &config, request_id)
-            .await
-            .map(|r| (r, None));
+        return forward_public(req, route, &config, request_id).map(|r| (r, None));
     }
-    let authorization = req.header("authorization").and_then(|v| v.as_str());
+    let authorization = req.header("authorization");
     let (claimed, key) = match edge::check_key_format(authorization) {
         Ok(parsed) => parsed,
         Err(err) => return Err(client.failed(&bucket, err, rate)),
@@ -230,10 +409,10 @@ async fn gate_and_forward(
     if !serves(claimed) {
         return Err(edge::ERR_WRONG_ENVIRONMENT);
     }
-    if req.body().len() > edge::BODY_LEN_MAX_BYTES {
+    if req.body.len() > edge::BODY_LEN_MAX_BYTES {
         return Err(edge::ERR_BODY_TOO_LARGE);
     }
-    let record = key_record(&bucket, &config, &client, key, request_id, now_ms, rate).await?;
+    let record = key_record(&bucket, &config, &client, key, request_id, now_ms, rate)?;
     if record.environment != claimed {
         return Err(edge::ERR_UNKNOWN_KEY);
     }
@@ -249,40 +428,36 @@ async fn gate_and_forward(
         return Err(edge::ERR_RATE_LIMITED);
     }
 
-    let resolved = versions::resolve(
-        req.header("nixo-version").and_then(|v| v.as_str()),
-        record.api_version.as_deref(),
-    )
-    .map_err(EdgeError::invalid)?;
+    let resolved =
+        versions::resolve(req.header("nixo-version"), record.api_version.as_deref()).map_err(EdgeError::invalid)?;
     *version = Some(resolved);
-    if let Some(key) = req.header("idempotency-key")
-        && !key.as_str().is_some_and(edge::idempotency_key_ok)
+    if let Some(key) = req.header_bytes("idempotency-key")
+        && !std::str::from_utf8(key).is_ok_and(edge::idempotency_key_ok)
     {
         return Err(edge::ERR_IDEMPOTENCY_KEY);
     }
-    if !req.body().is_empty() && !edge::content_type_ok(req.header("content-type").and_then(|v| v.as_str())) {
+    if !req.body.is_empty() && !edge::content_type_ok(req.header("content-type")) {
         return Err(edge::ERR_CONTENT_TYPE);
     }
-    if edge::json_depth(req.body()) > edge::JSON_DEPTH_MAX {
+    if edge::json_depth(&req.body) > edge::JSON_DEPTH_MAX {
         return Err(edge::ERR_JSON_TOO_DEEP);
     }
     let query = req.query();
     let query = (!query.is_empty()).then_some(query);
-    let body = versions::upgrade_request(resolved, route.id, req.body()).map_err(EdgeError::invalid)?;
+    let body = versions::upgrade_request(resolved, route.id, &req.body).map_err(EdgeError::invalid)?;
     schema::validate(route, query, &body).map_err(EdgeError::invalid)?;
     // Acting for a customer account: the core checks it is the key's
     // platform's; the edge checks its shape and signs it with the principal.
     let mut principal = record.principal();
-    if let Some(value) = req.header(nixo_api::accounts::ACCOUNT_HEADER) {
-        let account = value
-            .as_str()
-            .ok_or_else(|| nixo_api::schema::FieldError::new("Nixo-Account", "Nixo-Account must be an account id"))
+    if let Some(value) = req.header_bytes(nixo_api::accounts::ACCOUNT_HEADER) {
+        let account = std::str::from_utf8(value)
+            .map_err(|_| nixo_api::schema::FieldError::new("Nixo-Account", "Nixo-Account must be an account id"))
             .and_then(nixo_api::accounts::account_header)
             .map_err(EdgeError::invalid)?;
         principal = format!("{principal} {account}");
     }
 
-    forward(&req, route, &config, principal, body, resolved, request_id, now_ms).await
+    forward(req, route, &config, principal, body, resolved, request_id, now_ms)
 }
 
 /// Who is calling, for the limits that come before (or instead of) a key:
@@ -297,8 +472,8 @@ struct Client {
 }
 
 impl Client {
-    fn of(req: &Request, config: &Config, now_ms: i64) -> Client {
-        let text = |name: &str| req.header(name).and_then(|v| v.as_str()).map(str::to_string);
+    fn of(req: &Incoming, config: &Config, now_ms: i64) -> Client {
+        let text = |name: &str| req.header(name).map(str::to_string);
         Client {
             peer: text(CLIENT_ADDR_HEADER),
             forwarded_for: text("x-forwarded-for"),
@@ -367,25 +542,19 @@ impl Client {
 /// A route anyone may call (the API document, provider callbacks):
 /// validated, then forwarded signed with no principal; limited per client
 /// address, as there is no key.
-async fn forward_public(
-    req: &Request,
-    route: &Route,
-    config: &Config,
-    request_id: &str,
-) -> Result<Response, EdgeError> {
-    if req.body().len() > edge::BODY_LEN_MAX_BYTES {
+fn forward_public(req: &Incoming, route: &Route, config: &Config, request_id: &str) -> Result<Reply, EdgeError> {
+    if req.body.len() > edge::BODY_LEN_MAX_BYTES {
         return Err(edge::ERR_BODY_TOO_LARGE);
     }
     let query = req.query();
     let query = (!query.is_empty()).then_some(query);
-    schema::validate(route, query, req.body()).map_err(EdgeError::invalid)?;
-    let path_and_query = req.path_and_query().unwrap_or(req.path()).to_string();
+    schema::validate(route, query, &req.body).map_err(EdgeError::invalid)?;
     let signature = signing::sign(
         config.secret.as_bytes(),
         &SignedParts {
             method: route.method,
-            path_and_query: &path_and_query,
-            body: req.body(),
+            path_and_query: &req.path_and_query,
+            body: &req.body,
             principal: "",
             request_id,
         },
@@ -395,29 +564,17 @@ async fn forward_public(
         "POST" => Method::Post,
         _ => Method::Get,
     };
-    let mut out = Request::builder();
-    out.method(method)
-        .uri(edge::forward_url(&config.core_url, &path_and_query))
-        .header(signing::REQUEST_ID_HEADER, request_id)
-        .header(signing::SIGNATURE_HEADER, signature);
-    if !req.body().is_empty() {
-        out.header("content-type", "application/json");
+    let mut headers = signed_headers(request_id, signature);
+    if !req.body.is_empty() {
+        headers.push(("content-type".into(), b"application/json".to_vec()));
     }
-    let out = out.body(req.body().to_vec()).build();
-    let core: Response = spin_sdk::http::send(out)
-        .await
-        .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
-    let mut resp = Response::builder();
-    resp.status(*core.status());
-    for (name, value) in core.headers() {
-        if edge::relay_response_header(name)
-            && let Some(value) = value.as_str()
-        {
-            resp.header(name, value);
-        }
-    }
-    resp.header(signing::REQUEST_ID_HEADER, request_id);
-    Ok(resp.body(core.into_body()).build())
+    let core = send_to_core(config, &method, &req.path_and_query, headers, &req.body)?;
+    let (status, core_headers, body) = read_core_response(core)?;
+    Ok(Reply {
+        status,
+        headers: relayed(core_headers, request_id),
+        body,
+    })
 }
 
 /// The record of `key`: from the key/value store while fresh, else from the
@@ -425,7 +582,7 @@ async fn forward_public(
 /// for a while, and counted against the client's address; an address past
 /// its failed authentications gets no core lookup for a key never seen.
 #[allow(clippy::too_many_arguments)]
-async fn key_record(
+fn key_record(
     bucket: &store::Bucket,
     config: &Config,
     client: &Client,
@@ -464,18 +621,11 @@ async fn key_record(
         },
         now_ms / 1000,
     );
-    let ask = Request::builder()
-        .method(Method::Post)
-        .uri(edge::forward_url(&config.core_url, path))
-        .header("content-type", "text/plain")
-        .header(signing::REQUEST_ID_HEADER, request_id)
-        .header(signing::SIGNATURE_HEADER, signature)
-        .body(key.as_bytes().to_vec())
-        .build();
-    let answer: Response = spin_sdk::http::send(ask)
-        .await
-        .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
-    match *answer.status() {
+    let mut headers = signed_headers(request_id, signature);
+    headers.push(("content-type".into(), b"text/plain".to_vec()));
+    let answer = send_to_core(config, &Method::Post, path, headers, key.as_bytes())?;
+    let (status, _, body) = read_core_response(answer)?;
+    match status {
         200 => {}
         401 | 404 => {
             // A revoked key must not linger in the cache: it is replaced by
@@ -487,7 +637,7 @@ async fn key_record(
         503 => return Err(edge::ERR_SERVICE_UNAVAILABLE),
         _ => return Err(edge::ERR_CORE_UNAVAILABLE),
     }
-    let mut record = KeyRecord::from_json(answer.body()).ok_or(edge::ERR_CORE_UNAVAILABLE)?;
+    let mut record = KeyRecord::from_json(&body).ok_or(edge::ERR_CORE_UNAVAILABLE)?;
     record.checked_at_s = now_ms / 1000;
     // A failed cache write only costs another lookup next time.
     let _ = bucket.set(&cache_key, record.to_json().to_string().as_bytes());
@@ -509,8 +659,8 @@ fn count_request(bucket: &store::Bucket, record: &KeyRecord, now_s: i64) -> Resu
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn forward(
-    req: &Request,
+fn forward(
+    req: &Incoming,
     route: &Route,
     config: &Config,
     principal: String,
@@ -519,56 +669,51 @@ async fn forward(
     request_id: &str,
     now_ms: i64,
 ) -> Result<Forwarded, EdgeError> {
-    let path_and_query = req.path_and_query().unwrap_or(req.path()).to_string();
     let signature = signing::sign(
         config.secret.as_bytes(),
         &SignedParts {
             method: route.method,
-            path_and_query: &path_and_query,
+            path_and_query: &req.path_and_query,
             body: &body,
             principal: &principal,
             request_id,
         },
         now_ms / 1000,
     );
-    let mut out = Request::builder();
-    out.method(req.method().clone())
-        .uri(edge::forward_url(&config.core_url, &path_and_query));
-    for name in FORWARDED_HEADERS {
-        if let Some(value) = req.header(name).and_then(|v| v.as_str()) {
-            out.header(name, value);
-        }
-    }
-    out.header("nixo-version", versions::CURRENT);
-    out.header(signing::PRINCIPAL_HEADER, principal.as_str());
-    out.header(signing::REQUEST_ID_HEADER, request_id);
-    out.header(signing::SIGNATURE_HEADER, signature);
-    let out = out.body(body).build();
-
-    let core: IncomingResponse = spin_sdk::http::send(out)
-        .await
-        .map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let mut headers: HeaderList = FORWARDED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            req.header(name)
+                .map(|value| (name.to_string(), value.as_bytes().to_vec()))
+        })
+        .collect();
+    headers.push(("nixo-version".into(), versions::CURRENT.as_bytes().to_vec()));
+    headers.push((signing::PRINCIPAL_HEADER.into(), principal.into_bytes()));
+    headers.extend(signed_headers(request_id, signature));
+    let core = send_to_core(config, &req.method, &req.path_and_query, headers, &body)?;
     let status = core.status();
-    let mut resp = Response::builder();
-    resp.status(status);
-    for (name, value) in core.headers().entries() {
-        if edge::relay_response_header(&name)
-            && let Ok(value) = std::str::from_utf8(&value)
-        {
-            resp.header(name, value);
-        }
-    }
-    resp.header(signing::REQUEST_ID_HEADER, request_id);
     // An export is relayed as it streams (any size, flat memory); every
     // other answer is read whole, to translate it for older versions.
     if route.streams_response() && (200..300).contains(&status) {
-        return Ok((resp.body(Vec::new()).build(), Some(core)));
+        let headers = relayed(core.headers().entries(), request_id);
+        let stream = CoreStream::open(core).ok_or(edge::ERR_CORE_UNAVAILABLE)?;
+        let reply = Reply {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        return Ok((reply, Some(stream)));
     }
-    let body = core.into_body().await.map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+    let (status, core_headers, body) = read_core_response(core)?;
     let body = if (200..300).contains(&status) {
         versions::downgrade_response(version, route.id, &body)
     } else {
         body
     };
-    Ok((resp.body(body).build(), None))
+    let reply = Reply {
+        status,
+        headers: relayed(core_headers, request_id),
+        body,
+    };
+    Ok((reply, None))
 }

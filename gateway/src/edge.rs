@@ -261,9 +261,35 @@ pub fn relay_response_header(name: &str) -> bool {
     !NOT_RELAYED.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// Joins the core's base URL and the client's path with query.
-pub fn forward_url(core_url: &str, path_and_query: &str) -> String {
-    format!("{}{}", core_url.trim_end_matches('/'), path_and_query)
+/// Where a request to the core goes, in the parts `wasi:http` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreTarget<'a> {
+    pub https: bool,
+    pub authority: &'a str,
+    pub path_and_query: String,
+}
+
+/// Splits the core's base URL (`http://127.0.0.1:8081`, optionally with a
+/// path prefix) and joins the client's path with query to it; `None` for a
+/// URL that is not `http(s)://authority[/prefix]`.
+pub fn core_target<'a>(core_url: &'a str, path_and_query: &str) -> Option<CoreTarget<'a>> {
+    let (https, rest) = if let Some(rest) = core_url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        (true, core_url.strip_prefix("https://")?)
+    };
+    let (authority, prefix) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains(['?', '#', '@', ' ']) {
+        return None;
+    }
+    Some(CoreTarget {
+        https,
+        authority,
+        path_and_query: format!("{}{}", prefix.trim_end_matches('/'), path_and_query),
+    })
 }
 
 #[cfg(test)]
@@ -338,7 +364,28 @@ mod tests {
     }
 
     #[test]
-    fn urls_join_without_double_slash() {
-        assert_eq!(forward_url("http://core/", "/v1/x?a=1"), "http://core/v1/x?a=1");
+    fn core_urls_split_into_scheme_authority_and_path() {
+        let target = |https, authority, path: &str| {
+            Some(CoreTarget {
+                https,
+                authority,
+                path_and_query: path.to_string(),
+            })
+        };
+        assert_eq!(
+            core_target("http://core/", "/v1/x?a=1"),
+            target(false, "core", "/v1/x?a=1")
+        );
+        assert_eq!(
+            core_target("http://127.0.0.1:8081", "/v1/balances"),
+            target(false, "127.0.0.1:8081", "/v1/balances")
+        );
+        assert_eq!(
+            core_target("https://api.internal:8443/nixo/", "/v1/x"),
+            target(true, "api.internal:8443", "/nixo/v1/x")
+        );
+        for bad in ["core:8081", "ftp://core", "http://", "http:///v1", "http://user@core"] {
+            assert_eq!(core_target(bad, "/v1/x"), None, "{bad}");
+        }
     }
 }
