@@ -342,10 +342,12 @@ fn relayed(core_headers: HeaderList, request_id: &str) -> HeaderList {
     headers
 }
 
-/// The headers that carry a request's signature to the core.
-fn signed_headers(request_id: &str, signature: String) -> HeaderList {
+/// Signs a request to the core: the headers that carry its request id and
+/// signature.
+fn signed_headers(config: &Config, parts: &SignedParts, now_s: i64) -> HeaderList {
+    let signature = signing::sign(config.secret.as_bytes(), parts, now_s);
     vec![
-        (signing::REQUEST_ID_HEADER.into(), request_id.as_bytes().to_vec()),
+        (signing::REQUEST_ID_HEADER.into(), parts.request_id.as_bytes().to_vec()),
         (signing::SIGNATURE_HEADER.into(), signature.into_bytes()),
     ]
 }
@@ -549,8 +551,8 @@ fn forward_public(req: &Incoming, route: &Route, config: &Config, request_id: &s
     let query = req.query();
     let query = (!query.is_empty()).then_some(query);
     schema::validate(route, query, &req.body).map_err(EdgeError::invalid)?;
-    let signature = signing::sign(
-        config.secret.as_bytes(),
+    let mut headers = signed_headers(
+        config,
         &SignedParts {
             method: route.method,
             path_and_query: &req.path_and_query,
@@ -564,7 +566,6 @@ fn forward_public(req: &Incoming, route: &Route, config: &Config, request_id: &s
         "POST" => Method::Post,
         _ => Method::Get,
     };
-    let mut headers = signed_headers(request_id, signature);
     if !req.body.is_empty() {
         headers.push(("content-type".into(), b"application/json".to_vec()));
     }
@@ -610,8 +611,8 @@ fn key_record(
         client.exhausted(bucket, rate)?;
     }
     let path = access::RESOLVE_PATH;
-    let signature = signing::sign(
-        config.secret.as_bytes(),
+    let mut headers = signed_headers(
+        config,
         &SignedParts {
             method: "POST",
             path_and_query: path,
@@ -621,7 +622,6 @@ fn key_record(
         },
         now_ms / 1000,
     );
-    let mut headers = signed_headers(request_id, signature);
     headers.push(("content-type".into(), b"text/plain".to_vec()));
     let answer = send_to_core(config, &Method::Post, path, headers, key.as_bytes())?;
     let (status, _, body) = read_core_response(answer)?;
@@ -669,8 +669,8 @@ fn forward(
     request_id: &str,
     now_ms: i64,
 ) -> Result<Forwarded, EdgeError> {
-    let signature = signing::sign(
-        config.secret.as_bytes(),
+    let mut headers = signed_headers(
+        config,
         &SignedParts {
             method: route.method,
             path_and_query: &req.path_and_query,
@@ -680,16 +680,12 @@ fn forward(
         },
         now_ms / 1000,
     );
-    let mut headers: HeaderList = FORWARDED_HEADERS
-        .iter()
-        .filter_map(|name| {
-            req.header(name)
-                .map(|value| (name.to_string(), value.as_bytes().to_vec()))
-        })
-        .collect();
+    headers.extend(FORWARDED_HEADERS.iter().filter_map(|name| {
+        req.header(name)
+            .map(|value| (name.to_string(), value.as_bytes().to_vec()))
+    }));
     headers.push(("nixo-version".into(), versions::CURRENT.as_bytes().to_vec()));
     headers.push((signing::PRINCIPAL_HEADER.into(), principal.into_bytes()));
-    headers.extend(signed_headers(request_id, signature));
     let core = send_to_core(config, &req.method, &req.path_and_query, headers, &body)?;
     let status = core.status();
     // An export is relayed as it streams (any size, flat memory); every
