@@ -50,17 +50,22 @@ struct Incoming {
     path_and_query: String,
     headers: HeaderList,
     body: Vec<u8>,
+    /// The rest of an oversized body, still arriving.
+    unread: Option<Unread>,
 }
 
 impl Incoming {
     fn read(request: IncomingRequest) -> Option<Incoming> {
         let body = request.consume().ok()?;
-        let bytes = read_body(&body, edge::BODY_LEN_MAX_BYTES + 1)?;
+        let stream = body.stream().ok()?;
+        let bytes = read_body(&stream, edge::BODY_LEN_MAX_BYTES + 1)?;
+        let unread = (bytes.len() > edge::BODY_LEN_MAX_BYTES).then_some(Unread { stream, _body: body });
         Some(Incoming {
             method: request.method(),
             path_and_query: request.path_with_query().unwrap_or_else(|| "/".into()),
             headers: request.headers().entries(),
             body: bytes,
+            unread,
         })
     }
 
@@ -87,10 +92,32 @@ impl Incoming {
     }
 }
 
+/// The unread rest of a request body. Dropping it drops the request: the
+/// server may then close the connection while the client still writes, and
+/// the client sees a broken pipe instead of the answer.
+struct Unread {
+    // Declared first: a stream is dropped before the body it belongs to.
+    stream: InputStream,
+    _body: IncomingBody,
+}
+
+impl Unread {
+    /// Reads and drops the rest, up to [`edge::DRAIN_LEN_MAX_BYTES`], after
+    /// the answer (a 413) is out: the client finishes sending and reads it.
+    fn drain(self) {
+        let mut drained = 0;
+        while drained <= edge::DRAIN_LEN_MAX_BYTES {
+            match self.stream.blocking_read(READ_CHUNK_MAX_BYTES) {
+                Ok(chunk) => drained += chunk.len(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 /// Reads a body stream to its end, or to `limit` bytes; `None` when the
 /// stream fails.
-fn read_body(body: &IncomingBody, limit: usize) -> Option<Vec<u8>> {
-    let stream = body.stream().ok()?;
+fn read_body(stream: &InputStream, limit: usize) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
     while bytes.len() < limit {
         match stream.blocking_read(READ_CHUNK_MAX_BYTES) {
@@ -233,6 +260,9 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         reply.set_header("nixo-version", version);
     }
     emit(reply, stream, response_out);
+    if let Some(unread) = incoming.unread {
+        unread.drain();
+    }
 }
 
 /// Writes the response: its body, or the core's body as it streams in.
@@ -327,7 +357,10 @@ fn read_core_response(response: IncomingResponse) -> Result<(u16, HeaderList, Ve
     let status = response.status();
     let headers = response.headers().entries();
     let body = response.consume().map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
-    let bytes = read_body(&body, usize::MAX).ok_or(edge::ERR_CORE_UNAVAILABLE)?;
+    let bytes = {
+        let stream = body.stream().map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
+        read_body(&stream, usize::MAX).ok_or(edge::ERR_CORE_UNAVAILABLE)?
+    };
     drop(IncomingBody::finish(body));
     Ok((status, headers, bytes))
 }

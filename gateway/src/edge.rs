@@ -39,6 +39,10 @@ pub mod variables {
 
 /// Largest request body the gateway forwards.
 pub const BODY_LEN_MAX_BYTES: usize = 64 * 1024;
+/// Most of an oversized request body read and dropped after answering 413,
+/// so that a client still sending it reads the answer instead of a broken
+/// pipe (a body larger than this is cut off).
+pub const DRAIN_LEN_MAX_BYTES: usize = 16 << 20;
 /// Shortest and longest random part of an API key after its prefix.
 pub const KEY_SECRET_LEN_MIN: usize = 16;
 pub const KEY_SECRET_LEN_MAX: usize = 128;
