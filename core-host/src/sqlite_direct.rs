@@ -227,6 +227,10 @@ impl Exec for Direct {
     ) -> impl Future<Output = Result<Vec<SqlRow>, sqlx::Error>> + Send {
         std::future::ready(self.run(sql, binds).map(|(rows, _)| rows))
     }
+
+    fn last_insert_rowid(&self) -> Option<i64> {
+        Some(self.0.last_insert_rowid())
+    }
 }
 
 /// A SQLite failure on the writer's connection, as the rest of the program

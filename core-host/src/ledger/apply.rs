@@ -131,31 +131,54 @@ async fn apply_effects<C: Exec>(
     Ok(answers)
 }
 
+/// The balance update of one account: the no-overdraft rule in its `WHERE`.
+const UPDATE_TOTALS_SQL: &str = "UPDATE ledger_accounts SET
+         debits_pending = debits_pending + $1, debits_posted = debits_posted + $2,
+         credits_pending = credits_pending + $3, credits_posted = credits_posted + $4
+     WHERE id = $5 AND currency = $6
+       AND ((flags & 1) = 0
+            OR (debits_posted + $2) + (debits_pending + $1) <= credits_posted + $4)";
+
+/// Whether `conn` tells rowids itself: then it is SQLite, where a
+/// `RETURNING` clause costs a temporary table (see [`Exec::last_insert_rowid`]).
+fn answers_rowids<C: Exec>(conn: &C) -> bool {
+    conn.last_insert_rowid().is_some()
+}
+
 /// Applies deltas in ascending account order (no deadlocks between writers),
 /// each update carrying the no-overdraft rule in its `WHERE`.
-/// Returns the accounts (owner, environment) whose wallets changed.
-async fn apply_deltas<C: Exec>(conn: &mut C, deltas: &Deltas) -> Result<Owners, LedgerError> {
+/// Returns the accounts (owner, environment) whose wallets changed, and
+/// those wallets with their owners.
+async fn apply_deltas<C: Exec>(conn: &mut C, deltas: &Deltas) -> Result<(Owners, Wallets), LedgerError> {
     let mut owners = Owners::new();
+    let mut wallets = Wallets::new();
     for (account, d) in deltas {
-        let updated = conn
-            .fetch_optional(
-                "UPDATE ledger_accounts SET
-                     debits_pending = debits_pending + $1, debits_posted = debits_posted + $2,
-                     credits_pending = credits_pending + $3, credits_posted = credits_posted + $4
-                 WHERE id = $5 AND currency = $6
-                   AND ((flags & 1) = 0
-                        OR (debits_posted + $2) + (debits_pending + $1) <= credits_posted + $4)
-                 RETURNING kind, owner_account_id, environment",
-                &[
-                    d.debits_pending.into(),
-                    d.debits_posted.into(),
-                    d.credits_pending.into(),
-                    d.credits_posted.into(),
-                    (*account).into(),
-                    d.currency.into(),
-                ],
+        let binds = [
+            d.debits_pending.into(),
+            d.debits_posted.into(),
+            d.credits_pending.into(),
+            d.credits_posted.into(),
+            (*account).into(),
+            d.currency.into(),
+        ];
+        let updated = if answers_rowids(conn) {
+            match conn.execute(UPDATE_TOTALS_SQL, &binds).await? {
+                0 => None,
+                _ => {
+                    conn.fetch_optional(
+                        "SELECT kind, owner_account_id, environment FROM ledger_accounts WHERE id = $1",
+                        &[(*account).into()],
+                    )
+                    .await?
+                }
+            }
+        } else {
+            conn.fetch_optional(
+                &format!("{UPDATE_TOTALS_SQL} RETURNING kind, owner_account_id, environment"),
+                &binds,
             )
-            .await?;
+            .await?
+        };
         if let Some(row) = updated {
             let kind = row.text(0)?;
             let owner = row.opt_text(1)?;
@@ -163,6 +186,7 @@ async fn apply_deltas<C: Exec>(conn: &mut C, deltas: &Deltas) -> Result<Owners, 
                 let environment = row.text(2)?;
                 let environment =
                     Environment::parse(&environment).ok_or(LedgerError::Invalid("unknown stored environment"))?;
+                wallets.push((*account, owner.clone()));
                 owners.insert((owner, environment));
             }
             continue;
@@ -182,8 +206,11 @@ async fn apply_deltas<C: Exec>(conn: &mut C, deltas: &Deltas) -> Result<Owners, 
             Some(_) => LedgerError::InsufficientFunds { account: *account },
         });
     }
-    Ok(owners)
+    Ok((owners, wallets))
 }
+
+/// Customer wallets a change touched, with the account that owns each.
+type Wallets = Vec<(i64, String)>;
 
 /// Customer accounts (and their environment) whose wallets a change touched.
 type Owners = std::collections::BTreeSet<(String, Environment)>;
@@ -214,39 +241,46 @@ async fn emit_balance_events<C: Exec>(conn: &mut C, owners: &Owners, now_ms: i64
 async fn record<C: Exec>(conn: &mut C, m: &Movement) -> Result<Recorded, LedgerError> {
     let rules = serde_json::to_string(&m.rules_applied).expect("strings serialise");
     let fx: Option<&FxApplied> = m.fx.as_ref();
-    let inserted = conn
-        .fetch_optional(
-            "INSERT INTO transactions (idempotency_id, environment, account_id, kind, status, amount_minor, currency,
-                 to_amount_minor, to_currency, fx_rate, fee_minor, from_wallet, to_wallet, risk_score_bp,
-                 rules_applied, metadata, error_code, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-             ON CONFLICT (idempotency_id) DO NOTHING RETURNING id",
-            &[
-                m.idempotency_id.as_deref().into(),
-                m.environment.as_str().into(),
-                m.account_id.as_str().into(),
-                m.kind.into(),
-                m.status.as_str().into(),
-                m.amount_minor.into(),
-                m.currency.code.into(),
-                fx.map(|f| f.to_amount_minor).into(),
-                fx.map(|f| f.to_currency.code).into(),
-                fx.map(|f| f.rate.as_str()).into(),
-                fx.map_or(0, |f| f.fee_minor).into(),
-                m.from_wallet.into(),
-                m.to_wallet.into(),
-                m.risk_score_bp.map(i64::from).into(),
-                rules.into(),
-                m.metadata_json.as_str().into(),
-                m.error_code.into(),
-                m.now_ms.into(),
-            ],
-        )
-        .await?;
-    let Some(inserted) = inserted else {
+    const INSERT_SQL: &str = "INSERT INTO transactions (idempotency_id, environment, account_id, kind, status,
+             amount_minor, currency, to_amount_minor, to_currency, fx_rate, fee_minor, from_wallet, to_wallet,
+             risk_score_bp, rules_applied, metadata, error_code, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         ON CONFLICT (idempotency_id) DO NOTHING";
+    let binds = [
+        m.idempotency_id.as_deref().into(),
+        m.environment.as_str().into(),
+        m.account_id.as_str().into(),
+        m.kind.into(),
+        m.status.as_str().into(),
+        m.amount_minor.into(),
+        m.currency.code.into(),
+        fx.map(|f| f.to_amount_minor).into(),
+        fx.map(|f| f.to_currency.code).into(),
+        fx.map(|f| f.rate.as_str()).into(),
+        fx.map_or(0, |f| f.fee_minor).into(),
+        m.from_wallet.into(),
+        m.to_wallet.into(),
+        m.risk_score_bp.map(i64::from).into(),
+        rules.into(),
+        m.metadata_json.as_str().into(),
+        m.error_code.into(),
+        m.now_ms.into(),
+    ];
+    // The new row's id; none when the identity was used before.
+    let inserted = if answers_rowids(conn) {
+        match conn.execute(INSERT_SQL, &binds).await? {
+            0 => None,
+            _ => conn.last_insert_rowid(),
+        }
+    } else {
+        conn.fetch_optional(&format!("{INSERT_SQL} RETURNING id"), &binds)
+            .await?
+            .map(|row| row.int(0))
+            .transpose()?
+    };
+    let Some(tx_id) = inserted else {
         return replay(conn, m).await;
     };
-    let tx_id = inserted.int(0)?;
 
     let mut deltas = Deltas::new();
     for leg in &m.legs {
@@ -282,7 +316,7 @@ async fn record<C: Exec>(conn: &mut C, m: &Movement) -> Result<Recorded, LedgerE
         )
         .await?;
     }
-    let owners = apply_deltas(conn, &deltas).await?;
+    let (owners, wallets) = apply_deltas(conn, &deltas).await?;
     emit_balance_events(conn, &owners, m.now_ms).await?;
     // Who sees it: its maker and every account whose wallet it touched.
     let seen_by = std::iter::once(m.account_id.as_str())
@@ -305,16 +339,26 @@ async fn record<C: Exec>(conn: &mut C, m: &Movement) -> Result<Recorded, LedgerE
         )
         .await?;
     }
-    // And every wallet its legs touch, for the wallet filter.
-    conn.execute(
-        "INSERT INTO wallet_transactions (wallet_id, transaction_id, account_id, created_at_ms)
-         SELECT DISTINCT w.id, $1, w.owner_account_id, $2 FROM transfers tr
-         JOIN ledger_accounts w ON w.id = tr.debit_account_id OR w.id = tr.credit_account_id
-         WHERE tr.transaction_id = $1 AND w.kind = 'wallet' AND w.owner_account_id IS NOT NULL
-         ON CONFLICT DO NOTHING",
-        &[tx_id.into(), m.now_ms.into()],
-    )
-    .await?;
+    // And every customer wallet its legs touch, for the wallet filter.
+    if !wallets.is_empty() {
+        let rows = (0..wallets.len())
+            .map(|i| format!("(${}, $1, ${}, $2)", 3 + 2 * i, 4 + 2 * i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut binds = vec![tx_id.into(), m.now_ms.into()];
+        for (wallet, owner) in &wallets {
+            binds.push((*wallet).into());
+            binds.push(owner.as_str().into());
+        }
+        conn.execute(
+            &format!(
+                "INSERT INTO wallet_transactions (wallet_id, transaction_id, account_id, created_at_ms)
+                 VALUES {rows} ON CONFLICT DO NOTHING"
+            ),
+            &binds,
+        )
+        .await?;
+    }
     apply_effects(conn, &m.effects, m.now_ms, Some(tx_id)).await?;
     Ok(Recorded {
         tx_id,
@@ -453,7 +497,7 @@ async fn resolve<C: Exec>(
         &[status.as_str().into(), tx_id.into()],
     )
     .await?;
-    let owners = apply_deltas(conn, &deltas).await?;
+    let (owners, _) = apply_deltas(conn, &deltas).await?;
     emit_balance_events(conn, &owners, now_ms).await?;
     Ok(status)
 }
