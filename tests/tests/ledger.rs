@@ -1009,3 +1009,112 @@ async fn the_wal_stays_near_the_autocheckpoint_size_under_transfers() {
     );
     assert_sound(&ledger).await;
 }
+
+/// The constant lists of more than two values in a CHECK constraint, by
+/// table: SQLite builds a temporary index of such a list every time it
+/// checks the constraint (migration 0021 rewrote them as equalities).
+fn long_in_lists(table: &str, sql: &str) -> Vec<String> {
+    let upper = sql.to_ascii_uppercase();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = upper[from..].find(" IN (").map(|i| from + i) {
+        let list_start = at + " IN (".len();
+        let list_end = upper[list_start..].find(')').map_or(upper.len(), |i| list_start + i);
+        let list = &sql[list_start..list_end];
+        if list.split(',').count() > 2 {
+            found.push(format!("{table}: IN ({list})"));
+        }
+        from = list_end;
+    }
+    found
+}
+
+/// On SQLite no table's CHECK constraint holds a constant `IN` list of more
+/// than two values, and the insert of a transfer's rows builds no temporary
+/// table (`OpenEphemeral`) for them, while the constraints refuse what they
+/// always refused and the database stays sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_check_constraints_build_no_temporary_index() {
+    let (ledger, _guard) = open(Backend::Sqlite, "checks").await.unwrap();
+    let f = fixture(&ledger, kes(), 2, 1_000).await;
+    ledger
+        .record(movement(
+            &f.account_id,
+            "transfer",
+            f.wallets[0],
+            f.wallets[1],
+            7,
+            kes(),
+            None,
+        ))
+        .await
+        .unwrap();
+
+    let tables: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND sql IS NOT NULL")
+            .fetch_all(&ledger.db.pool)
+            .await
+            .unwrap();
+    assert!(tables.iter().any(|(name, _)| name == "transactions"));
+    let lists: Vec<String> = tables.iter().flat_map(|(name, sql)| long_in_lists(name, sql)).collect();
+    assert!(lists.is_empty(), "CHECK constraints with long IN lists: {lists:?}");
+    assert_eq!(
+        long_in_lists("t", "CHECK (k IN ('a', 'b', 'c'))").len(),
+        1,
+        "the scan finds a long list"
+    );
+
+    let inserts = [
+        "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, created_at_ms)
+         VALUES ('sandbox', 'acc', 'transfer', 'SETTLED', 1, 'KES', 0)",
+        "INSERT INTO transfers (transaction_id, kind, debit_account_id, credit_account_id, amount_minor, currency,
+         created_at_ms) VALUES (1, 'posted', 1, 2, 1, 'KES', 0)",
+        "INSERT INTO jobs (kind, state) VALUES ('x', 'available')",
+    ];
+    for sql in inserts {
+        let opcodes: Vec<String> = sqlx::query(&format!("EXPLAIN {sql}"))
+            .fetch_all(&ledger.db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("opcode"))
+            .collect();
+        assert!(
+            !opcodes.iter().any(|op| op == "OpenEphemeral"),
+            "{sql} builds a temporary table"
+        );
+    }
+
+    let refused = [
+        (
+            "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, created_at_ms)
+             SELECT 'sandbox', $1, 'gift', 'SETTLED', 1, 'KES', 0",
+            "transactions.kind",
+        ),
+        (
+            "INSERT INTO transactions (environment, account_id, kind, status, amount_minor, currency, created_at_ms)
+             SELECT 'sandbox', $1, 'transfer', 'LOST', 1, 'KES', 0",
+            "transactions.status",
+        ),
+        (
+            "UPDATE transfers SET kind = 'reversed' WHERE transaction_id IN
+             (SELECT id FROM transactions WHERE account_id = $1)",
+            "transfers.kind",
+        ),
+    ];
+    for (sql, what) in refused {
+        let err = sqlx::query(sql)
+            .bind(&f.account_id)
+            .execute(&ledger.db.pool)
+            .await
+            .expect_err(what);
+        assert!(err.to_string().contains("CHECK constraint failed"), "{what}: {err}");
+    }
+
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&ledger.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    assert_sound(&ledger).await;
+}
