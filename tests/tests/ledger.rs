@@ -500,6 +500,22 @@ async fn verify_detects(backend: Backend) {
             .any(|p| p.contains(&format!("account {}", f.wallets[0]))),
         "{report}"
     );
+    // The totals kept per account follow any change of a wallet (the
+    // corruption above too); a change of the kept totals alone is found.
+    assert!(!report.problems.iter().any(|p| p.contains("kept")), "{report}");
+    sqlx::query("UPDATE account_balances SET reserved_minor = reserved_minor + 1 WHERE account_id = $1")
+        .bind(&f.account_id)
+        .execute(&ledger.db.pool)
+        .await
+        .unwrap();
+    let report = verify::verify(&ledger.db, now_ms(), 60_000).await.unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("account {}: kept KES balances differ", f.account_id))),
+        "{report}"
+    );
 }
 
 /// One random ledger operation.

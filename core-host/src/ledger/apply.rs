@@ -220,7 +220,7 @@ type Owners = std::collections::BTreeSet<(String, Environment)>;
 async fn emit_balance_events<C: Exec>(conn: &mut C, owners: &Owners, now_ms: i64) -> Result<(), LedgerError> {
     for (account_id, environment) in owners {
         let rows = conn
-            .fetch_all(super::BALANCES_SQL, &[account_id.as_str().into(), 0_i64.into()])
+            .fetch_all(super::ACCOUNT_BALANCES_SQL, &[account_id.as_str().into()])
             .await?;
         let balances = super::balances_from_rows(&rows)?;
         let object = serde_json::to_value(crate::resources::balance(*environment == Environment::Live, &balances))

@@ -675,10 +675,14 @@ impl Ledger {
 
     /// Balances of an account's wallets per currency, optionally of one wallet.
     pub async fn balances(&self, account_id: &str, wallet_id: Option<i64>) -> Result<Vec<Balance>, sqlx::Error> {
-        let rows = self
-            .db
-            .read_all(BALANCES_SQL, &[account_id.into(), wallet_id.unwrap_or(0).into()])
-            .await?;
+        let rows = match wallet_id {
+            None => self.db.read_all(ACCOUNT_BALANCES_SQL, &[account_id.into()]).await?,
+            Some(wallet_id) => {
+                self.db
+                    .read_all(BALANCES_SQL, &[account_id.into(), wallet_id.into()])
+                    .await?
+            }
+        };
         balances_from_rows(&rows)
     }
 
@@ -764,6 +768,19 @@ pub fn velocity_window_starts(now_ms: i64) -> (i64, i64) {
 }
 
 /// Balances per currency of an account's wallets (`$2` = 0: all of them).
+/// An account's balances per currency, from the totals the database keeps
+/// with every change of its wallets (migration `account_balances`: one row
+/// per currency on SQLite, up to 32 stripes on PostgreSQL), whatever the
+/// number of wallets.
+pub(crate) const ACCOUNT_BALANCES_SQL: &str = "SELECT currency, CAST(SUM(available_minor) AS BIGINT),
+        CAST(SUM(pending_minor) AS BIGINT), CAST(SUM(reserved_minor) AS BIGINT)
+     FROM account_balances WHERE account_id = $1
+     GROUP BY currency ORDER BY currency";
+
+/// The balances of one of an account's wallets (`$2`), from its totals;
+/// with `$2` = 0 the sum over all of the account's wallets, which
+/// [`ACCOUNT_BALANCES_SQL`] reads without the sum (`nixo ledger verify`
+/// compares the two).
 pub(crate) const BALANCES_SQL: &str = "SELECT currency,
         CAST(SUM(credits_posted - debits_posted - debits_pending) AS BIGINT),
         CAST(SUM(credits_pending) AS BIGINT),
