@@ -5,9 +5,11 @@
 -- wallets its account had (with 64 wallets the sum was a third of the
 -- writer's time). Triggers keep the totals in the same transaction as any
 -- change of a wallet, whichever code path makes it; `nixo ledger verify`
--- compares them with the sum. Same columns on PostgreSQL, where they are
--- kept in stripes (migrations/postgres/0024_account_balances.sql); here
--- there is one writer, so one row per account and currency.
+-- compares them with the sum. One row per account and currency: SQLite
+-- has one writer. PostgreSQL keeps summing the wallets: there a shared row
+-- would make an account's transfers wait for each other's commits, and
+-- rows shared by several wallets would be locked out of the wallets'
+-- ascending order (deadlocks).
 CREATE TABLE account_balances (
     account_id      TEXT NOT NULL,
     currency        TEXT NOT NULL,

@@ -140,7 +140,8 @@ const UPDATE_TOTALS_SQL: &str = "UPDATE ledger_accounts SET
             OR (debits_posted + $2) + (debits_pending + $1) <= credits_posted + $4)";
 
 /// Whether `conn` tells rowids itself: then it is SQLite, where a
-/// `RETURNING` clause costs a temporary table (see [`Exec::last_insert_rowid`]).
+/// `RETURNING` clause costs a temporary table (see [`Exec::last_insert_rowid`])
+/// and an account's balances are kept (`account_balances`).
 fn answers_rowids<C: Exec>(conn: &C) -> bool {
     conn.last_insert_rowid().is_some()
 }
@@ -219,9 +220,13 @@ type Owners = std::collections::BTreeSet<(String, Environment)>;
 /// account's balances after the change, in the same transaction.
 async fn emit_balance_events<C: Exec>(conn: &mut C, owners: &Owners, now_ms: i64) -> Result<(), LedgerError> {
     for (account_id, environment) in owners {
-        let rows = conn
-            .fetch_all(super::ACCOUNT_BALANCES_SQL, &[account_id.as_str().into()])
-            .await?;
+        let rows = if answers_rowids(conn) {
+            conn.fetch_all(super::ACCOUNT_BALANCES_SQL, &[account_id.as_str().into()])
+                .await?
+        } else {
+            conn.fetch_all(super::BALANCES_SQL, &[account_id.as_str().into(), 0_i64.into()])
+                .await?
+        };
         let balances = super::balances_from_rows(&rows)?;
         let object = serde_json::to_value(crate::resources::balance(*environment == Environment::Live, &balances))
             .expect("a balance serialises");

@@ -675,11 +675,11 @@ impl Ledger {
 
     /// Balances of an account's wallets per currency, optionally of one wallet.
     pub async fn balances(&self, account_id: &str, wallet_id: Option<i64>) -> Result<Vec<Balance>, sqlx::Error> {
-        let rows = match wallet_id {
-            None => self.db.read_all(ACCOUNT_BALANCES_SQL, &[account_id.into()]).await?,
-            Some(wallet_id) => {
+        let rows = match (wallet_id, self.db.backend) {
+            (None, crate::db::Backend::Sqlite) => self.db.read_all(ACCOUNT_BALANCES_SQL, &[account_id.into()]).await?,
+            _ => {
                 self.db
-                    .read_all(BALANCES_SQL, &[account_id.into(), wallet_id.into()])
+                    .read_all(BALANCES_SQL, &[account_id.into(), wallet_id.unwrap_or(0).into()])
                     .await?
             }
         };
@@ -768,19 +768,21 @@ pub fn velocity_window_starts(now_ms: i64) -> (i64, i64) {
 }
 
 /// Balances per currency of an account's wallets (`$2` = 0: all of them).
-/// An account's balances per currency, from the totals the database keeps
-/// with every change of its wallets (migration `account_balances`: one row
-/// per currency on SQLite, up to 32 stripes on PostgreSQL), whatever the
-/// number of wallets.
+/// An account's balances per currency on SQLite, from the totals the
+/// database keeps with every change of its wallets (migration 0022: one row
+/// per currency), whatever the number of wallets. PostgreSQL sums the
+/// wallets ([`BALANCES_SQL`]): there, one row per account would make every
+/// transfer of the account wait for the one before it to commit, and rows
+/// shared by several wallets would be locked out of the wallets' order.
 pub(crate) const ACCOUNT_BALANCES_SQL: &str = "SELECT currency, CAST(SUM(available_minor) AS BIGINT),
         CAST(SUM(pending_minor) AS BIGINT), CAST(SUM(reserved_minor) AS BIGINT)
      FROM account_balances WHERE account_id = $1
      GROUP BY currency ORDER BY currency";
 
 /// The balances of one of an account's wallets (`$2`), from its totals;
-/// with `$2` = 0 the sum over all of the account's wallets, which
-/// [`ACCOUNT_BALANCES_SQL`] reads without the sum (`nixo ledger verify`
-/// compares the two).
+/// with `$2` = 0 the sum over all of the account's wallets (on SQLite
+/// [`ACCOUNT_BALANCES_SQL`] reads it kept; `nixo ledger verify` compares
+/// the two).
 pub(crate) const BALANCES_SQL: &str = "SELECT currency,
         CAST(SUM(credits_posted - debits_posted - debits_pending) AS BIGINT),
         CAST(SUM(credits_pending) AS BIGINT),

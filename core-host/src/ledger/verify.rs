@@ -134,11 +134,15 @@ pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx:
         format!("transfer {id}: currency differs from its accounts'")
     })?;
 
-    // 5. Every account's kept balances (`account_balances`, what the API
-    // and the balance.updated events read) equal the sum over its wallets,
-    // with a row for each currency it has a wallet in.
-    let rows = sqlx::query(
-        "WITH scan AS (
+    // 5. On SQLite, every account's kept balances (`account_balances`,
+    // what the API and the balance.updated events read) equal the sum over
+    // its wallets, with a row for each currency it has a wallet in.
+    let kept_balances = db.backend == crate::db::Backend::Sqlite;
+    let rows = if !kept_balances {
+        Vec::new()
+    } else {
+        sqlx::query(
+            "WITH scan AS (
              SELECT owner_account_id AS account_id, currency,
                     SUM(credits_posted - debits_posted - debits_pending) AS available,
                     SUM(credits_pending) AS pending, SUM(debits_pending) AS reserved
@@ -155,10 +159,11 @@ pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx:
             OR COALESCE(s.available, 0) <> k.available OR COALESCE(s.pending, 0) <> k.pending
             OR COALESCE(s.reserved, 0) <> k.reserved
          ORDER BY 1, 2 LIMIT $1",
-    )
-    .bind(PROBLEMS_PER_CHECK_MAX)
-    .fetch_all(&db.pool)
-    .await?;
+        )
+        .bind(PROBLEMS_PER_CHECK_MAX)
+        .fetch_all(&db.pool)
+        .await?
+    };
     for row in &rows {
         let (account, currency): (String, String) = (row.try_get(0)?, row.try_get(1)?);
         report.problems.push(format!(
