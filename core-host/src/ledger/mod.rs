@@ -767,17 +767,14 @@ pub fn velocity_window_starts(now_ms: i64) -> (i64, i64) {
     )
 }
 
-/// Balances per currency of an account's wallets (`$2` = 0: all of them).
 /// An account's balances per currency on SQLite, from the totals the
 /// database keeps with every change of its wallets (migration 0022: one row
 /// per currency), whatever the number of wallets. PostgreSQL sums the
 /// wallets ([`BALANCES_SQL`]): there, one row per account would make every
 /// transfer of the account wait for the one before it to commit, and rows
 /// shared by several wallets would be locked out of the wallets' order.
-pub(crate) const ACCOUNT_BALANCES_SQL: &str = "SELECT currency, CAST(SUM(available_minor) AS BIGINT),
-        CAST(SUM(pending_minor) AS BIGINT), CAST(SUM(reserved_minor) AS BIGINT)
-     FROM account_balances WHERE account_id = $1
-     GROUP BY currency ORDER BY currency";
+pub(crate) const ACCOUNT_BALANCES_SQL: &str = "SELECT currency, available_minor, pending_minor, reserved_minor
+     FROM account_balances WHERE account_id = $1 ORDER BY currency";
 
 /// The balances of one of an account's wallets (`$2`), from its totals;
 /// with `$2` = 0 the sum over all of the account's wallets (on SQLite
