@@ -30,16 +30,25 @@ fn new_id() -> String {
     format!("evt_{n:010}{suffix}")
 }
 
-/// Writes one event on `conn` (the transaction of the change).
-pub async fn emit<C: crate::sql_exec::Exec>(
+/// An event's stored `data`: `{"object": …}`, serialised straight from the
+/// resource (no JSON value tree built and copied on the ledger writer).
+#[derive(serde::Serialize)]
+struct Data<'a, T: serde::Serialize + ?Sized> {
+    object: &'a T,
+}
+
+/// Writes one event on `conn` (the transaction of the change); `object` is
+/// the resource as the API renders it.
+pub async fn emit<C: crate::sql_exec::Exec, T: serde::Serialize + ?Sized>(
     conn: &mut C,
     event_type: &str,
     account_id: &str,
     environment: Environment,
-    object: &Value,
+    object: &T,
     now_ms: i64,
 ) -> Result<String, sqlx::Error> {
     let id = new_id();
+    let data = serde_json::to_string(&Data { object }).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
     conn.execute(
         "INSERT INTO events (id, type, account_id, environment, api_version, data, created_at_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -49,7 +58,7 @@ pub async fn emit<C: crate::sql_exec::Exec>(
             account_id.into(),
             environment.as_str().into(),
             versions::CURRENT.into(),
-            json!({ "object": object }).to_string().into(),
+            data.into(),
             now_ms.into(),
         ],
     )

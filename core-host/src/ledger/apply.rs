@@ -228,8 +228,7 @@ async fn emit_balance_events<C: Exec>(conn: &mut C, owners: &Owners, now_ms: i64
                 .await?
         };
         let balances = super::balances_from_rows(&rows)?;
-        let object = serde_json::to_value(crate::resources::balance(*environment == Environment::Live, &balances))
-            .expect("a balance serialises");
+        let object = crate::resources::balance(*environment == Environment::Live, &balances);
         crate::events::emit(
             conn,
             crate::events::BALANCE_UPDATED,
