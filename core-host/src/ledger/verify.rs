@@ -137,38 +137,35 @@ pub async fn verify(db: &Db, now_ms: i64, grace_ms: i64) -> Result<Report, sqlx:
     // 5. On SQLite, every account's kept balances (`account_balances`,
     // what the API and the balance.updated events read) equal the sum over
     // its wallets, with a row for each currency it has a wallet in.
-    let kept_balances = db.backend == crate::db::Backend::Sqlite;
-    let rows = if !kept_balances {
-        Vec::new()
-    } else {
-        sqlx::query(
+    if db.backend == crate::db::Backend::Sqlite {
+        let rows = sqlx::query(
             "WITH scan AS (
-             SELECT owner_account_id AS account_id, currency,
-                    SUM(credits_posted - debits_posted - debits_pending) AS available,
-                    SUM(credits_pending) AS pending, SUM(debits_pending) AS reserved
-             FROM ledger_accounts WHERE kind = 'wallet' AND owner_account_id IS NOT NULL
-             GROUP BY owner_account_id, currency
-         ), kept AS (
-             SELECT account_id, currency, SUM(available_minor) AS available, SUM(pending_minor) AS pending,
-                    SUM(reserved_minor) AS reserved
-             FROM account_balances GROUP BY account_id, currency
-         )
-         SELECT COALESCE(s.account_id, k.account_id), COALESCE(s.currency, k.currency)
-         FROM scan s FULL JOIN kept k ON k.account_id = s.account_id AND k.currency = s.currency
-         WHERE k.account_id IS NULL
-            OR COALESCE(s.available, 0) <> k.available OR COALESCE(s.pending, 0) <> k.pending
-            OR COALESCE(s.reserved, 0) <> k.reserved
-         ORDER BY 1, 2 LIMIT $1",
+                 SELECT owner_account_id AS account_id, currency,
+                        SUM(credits_posted - debits_posted - debits_pending) AS available,
+                        SUM(credits_pending) AS pending, SUM(debits_pending) AS reserved
+                 FROM ledger_accounts WHERE kind = 'wallet' AND owner_account_id IS NOT NULL
+                 GROUP BY owner_account_id, currency
+             ), kept AS (
+                 SELECT account_id, currency, SUM(available_minor) AS available, SUM(pending_minor) AS pending,
+                        SUM(reserved_minor) AS reserved
+                 FROM account_balances GROUP BY account_id, currency
+             )
+             SELECT COALESCE(s.account_id, k.account_id), COALESCE(s.currency, k.currency)
+             FROM scan s FULL JOIN kept k ON k.account_id = s.account_id AND k.currency = s.currency
+             WHERE k.account_id IS NULL
+                OR COALESCE(s.available, 0) <> k.available OR COALESCE(s.pending, 0) <> k.pending
+                OR COALESCE(s.reserved, 0) <> k.reserved
+             ORDER BY 1, 2 LIMIT $1",
         )
         .bind(PROBLEMS_PER_CHECK_MAX)
         .fetch_all(&db.pool)
-        .await?
-    };
-    for row in &rows {
-        let (account, currency): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        report.problems.push(format!(
-            "account {account}: kept {currency} balances differ from the sum of its wallets"
-        ));
+        .await?;
+        for row in &rows {
+            let (account, currency): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            report.problems.push(format!(
+                "account {account}: kept {currency} balances differ from the sum of its wallets"
+            ));
+        }
     }
 
     // 6. No hold outlived its expiry (beyond the sweeper's grace).
