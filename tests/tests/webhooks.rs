@@ -528,3 +528,85 @@ async fn a_failing_endpoint_trips_the_breaker_instead_of_trying_every_event() {
     assert_eq!(inbox.received.lock().unwrap().len() as i64, attempts);
     server.stop().await;
 }
+
+/// A server whose webhook retries are a minute away (a failing receiver's
+/// pump stays quiet), on SQLite or on PostgreSQL at `database_url`.
+async fn start_quiet_retries(dir: &std::path::Path, database_url: Option<String>) -> TestServer {
+    let mut config = config(dir);
+    config.webhooks.retry_base_ms = 60_000;
+    config.webhooks.retry_max_ms = 60_000;
+    config.database_url = database_url;
+    start_with(config, None).await
+}
+
+nixo_tests::on_both_databases!(
+    a_backlog_of_several_fanout_batches_is_dispatched_whole_each_event_once,
+    super::start_quiet_retries
+);
+async fn a_backlog_of_several_fanout_batches_is_dispatched_whole_each_event_once(server: &TestServer) {
+    use nixo_core::webhooks::delivery::FANOUT_BATCH_MAX;
+    // The receiver fails: what is checked is the fanout's queue of
+    // delivery rows, not the pump.
+    let (url, inbox) = receiver().await;
+    inbox.always_fail.store(true, Ordering::SeqCst);
+    let (id, _) = endpoint(server, &url, json!(["balance.updated"])).await;
+    let body = json!({ "from_wallet": 101, "to_wallet": 102, "amount": "1.00", "currency": "KES" });
+    assert_eq!(
+        server.post("/v1/payments/transfer", &body.to_string()).await.status,
+        200
+    );
+    let db = &server.db().pool;
+    let model: String =
+        sqlx::query_scalar("SELECT id FROM events WHERE type = 'balance.updated' ORDER BY created_at_ms DESC LIMIT 1")
+            .fetch_one(db)
+            .await
+            .unwrap();
+    // More events than two fanout batches, committed at once (as a burst
+    // of traffic leaves them): the last batch is a short one.
+    let backlog = 2 * FANOUT_BATCH_MAX + 37;
+    let mut tx = db.begin().await.unwrap();
+    for n in 0..backlog {
+        sqlx::query(
+            "INSERT INTO events (id, type, account_id, environment, api_version, data, created_at_ms)
+             SELECT $1, type, account_id, environment, api_version, data, created_at_ms FROM events WHERE id = $2",
+        )
+        .bind(format!("evt_backlog{n:08}"))
+        .bind(&model)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let count = |sql: &'static str| {
+        let id = id.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(db).await.unwrap() }
+    };
+    let events = count(
+        "SELECT COUNT(*) FROM events e JOIN webhook_endpoints w ON w.id = $1
+         WHERE e.type = 'balance.updated' AND e.created_at_ms >= w.created_at_ms",
+    )
+    .await;
+    assert!(events > backlog, "{events}");
+    let started = Instant::now();
+    loop {
+        let undispatched = count("SELECT COUNT(*) FROM events WHERE dispatched_at_ms IS NULL AND id <> $1").await;
+        let rows = count("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1").await;
+        if undispatched == 0 && rows == events {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{undispatched} events undispatched, {rows} delivery rows for {events} events"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let distinct = count("SELECT COUNT(DISTINCT event_id) FROM webhook_deliveries WHERE endpoint_id = $1").await;
+    assert_eq!(distinct, events, "each event is queued once");
+    // Later runs find nothing more to queue.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        count("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1").await,
+        events
+    );
+}

@@ -164,15 +164,61 @@ pub fn pump_effect(endpoint_id: &str, now_ms: i64) -> Effect {
     Effect::Job(pump_job(endpoint_id, now_ms))
 }
 
-async fn undispatched(services: &Services) -> Result<Vec<EventRow>, sqlx::Error> {
+/// An event not yet dispatched: what the fanout routes it by. Its payload
+/// is read only when a delivery is sent ([`load_event`]).
+struct Undispatched {
+    id: String,
+    event_type: String,
+    account_id: String,
+    environment: String,
+    created_at_ms: i64,
+}
+
+async fn undispatched(services: &Services) -> Result<Vec<Undispatched>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, type, account_id, environment, api_version, data, created_at_ms FROM events
+        "SELECT id, type, account_id, environment, created_at_ms FROM events
          WHERE dispatched_at_ms IS NULL ORDER BY created_at_ms, id LIMIT $1",
     )
     .bind(FANOUT_BATCH_MAX)
     .fetch_all(&services.ledger.db.pool)
     .await?;
-    rows.iter().map(events::from_row).collect()
+    rows.iter()
+        .map(|r| {
+            Ok(Undispatched {
+                id: r.try_get(0)?,
+                event_type: r.try_get(1)?,
+                account_id: r.try_get(2)?,
+                environment: r.try_get(3)?,
+                created_at_ms: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Marks a fanout batch dispatched: one statement for the whole batch (an
+/// event another run marked first keeps its time). It always names
+/// [`FANOUT_BATCH_MAX`] ids, a shorter batch repeating its last, so that it
+/// is one statement text, prepared once.
+fn dispatched_effect(batch: &[Undispatched], now_ms: i64) -> Effect {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let ids = (0..FANOUT_BATCH_MAX)
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("UPDATE events SET dispatched_at_ms = $1 WHERE dispatched_at_ms IS NULL AND id IN ({ids})")
+    });
+    let last = batch.last().map(|event| event.id.as_str()).unwrap_or_default();
+    let mut binds = Vec::with_capacity(FANOUT_BATCH_MAX as usize + 1);
+    binds.push(now_ms.into());
+    binds.extend(
+        batch
+            .iter()
+            .map(|event| event.id.as_str())
+            .chain(std::iter::repeat(last))
+            .take(FANOUT_BATCH_MAX as usize)
+            .map(|id| id.to_string().into()),
+    );
+    Effect::Sql(Statement::new(SQL.as_str(), binds))
 }
 
 /// Enabled endpoints with rows due and perhaps no pump (a pump that was
@@ -227,10 +273,9 @@ pub async fn fanout(services: &Services) -> anyhow::Result<()> {
                 effects.push(queue_effect(&event.id, &endpoint.id, now_ms));
                 pumps.insert(endpoint.id.clone());
             }
-            effects.push(Effect::Sql(Statement::new(
-                "UPDATE events SET dispatched_at_ms = $1 WHERE id = $2 AND dispatched_at_ms IS NULL",
-                vec![now_ms.into(), event.id.clone().into()],
-            )));
+        }
+        if !batch.is_empty() {
+            effects.push(dispatched_effect(&batch, now_ms));
         }
         effects.extend(pumps.iter().map(|id| pump_effect(id, now_ms)));
         services.ledger.apply_effects(effects, now_ms).await?;
