@@ -144,6 +144,19 @@ async fn wait_until(inbox: &Inbox, what: &str, done: impl Fn(&[(String, Vec<u8>)
     }
 }
 
+/// `balance.updated` events since the endpoint `$1` was made.
+const BALANCE_EVENTS_SINCE_ENDPOINT_SQL: &str = "SELECT COUNT(*) FROM events e JOIN webhook_endpoints w ON w.id = $1
+     WHERE e.type = 'balance.updated' AND e.created_at_ms >= w.created_at_ms";
+
+/// A count about the endpoint `endpoint_id` (bound as `$1`).
+async fn count_for(db: &sqlx::AnyPool, sql: &str, endpoint_id: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .bind(endpoint_id)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
 fn types(got: &[(String, Vec<u8>)]) -> Vec<String> {
     got.iter()
         .map(|(_, body)| {
@@ -483,15 +496,8 @@ async fn a_failing_endpoint_trips_the_breaker_instead_of_trying_every_event() {
         assert!(status == 200 || status == 202, "{status}");
     }
     let db = &server.db().pool;
-    let count = |sql: &'static str| {
-        let id = id.clone();
-        async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(db).await.unwrap() }
-    };
-    let events = count(
-        "SELECT COUNT(*) FROM events e JOIN webhook_endpoints w ON w.id = $1
-         WHERE e.type = 'balance.updated' AND e.created_at_ms >= w.created_at_ms",
-    )
-    .await;
+    let count = |sql: &'static str| count_for(db, sql, &id);
+    let events = count(BALANCE_EVENTS_SINCE_ENDPOINT_SQL).await;
     assert!(events >= 60, "{events}");
     // Wait until every event has its delivery row and the pump has settled.
     let started = Instant::now();
@@ -578,15 +584,8 @@ async fn a_backlog_of_several_fanout_batches_is_dispatched_whole_each_event_once
     }
     tx.commit().await.unwrap();
 
-    let count = |sql: &'static str| {
-        let id = id.clone();
-        async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(db).await.unwrap() }
-    };
-    let events = count(
-        "SELECT COUNT(*) FROM events e JOIN webhook_endpoints w ON w.id = $1
-         WHERE e.type = 'balance.updated' AND e.created_at_ms >= w.created_at_ms",
-    )
-    .await;
+    let count = |sql: &'static str| count_for(db, sql, &id);
+    let events = count(BALANCE_EVENTS_SINCE_ENDPOINT_SQL).await;
     assert!(events > backlog, "{events}");
     let started = Instant::now();
     loop {
