@@ -108,6 +108,7 @@ impl Db {
     /// applies migrations.
     pub async fn open(url: &str) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
+        crate::sqlite_pcache::install();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {

@@ -41,5 +41,6 @@ pub mod server;
 pub mod services;
 pub mod sql_exec;
 pub mod sqlite_direct;
+pub mod sqlite_pcache;
 pub mod wasm_cache;
 pub mod webhooks;

@@ -118,6 +118,7 @@ impl Direct {
     /// The ledger writer's connection: durable settings, and a busy handler
     /// that waits out another writer for as long as any connection would.
     pub fn open_writer(path: &Path) -> anyhow::Result<Direct> {
+        crate::sqlite_pcache::install();
         let conn = rusqlite::Connection::open(path)?;
         conn.execute_batch(&crate::db::sqlite_pragmas())?;
         conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_PAGE_CACHE_KIB}"))?;
@@ -130,6 +131,7 @@ impl Direct {
     /// The checkpointer's connection: durable settings, and a busy handler
     /// that gives up after [`WAL_RESTART_WAIT_MS`].
     pub fn open_checkpointer(path: &Path) -> anyhow::Result<Direct> {
+        crate::sqlite_pcache::install();
         let conn = rusqlite::Connection::open(path)?;
         conn.execute_batch(&crate::db::sqlite_pragmas())?;
         conn.busy_handler(Some(checkpointer_retry_when_busy))?;
@@ -139,6 +141,7 @@ impl Direct {
     /// A reader's connection: it cannot write, and it gives up quickly on a
     /// database it cannot read (it runs on an async worker thread).
     fn open_reader(path: &Path) -> Result<Direct, sqlx::Error> {
+        crate::sqlite_pcache::install();
         let open = || -> rusqlite::Result<rusqlite::Connection> {
             let conn = rusqlite::Connection::open(path)?;
             conn.execute_batch("PRAGMA query_only = ON")?;
