@@ -11,6 +11,7 @@
 
 pub mod kv;
 mod outbound;
+pub mod threads;
 
 pub use kv::KvStores;
 pub use outbound::AllowedHosts;
@@ -467,7 +468,22 @@ pub async fn serve(
         }
         let gateway = gateway.clone();
         let mut conn_shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        // The socket leaves this runtime for its connection thread's.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "accepted connection lost");
+                continue;
+            }
+        };
+        threads::spawn(move || async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::warn!(%peer, error = %err, "connection not taken by its thread");
+                    return;
+                }
+            };
             let service = hyper::service::service_fn(move |request| {
                 let gateway = gateway.clone();
                 async move {

@@ -1,0 +1,99 @@
+//! The threads that serve the public port's connections: each runs a
+//! single-threaded tokio runtime of its own, for the life of the process,
+//! and a connection stays on the thread it was given, with every task its
+//! requests spawn (the gateway instance, wasi-http's request and I/O tasks).
+//!
+//! On tokio's work-stealing runtime a request's next step, woken by
+//! another task, often ran on the other core: the parked worker was woken
+//! to steal it, cold. A `GET /v1/balances` on one connection hops between
+//! tasks five times (connection, instance, request, I/O, back); pinned,
+//! none of those wake-ups leaves the thread.
+//!
+//! The threads are shared by every server in the process and never stop,
+//! so that a socket a request opened on one of them (a pooled PostgreSQL
+//! connection, say) stays usable wherever it is used next.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Setting: how many connection threads (default: one per core).
+pub const ENV_CONNECTION_THREADS: &str = "NIXO_CONNECTION_THREADS";
+/// Connection threads at most, whatever the setting or the machine says.
+pub const CONNECTION_THREADS_MAX: usize = 64;
+
+struct Threads {
+    runtimes: Vec<tokio::runtime::Handle>,
+    next: AtomicUsize,
+}
+
+static THREADS: OnceLock<Threads> = OnceLock::new();
+
+/// How many threads for `setting` (the variable's value, if set) on a
+/// machine with `cores`: the setting when it is a whole number from 1, else
+/// one per core; never more than [`CONNECTION_THREADS_MAX`].
+pub fn count(setting: Option<&str>, cores: usize) -> usize {
+    setting
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(cores)
+        .clamp(1, CONNECTION_THREADS_MAX)
+}
+
+fn threads() -> &'static Threads {
+    THREADS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let wanted = count(std::env::var(ENV_CONNECTION_THREADS).ok().as_deref(), cores);
+        let runtimes = (0..wanted).filter_map(|index| start(index).ok()).collect();
+        Threads {
+            runtimes,
+            next: AtomicUsize::new(0),
+        }
+    })
+}
+
+/// Starts connection thread `index`; answers its runtime's handle.
+fn start(index: usize) -> std::io::Result<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(format!("nixo-conn-{index}"))
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .inspect_err(|err| tracing::warn!(error = %err, "a connection thread did not start"))?;
+    Ok(handle)
+}
+
+/// Runs a connection's future on the next connection thread in turn (on
+/// the caller's runtime when none could be started). `make` builds the
+/// future on that thread: a socket registers with the runtime it is made on.
+pub fn spawn<M, F>(make: M)
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let threads = threads();
+    let task = async move { make().await };
+    if threads.runtimes.is_empty() {
+        tokio::spawn(task);
+        return;
+    }
+    let index = threads.next.fetch_add(1, Ordering::Relaxed) % threads.runtimes.len();
+    threads.runtimes[index].spawn(task);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_count_is_the_setting_or_one_per_core_and_never_past_the_maximum() {
+        assert_eq!(count(None, 2), 2);
+        assert_eq!(count(Some("3"), 2), 3);
+        assert_eq!(count(Some(" 1 "), 8), 1);
+        assert_eq!(count(Some("0"), 4), 4);
+        assert_eq!(count(Some("many"), 4), 4);
+        assert_eq!(count(Some("1000"), 2), CONNECTION_THREADS_MAX);
+        assert_eq!(count(None, 500), CONNECTION_THREADS_MAX);
+        assert_eq!(count(None, 0), 1);
+    }
+}
