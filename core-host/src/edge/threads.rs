@@ -5,9 +5,10 @@
 //!
 //! On tokio's work-stealing runtime a request's next step, woken by
 //! another task, often ran on the other core: the parked worker was woken
-//! to steal it, cold. A `GET /v1/balances` on one connection hops between
-//! tasks five times (connection, instance, request, I/O, back); pinned,
-//! none of those wake-ups leaves the thread.
+//! to steal it, cold. A request passes between four tasks (the
+//! connection's, the gateway instance's, and wasi-http's request and I/O
+//! tasks for the call to the core) and back; pinned, none of those
+//! wake-ups leaves the thread.
 //!
 //! The threads are shared by every server in the process and never stop,
 //! so that a socket a request opened on one of them (a pooled PostgreSQL
@@ -21,6 +22,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub const ENV_CONNECTION_THREADS: &str = "NIXO_CONNECTION_THREADS";
 /// Connection threads at most, whatever the setting or the machine says.
 pub const CONNECTION_THREADS_MAX: usize = 64;
+
+/// How often a connection thread looks at the tasks woken from other
+/// threads before its own: every task. Those are mostly requests the
+/// ledger writer has just answered; taken first, a request ends before new
+/// ones start. At tokio's default (every 31 tasks) a transfer waited
+/// 0.6–0.8 ms from the writer's answer to running again at 16
+/// connections; at 1, 0.3–0.4 ms, and ≈ 20 % more transfers.
+pub const REMOTE_WAKES_FIRST_EVERY_TASKS: u32 = 1;
 
 struct Threads {
     runtimes: Vec<tokio::runtime::Handle>,
@@ -54,7 +63,9 @@ fn threads() -> &'static Threads {
 
 /// Starts connection thread `index`; answers its runtime's handle.
 fn start(index: usize) -> std::io::Result<tokio::runtime::Handle> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.global_queue_interval(REMOTE_WAKES_FIRST_EVERY_TASKS);
+    let runtime = builder.enable_all().build()?;
     let handle = runtime.handle().clone();
     std::thread::Builder::new()
         .name(format!("nixo-conn-{index}"))
@@ -95,5 +106,24 @@ mod tests {
         assert_eq!(count(Some("1000"), 2), CONNECTION_THREADS_MAX);
         assert_eq!(count(None, 500), CONNECTION_THREADS_MAX);
         assert_eq!(count(None, 0), 1);
+    }
+
+    #[test]
+    fn a_connection_and_every_task_it_spawns_run_on_one_connection_thread() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        spawn(move || async move {
+            let here = std::thread::current().name().map(str::to_string);
+            let spawned = tokio::spawn(async { std::thread::current().name().map(str::to_string) })
+                .await
+                .ok()
+                .flatten();
+            let _ = sender.send((here, spawned));
+        });
+        let (here, spawned) = receiver
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the connection ran");
+        let here = here.expect("a named thread");
+        assert!(here.starts_with("nixo-conn-"), "{here}");
+        assert_eq!(spawned.as_deref(), Some(here.as_str()));
     }
 }
