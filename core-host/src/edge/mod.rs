@@ -476,7 +476,7 @@ pub async fn serve(
                 continue;
             }
         };
-        threads::spawn(move || async move {
+        threads::spawn(async move {
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(err) => {
