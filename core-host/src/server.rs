@@ -408,21 +408,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             .await
             .with_context(|| format!("binding {core_listen}"))?;
         core_addr = Some(listener.local_addr()?);
-        let mut rx = shutdown_rx.clone();
-        // Small answers, sent at once (no Nagle delay behind a delayed ACK).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "TCP_NODELAY not set");
-            }
-        });
-        tasks.push(tokio::spawn(async move {
-            axum::serve(listener, core)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.changed().await;
-                })
-                .await?;
-            Ok(())
-        }));
+        let placement = edge::threads::Placement::Accepting;
+        tasks.push(tokio::spawn(edge::threads::serve(
+            listener,
+            shutdown_rx.clone(),
+            placement,
+            move |_peer| {
+                let core = core.clone();
+                hyper::service::service_fn(move |request| tower::ServiceExt::oneshot(core.clone(), request))
+            },
+        )));
     }
     Ok(Running {
         addr,

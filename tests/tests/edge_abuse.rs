@@ -223,3 +223,46 @@ async fn slow_clients_are_cut_off_in_bounded_time_while_others_are_served() {
     assert!(started.elapsed() >= Duration::from_millis(HEADER_READ_TIMEOUT_MS.min(BODY_READ_TIMEOUT_MS)) - slack);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_port_cuts_off_a_client_that_never_finishes_its_headers_while_serving_others() {
+    use nixo_core::edge::HEADER_READ_TIMEOUT_MS;
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(
+        ServeConfig {
+            core_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..ServeConfig::ephemeral(dir.path())
+        },
+        None,
+    )
+    .await;
+    let core = server.core_addr();
+    let mut slow = tokio::net::TcpStream::connect(core).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: core\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+
+    // Other callers of the core (gateways on Spin) are served meanwhile,
+    // on kept-alive connections.
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let reply = client.get(format!("http://{core}/healthz")).send().await.unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+    let slack = Duration::from_secs(5);
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        Duration::from_millis(HEADER_READ_TIMEOUT_MS) + slack,
+        slow.read_to_end(&mut answer),
+    )
+    .await
+    .expect("a client that never finishes its headers is disconnected")
+    .ok();
+    assert!(started.elapsed() >= Duration::from_millis(HEADER_READ_TIMEOUT_MS) - slack);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains("200 OK"), "{answer}");
+    server.stop().await;
+}

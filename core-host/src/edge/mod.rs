@@ -42,7 +42,6 @@ use anyhow::Context;
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::server::conn::http1;
 use spin_variables::fermyon::spin::variables;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,7 +53,6 @@ use tower::ServiceExt;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -453,70 +451,25 @@ pub const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
 pub async fn serve(
     gateway: Gateway,
     listener: TcpListener,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    loop {
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            _ = shutdown.changed() => return Ok(()),
-        };
-        // Answers are small writes: without TCP_NODELAY, Nagle's algorithm
-        // holds a response's last segment until the client's delayed ACK
-        // (up to ~40 ms on a keep-alive connection).
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %err, "TCP_NODELAY not set");
-        }
+    threads::serve(listener, shutdown, threads::Placement::ConnectionThreads, move |peer| {
         let gateway = gateway.clone();
-        let mut conn_shutdown = shutdown.clone();
-        // The socket leaves this runtime for its connection thread's.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::debug!(%peer, error = %err, "accepted connection lost");
-                continue;
-            }
-        };
-        threads::spawn(async move {
-            let stream = match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => stream,
-                Err(err) => {
-                    tracing::warn!(%peer, error = %err, "connection not taken by its thread");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |request| {
-                let gateway = gateway.clone();
-                async move {
-                    let response = match gateway.handle(request, peer).await {
-                        Ok(response) => response,
-                        Err(err) => {
-                            tracing::error!(error = %format!("{err:#}"), "edge failure");
-                            edge_failure_response(&err)
-                        }
-                    };
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            let connection = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_millis(HEADER_READ_TIMEOUT_MS))
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(err) = result {
-                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+        hyper::service::service_fn(move |request| {
+            let gateway = gateway.clone();
+            async move {
+                let response = match gateway.handle(request, peer).await {
+                    Ok(response) => response,
+                    Err(err) => {
+                        tracing::error!(error = %format!("{err:#}"), "edge failure");
+                        edge_failure_response(&err)
                     }
-                }
-                _ = conn_shutdown.changed() => {
-                    // Finish the request in flight, then close.
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+                };
+                Ok::<_, std::convert::Infallible>(response)
             }
-        });
-    }
+        })
+    })
+    .await
 }
 
 #[cfg(test)]
