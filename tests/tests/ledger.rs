@@ -436,6 +436,71 @@ async fn concurrent_conservation(backend: Backend) {
 // second of PostgreSQL's detection and, three times running, a failed
 // request. Each round writes at its own minute and hour (the order a hash
 // aggregate emits buckets in depends on their keys).
+/// On PostgreSQL a wallet's transfers queue on its balance row only, which
+/// a movement updates last: while one of them holds that row, the others
+/// still insert their transactions (their velocity buckets and daily totals
+/// are striped) and wait at the balance update, so the row is held from
+/// there to the commit, not from the transaction's insert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallets_transfers_on_postgres_wait_only_at_its_balance_row() {
+    let Some((ledger, _guard)) = open(Backend::Postgres, "hotrow").await else {
+        return;
+    };
+    const WAITING: usize = 3;
+    let f = fixture(&ledger, kes(), 2, 1_000_000).await;
+    let (from, to) = (f.wallets[0], f.wallets[1]);
+    // Another transaction holds the wallet's balance row.
+    let mut holder = ledger.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_accounts WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(from)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let transfers: Vec<_> = (0..WAITING)
+        .map(|_| {
+            let mut m = movement(&f.account_id, "transfer", from, to, 100, kes(), None);
+            m.from_wallet = Some(from);
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.record(m).await })
+        })
+        .collect();
+    let waiting_at = |query: &'static str| {
+        let pool = ledger.db.pool.clone();
+        async move {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1",
+            )
+            .bind(query)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            count
+        }
+    };
+    let mut at_balances = 0;
+    for _ in 0..200 {
+        at_balances = waiting_at("UPDATE ledger_accounts%").await;
+        if at_balances == WAITING as i64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let at_insert = waiting_at("INSERT INTO transactions%").await;
+    assert_eq!(
+        (at_balances, at_insert),
+        (WAITING as i64, 0),
+        "transfers waiting at the balance update and at the transaction's insert"
+    );
+    holder.rollback().await.unwrap();
+    for transfer in transfers {
+        transfer.await.unwrap().unwrap();
+    }
+    assert_eq!(available(&ledger, from).await, 1_000_000 - WAITING as i64 * 100);
+    assert_velocity_exact(&ledger, from).await;
+    assert_sound(&ledger).await;
+}
+
 on_both!(one_wallet_writers_never_deadlock, one_wallet_no_deadlock);
 async fn one_wallet_no_deadlock(backend: Backend) {
     let Some((ledger, _guard)) = open(backend, "lockorder").await else {

@@ -689,7 +689,8 @@ impl Ledger {
     /// Count and sum of a wallet's counted outgoing transactions (settled
     /// or in review) in the last hour and the last day as of `now_ms`, read
     /// from the buckets the database keeps with every change (migration
-    /// 0017): at most 60 + 24 rows, whatever the wallet's history.
+    /// 0017): at most 60 + 24 rows, whatever the wallet's history (on
+    /// PostgreSQL each in up to 8 stripes, migration 0024).
     pub async fn velocity(&self, wallet_id: i64, now_ms: i64) -> Result<VelocityWindows, sqlx::Error> {
         let (hour_from, day_from) = velocity_window_starts(now_ms);
         let row = self
