@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 
 /// Goal: what the embedded gateway adds to a request, p50.
 const EDGE_OVERHEAD_P50_GOAL_US: f64 = 150.0;
+/// Requests per route in the back-to-back runs, at most.
+const BACK_TO_BACK_REQUESTS_MAX: usize = 1_000;
+/// The back-to-back runs' first request number (the signed request ids
+/// of the direct route stay apart from the other runs').
+const BACK_TO_BACK_FIRST: usize = 10_000_000;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -230,6 +235,40 @@ async fn main() {
         }
         println!();
     }
+
+    // Back to back on one connection, each route alone: a response whose
+    // head and body left in two segments waits for the client's delayed
+    // ACK when Nagle's algorithm is on (Spin leaves it on), ≈ 40 ms.
+    println!("latency, one keep-alive connection, requests back to back:");
+    for (label, method, path, body) in [
+        ("GET /v1/balances", "GET", "/v1/balances", ""),
+        ("POST /v1/payments/transfer", "POST", "/v1/payments/transfer", transfer),
+    ] {
+        for route in &routes {
+            let n = requests.min(BACK_TO_BACK_REQUESTS_MAX);
+            let mut samples = Vec::with_capacity(n);
+            for i in 0..n {
+                let started = Instant::now();
+                one(&target, *route, method, path, body, BACK_TO_BACK_FIRST + i).await;
+                samples.push(started.elapsed());
+            }
+            // A stall in one request of a hundred or fewer shows in the
+            // mean and the slowest, not in the p99.
+            let mean = micros(samples.iter().sum::<Duration>()) / n as f64;
+            let slowest = micros(samples.iter().max().copied().unwrap_or_default());
+            report(&format!("{label} {}, back to back", route.label()), samples);
+            println!("{:<40} mean={mean:>7.1} µs  slowest={slowest:>9.1} µs", "");
+            if *route == Route::Spin {
+                figure(
+                    &format!("mean back to back, {label}, {}", route.label()),
+                    mean,
+                    "µs",
+                    Goal::None,
+                );
+            }
+        }
+    }
+    println!();
 
     println!("throughput, GET /v1/balances:");
     for connections in [1, 16] {
