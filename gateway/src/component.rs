@@ -301,7 +301,7 @@ fn emit(reply: Reply, stream: Option<CoreStream>, out: ResponseOutparam) {
     // What of a whole body the host takes at once goes before the head, so
     // that both leave in one segment: Spin leaves Nagle's algorithm on, and
     // a body sent after its head waited for the client's delayed ACK
-    // (≈ 40 ms, on one request in ten back to back).
+    // (≈ 40 ms, on up to one request in ten back to back).
     let early = match stream {
         None => write_ready(&sink, &body),
         Some(_) => 0,
