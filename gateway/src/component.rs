@@ -308,6 +308,9 @@ fn emit(reply: Reply, stream: Option<CoreStream>, out: ResponseOutparam) {
     };
     out.set(response);
     let written = match stream {
+        // Nothing left: no empty write, whose flush would wait for the
+        // host to take the first chunk (the body channel holds two).
+        None if early == body.len() => true,
         None => write_all(&sink, &body[early..]).is_ok(),
         Some(core) => loop {
             match core.stream.blocking_read(READ_CHUNK_MAX_BYTES) {
@@ -369,11 +372,13 @@ fn send_to_core(
         OutgoingBody::finish(outgoing, None).map_err(|_| edge::ERR_CORE_UNAVAILABLE)?;
         future
     };
+    // The core has not answered yet when `handle` returns (its request
+    // runs once this instance waits): wait first, then take the answer.
     let response = loop {
+        future.subscribe().block();
         if let Some(response) = future.get() {
             break response;
         }
-        future.subscribe().block();
     };
     match response {
         Ok(Ok(response)) => Ok(response),

@@ -53,8 +53,8 @@ use tower::ServiceExt;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -74,6 +74,11 @@ pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
 pub const EDGE_INSTANCES_MAX: u32 = 1_000;
 /// Linear memory one gateway instance may use.
 pub const EDGE_MEMORY_MAX_BYTES: usize = 64 << 20;
+/// Gateway instances made ahead of the requests that will use them, at
+/// most: after answering, a request makes the next one's instance, so a
+/// request finds it ready instead of instantiating on its own path. Each
+/// is still used for one request only, as Spin does.
+pub const EDGE_SPARE_INSTANCES_MAX: usize = 4;
 
 /// Per-request state of a gateway instance.
 struct EdgeState {
@@ -206,6 +211,14 @@ pub struct Gateway {
     dispatch: CoreDispatch,
     variables: Arc<BTreeMap<String, String>>,
     kv: KvStores,
+    /// Fresh instances, never used, for the next requests.
+    spares: Arc<Mutex<Vec<Instance>>>,
+}
+
+/// A gateway instance and the store it lives in.
+struct Instance {
+    store: Store<EdgeState>,
+    proxy: Proxy,
 }
 
 /// How the embedded gateway is configured: what Spin would take from the
@@ -251,7 +264,58 @@ impl Gateway {
             },
             variables: Arc::new(variables),
             kv: config.kv,
+            spares: Arc::default(),
         })
+    }
+
+    /// A store for one request's instance, with this request's marks.
+    fn new_store(&self, marks: Arc<GuestMarks>) -> Store<EdgeState> {
+        Store::new(
+            self.pre.engine(),
+            EdgeState {
+                wasi: WasiCtx::builder().inherit_stderr().build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                dispatch: CoreDispatch {
+                    marks,
+                    ..self.dispatch.clone()
+                },
+                variables: self.variables.clone(),
+                kv: self.kv.clone(),
+            },
+        )
+    }
+
+    async fn instantiate(&self, mut store: Store<EdgeState>) -> wasmtime::Result<Instance> {
+        let instantiating = Instant::now();
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        Stage::EdgeInstantiate.done(instantiating);
+        Ok(Instance { store, proxy })
+    }
+
+    fn take_spare(&self) -> Option<Instance> {
+        self.spares.lock().expect("edge spares").pop()
+    }
+
+    /// Makes a spare instance when there are fewer than
+    /// [`EDGE_SPARE_INSTANCES_MAX`] (a failure only leaves the next request
+    /// to instantiate its own).
+    async fn replenish(&self) {
+        if self.spare_count() >= EDGE_SPARE_INSTANCES_MAX {
+            return;
+        }
+        let Ok(instance) = self.instantiate(self.new_store(Arc::default())).await else {
+            return;
+        };
+        let mut spares = self.spares.lock().expect("edge spares");
+        if spares.len() < EDGE_SPARE_INSTANCES_MAX {
+            spares.push(instance);
+        }
+    }
+
+    /// How many spare instances wait for requests.
+    pub fn spare_count(&self) -> usize {
+        self.spares.lock().expect("edge spares").len()
     }
 
     /// Serves one client request through a fresh gateway instance.
@@ -302,34 +366,37 @@ impl Gateway {
         let request = hyper::Request::from_parts(parts, Full::new(body));
         let started = Instant::now();
         let marks = Arc::new(GuestMarks::default());
-        let mut store = Store::new(
-            self.pre.engine(),
-            EdgeState {
-                wasi: WasiCtx::builder().inherit_stderr().build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                dispatch: CoreDispatch {
-                    marks: marks.clone(),
-                    ..self.dispatch.clone()
-                },
-                variables: self.variables.clone(),
-                kv: self.kv.clone(),
-            },
-        );
+        // A spare instance when there is one (its store gets this request's
+        // marks), else a store to instantiate in.
+        let (mut store, proxy) = match self.take_spare() {
+            Some(Instance { mut store, proxy }) => {
+                store.data_mut().dispatch.marks = marks.clone();
+                (store, Some(proxy))
+            }
+            None => (self.new_store(marks.clone()), None),
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
-        let pre = self.pre.clone();
+        let gateway = self.clone();
         let instance_marks = marks.clone();
         let task = tokio::task::spawn(async move {
-            let instantiating = Instant::now();
-            let proxy = pre.instantiate_async(&mut store).await?;
-            Stage::EdgeInstantiate.done(instantiating);
+            let Instance { mut store, proxy } = match proxy {
+                Some(proxy) => Instance { store, proxy },
+                None => gateway.instantiate(store).await?,
+            };
             GuestMarks::set(&instance_marks.instantiated);
-            proxy
+            let handled = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, out)
-                .await
+                .await;
+            // The answer is out of the instance: let the connection's task
+            // send it before this instance is torn down (its memory reset,
+            // its slot back in the pool) and the next one is made.
+            tokio::task::yield_now().await;
+            drop(store);
+            gateway.replenish().await;
+            handled
         });
         match receiver.await {
             Ok(Ok(response)) => {
@@ -478,6 +545,61 @@ mod tests {
 
     /// An empty component (binary format, component layer).
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[tokio::test]
+    async fn requests_use_spare_instances_and_no_more_than_the_most_are_kept() {
+        let cache = tempfile::tempdir().unwrap();
+        let core = Router::new().fallback(|| async { "core" });
+        let config = EdgeConfig {
+            signing_secret: "s".repeat(nixo_api::signing::SECRET_LEN_MIN_BYTES),
+            variables: BTreeMap::new(),
+            kv: KvStores::single("default", None).await.unwrap(),
+        };
+        let gateway = Gateway::new(crate::artefacts::GATEWAY_WASM, cache.path(), core, config).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(serve(gateway.clone(), listener, shutdown));
+        let client = reqwest::Client::new();
+        // Every request runs the component (an unknown route is its 404).
+        let request = |client: reqwest::Client, base: String| async move {
+            let response = client.get(format!("{base}/v1/nowhere")).send().await.unwrap();
+            assert_eq!(response.status(), 404);
+            assert!(response.text().await.unwrap().contains("resource_not_found"));
+        };
+        let settled = |want: usize| {
+            let gateway = gateway.clone();
+            async move {
+                for _ in 0..200 {
+                    if gateway.spare_count() == want {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                false
+            }
+        };
+
+        // One at a time, each request takes the spare the one before made.
+        for _ in 0..3 {
+            request(client.clone(), base.clone()).await;
+            assert!(settled(1).await, "one spare after a lone request");
+        }
+        // A burst makes one each after answering, up to the most kept.
+        let burst: Vec<_> = (0..EDGE_SPARE_INSTANCES_MAX * 3)
+            .map(|_| tokio::spawn(request(client.clone(), base.clone())))
+            .collect();
+        for task in burst {
+            task.await.unwrap();
+        }
+        assert!(settled(EDGE_SPARE_INSTANCES_MAX).await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(gateway.spare_count(), EDGE_SPARE_INSTANCES_MAX);
+        for _ in 0..EDGE_SPARE_INSTANCES_MAX * 2 {
+            gateway.replenish().await;
+        }
+        assert_eq!(gateway.spare_count(), EDGE_SPARE_INSTANCES_MAX);
+    }
 
     #[tokio::test]
     async fn a_full_instance_pool_is_a_503_with_retry_after() {
