@@ -108,7 +108,7 @@ pub fn build_once(spin: &Path) -> PathBuf {
 }
 
 /// A free loopback port (free when probed).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

@@ -31,6 +31,10 @@ const BACK_TO_BACK_REQUESTS_MAX: usize = 1_000;
 /// The back-to-back runs' first request number (the signed request ids
 /// of the direct route stay apart from the other runs').
 const BACK_TO_BACK_FIRST: usize = 10_000_000;
+/// The first request number of the run against a server in its own process.
+const EXTERNAL_FIRST: usize = 20_000_000;
+/// How long `nixo serve` may take to answer its first `/healthz`.
+const EXTERNAL_START_TIMEOUT_S: u64 = 120;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -145,6 +149,51 @@ async fn throughput(target: &Arc<Target>, route: Route, connections: usize, requ
     (per_task * connections) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// One keep-alive connection per route, requests alternating between the
+/// routes: p50/p99 of each, and each route's overhead over the direct one
+/// as a figure (`suffix` names the setting in the figures' labels).
+async fn alternating(target: &Target, routes: &[Route], requests: usize, suffix: &str) {
+    let transfer = r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#;
+    for (label, method, path, body) in [
+        ("GET /v1/balances", "GET", "/v1/balances", ""),
+        ("POST /v1/payments/transfer", "POST", "/v1/payments/transfer", transfer),
+    ] {
+        let mut samples: Vec<Vec<Duration>> = routes.iter().map(|_| Vec::with_capacity(requests)).collect();
+        let first = if suffix.is_empty() { 0 } else { EXTERNAL_FIRST };
+        for i in 0..requests * routes.len() {
+            let r = i % routes.len();
+            let started = Instant::now();
+            one(target, routes[r], method, path, body, first + i).await;
+            samples[r].push(started.elapsed());
+        }
+        let mut p50_p99 = Vec::new();
+        for (route, samples) in routes.iter().zip(samples) {
+            p50_p99.push(report(&format!("{label} {}{suffix}", route.label()), samples));
+        }
+        let direct = p50_p99.last().copied().unwrap();
+        for (route, (p50, p99)) in routes.iter().zip(&p50_p99).filter(|(r, _)| **r != Route::Direct) {
+            let overhead = micros(*p50) - micros(direct.0);
+            println!(
+                "{label:<40} {}{suffix} overhead p50 = {overhead:.1} µs, p99 = {:.1} µs",
+                route.label(),
+                micros(*p99) - micros(direct.1)
+            );
+            let goal = if *route == Route::Embedded && method == "GET" {
+                Goal::AtMost(EDGE_OVERHEAD_P50_GOAL_US)
+            } else {
+                Goal::None
+            };
+            figure(
+                &format!("edge overhead p50, {label}, {}{suffix}", route.label()),
+                overhead,
+                "µs",
+                goal,
+            );
+        }
+        println!();
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let requests: usize = std::env::var("NIXO_BENCH_REQUESTS")
@@ -198,43 +247,7 @@ async fn main() {
         .collect();
 
     println!("latency, one keep-alive connection per route, alternating:");
-    for (label, method, path, body) in [
-        ("GET /v1/balances", "GET", "/v1/balances", ""),
-        ("POST /v1/payments/transfer", "POST", "/v1/payments/transfer", transfer),
-    ] {
-        let mut samples: Vec<Vec<Duration>> = routes.iter().map(|_| Vec::with_capacity(requests)).collect();
-        for i in 0..requests * routes.len() {
-            let r = i % routes.len();
-            let started = Instant::now();
-            one(&target, routes[r], method, path, body, i).await;
-            samples[r].push(started.elapsed());
-        }
-        let mut p50_p99 = Vec::new();
-        for (route, samples) in routes.iter().zip(samples) {
-            p50_p99.push(report(&format!("{label} {}", route.label()), samples));
-        }
-        let direct = p50_p99.last().copied().unwrap();
-        for (route, (p50, p99)) in routes.iter().zip(&p50_p99).filter(|(r, _)| **r != Route::Direct) {
-            let overhead = micros(*p50) - micros(direct.0);
-            println!(
-                "{label:<40} {} overhead p50 = {overhead:.1} µs, p99 = {:.1} µs",
-                route.label(),
-                micros(*p99) - micros(direct.1)
-            );
-            let goal = if *route == Route::Embedded && method == "GET" {
-                Goal::AtMost(EDGE_OVERHEAD_P50_GOAL_US)
-            } else {
-                Goal::None
-            };
-            figure(
-                &format!("edge overhead p50, {label}, {}", route.label()),
-                overhead,
-                "µs",
-                goal,
-            );
-        }
-        println!();
-    }
+    alternating(&target, &routes, requests, "").await;
 
     // Back to back on one connection, each route alone: a response whose
     // head and body left in two segments waits for the client's delayed
@@ -314,6 +327,73 @@ async fn main() {
     }
     drop(spin_gateway);
     server.stop().await;
+
+    // In this process the direct route's connections are served by the
+    // runtime its client runs on, often without leaving the thread, while
+    // the gateway's go to the server's connection threads: the same run
+    // against `nixo serve` in a process of its own (the same data
+    // directory, key and secret) is what a client of the API sees.
+    println!("latency, `nixo serve` in a process of its own, one keep-alive connection per route, alternating:");
+    let external = ExternalServer::start(dir.path()).await;
+    let target = Target {
+        client: reqwest::Client::new(),
+        gateway: format!("http://{}", external.listen),
+        spin: None,
+        core: format!("http://{}", external.core_listen),
+        secret: target.secret.clone(),
+        key: target.key.clone(),
+        principal: target.principal.clone(),
+    };
+    alternating(
+        &target,
+        &[Route::Embedded, Route::Direct],
+        requests,
+        ", server in its own process",
+    )
+    .await;
+    drop(external);
+}
+
+/// `nixo serve` of this build as a child process, killed on drop.
+struct ExternalServer {
+    child: std::process::Child,
+    listen: String,
+    core_listen: String,
+}
+
+impl ExternalServer {
+    async fn start(data_dir: &std::path::Path) -> ExternalServer {
+        let listen = format!("127.0.0.1:{}", spin::free_port());
+        let core_listen = format!("127.0.0.1:{}", spin::free_port());
+        let child = std::process::Command::new(nixo_tests::nixo_cli())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &listen, "--core-listen", &core_listen])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nixo serve starts (build it: cargo build --release -p nixo-core --bin nixo)");
+        let server = ExternalServer {
+            child,
+            listen,
+            core_listen,
+        };
+        let health = format!("http://{}/healthz", server.listen);
+        let deadline = Instant::now() + Duration::from_secs(EXTERNAL_START_TIMEOUT_S);
+        while !reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+            assert!(Instant::now() < deadline, "nixo serve did not answer {health}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+}
+
+impl Drop for ExternalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Commands Redis has served and connections it has accepted so far
