@@ -151,15 +151,15 @@ async fn throughput(target: &Arc<Target>, route: Route, connections: usize, requ
 
 /// One keep-alive connection per route, requests alternating between the
 /// routes: p50/p99 of each, and each route's overhead over the direct one
-/// as a figure (`suffix` names the setting in the figures' labels).
-async fn alternating(target: &Target, routes: &[Route], requests: usize, suffix: &str) {
+/// as a figure (`suffix` names the setting in the figures' labels;
+/// requests are numbered from `first`).
+async fn alternating(target: &Target, routes: &[Route], requests: usize, first: usize, suffix: &str) {
     let transfer = r#"{"from_wallet":101,"to_wallet":102,"amount":"1.00","currency":"KES"}"#;
     for (label, method, path, body) in [
         ("GET /v1/balances", "GET", "/v1/balances", ""),
         ("POST /v1/payments/transfer", "POST", "/v1/payments/transfer", transfer),
     ] {
         let mut samples: Vec<Vec<Duration>> = routes.iter().map(|_| Vec::with_capacity(requests)).collect();
-        let first = if suffix.is_empty() { 0 } else { EXTERNAL_FIRST };
         for i in 0..requests * routes.len() {
             let r = i % routes.len();
             let started = Instant::now();
@@ -247,7 +247,7 @@ async fn main() {
         .collect();
 
     println!("latency, one keep-alive connection per route, alternating:");
-    alternating(&target, &routes, requests, "").await;
+    alternating(&target, &routes, requests, 0, "").await;
 
     // Back to back on one connection, each route alone: a response whose
     // head and body left in two segments waits for the client's delayed
@@ -348,6 +348,7 @@ async fn main() {
         &target,
         &[Route::Embedded, Route::Direct],
         requests,
+        EXTERNAL_FIRST,
         ", server in its own process",
     )
     .await;
